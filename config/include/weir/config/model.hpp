@@ -1,0 +1,129 @@
+// The typed, validated configuration model. Produced by load_file() and consumed by the core; it
+// knows nothing of sockets.
+#pragma once
+
+#include "weir/config/node.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace weir::config {
+
+using Duration = std::chrono::milliseconds;
+
+// A reference to a plugin module: `{ use = "name", ...settings }`. `node` is the whole table
+// (including `use`); the plugin validates the rest of it.
+struct PluginRef {
+  std::string use;
+  Node node;
+};
+
+struct SystemConfig {
+  uint32_t workers = 0;                 // 0 = one per core
+  std::vector<std::string> plugin_dirs; // searched before WEIR_PLUGIN_PATH and the default
+  Duration shutdown_grace{30000};       // SIGTERM: time in-flight requests get to finish
+};
+
+struct LogConfig {
+  std::string level = "info";    // trace debug info warn error
+  std::string format = "text";   // text json
+  std::string output = "stdout"; // stdout stderr or a file path
+  bool access_log = true;
+};
+
+struct UpstreamConfig {
+  std::string name;
+  SourceLoc loc;
+  PluginRef discovery;
+  PluginRef lb;                     // default { use = "round-robin" }
+  std::optional<PluginRef> health;  // none by default
+  Duration connect_timeout{5000};   // 502 when exceeded
+  Duration response_timeout{60000}; // time to the response head; 504 when exceeded
+  Duration idle_timeout{60000};     // pooled keep-alive connection idle time
+  uint32_t pool_size = 64;          // idle connections kept per target per worker
+};
+
+struct ListenerConfig {
+  std::string address; // "ip:port" or "[ipv6]:port"
+  SourceLoc loc;
+};
+
+struct RouteConfig {
+  std::optional<std::string> path_prefix; // prefix on a segment boundary
+  std::optional<std::string> path_exact;
+  std::string upstream;
+  std::vector<PluginRef> filters;
+  SourceLoc loc;
+};
+
+struct LimitsConfig {
+  uint64_t max_request_line = 8192;  // 414 above
+  uint64_t max_header_bytes = 32768; // whole head; 431 above
+  uint32_t max_headers = 100;        // 431 above
+  uint64_t max_body = 0;             // 0 = unlimited; 413 above
+  Duration header_timeout{60000};    // time to receive a request head (slowloris)
+  Duration keepalive_timeout{75000}; // idle client connection between requests
+  Duration send_timeout{60000};      // a client that does not read
+};
+
+struct ServiceConfig {
+  std::string name;
+  SourceLoc loc;
+  std::vector<ListenerConfig> listeners;
+  std::string upstream; // default route; may be empty (then unmatched requests get 404)
+  std::vector<RouteConfig> routes;
+  std::vector<PluginRef> filters; // run for every route, before the route's own
+  LimitsConfig limits;
+};
+
+struct Config {
+  std::string source_path;
+  SystemConfig system;
+  LogConfig log;
+  std::vector<UpstreamConfig> upstreams; // in file order
+  std::vector<ServiceConfig> services;   // in file order
+
+  const UpstreamConfig* find_upstream(std::string_view name) const;
+};
+
+// Values given on the command line; they win over the environment, which wins over the file.
+struct Overrides {
+  std::optional<uint32_t> workers;
+  std::optional<std::string> log_level;
+  std::optional<std::string> log_format;
+};
+
+// An environment variable weir reads.
+struct EnvVar {
+  std::string name;     // WEIR_WORKERS
+  std::string key_path; // system.workers, or "" when it is not a config key
+  std::string meaning;
+};
+const std::vector<EnvVar>& env_vars();
+
+struct LoadResult {
+  std::optional<Config> config;
+  std::vector<Diagnostic> errors; // every problem found, in file order
+  bool ok() const { return config.has_value() && errors.empty(); }
+};
+
+// Parse and validate. `env` holds the process environment (only WEIR_* names are read).
+LoadResult load_file(const std::string& path, const Overrides& cli,
+                     const std::map<std::string, std::string>& env);
+LoadResult load_string(std::string_view text, const std::string& source_name, const Overrides& cli,
+                       const std::map<std::string, std::string>& env);
+
+// The effective configuration with every default, as TOML that loads back to the same Config.
+std::string dump_toml(const Config& config);
+
+// "250ms", "5s", "1m", "1h", "1d" -> milliseconds; std::nullopt when malformed.
+std::optional<Duration> parse_duration(std::string_view text);
+// "64KiB", "1MiB", "512", "1GB" -> bytes; std::nullopt when malformed.
+std::optional<uint64_t> parse_size(std::string_view text);
+std::string format_duration(Duration d);
+
+} // namespace weir::config

@@ -1,0 +1,37 @@
+// The host side of weir_http_t: one HTTP exchange as filters and load balancers see it.
+#pragma once
+
+#include <boost/beast/http/fields.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace weir::core::http {
+
+struct LocalResponse {
+  unsigned status = 200;
+  std::string content_type;
+  std::string body;
+};
+
+struct Exchange {
+  boost::beast::http::fields* request = nullptr;  // headers as they will go upstream
+  boost::beast::http::fields* response = nullptr; // headers as they will go downstream
+  std::string_view method;
+  std::string_view path;
+  std::string_view query;
+  std::string_view host;
+  std::string_view client_ip;
+  uint16_t client_port = 0;
+  unsigned status = 0;
+  bool can_respond = false; // request stages only
+  std::optional<LocalResponse> local;
+};
+
+// RFC 9110 token (header name) and field-value checks.
+bool valid_header_name(std::string_view name);
+bool valid_header_value(std::string_view value);
+
+} // namespace weir::core::http

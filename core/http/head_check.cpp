@@ -1,0 +1,163 @@
+#include "core/http/head_check.hpp"
+
+#include "core/http/exchange.hpp"
+
+#include <charconv>
+#include <vector>
+
+namespace weir::core::http {
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    auto x = static_cast<unsigned char>(a[i]);
+    auto y = static_cast<unsigned char>(b[i]);
+    if (x >= 'A' && x <= 'Z') x = static_cast<unsigned char>(x + 32);
+    if (y >= 'A' && y <= 'Z') y = static_cast<unsigned char>(y + 32);
+    if (x != y) return false;
+  }
+  return true;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+HeadCheck reject(unsigned status, std::string reason) {
+  HeadCheck r;
+  r.status = status;
+  r.reason = std::move(reason);
+  return r;
+}
+
+bool valid_method(std::string_view m) { return valid_header_name(m); }
+
+bool valid_target_char(unsigned char c) { return c > 0x20 && c < 0x7f; }
+
+} // namespace
+
+size_t find_head_end(std::string_view data, size_t& skip) {
+  skip = 0;
+  while (skip + 1 < data.size() && data[skip] == '\r' && data[skip + 1] == '\n') skip += 2;
+  auto pos = data.find("\r\n\r\n", skip);
+  return pos == std::string_view::npos ? 0 : pos + 4;
+}
+
+unsigned check_partial_head(std::string_view data, const HeadLimits& limits) {
+  auto eol = data.find("\r\n");
+  if (eol == std::string_view::npos) {
+    if (data.size() > limits.max_request_line) return 414;
+  } else if (eol > limits.max_request_line) {
+    return 414;
+  }
+  if (data.size() > limits.max_header_bytes) return 431;
+  return 0;
+}
+
+HeadCheck check_head(std::string_view head, const HeadLimits& limits) {
+  if (head.size() > limits.max_header_bytes) return reject(431, "request head too large");
+  auto eol = head.find("\r\n");
+  if (eol == std::string_view::npos) return reject(400, "no request line");
+  std::string_view line = head.substr(0, eol);
+  if (line.size() > limits.max_request_line) return reject(414, "request line too long");
+
+  // request-line = method SP request-target SP HTTP-version
+  auto sp1 = line.find(' ');
+  auto sp2 = line.rfind(' ');
+  if (sp1 == std::string_view::npos || sp2 == sp1) return reject(400, "malformed request line");
+  std::string_view method = line.substr(0, sp1);
+  std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  std::string_view version = line.substr(sp2 + 1);
+  if (!valid_method(method)) return reject(400, "invalid method");
+  if (target.empty()) return reject(400, "empty request target");
+  for (unsigned char c : target)
+    if (!valid_target_char(c)) return reject(400, "invalid byte in request target");
+  HeadCheck out;
+  if (version == "HTTP/1.1") {
+    out.version = 11;
+  } else if (version == "HTTP/1.0") {
+    out.version = 10;
+  } else if (version.size() == 8 && version.substr(0, 5) == "HTTP/" && version[6] == '.') {
+    return reject(505, "unsupported HTTP version");
+  } else {
+    return reject(400, "malformed HTTP version");
+  }
+  if (method == "CONNECT") return reject(405, "CONNECT is not supported");
+  if (target.front() != '/' && !(target == "*" && method == "OPTIONS") &&
+      !(target.size() > 7 && (target.substr(0, 7) == "http://" || target.substr(0, 8) == "https://")))
+    return reject(400, "unsupported request-target form");
+
+  size_t count = 0;
+  size_t hosts = 0;
+  bool has_te = false;
+  std::vector<std::string_view> te_values;
+  std::optional<uint64_t> content_length;
+  size_t pos = eol + 2;
+  while (pos < head.size()) {
+    auto next = head.find("\r\n", pos);
+    if (next == std::string_view::npos) return reject(400, "unterminated header line");
+    std::string_view field = head.substr(pos, next - pos);
+    pos = next + 2;
+    if (field.empty()) break; // end of head
+    if (field.front() == ' ' || field.front() == '\t')
+      return reject(400, "obsolete line folding in headers");
+    for (unsigned char c : field)
+      if ((c < 0x20 && c != '\t') || c == 0x7f) return reject(400, "control byte in header");
+    if (++count > limits.max_headers) return reject(431, "too many headers");
+    auto colon = field.find(':');
+    if (colon == std::string_view::npos) return reject(400, "header line without colon");
+    std::string_view name = field.substr(0, colon);
+    if (!valid_header_name(name)) return reject(400, "invalid header name");
+    std::string_view value = trim(field.substr(colon + 1));
+    if (iequals(name, "host")) {
+      ++hosts;
+    } else if (iequals(name, "content-length")) {
+      // A list ("5, 5") or repeated field is accepted only when every value is the same.
+      std::string_view rest = value;
+      do {
+        auto comma = rest.find(',');
+        std::string_view item = trim(rest.substr(0, comma));
+        uint64_t n = 0;
+        auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), n);
+        if (item.empty() || ec != std::errc() || p != item.data() + item.size())
+          return reject(400, "invalid Content-Length");
+        for (unsigned char c : item)
+          if (c < '0' || c > '9') return reject(400, "invalid Content-Length");
+        if (content_length && *content_length != n)
+          return reject(400, "conflicting Content-Length values");
+        content_length = n;
+        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+        if (comma != std::string_view::npos && trim(rest).empty())
+          return reject(400, "invalid Content-Length");
+      } while (!rest.empty());
+    } else if (iequals(name, "transfer-encoding")) {
+      has_te = true;
+      std::string_view rest = value;
+      while (true) {
+        auto comma = rest.find(',');
+        std::string_view item = trim(rest.substr(0, comma));
+        if (!item.empty()) te_values.push_back(item);
+        if (comma == std::string_view::npos) break;
+        rest = rest.substr(comma + 1);
+      }
+    }
+  }
+  if (has_te) {
+    if (content_length) return reject(400, "both Content-Length and Transfer-Encoding");
+    if (out.version == 10) return reject(400, "Transfer-Encoding in an HTTP/1.0 request");
+    if (te_values.size() != 1 || !iequals(te_values.front(), "chunked"))
+      return reject(400, "unsupported Transfer-Encoding (only \"chunked\" is accepted)");
+    out.chunked = true;
+  }
+  if (out.version == 11 && hosts != 1)
+    return reject(400, hosts == 0 ? "missing Host header" : "more than one Host header");
+  if (out.version == 10 && hosts > 1) return reject(400, "more than one Host header");
+  out.content_length = content_length;
+  return out;
+}
+
+} // namespace weir::core::http

@@ -1,0 +1,37 @@
+// Strict checks on a raw HTTP/1.x request head, before any parser sees it. This is where request
+// smuggling is refused: whatever passes here has one unambiguous framing.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace weir::core::http {
+
+struct HeadLimits {
+  size_t max_request_line = 8192;
+  size_t max_header_bytes = 32768;
+  size_t max_headers = 100;
+};
+
+struct HeadCheck {
+  unsigned status = 0;  // 0 = acceptable; else the status to answer (400, 414, 431, 501, 505)
+  std::string reason;   // for the log
+  unsigned version = 11;
+  std::optional<uint64_t> content_length;
+  bool chunked = false;
+};
+
+// Where the head ends (the index just past "\r\n\r\n"), or 0 when it is not complete yet. Leading
+// empty lines (allowed before a request line) are counted in `skip`.
+size_t find_head_end(std::string_view data, size_t& skip);
+
+// Inspect an incomplete head: a status (414 or 431) when it already breaks a limit, else 0.
+unsigned check_partial_head(std::string_view data, const HeadLimits& limits);
+
+// Inspect a complete head (request line + headers + empty line).
+HeadCheck check_head(std::string_view head, const HeadLimits& limits);
+
+} // namespace weir::core::http

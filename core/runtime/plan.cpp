@@ -1,0 +1,73 @@
+#include "core/runtime/plan.hpp"
+
+#include <algorithm>
+
+namespace weir::core {
+
+std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_path,
+                                  std::vector<std::string>& errors) {
+  auto plan = std::make_unique<Plan>();
+  plan->config = std::move(cfg);
+  plan->registry = std::make_unique<plugin::Registry>();
+  plan->plugin_dirs = plugin::plugin_search_path(plan->config.system.plugin_dirs, env_plugin_path);
+  size_t before = errors.size();
+  plan->registry->load_dirs(plan->plugin_dirs, errors);
+  bool load_failed = errors.size() != before;
+
+  std::vector<config::Diagnostic> diags;
+  auto make = [&](weir_kind_t kind, const config::PluginRef& ref) {
+    return plugin::ModuleConfig::create(*plan->registry, kind, ref, diags);
+  };
+
+  const auto& c = plan->config;
+  for (const auto& up : c.upstreams) {
+    CompiledUpstream cu;
+    cu.cfg = &up;
+    cu.discovery = make(WEIR_KIND_DISCOVERY, up.discovery);
+    cu.lb = make(WEIR_KIND_LB, up.lb);
+    if (up.health) cu.health = make(WEIR_KIND_HEALTH, *up.health);
+    plan->upstreams.push_back(std::move(cu));
+  }
+  auto upstream_index = [&](const std::string& name) -> size_t {
+    for (size_t i = 0; i < c.upstreams.size(); ++i)
+      if (c.upstreams[i].name == name) return i;
+    return 0; // the config layer already refused unknown names
+  };
+  for (const auto& svc : c.services) {
+    CompiledService cs;
+    cs.cfg = &svc;
+    for (const auto& f : svc.filters) cs.filters.push_back(make(WEIR_KIND_FILTER, f));
+    for (const auto& r : svc.routes) {
+      CompiledRoute cr;
+      cr.exact = r.path_exact;
+      cr.prefix = r.path_prefix;
+      cr.upstream = upstream_index(r.upstream);
+      cr.filters = cs.filters;
+      for (const auto& f : r.filters) cr.filters.push_back(make(WEIR_KIND_FILTER, f));
+      cs.routes.push_back(std::move(cr));
+    }
+    // Precedence: exact matches, then the longest prefix; file order breaks ties.
+    std::stable_sort(cs.routes.begin(), cs.routes.end(),
+                     [](const CompiledRoute& a, const CompiledRoute& b) {
+                       if (a.exact.has_value() != b.exact.has_value()) return a.exact.has_value();
+                       if (a.prefix && b.prefix) return a.prefix->size() > b.prefix->size();
+                       return false;
+                     });
+    if (!svc.upstream.empty()) {
+      CompiledRoute fb;
+      fb.upstream = upstream_index(svc.upstream);
+      fb.filters = cs.filters;
+      cs.fallback = std::move(fb);
+    }
+    plan->services.push_back(std::move(cs));
+  }
+
+  std::stable_sort(diags.begin(), diags.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.loc.line, a.loc.column) < std::tie(b.loc.line, b.loc.column);
+  });
+  for (const auto& d : diags) errors.push_back(d.to_string());
+  if (load_failed || !diags.empty()) return nullptr;
+  return plan;
+}
+
+} // namespace weir::core

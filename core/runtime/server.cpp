@@ -1,0 +1,286 @@
+#include "core/runtime/server.hpp"
+
+#include "core/plugin/modules.hpp"
+#include "core/runtime/logging.hpp"
+#include "core/runtime/worker.hpp"
+#include "core/upstream/targets.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <fmt/format.h>
+
+#include <unistd.h>
+
+#include <charconv>
+#include <csignal>
+#include <map>
+#include <set>
+#include <thread>
+
+namespace weir::core {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+std::string format_endpoint(const tcp::endpoint& ep) {
+  if (ep.address().is_v6()) return fmt::format("[{}]:{}", ep.address().to_string(), ep.port());
+  return fmt::format("{}:{}", ep.address().to_string(), ep.port());
+}
+
+bool parse_listen_address(const std::string& text, tcp::endpoint& out) {
+  std::string_view host;
+  std::string_view port_text;
+  std::string_view t(text);
+  if (!t.empty() && t.front() == '[') {
+    auto close = t.find(']');
+    if (close == std::string_view::npos || close + 1 >= t.size() || t[close + 1] != ':') return false;
+    host = t.substr(1, close - 1);
+    port_text = t.substr(close + 2);
+  } else {
+    auto colon = t.rfind(':');
+    if (colon == std::string_view::npos) return false;
+    host = t.substr(0, colon);
+    port_text = t.substr(colon + 1);
+  }
+  unsigned port = 0;
+  auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || port > 65535) return false;
+  boost::system::error_code aec;
+  auto addr = asio::ip::make_address(std::string(host), aec);
+  if (aec) return false;
+  out = tcp::endpoint(addr, static_cast<uint16_t>(port));
+  return true;
+}
+
+// The control-thread state of one upstream group.
+class Group {
+public:
+  Group(size_t index, const CompiledUpstream& plan, asio::io_context& control,
+        std::vector<std::unique_ptr<Worker>>& workers)
+      : index_(index), plan_(plan), control_(control), workers_(workers),
+        log_(logger("upstream")) {}
+
+  void start() {
+    if (plan_.health) {
+      health_ = std::make_unique<plugin::HealthInstance>(plan_.health, [this](plugin::HostCtx& c) {
+        c.timer_context = &control_;
+        c.on_health = [this](std::string_view id, bool healthy, std::string_view reason) {
+          on_health(id, healthy, reason);
+        };
+      });
+    }
+    discovery_ = std::make_unique<plugin::DiscoveryInstance>(plan_.discovery,
+                                                             [this](plugin::HostCtx& c) {
+      c.timer_context = &control_;
+      c.on_publish = [this](std::vector<plugin::PublishedTarget> targets) {
+        on_publish(std::move(targets));
+      };
+    });
+    if (!discovery_->start())
+      throw std::runtime_error(fmt::format("upstream {}: discovery failed to start", name()));
+  }
+
+  void stop() {
+    discovery_.reset();
+    health_.reset();
+  }
+
+  const std::string& name() const { return plan_.cfg->name; }
+
+private:
+  void on_publish(std::vector<plugin::PublishedTarget> published) {
+    std::vector<upstream::Target> next;
+    std::set<std::string> seen;
+    for (auto& p : published) {
+      if (!seen.insert(p.id).second) {
+        log_->warn("upstream {}: duplicate target {} ignored", name(), p.id);
+        continue;
+      }
+      upstream::Target t;
+      std::string error;
+      if (!upstream::resolve_address(p.address, t.endpoint, error)) {
+        log_->error("upstream {}: target {} skipped: {}", name(), p.address, error);
+        continue;
+      }
+      t.address = std::move(p.address);
+      t.id = std::move(p.id);
+      t.weight = p.weight;
+      next.push_back(std::move(t));
+    }
+    // One line per change, naming what came and went.
+    std::vector<std::string> added;
+    std::vector<std::string> removed;
+    std::set<std::string> now;
+    for (const auto& t : next) {
+      now.insert(t.id);
+      if (!current_ids_.count(t.id)) added.push_back(t.id);
+    }
+    for (const auto& id : current_ids_)
+      if (!now.count(id)) removed.push_back(id);
+    if (!added.empty() || !removed.empty() || version_ == 0)
+      log_->info("upstream {}: {} targets (added: [{}], removed: [{}])", name(), next.size(),
+                 fmt::join(added, ", "), fmt::join(removed, ", "));
+    current_ids_ = std::move(now);
+    targets_ = std::move(next);
+    publish();
+    if (health_) health_->set_targets(snapshot_->abi);
+  }
+
+  void on_health(std::string_view id, bool healthy, std::string_view reason) {
+    std::string key(id);
+    auto it = unhealthy_.find(key);
+    bool was_healthy = it == unhealthy_.end();
+    if (was_healthy == healthy) return;
+    if (healthy) {
+      unhealthy_.erase(it);
+    } else {
+      unhealthy_.insert(key);
+    }
+    log_->warn("upstream {}: target {} is now {}{}{}", name(), key,
+               healthy ? "healthy" : "unhealthy", reason.empty() ? "" : ": ", reason);
+    publish();
+  }
+
+  void publish() {
+    std::vector<upstream::Target> copy = targets_;
+    for (auto& t : copy) t.healthy = !unhealthy_.count(t.id);
+    snapshot_ = upstream::make_target_set(std::move(copy), ++version_);
+    for (auto& w : workers_) w->post_targets(index_, snapshot_);
+  }
+
+  size_t index_;
+  const CompiledUpstream& plan_;
+  asio::io_context& control_;
+  std::vector<std::unique_ptr<Worker>>& workers_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::unique_ptr<plugin::DiscoveryInstance> discovery_;
+  std::unique_ptr<plugin::HealthInstance> health_;
+  std::vector<upstream::Target> targets_;
+  std::set<std::string> current_ids_;
+  std::set<std::string> unhealthy_;
+  std::shared_ptr<const upstream::TargetSet> snapshot_;
+  uint64_t version_ = 0;
+};
+
+} // namespace
+
+int run_server(std::unique_ptr<Plan> plan) {
+  auto log = logger("core");
+  const auto& cfg = plan->config;
+  asio::io_context control(1);
+
+  size_t nworkers = cfg.system.workers;
+  if (nworkers == 0) nworkers = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (size_t i = 0; i < nworkers; ++i) workers.push_back(std::make_unique<Worker>(i, *plan));
+
+  // Bind every listener in every worker (SO_REUSEPORT); port 0 becomes one port shared by all.
+  for (size_t s = 0; s < cfg.services.size(); ++s) {
+    const auto& svc = cfg.services[s];
+    for (const auto& l : svc.listeners) {
+      tcp::endpoint ep;
+      if (!parse_listen_address(l.address, ep)) {
+        log->error("service {}: invalid listener address \"{}\"", svc.name, l.address);
+        return 1;
+      }
+      for (auto& w : workers) {
+        boost::system::error_code ec;
+        auto bound = w->listen(s, ep, ec);
+        if (ec) {
+          log->error("service {}: cannot listen on {}: {}", svc.name, l.address, ec.message());
+          return 1;
+        }
+        ep = bound;
+      }
+      log->info("listening on {} (service {})", format_endpoint(ep), svc.name);
+    }
+  }
+
+  std::vector<std::unique_ptr<Group>> groups;
+  try {
+    for (size_t i = 0; i < plan->upstreams.size(); ++i) {
+      groups.push_back(std::make_unique<Group>(i, plan->upstreams[i], control, workers));
+      groups.back()->start();
+    }
+  } catch (const std::exception& e) {
+    log->error("{}", e.what());
+    return 1;
+  }
+
+  for (auto& w : workers) {
+    std::string error;
+    if (!w->start(error)) {
+      log->error("worker {}: {}", w->index(), error);
+      for (auto& other : workers) other->stop();
+      return 1;
+    }
+  }
+
+  asio::signal_set signals(control, SIGTERM, SIGINT, SIGHUP);
+  asio::steady_timer poll(control);
+  bool draining = false;
+  auto deadline = std::chrono::steady_clock::now();
+  std::function<void()> watch_drain = [&] {
+    poll.expires_after(std::chrono::milliseconds(20));
+    poll.async_wait([&](boost::system::error_code ec) {
+      if (ec) return;
+      bool all = true;
+      for (auto& w : workers) all = all && w->finished();
+      if (all) {
+        log->info("all connections closed; exiting");
+        control.stop();
+        return;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        log->warn("shutdown grace period of {} expired; closing remaining connections",
+                  config::format_duration(cfg.system.shutdown_grace));
+        for (auto& w : workers) w->stop();
+        control.stop();
+        return;
+      }
+      watch_drain();
+    });
+  };
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        log->warn("SIGHUP received: configuration reload is not available in this version; "
+                  "the running configuration is kept");
+        wait_signal();
+        return;
+      }
+      if (sig == SIGINT) {
+        log->info("SIGINT received: stopping now");
+        for (auto& w : workers) w->stop();
+        control.stop();
+        return;
+      }
+      if (!draining) {
+        draining = true;
+        deadline = std::chrono::steady_clock::now() + cfg.system.shutdown_grace;
+        log->info("SIGTERM received: draining (grace {})",
+                  config::format_duration(cfg.system.shutdown_grace));
+        for (auto& w : workers) w->post_drain();
+        watch_drain();
+      }
+      wait_signal();
+    });
+  };
+  wait_signal();
+
+  log->info("weir ready: {} worker{}, pid {}", nworkers, nworkers == 1 ? "" : "s", ::getpid());
+  control.run();
+
+  for (auto& w : workers) w->join();
+  for (auto& g : groups) g->stop();
+  workers.clear();
+  return 0;
+}
+
+} // namespace weir::core

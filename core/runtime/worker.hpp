@@ -1,0 +1,116 @@
+// A worker thread: its own io_context, its own listening sockets (SO_REUSEPORT), its own upstream
+// pools and its own instances of the hot-path plugins. A request never leaves its worker.
+#pragma once
+
+#include "core/plugin/modules.hpp"
+#include "core/runtime/plan.hpp"
+#include "core/upstream/pool.hpp"
+#include "core/upstream/targets.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <list>
+#include <mutex>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace weir::core {
+
+struct WorkerUpstream {
+  const CompiledUpstream* plan = nullptr;
+  std::unique_ptr<plugin::LbInstance> lb;
+  std::shared_ptr<const upstream::TargetSet> targets;
+};
+
+struct WorkerRoute {
+  const CompiledRoute* plan = nullptr;
+  WorkerUpstream* upstream = nullptr; // null: no upstream (filters must answer, else 404)
+  std::vector<plugin::FilterInstance*> filters;
+};
+
+struct WorkerService {
+  const CompiledService* plan = nullptr;
+  std::vector<WorkerRoute> routes;
+  std::optional<WorkerRoute> fallback;
+  WorkerRoute unmatched; // service filters only, no upstream
+  // The route for `path`: exact, then longest prefix on a segment boundary, then the fallback.
+  const WorkerRoute& match(std::string_view path) const;
+};
+
+// Something the worker can ask to close when it drains (an idle client connection).
+class Drainable {
+public:
+  virtual void on_drain() = 0;
+
+protected:
+  ~Drainable() = default;
+};
+
+class Worker {
+public:
+  Worker(size_t index, const Plan& plan);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Bind a listener's socket for this worker (called on the main thread before start).
+  // `endpoint` may carry port 0 the first time; returns the bound endpoint.
+  boost::asio::ip::tcp::endpoint listen(size_t service, const boost::asio::ip::tcp::endpoint& ep,
+                                        boost::system::error_code& ec);
+  // Start the thread: make the plugin instances there, then serve. Blocks until the instances
+  // exist; false (with `error`) when one could not be made.
+  bool start(std::string& error);
+  // Thread-safe: hand the worker a new target set for upstream `index`.
+  void post_targets(size_t index, std::shared_ptr<const upstream::TargetSet> set);
+  // Thread-safe: stop accepting, close idle connections, finish in-flight requests.
+  void post_drain();
+  // Thread-safe: stop now.
+  void stop();
+  void join();
+  bool finished() const { return finished_.load(); }
+
+  // --- used by sessions, on the worker's thread ---
+  boost::asio::io_context& context() { return *ioc_; }
+  upstream::Pool& pool() { return pool_; }
+  bool draining() const { return draining_; }
+  std::list<Drainable*>::iterator add_session(Drainable* s);
+  void remove_session(std::list<Drainable*>::iterator it);
+  size_t index() const { return index_; }
+
+private:
+  void build_instances();
+  void accept_loop(size_t listener);
+  void schedule_sweep();
+  void check_finished();
+
+  size_t index_;
+  const Plan& plan_;
+  // Owned by pointer so the thread can destroy it (and with it any unfinished session) while the
+  // plugin instances the sessions point to still exist.
+  std::unique_ptr<boost::asio::io_context> ioc_;
+  std::mutex ioc_mutex_;
+  upstream::Pool pool_;
+  std::vector<WorkerUpstream> upstreams_;
+  std::vector<WorkerService> services_;
+  std::vector<std::unique_ptr<plugin::FilterInstance>> filters_;
+  struct Listener {
+    size_t service;
+    boost::asio::ip::tcp::acceptor acceptor;
+  };
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::list<Drainable*> sessions_;
+  std::unique_ptr<boost::asio::steady_timer> sweep_timer_;
+  bool draining_ = false;
+  bool tearing_down_ = false;
+  std::atomic<bool> finished_{false};
+  std::thread thread_;
+};
+
+} // namespace weir::core

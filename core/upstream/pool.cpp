@@ -1,0 +1,83 @@
+#include "core/upstream/pool.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+namespace weir::core::upstream {
+
+namespace {
+
+// An idle connection is usable when it has nothing to read: no EOF, no stray bytes.
+bool still_open(Pool::Stream& stream) {
+  auto& sock = stream.socket();
+  if (!sock.is_open()) return false;
+  char byte;
+  ssize_t n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return false;                                      // peer closed
+  if (n > 0) return false;                                       // unsolicited data
+  return errno == EAGAIN || errno == EWOULDBLOCK;                // nothing pending: fine
+}
+
+} // namespace
+
+std::unique_ptr<Pool::Stream> Pool::take(const std::string& key) {
+  auto it = idle_.find(key);
+  if (it == idle_.end()) return nullptr;
+  auto& list = it->second;
+  auto now = Clock::now();
+  while (!list.empty()) {
+    Idle idle = std::move(list.back());
+    list.pop_back();
+    if (idle.expires > now && still_open(*idle.stream)) return std::move(idle.stream);
+    boost::system::error_code ec;
+    idle.stream->socket().close(ec);
+  }
+  return nullptr;
+}
+
+void Pool::put(const std::string& key, std::unique_ptr<Stream> stream, size_t max_idle,
+               std::chrono::milliseconds idle_timeout) {
+  auto& list = idle_[key];
+  boost::system::error_code ec;
+  if (list.size() >= max_idle) {
+    stream->socket().close(ec);
+    return;
+  }
+  stream->expires_never();
+  list.push_back(Idle{std::move(stream), Clock::now() + idle_timeout});
+}
+
+void Pool::sweep() {
+  auto now = Clock::now();
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    auto& list = it->second;
+    for (size_t i = 0; i < list.size();) {
+      if (list[i].expires <= now || !still_open(*list[i].stream)) {
+        boost::system::error_code ec;
+        list[i].stream->socket().close(ec);
+        list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
+      } else {
+        ++i;
+      }
+    }
+    it = list.empty() ? idle_.erase(it) : std::next(it);
+  }
+}
+
+void Pool::clear() {
+  for (auto& [key, list] : idle_)
+    for (auto& idle : list) {
+      boost::system::error_code ec;
+      idle.stream->socket().close(ec);
+    }
+  idle_.clear();
+}
+
+size_t Pool::idle_count() const {
+  size_t n = 0;
+  for (const auto& [key, list] : idle_) n += list.size();
+  return n;
+}
+
+} // namespace weir::core::upstream

@@ -1,0 +1,72 @@
+#include "core/upstream/targets.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+
+#include <charconv>
+
+namespace weir::core::upstream {
+
+std::shared_ptr<const TargetSet> make_target_set(std::vector<Target> targets, uint64_t version) {
+  auto set = std::make_shared<TargetSet>();
+  set->targets = std::move(targets);
+  set->version = version;
+  set->abi.reserve(set->targets.size());
+  for (const auto& t : set->targets) {
+    weir_target_t abi{};
+    abi.struct_size = sizeof(weir_target_t);
+    abi.address = weir_str_t{t.address.data(), t.address.size()};
+    abi.weight = t.weight;
+    abi.healthy = t.healthy ? 1 : 0;
+    abi.id = weir_str_t{t.id.data(), t.id.size()};
+    set->abi.push_back(abi);
+  }
+  return set;
+}
+
+bool resolve_address(std::string_view address, boost::asio::ip::tcp::endpoint& out,
+                     std::string& error) {
+  std::string_view host;
+  std::string_view port_text;
+  if (!address.empty() && address.front() == '[') {
+    auto close = address.find(']');
+    if (close == std::string_view::npos || close + 1 >= address.size() ||
+        address[close + 1] != ':') {
+      error = "expected [ipv6]:port";
+      return false;
+    }
+    host = address.substr(1, close - 1);
+    port_text = address.substr(close + 2);
+  } else {
+    auto colon = address.rfind(':');
+    if (colon == std::string_view::npos) {
+      error = "missing :port";
+      return false;
+    }
+    host = address.substr(0, colon);
+    port_text = address.substr(colon + 1);
+  }
+  unsigned port = 0;
+  auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || p != port_text.data() + port_text.size() || port == 0 || port > 65535) {
+    error = "invalid port";
+    return false;
+  }
+  boost::system::error_code aec;
+  auto ip = boost::asio::ip::make_address(std::string(host), aec);
+  if (!aec) {
+    out = boost::asio::ip::tcp::endpoint(ip, static_cast<uint16_t>(port));
+    return true;
+  }
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::resolver resolver(ioc);
+  auto results = resolver.resolve(std::string(host), std::string(port_text), aec);
+  if (aec || results.empty()) {
+    error = "cannot resolve \"" + std::string(host) + "\": " + aec.message();
+    return false;
+  }
+  out = results.begin()->endpoint();
+  return true;
+}
+
+} // namespace weir::core::upstream

@@ -1,0 +1,38 @@
+// Upstream target sets: immutable snapshots built on the control thread from what discovery
+// published, handed to every worker (which keeps its own pointer: no lock on the hot path).
+#pragma once
+
+#include "weir/abi.h"
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace weir::core::upstream {
+
+struct Target {
+  std::string address; // as published
+  std::string id;      // stable identity (pool key, health reports)
+  uint32_t weight = 1;
+  bool healthy = true;
+  boost::asio::ip::tcp::endpoint endpoint;
+};
+
+struct TargetSet {
+  std::vector<Target> targets;
+  std::vector<weir_target_t> abi; // views into `targets`, as plugins see them
+  uint64_t version = 0;
+};
+
+std::shared_ptr<const TargetSet> make_target_set(std::vector<Target> targets, uint64_t version);
+
+// "1.2.3.4:80", "[::1]:80" or "host:80" -> endpoint. Host names are resolved synchronously (the
+// control thread only). Returns false and sets `error` when that fails.
+bool resolve_address(std::string_view address, boost::asio::ip::tcp::endpoint& out,
+                     std::string& error);
+
+} // namespace weir::core::upstream

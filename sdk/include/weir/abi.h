@@ -1,0 +1,275 @@
+/* weir plugin ABI: the one contract between the weir host and a plugin shared object.
+ *
+ * Compiles as C11 and as C++20. Only C types cross: fixed-width integers, string views, POD structs
+ * that start with `struct_size`, opaque handles, and function pointers taking a `void* user`.
+ *
+ * Versioning (see docs/plugin-abi.md):
+ *  - WEIR_ABI_MAJOR changes when anything existing changes meaning, layout or order. The host refuses
+ *    a plugin built for another major.
+ *  - WEIR_ABI_MINOR grows when something is appended: a field at the end of a struct, a new hook at
+ *    the end of a vtable (NULL = absent), a new host function at the end of weir_host_api_t, a new
+ *    enum value. A plugin built for an older minor loads; one built for a newer minor is refused.
+ *  - Every struct crossing the boundary begins with `uint32_t struct_size` set by whoever fills it,
+ *    so the reader knows which trailing fields exist.
+ *
+ * Ownership, unless a function says otherwise: views handed to a plugin are valid only for the
+ * duration of the call; everything a plugin hands to the host is copied before the call returns.
+ * Whoever allocates frees: every `*_new` hook has a matching `*_destroy` hook in the same vtable.
+ */
+#ifndef WEIR_ABI_H
+#define WEIR_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WEIR_ABI_MAJOR 1
+#define WEIR_ABI_MINOR 0
+
+/* Name of the one symbol a plugin exports. Its type is weir_plugin_entry_fn. */
+#define WEIR_PLUGIN_ENTRY_SYMBOL "weir_plugin_entry"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define WEIR_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define WEIR_PLUGIN_EXPORT
+#endif
+
+/* ------------------------------------------------------------------------------------------------
+ * Basic types
+ * --------------------------------------------------------------------------------------------- */
+
+/* A non-owning byte string. Not NUL-terminated unless a comment says so. */
+typedef struct weir_str {
+  const char* data;
+  size_t len;
+} weir_str_t;
+
+/* Result of most calls. Negative values are errors. */
+typedef int32_t weir_status_t;
+#define WEIR_OK 0
+#define WEIR_ERROR (-1)           /* generic failure; details were logged */
+#define WEIR_ERROR_CONFIG (-2)    /* the configuration was rejected; details were reported */
+#define WEIR_ERROR_NOMEM (-3)
+#define WEIR_ERROR_NOT_FOUND (-4) /* a looked-up item does not exist */
+#define WEIR_ERROR_INVALID (-5)   /* an argument was invalid (bad header name, bad index, ...) */
+#define WEIR_ERROR_UNSUPPORTED (-6)
+#define WEIR_ERROR_STATE (-7)     /* the call is not allowed at this point (e.g. headers sent) */
+
+/* Plugin kinds. A module of one kind has the vtable declared in the header of that kind. */
+typedef uint32_t weir_kind_t;
+#define WEIR_KIND_LB 1        /* weir/lb.h: load balancer (upstream selection) */
+#define WEIR_KIND_DISCOVERY 2 /* weir/discovery.h: service discovery (publishes upstream sets) */
+#define WEIR_KIND_HEALTH 3    /* weir/health.h: health checker */
+#define WEIR_KIND_FILTER 4    /* weir/filter.h: request/response filter */
+#define WEIR_KIND_CERTS 5     /* weir/certs.h: certificate provider (ACME) */
+
+typedef uint32_t weir_log_level_t;
+#define WEIR_LOG_TRACE 0
+#define WEIR_LOG_DEBUG 1
+#define WEIR_LOG_INFO 2
+#define WEIR_LOG_WARN 3
+#define WEIR_LOG_ERROR 4
+
+/* ------------------------------------------------------------------------------------------------
+ * Opaque handles owned by the host
+ * --------------------------------------------------------------------------------------------- */
+
+/* Identifies one plugin object to the host (for logs, timers, publishing). Valid from the `*_new`
+ * call that received it until the matching `*_destroy` returns. */
+typedef struct weir_host_ctx weir_host_ctx_t;
+
+/* A node of the plugin's configuration table (a TOML value). Valid only during config_new. */
+typedef struct weir_config_node weir_config_node_t;
+
+/* One HTTP exchange (request and, once received, the response). Valid only during the hook call
+ * that received it. */
+typedef struct weir_http weir_http_t;
+
+/* ------------------------------------------------------------------------------------------------
+ * Configuration view
+ * --------------------------------------------------------------------------------------------- */
+
+typedef uint32_t weir_config_type_t;
+#define WEIR_CONFIG_NONE 0 /* absent key */
+#define WEIR_CONFIG_STRING 1
+#define WEIR_CONFIG_INTEGER 2
+#define WEIR_CONFIG_FLOAT 3
+#define WEIR_CONFIG_BOOLEAN 4
+#define WEIR_CONFIG_ARRAY 5
+#define WEIR_CONFIG_TABLE 6
+
+/* Called for each key of a table, in file order. Return non-zero to stop. */
+typedef int (*weir_config_key_cb)(void* user, weir_str_t key, const weir_config_node_t* value);
+
+/* Called for each header, in order. Return non-zero to stop. */
+typedef int (*weir_header_cb)(void* user, weir_str_t name, weir_str_t value);
+
+/* Timer callback. Runs on the thread that started the timer. */
+typedef void (*weir_timer_cb)(void* user);
+
+typedef uint64_t weir_timer_id_t;
+
+/* Which header block of an exchange a header call acts on. */
+typedef uint32_t weir_headers_which_t;
+#define WEIR_HEADERS_REQUEST 0  /* the request as it will be sent upstream */
+#define WEIR_HEADERS_RESPONSE 1 /* the response as it will be sent downstream */
+
+/* One upstream target, as discovery publishes it and load balancers and health checkers see it. */
+typedef struct weir_target {
+  uint32_t struct_size;
+  weir_str_t address; /* "ip:port", "[ipv6]:port", "host:port" or "unix:/path" */
+  uint32_t weight;    /* >= 1; 0 from discovery means "use 1" */
+  uint32_t healthy;   /* host view: 1 healthy, 0 unhealthy (ignored when publishing) */
+  weir_str_t id;      /* stable identity; empty = the address */
+} weir_target_t;
+
+/* ------------------------------------------------------------------------------------------------
+ * The host API table. One table per process, handed to every hook that needs it.
+ * THREADING: every function may be called from any thread that is currently running a hook of the
+ * plugin, unless it says otherwise.
+ * --------------------------------------------------------------------------------------------- */
+typedef struct weir_host_api {
+  uint32_t struct_size;
+  uint16_t abi_major; /* the host's ABI version */
+  uint16_t abi_minor;
+
+  /* --- logging ------------------------------------------------------------------------------ */
+  /* Log a message under the plugin's name. `msg` is copied. */
+  void (*log)(weir_host_ctx_t* ctx, weir_log_level_t level, weir_str_t msg);
+  /* Non-zero when `level` would be logged, so a plugin can skip formatting. */
+  int (*log_enabled)(weir_host_ctx_t* ctx, weir_log_level_t level);
+
+  /* --- configuration (valid only during config_new) ------------------------------------------- */
+  weir_config_type_t (*config_type)(const weir_config_node_t* node);
+  /* Child of a table by key; NULL when absent or when node is not a table. */
+  const weir_config_node_t* (*config_get)(const weir_config_node_t* node, weir_str_t key);
+  /* Element of an array; NULL when out of range. */
+  const weir_config_node_t* (*config_at)(const weir_config_node_t* node, size_t index);
+  /* Number of elements of an array or keys of a table; 0 otherwise. */
+  size_t (*config_size)(const weir_config_node_t* node);
+  /* Visit the keys of a table in file order. */
+  void (*config_each)(const weir_config_node_t* node, weir_config_key_cb cb, void* user);
+  /* Scalar readers. Return WEIR_ERROR_INVALID when the node has another type. */
+  weir_status_t (*config_string)(const weir_config_node_t* node, weir_str_t* out);
+  weir_status_t (*config_int)(const weir_config_node_t* node, int64_t* out);
+  weir_status_t (*config_float)(const weir_config_node_t* node, double* out); /* ints convert */
+  weir_status_t (*config_bool)(const weir_config_node_t* node, int* out);
+  /* Parse a duration string ("250ms", "5s", "1h") or an integer of milliseconds. */
+  weir_status_t (*config_duration_ms)(const weir_config_node_t* node, uint64_t* out);
+  /* Report a configuration error at `node` (its file:line:column and key path are added by the
+   * host). Any reported error fails the configuration even if config_new returns WEIR_OK. */
+  void (*config_error)(weir_host_ctx_t* ctx, const weir_config_node_t* node, weir_str_t msg);
+  /* Key path of a node, e.g. "upstreams.app.lb.targets[1]". */
+  weir_str_t (*config_path)(const weir_config_node_t* node);
+
+  /* --- timers (control-thread plugins: discovery, health, certs) ----------------------------- */
+  /* Run `cb(user)` once after `delay_ms` on the calling plugin's thread. Returns 0 on failure. */
+  weir_timer_id_t (*timer_start)(weir_host_ctx_t* ctx, uint64_t delay_ms, weir_timer_cb cb,
+                                 void* user);
+  /* Cancel a pending timer; its callback will not run. Unknown or fired ids are ignored. */
+  void (*timer_cancel)(weir_host_ctx_t* ctx, weir_timer_id_t id);
+  /* Monotonic clock in nanoseconds. */
+  uint64_t (*now_ns)(void);
+
+  /* --- discovery and health ------------------------------------------------------------------ */
+  /* Publish the complete upstream set of the discovery instance `ctx`. The array is copied; it
+   * replaces the previous set. THREADING: control thread only. */
+  weir_status_t (*publish_targets)(weir_host_ctx_t* ctx, const weir_target_t* targets, size_t n);
+  /* Report the health of a target (by id or address) of the health instance `ctx`. `reason` is
+   * logged on a transition. THREADING: control thread only. */
+  weir_status_t (*report_health)(weir_host_ctx_t* ctx, weir_str_t target_id, int healthy,
+                                 weir_str_t reason);
+
+  /* --- per-exchange accessors (filters and load balancers, worker threads) -------------------- */
+  weir_str_t (*http_method)(weir_http_t* http);
+  weir_str_t (*http_path)(weir_http_t* http);  /* normalized path, without the query */
+  weir_str_t (*http_query)(weir_http_t* http); /* without the '?'; empty when none */
+  weir_str_t (*http_host)(weir_http_t* http);  /* Host header, as received */
+  /* Client address ("ip" without the port) and port. */
+  weir_str_t (*http_client_ip)(weir_http_t* http);
+  uint16_t (*http_client_port)(weir_http_t* http);
+  /* Response status; 0 before a response exists. */
+  uint32_t (*http_status)(weir_http_t* http);
+  /* Value of the `index`-th header named `name` (case-insensitive). WEIR_ERROR_NOT_FOUND when
+   * absent. The view is valid until the headers are next modified or the hook returns. */
+  weir_status_t (*header_get)(weir_http_t* http, weir_headers_which_t which, weir_str_t name,
+                              size_t index, weir_str_t* out);
+  /* Replace every header named `name` with one header (upsert). */
+  weir_status_t (*header_set)(weir_http_t* http, weir_headers_which_t which, weir_str_t name,
+                              weir_str_t value);
+  /* Append a header, keeping existing ones of the same name. */
+  weir_status_t (*header_add)(weir_http_t* http, weir_headers_which_t which, weir_str_t name,
+                              weir_str_t value);
+  /* Remove every header named `name`. WEIR_OK even when none existed. */
+  weir_status_t (*header_remove)(weir_http_t* http, weir_headers_which_t which, weir_str_t name);
+  /* Visit headers in order. Do not modify headers from inside the callback. */
+  void (*header_each)(weir_http_t* http, weir_headers_which_t which, weir_header_cb cb, void* user);
+  /* Answer the request locally with `status`, `content_type` (may be empty) and `body` (copied).
+   * Only from request-stage hooks; the hook must then return WEIR_FILTER_RESPONDED. */
+  weir_status_t (*http_respond)(weir_http_t* http, uint32_t status, weir_str_t content_type,
+                                weir_str_t body);
+} weir_host_api_t;
+
+/* ------------------------------------------------------------------------------------------------
+ * Plugin descriptor
+ * --------------------------------------------------------------------------------------------- */
+
+/* One module: a named implementation of one kind. `vtable` points to the kind's vtable struct
+ * (e.g. weir_lb_vtable_t), which starts with struct_size. */
+typedef struct weir_module {
+  uint32_t struct_size;
+  weir_kind_t kind;
+  const char* name; /* NUL-terminated, [a-z0-9-]+, unique per kind in one process */
+  const void* vtable;
+} weir_module_t;
+
+/* Returned by the entry point. Must stay valid while the library is loaded (static storage). */
+typedef struct weir_plugin_descriptor {
+  uint32_t struct_size;
+  uint16_t abi_major; /* WEIR_ABI_MAJOR the plugin was built against */
+  uint16_t abi_minor; /* WEIR_ABI_MINOR the plugin was built against */
+  const char* name;    /* NUL-terminated plugin (library) name */
+  const char* version; /* NUL-terminated free-form version */
+  const weir_module_t* modules;
+  size_t module_count;
+} weir_plugin_descriptor_t;
+
+/* The entry point, exported as WEIR_PLUGIN_ENTRY_SYMBOL. Must not fail, allocate or have side
+ * effects: the host may call it to inspect a plugin it then refuses. */
+typedef const weir_plugin_descriptor_t* (*weir_plugin_entry_fn)(void);
+
+/* Declare the entry point in a plugin source file:
+ *   WEIR_PLUGIN_ENTRY { return &my_descriptor; } */
+#ifdef __cplusplus
+#define WEIR_PLUGIN_ENTRY \
+  extern "C" WEIR_PLUGIN_EXPORT const weir_plugin_descriptor_t* weir_plugin_entry(void)
+#else
+#define WEIR_PLUGIN_ENTRY WEIR_PLUGIN_EXPORT const weir_plugin_descriptor_t* weir_plugin_entry(void)
+#endif
+
+/* Plugin-side configuration object made by config_new; opaque to the host. */
+typedef struct weir_plugin_config weir_plugin_config_t;
+
+/* Common head of every kind's vtable.
+ *
+ * config_new   REQUIRED. Validate `cfg` (the module's table, including its `use` key) and build a
+ *              configuration object. Report each problem through api->config_error and return
+ *              WEIR_ERROR_CONFIG. THREADING: control thread. OWNERSHIP: *out belongs to the plugin
+ *              and is freed by config_destroy; `cfg` is valid only during the call.
+ * config_destroy REQUIRED. Free a configuration object. Called after every instance made from it
+ *              has been destroyed. THREADING: control thread. */
+#define WEIR_VTABLE_HEAD                                                                      \
+  uint32_t struct_size;                                                                     \
+  weir_status_t (*config_new)(const weir_host_api_t* api, weir_host_ctx_t* ctx,             \
+                              const weir_config_node_t* cfg, weir_plugin_config_t** out);   \
+  void (*config_destroy)(weir_plugin_config_t* config)
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WEIR_ABI_H */

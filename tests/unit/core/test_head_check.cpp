@@ -1,0 +1,105 @@
+#include "core/http/head_check.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+using weir::core::http::check_head;
+using weir::core::http::check_partial_head;
+using weir::core::http::find_head_end;
+using weir::core::http::HeadLimits;
+
+namespace {
+
+unsigned status_of(const std::string& head, HeadLimits limits = {}) {
+  return check_head(head, limits).status;
+}
+
+} // namespace
+
+TEST_CASE("find_head_end finds the blank line and skips leading empty lines") {
+  size_t skip = 0;
+  CHECK(find_head_end("GET / HTTP/1.1\r\nHost: a\r\n\r\nrest", skip) == 27);
+  CHECK(skip == 0);
+  CHECK(find_head_end("\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", skip) == 31);
+  CHECK(skip == 4);
+  CHECK(find_head_end("GET / HTTP/1.1\r\nHost: a\r\n", skip) == 0);
+}
+
+TEST_CASE("a plain request passes") {
+  auto r = check_head("GET /x?y=1 HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n", {});
+  CHECK(r.status == 0);
+  CHECK(r.version == 11);
+  CHECK_FALSE(r.chunked);
+  CHECK_FALSE(r.content_length.has_value());
+}
+
+TEST_CASE("framing headers are read") {
+  auto r = check_head("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", {});
+  CHECK(r.status == 0);
+  REQUIRE(r.content_length.has_value());
+  CHECK(*r.content_length == 5);
+  auto c = check_head("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n", {});
+  CHECK(c.status == 0);
+  CHECK(c.chunked);
+  // Identical duplicates are one value (RFC 9112 6.3).
+  CHECK(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n") == 0);
+  CHECK(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n") == 0);
+}
+
+TEST_CASE("request smuggling vectors are refused with 400") {
+  const char* cases[] = {
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n  folded\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n\tfolded\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "GET / HTTP/1.1\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n",
+      "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET foo HTTP/1.1\r\nHost: a\r\n\r\n",
+  };
+  for (const char* c : cases) {
+    CAPTURE(c);
+    CHECK(status_of(c) == 400);
+  }
+}
+
+TEST_CASE("versions and methods") {
+  CHECK(status_of("GET / HTTP/1.0\r\n\r\n") == 0);
+  CHECK(status_of("GET / HTTP/2.0\r\nHost: a\r\n\r\n") == 505);
+  CHECK(status_of("GET / HTTX/1.1\r\nHost: a\r\n\r\n") == 400);
+  CHECK(status_of("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n") == 405);
+  CHECK(status_of("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n") == 0);
+  CHECK(status_of("GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n") == 0);
+}
+
+TEST_CASE("limits give 414 and 431") {
+  HeadLimits limits;
+  limits.max_request_line = 64;
+  limits.max_header_bytes = 256;
+  limits.max_headers = 3;
+  std::string long_line = "GET /" + std::string(100, 'a') + " HTTP/1.1\r\nHost: a\r\n\r\n";
+  CHECK(status_of(long_line, limits) == 414);
+  CHECK(check_partial_head("GET /" + std::string(100, 'a'), limits) == 414);
+  CHECK(status_of("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", limits) == 431);
+  std::string big = "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(300, 'x') + "\r\n\r\n";
+  CHECK(status_of(big, limits) == 431);
+  CHECK(check_partial_head("GET / HTTP/1.1\r\nX: " + std::string(300, 'x'), limits) == 431);
+  CHECK(check_partial_head("GET / HTTP/1.1\r\nX: y", limits) == 0);
+}
