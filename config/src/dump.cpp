@@ -1,0 +1,134 @@
+// The effective configuration as TOML, every default written out. load_string() of the output
+// gives back the same Config (positions aside).
+#include "internal.hpp"
+#include "weir/config/model.hpp"
+
+namespace weir::config {
+
+namespace {
+
+using detail::toml_key;
+using detail::toml_quote;
+
+std::string plugin_to_toml(const PluginRef& ref) {
+  if (ref.node.type == Node::Type::Table)
+    return node_to_toml(ref.node);
+  return "{ use = " + toml_quote(ref.use) + " }"; // a ref built in code, without its table
+}
+
+std::string plugins_to_toml(const std::vector<PluginRef>& refs) {
+  std::string out = "[";
+  for (size_t i = 0; i < refs.size(); ++i) {
+    if (i > 0)
+      out += ", ";
+    out += plugin_to_toml(refs[i]);
+  }
+  out += "]";
+  return out;
+}
+
+class Writer {
+public:
+  void line(std::string_view key, const std::string& value) {
+    out += key;
+    out += " = ";
+    out += value;
+    out += '\n';
+  }
+  void str(std::string_view key, std::string_view value) { line(key, toml_quote(value)); }
+  void num(std::string_view key, uint64_t value) { line(key, std::to_string(value)); }
+  void dur(std::string_view key, Duration value) { line(key, toml_quote(format_duration(value))); }
+  void boolean(std::string_view key, bool value) { line(key, value ? "true" : "false"); }
+  void header(const std::string& name) { out += "\n[" + name + "]\n"; }
+  void array_header(const std::string& name) { out += "\n[[" + name + "]]\n"; }
+  void comment(std::string_view text) {
+    out += "# ";
+    out += text;
+    out += '\n';
+  }
+
+  std::string out;
+};
+
+} // namespace
+
+std::string dump_toml(const Config& config) {
+  Writer w;
+  w.comment("weir effective configuration: every setting, defaults included.");
+
+  w.header("system");
+  w.num("workers", config.system.workers);
+  {
+    std::string dirs = "[";
+    for (size_t i = 0; i < config.system.plugin_dirs.size(); ++i) {
+      if (i > 0)
+        dirs += ", ";
+      dirs += toml_quote(config.system.plugin_dirs[i]);
+    }
+    dirs += "]";
+    w.line("plugin-dirs", dirs);
+  }
+  w.dur("shutdown-grace", config.system.shutdown_grace);
+
+  w.header("log");
+  w.str("level", config.log.level);
+  w.str("format", config.log.format);
+  w.str("output", config.log.output);
+  w.boolean("access-log", config.log.access_log);
+
+  for (const auto& u : config.upstreams) {
+    w.header("upstreams." + toml_key(u.name));
+    w.line("discovery", plugin_to_toml(u.discovery));
+    w.line("lb", plugin_to_toml(u.lb));
+    if (u.health)
+      w.line("health", plugin_to_toml(*u.health));
+    else
+      w.comment("health: none");
+    w.dur("connect-timeout", u.connect_timeout);
+    w.dur("response-timeout", u.response_timeout);
+    w.dur("idle-timeout", u.idle_timeout);
+    w.num("pool-size", u.pool_size);
+  }
+
+  for (const auto& s : config.services) {
+    const std::string base = "services." + toml_key(s.name);
+    w.header(base);
+    {
+      std::string listeners = "[";
+      for (size_t i = 0; i < s.listeners.size(); ++i) {
+        if (i > 0)
+          listeners += ", ";
+        listeners += "{ address = " + toml_quote(s.listeners[i].address) + " }";
+      }
+      listeners += "]";
+      w.line("listeners", listeners);
+    }
+    if (!s.upstream.empty())
+      w.str("upstream", s.upstream);
+    else
+      w.comment("upstream: none (requests no route matches get 404)");
+    w.line("filters", plugins_to_toml(s.filters));
+
+    w.header(base + ".limits");
+    w.num("max-request-line", s.limits.max_request_line);
+    w.num("max-header-bytes", s.limits.max_header_bytes);
+    w.num("max-headers", s.limits.max_headers);
+    w.num("max-body", s.limits.max_body);
+    w.dur("header-timeout", s.limits.header_timeout);
+    w.dur("keepalive-timeout", s.limits.keepalive_timeout);
+    w.dur("send-timeout", s.limits.send_timeout);
+
+    for (const auto& r : s.routes) {
+      w.array_header(base + ".routes");
+      if (r.path_prefix)
+        w.str("path-prefix", *r.path_prefix);
+      if (r.path_exact)
+        w.str("path-exact", *r.path_exact);
+      w.str("upstream", r.upstream);
+      w.line("filters", plugins_to_toml(r.filters));
+    }
+  }
+  return std::move(w.out);
+}
+
+} // namespace weir::config

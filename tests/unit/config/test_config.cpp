@@ -1,0 +1,1049 @@
+// Unit tests of weir::config: loading, validation diagnostics, overlays, dump round trip, units.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include "weir/config/model.hpp"
+#include "weir/config/node.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+using namespace weir::config;
+using namespace std::chrono_literals;
+
+namespace {
+
+using Env = std::map<std::string, std::string>;
+
+const char* const kContract = R"([system]
+workers = 1
+plugin-dirs = ["/extra/dir"]
+[log]
+level = "info"
+format = "text"
+access-log = true
+[upstreams.app]
+discovery = { use = "static", targets = ["127.0.0.1:9001", { address = "127.0.0.1:9002", weight = 2 }] }
+lb = { use = "round-robin" }
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+upstream = "app"
+[[services.web.routes]]
+path-prefix = "/static"
+upstream = "app"
+filters = [{ use = "headers", request-set = { "x-env" = "test" }, response-remove = ["server"] }]
+)";
+
+const char* const kMinimal = R"([upstreams.app]
+discovery = { use = "static", targets = ["127.0.0.1:9001"] }
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+)";
+
+LoadResult load(std::string_view text, const Overrides& cli = {}, const Env& env = {}) {
+  return load_string(text, "weir.toml", cli, env);
+}
+
+std::vector<std::string> lines_of(const LoadResult& r) {
+  std::vector<std::string> out;
+  for (const auto& d : r.errors)
+    out.push_back(d.to_string());
+  return out;
+}
+
+std::string joined(const LoadResult& r) {
+  std::string out;
+  for (const auto& l : lines_of(r))
+    out += l + "\n";
+  return out;
+}
+
+// 1-based column of `needle` within line `line` (1-based) of `text`.
+uint32_t column_of(std::string_view text, uint32_t line, std::string_view needle) {
+  size_t start = 0;
+  for (uint32_t i = 1; i < line; ++i)
+    start = text.find('\n', start) + 1;
+  size_t end = text.find('\n', start);
+  std::string_view l = text.substr(start, end - start);
+  size_t pos = l.find(needle);
+  REQUIRE(pos != std::string_view::npos);
+  return static_cast<uint32_t>(pos + 1);
+}
+
+// Structural equality, positions aside (they depend on the layout of the text).
+void check_same(const Node& a, const Node& b) {
+  INFO("node " << a.path);
+  CHECK(a.type == b.type);
+  CHECK(a.path == b.path);
+  CHECK(a.string == b.string);
+  CHECK(a.integer == b.integer);
+  CHECK(a.floating == b.floating);
+  CHECK(a.boolean == b.boolean);
+  REQUIRE(a.array.size() == b.array.size());
+  for (size_t i = 0; i < a.array.size(); ++i)
+    check_same(a.array[i], b.array[i]);
+  REQUIRE(a.table.size() == b.table.size());
+  for (size_t i = 0; i < a.table.size(); ++i) {
+    CHECK(a.table[i].first == b.table[i].first);
+    check_same(a.table[i].second, b.table[i].second);
+  }
+}
+
+void check_same(const PluginRef& a, const PluginRef& b) {
+  CHECK(a.use == b.use);
+  check_same(a.node, b.node);
+}
+
+void check_same(const std::vector<PluginRef>& a, const std::vector<PluginRef>& b) {
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    check_same(a[i], b[i]);
+}
+
+void check_same(const Config& a, const Config& b) {
+  CHECK(a.system.workers == b.system.workers);
+  CHECK(a.system.plugin_dirs == b.system.plugin_dirs);
+  CHECK(a.system.shutdown_grace == b.system.shutdown_grace);
+  CHECK(a.log.level == b.log.level);
+  CHECK(a.log.format == b.log.format);
+  CHECK(a.log.output == b.log.output);
+  CHECK(a.log.access_log == b.log.access_log);
+  REQUIRE(a.upstreams.size() == b.upstreams.size());
+  for (size_t i = 0; i < a.upstreams.size(); ++i) {
+    const auto& x = a.upstreams[i];
+    const auto& y = b.upstreams[i];
+    CHECK(x.name == y.name);
+    check_same(x.discovery, y.discovery);
+    check_same(x.lb, y.lb);
+    REQUIRE(x.health.has_value() == y.health.has_value());
+    if (x.health)
+      check_same(*x.health, *y.health);
+    CHECK(x.connect_timeout == y.connect_timeout);
+    CHECK(x.response_timeout == y.response_timeout);
+    CHECK(x.idle_timeout == y.idle_timeout);
+    CHECK(x.pool_size == y.pool_size);
+  }
+  REQUIRE(a.services.size() == b.services.size());
+  for (size_t i = 0; i < a.services.size(); ++i) {
+    const auto& x = a.services[i];
+    const auto& y = b.services[i];
+    CHECK(x.name == y.name);
+    REQUIRE(x.listeners.size() == y.listeners.size());
+    for (size_t j = 0; j < x.listeners.size(); ++j)
+      CHECK(x.listeners[j].address == y.listeners[j].address);
+    CHECK(x.upstream == y.upstream);
+    REQUIRE(x.routes.size() == y.routes.size());
+    for (size_t j = 0; j < x.routes.size(); ++j) {
+      CHECK(x.routes[j].path_prefix == y.routes[j].path_prefix);
+      CHECK(x.routes[j].path_exact == y.routes[j].path_exact);
+      CHECK(x.routes[j].upstream == y.routes[j].upstream);
+      check_same(x.routes[j].filters, y.routes[j].filters);
+    }
+    check_same(x.filters, y.filters);
+    CHECK(x.limits.max_request_line == y.limits.max_request_line);
+    CHECK(x.limits.max_header_bytes == y.limits.max_header_bytes);
+    CHECK(x.limits.max_headers == y.limits.max_headers);
+    CHECK(x.limits.max_body == y.limits.max_body);
+    CHECK(x.limits.header_timeout == y.limits.header_timeout);
+    CHECK(x.limits.keepalive_timeout == y.limits.keepalive_timeout);
+    CHECK(x.limits.send_timeout == y.limits.send_timeout);
+  }
+}
+
+// load -> dump -> load -> dump: the two dumps are identical and so are the configs.
+void check_round_trip(std::string_view text) {
+  auto first = load(text);
+  INFO(joined(first));
+  REQUIRE(first.ok());
+  const std::string dump1 = dump_toml(*first.config);
+  auto second = load_string(dump1, "dump.toml", {}, {});
+  INFO("dump:\n" << dump1 << joined(second));
+  REQUIRE(second.ok());
+  const std::string dump2 = dump_toml(*second.config);
+  CHECK(dump1 == dump2);
+  check_same(*first.config, *second.config);
+}
+
+} // namespace
+
+TEST_CASE("the contract example loads as written") {
+  auto r = load(kContract);
+  INFO(joined(r));
+  REQUIRE(r.ok());
+  const Config& c = *r.config;
+  CHECK(c.source_path == "weir.toml");
+  CHECK(c.system.workers == 1);
+  CHECK(c.system.plugin_dirs == std::vector<std::string>{"/extra/dir"});
+  CHECK(c.log.level == "info");
+  CHECK(c.log.format == "text");
+  CHECK(c.log.access_log);
+
+  REQUIRE(c.upstreams.size() == 1);
+  const UpstreamConfig& app = c.upstreams[0];
+  CHECK(app.name == "app");
+  CHECK(app.loc.line == 8);
+  CHECK(app.discovery.use == "static");
+  CHECK(app.lb.use == "round-robin");
+  CHECK_FALSE(app.health.has_value());
+  CHECK(c.find_upstream("app") == &app);
+  CHECK(c.find_upstream("nope") == nullptr);
+
+  const Node* targets = app.discovery.node.get("targets");
+  REQUIRE(targets != nullptr);
+  REQUIRE(targets->type == Node::Type::Array);
+  REQUIRE(targets->array.size() == 2);
+  CHECK(targets->array[0].string == "127.0.0.1:9001");
+  const Node* weight = targets->array[1].get("weight");
+  REQUIRE(weight != nullptr);
+  CHECK(weight->type == Node::Type::Integer);
+  CHECK(weight->integer == 2);
+
+  REQUIRE(c.services.size() == 1);
+  const ServiceConfig& web = c.services[0];
+  CHECK(web.name == "web");
+  REQUIRE(web.listeners.size() == 1);
+  CHECK(web.listeners[0].address == "127.0.0.1:8080");
+  CHECK(web.listeners[0].loc.line == 12);
+  CHECK(web.upstream == "app");
+  CHECK(web.filters.empty());
+  REQUIRE(web.routes.size() == 1);
+  const RouteConfig& route = web.routes[0];
+  CHECK(route.path_prefix == std::optional<std::string>("/static"));
+  CHECK_FALSE(route.path_exact.has_value());
+  CHECK(route.upstream == "app");
+  CHECK(route.loc.line == 14);
+  REQUIRE(route.filters.size() == 1);
+  CHECK(route.filters[0].use == "headers");
+  const Node* set = route.filters[0].node.get("request-set");
+  REQUIRE(set != nullptr);
+  REQUIRE(set->get("x-env") != nullptr);
+  CHECK(set->get("x-env")->string == "test");
+  const Node* remove = route.filters[0].node.get("response-remove");
+  REQUIRE(remove != nullptr);
+  REQUIRE(remove->array.size() == 1);
+  CHECK(remove->array[0].string == "server");
+}
+
+TEST_CASE("plugin nodes carry paths and source positions") {
+  auto r = load(kContract);
+  REQUIRE(r.ok());
+  const auto& app = r.config->upstreams[0];
+  const Node& d = app.discovery.node;
+  CHECK(d.path == "upstreams.app.discovery");
+  CHECK(d.loc.file == "weir.toml");
+  CHECK(d.loc.line == 9);
+  CHECK(d.loc.column == column_of(kContract, 9, "{ use"));
+  // Table entries keep the file order, `use` included.
+  REQUIRE(d.table.size() == 2);
+  CHECK(d.table[0].first == "use");
+  CHECK(d.table[1].first == "targets");
+  CHECK(d.table[0].second.path == "upstreams.app.discovery.use");
+
+  const Node* targets = d.get("targets");
+  REQUIRE(targets);
+  CHECK(targets->path == "upstreams.app.discovery.targets");
+  CHECK(targets->array[0].path == "upstreams.app.discovery.targets[0]");
+  CHECK(targets->array[0].loc.column == column_of(kContract, 9, "\"127.0.0.1:9001\""));
+  CHECK(targets->array[1].path == "upstreams.app.discovery.targets[1]");
+  const Node* weight = targets->array[1].get("weight");
+  REQUIRE(weight);
+  CHECK(weight->path == "upstreams.app.discovery.targets[1].weight");
+  CHECK(weight->loc.file == "weir.toml");
+  CHECK(weight->loc.line == 9);
+  CHECK(weight->loc.column == column_of(kContract, 9, "2 }"));
+
+  const auto& filter = r.config->services[0].routes[0].filters[0].node;
+  CHECK(filter.path == "services.web.routes[0].filters[0]");
+  CHECK(filter.loc.line == 17);
+  const Node* env = filter.get("request-set")->get("x-env");
+  REQUIRE(env);
+  CHECK(env->path == "services.web.routes[0].filters[0].request-set.x-env");
+  CHECK(env->loc.column == column_of(kContract, 17, "\"test\""));
+  CHECK(filter.get("response-remove")->array[0].path ==
+        "services.web.routes[0].filters[0].response-remove[0]");
+
+  // A defaulted lb still has a table with paths.
+  auto m = load(kMinimal);
+  REQUIRE(m.ok());
+  const Node& lb = m.config->upstreams[0].lb.node;
+  CHECK(lb.path == "upstreams.app.lb");
+  REQUIRE(lb.get("use"));
+  CHECK(lb.get("use")->string == "round-robin");
+  CHECK(lb.get("use")->path == "upstreams.app.lb.use");
+}
+
+TEST_CASE("plugin tables may be standard tables") {
+  const char* text = R"(# comment
+[upstreams.app.discovery]
+use = "static"
+targets = ["127.0.0.1:1"]
+[upstreams.app.health]
+use = "tcp"
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+[[services.web.routes]]
+path-prefix = "/x"
+upstream = "app"
+[[services.web.routes.filters]]
+use = "gzip"
+level = 5
+)";
+  auto r = load(text);
+  INFO(joined(r));
+  REQUIRE(r.ok());
+  const auto& u = r.config->upstreams.at(0);
+  CHECK(u.loc.line == 2);
+  CHECK(u.discovery.use == "static");
+  CHECK(u.discovery.node.loc.line == 2);
+  CHECK(u.discovery.node.get("targets")->array[0].loc.line == 4);
+  REQUIRE(u.health.has_value());
+  CHECK(u.health->node.get("use")->loc.line == 6);
+  const auto& f = r.config->services.at(0).routes.at(0).filters.at(0);
+  CHECK(f.use == "gzip");
+  CHECK(f.node.path == "services.web.routes[0].filters[0]");
+  CHECK(f.node.get("level")->path == "services.web.routes[0].filters[0].level");
+  CHECK(f.node.get("level")->loc.line == 14);
+  CHECK(f.node.get("level")->loc.column == 9);
+  check_round_trip(text);
+}
+
+TEST_CASE("keys that are not bare are quoted in paths") {
+  auto r = load(R"([upstreams.app]
+discovery = { use = "static", "a.b" = { "c d" = 1 } }
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+)");
+  REQUIRE(r.ok());
+  const Node* ab = r.config->upstreams[0].discovery.node.get("a.b");
+  REQUIRE(ab);
+  CHECK(ab->path == R"(upstreams.app.discovery."a.b")");
+  CHECK(ab->get("c d")->path == R"(upstreams.app.discovery."a.b"."c d")");
+}
+
+TEST_CASE("every default") {
+  auto r = load(kMinimal);
+  INFO(joined(r));
+  REQUIRE(r.ok());
+  const Config& c = *r.config;
+  CHECK(c.system.workers == 0);
+  CHECK(c.system.plugin_dirs.empty());
+  CHECK(c.system.shutdown_grace == 30s);
+  CHECK(c.log.level == "info");
+  CHECK(c.log.format == "text");
+  CHECK(c.log.output == "stdout");
+  CHECK(c.log.access_log == true);
+  const auto& u = c.upstreams.at(0);
+  CHECK(u.lb.use == "round-robin");
+  CHECK_FALSE(u.health.has_value());
+  CHECK(u.connect_timeout == 5s);
+  CHECK(u.response_timeout == 60s);
+  CHECK(u.idle_timeout == 60s);
+  CHECK(u.pool_size == 64);
+  const auto& s = c.services.at(0);
+  CHECK(s.upstream.empty());
+  CHECK(s.routes.empty());
+  CHECK(s.filters.empty());
+  CHECK(s.limits.max_request_line == 8192);
+  CHECK(s.limits.max_header_bytes == 32768);
+  CHECK(s.limits.max_headers == 100);
+  CHECK(s.limits.max_body == 0);
+  CHECK(s.limits.header_timeout == 60s);
+  CHECK(s.limits.keepalive_timeout == 75s);
+  CHECK(s.limits.send_timeout == 60s);
+}
+
+TEST_CASE("every setting can be given") {
+  auto r = load(R"([system]
+workers = 8
+plugin-dirs = ["/a", "/b"]
+shutdown-grace = "1m30s"
+[log]
+level = "debug"
+format = "json"
+output = "/var/log/weir.log"
+access-log = false
+[upstreams.api]
+discovery = { use = "dns", name = "api.internal" }
+lb = { use = "least-conn" }
+health = { use = "http-check", path = "/healthz", interval = "5s" }
+connect-timeout = "250ms"
+response-timeout = "2m"
+idle-timeout = "1h"
+pool-size = 65536
+[services.web]
+listeners = [{ address = "0.0.0.0:80" }, { address = "[::1]:0" }]
+filters = [{ use = "request-id" }]
+[services.web.limits]
+max-request-line = "16KiB"
+max-header-bytes = 65536
+max-headers = 50
+max-body = "10MB"
+header-timeout = "10s"
+keepalive-timeout = "1d"
+send-timeout = "30s"
+[[services.web.routes]]
+path-exact = "/health"
+upstream = "api"
+)");
+  INFO(joined(r));
+  REQUIRE(r.ok());
+  const Config& c = *r.config;
+  CHECK(c.system.workers == 8);
+  CHECK(c.system.plugin_dirs == std::vector<std::string>{"/a", "/b"});
+  CHECK(c.system.shutdown_grace == 90s);
+  CHECK(c.log.level == "debug");
+  CHECK(c.log.format == "json");
+  CHECK(c.log.output == "/var/log/weir.log");
+  CHECK_FALSE(c.log.access_log);
+  const auto& u = c.upstreams.at(0);
+  CHECK(u.lb.use == "least-conn");
+  REQUIRE(u.health.has_value());
+  CHECK(u.health->use == "http-check");
+  CHECK(u.health->node.get("interval")->string == "5s");
+  CHECK(u.connect_timeout == 250ms);
+  CHECK(u.response_timeout == 2min);
+  CHECK(u.idle_timeout == 1h);
+  CHECK(u.pool_size == 65536);
+  const auto& s = c.services.at(0);
+  REQUIRE(s.listeners.size() == 2);
+  CHECK(s.listeners[1].address == "[::1]:0");
+  REQUIRE(s.filters.size() == 1);
+  CHECK(s.filters[0].use == "request-id");
+  CHECK(s.limits.max_request_line == 16384);
+  CHECK(s.limits.max_header_bytes == 65536);
+  CHECK(s.limits.max_headers == 50);
+  CHECK(s.limits.max_body == 10'000'000);
+  CHECK(s.limits.header_timeout == 10s);
+  CHECK(s.limits.keepalive_timeout == 24h);
+  CHECK(s.limits.send_timeout == 30s);
+  REQUIRE(s.routes.size() == 1);
+  CHECK(s.routes[0].path_exact == std::optional<std::string>("/health"));
+  CHECK_FALSE(s.routes[0].path_prefix.has_value());
+  check_round_trip(R"([upstreams.api]
+discovery = { use = "dns", name = "api.internal" }
+health = { use = "http-check", path = "/healthz", interval = "5s" }
+[services.web]
+listeners = [{ address = "0.0.0.0:80" }, { address = "[::1]:0" }]
+filters = [{ use = "request-id" }]
+[[services.web.routes]]
+path-exact = "/health"
+upstream = "api"
+)");
+}
+
+TEST_CASE("three mistakes give three diagnostics in file order") {
+  const char* text = R"([system]
+workers = "four"
+[log]
+level = "verbose"
+[upstreams.app]
+discovery = { use = "static" }
+pol-size = 3
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+)";
+  auto r = load(text);
+  CHECK_FALSE(r.ok());
+  CHECK_FALSE(r.config.has_value());
+  REQUIRE(r.errors.size() == 3);
+  CHECK(r.errors[0].loc.line == 2);
+  CHECK(r.errors[0].loc.column == 11);
+  CHECK(r.errors[0].key_path == "system.workers");
+  CHECK(r.errors[1].loc.line == 4);
+  CHECK(r.errors[1].loc.column == 9);
+  CHECK(r.errors[1].key_path == "log.level");
+  CHECK(r.errors[2].loc.line == 7);
+  CHECK(r.errors[2].loc.column == 1);
+  CHECK(r.errors[2].key_path == "upstreams.app");
+  auto lines = lines_of(r);
+  CHECK(lines[0] == "weir.toml:2:11: system.workers: expected an integer, got a string");
+  CHECK(lines[1] == "weir.toml:4:9: log.level: unknown log level \"verbose\" (allowed: trace, "
+                    "debug, info, warn, error)");
+  CHECK(lines[2] ==
+        "weir.toml:7:1: upstreams.app: unknown key \"pol-size\" (did you mean \"pool-size\"?)");
+}
+
+TEST_CASE("errors come out sorted even when found out of order") {
+  // Services are checked after upstreams, whatever the file order.
+  auto r = load(R"([services.web]
+listeners = []
+[upstreams.app]
+discovery = { use = "Static" }
+)");
+  REQUIRE(r.errors.size() == 2);
+  CHECK(r.errors[0].loc.line == 2);
+  CHECK(r.errors[1].loc.line == 4);
+  CHECK(r.errors[1].key_path == "upstreams.app.discovery.use");
+  CHECK(r.errors[1].message.find("invalid plugin name \"Static\"") == 0);
+}
+
+TEST_CASE("unknown keys") {
+  SUBCASE("close to a known key") {
+    auto r = load(std::string("[sytem]\nworkers = 2\n") + kMinimal);
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].to_string() ==
+          "weir.toml:1:2: unknown key \"sytem\" (did you mean \"system\"?)");
+  }
+  SUBCASE("far from every known key lists the allowed ones") {
+    auto r = load(std::string(kMinimal) + "colour = \"blue\"\n");
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].to_string() ==
+          "weir.toml:5:1: services.web: unknown key \"colour\" (allowed: listeners, upstream, "
+          "routes, filters, limits)");
+  }
+  SUBCASE("in limits, routes and listeners") {
+    auto r = load(R"([upstreams.app]
+discovery = { use = "static" }
+[services.web]
+listeners = [{ address = "127.0.0.1:8080", tls = true }]
+[services.web.limits]
+max-bdy = 10
+[[services.web.routes]]
+path-prefix = "/"
+upstream = "app"
+fliters = []
+)");
+    auto lines = lines_of(r);
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[0] ==
+          "weir.toml:4:44: services.web.listeners[0]: unknown key \"tls\" (allowed: address)");
+    CHECK(
+        lines[1] ==
+        "weir.toml:6:1: services.web.limits: unknown key \"max-bdy\" (did you mean \"max-body\"?)");
+    CHECK(lines[2] == "weir.toml:10:1: services.web.routes[0]: unknown key \"fliters\" (did you "
+                      "mean \"filters\"?)");
+  }
+  SUBCASE("keys inside plugin tables belong to the plugin") {
+    auto r = load(R"([upstreams.app]
+discovery = { use = "static", anything = { goes = [1, 2.5, true] } }
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+)");
+    CHECK(r.ok());
+  }
+}
+
+TEST_CASE("did_you_mean") {
+  std::vector<std::string> keys{"pool-size", "idle-timeout", "connect-timeout"};
+  CHECK(did_you_mean("pol-size", keys) == "pool-size");
+  CHECK(did_you_mean("Pool-Size", keys) == "pool-size");
+  CHECK(did_you_mean("idle-timout", keys) == "idle-timeout");
+  CHECK(did_you_mean("banana", keys) == "");
+  CHECK(did_you_mean("x", {}) == "");
+}
+
+TEST_CASE("bad values name what was expected") {
+  auto errors_for = [](const std::string& section) {
+    return lines_of(load(section + "\n" + kMinimal));
+  };
+  SUBCASE("enum lists the allowed values") {
+    auto lines = errors_for("[log]\nformat = \"xml\"");
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] ==
+          "weir.toml:2:10: log.format: unknown log format \"xml\" (allowed: text, json)");
+  }
+  SUBCASE("duration given as an integer") {
+    auto lines = errors_for("[system]\nshutdown-grace = 5000");
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == "weir.toml:2:18: system.shutdown-grace: expected a duration string like "
+                      "\"5s\", got an integer (durations need a unit: write \"5000ms\" for "
+                      "milliseconds or \"5000s\" for seconds)");
+  }
+  SUBCASE("malformed duration") {
+    auto lines = errors_for("[system]\nshutdown-grace = \"5 sec\"");
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].find("system.shutdown-grace: invalid duration \"5 sec\"") != std::string::npos);
+  }
+  SUBCASE("out of range") {
+    auto lines = errors_for("[system]\nworkers = 2000");
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == "weir.toml:2:11: system.workers: must be between 0 and 1024 (got 2000)");
+  }
+  SUBCASE("booleans and strings") {
+    auto lines = errors_for("[log]\naccess-log = \"yes\"\noutput = \"\"");
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0] ==
+          "weir.toml:2:14: log.access-log: expected a boolean (true or false), got a string");
+    CHECK(lines[1] == "weir.toml:3:10: log.output: must not be empty");
+  }
+  SUBCASE("plugin given as a bare string") {
+    auto lines = lines_of(load(R"([upstreams.app]
+discovery = "static"
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+)"));
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == "weir.toml:2:13: upstreams.app.discovery: expected a plugin table like { "
+                      "use = \"name\" }, got a string (write { use = \"static\" })");
+  }
+  SUBCASE("plugin without use") {
+    auto lines = lines_of(load(R"([upstreams.app]
+discovery = { targets = [] }
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+)"));
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].rfind("weir.toml:2:13: upstreams.app.discovery: missing key \"use\"", 0) == 0);
+  }
+  SUBCASE("sizes") {
+    auto r = load(std::string(kMinimal) + R"([services.web.limits]
+max-request-line = 0
+max-header-bytes = "64kb"
+max-body = -1
+max-headers = 0
+header-timeout = "0s"
+)");
+    auto lines = lines_of(r);
+    REQUIRE(lines.size() == 5);
+    CHECK(lines[0] ==
+          "weir.toml:6:20: services.web.limits.max-request-line: must be greater than zero");
+    CHECK(lines[1].find("services.web.limits.max-header-bytes: invalid size \"64kb\"") !=
+          std::string::npos);
+    CHECK(lines[1].find("(allowed units: B, KB, KiB, MB, MiB, GB, GiB)") != std::string::npos);
+    CHECK(lines[2] ==
+          "weir.toml:8:12: services.web.limits.max-body: must not be negative (got -1)");
+    CHECK(lines[3] == "weir.toml:9:15: services.web.limits.max-headers: must be between 1 and "
+                      "65536 (got 0)");
+    CHECK(lines[4] ==
+          "weir.toml:10:18: services.web.limits.header-timeout: must be greater than zero");
+  }
+  SUBCASE("dates are refused") {
+    auto lines = errors_for("[system]\nworkers = 1979-05-27");
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].find("system.workers: dates and times are not supported") != std::string::npos);
+  }
+  SUBCASE("names") {
+    auto lines = lines_of(load(R"([upstreams."my app"]
+discovery = { use = "static" }
+[services."web!"]
+listeners = [{ address = "127.0.0.1:8080" }]
+)"));
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0] == "weir.toml:1:12: upstreams.\"my app\": invalid upstream name \"my app\": use "
+                      "only letters, digits, \"_\" and \"-\"");
+    CHECK(lines[1].find("invalid service name \"web!\"") != std::string::npos);
+  }
+}
+
+TEST_CASE("missing and unknown upstreams") {
+  SUBCASE("a route names a missing upstream: the known ones are listed") {
+    auto r = load(R"([upstreams.app]
+discovery = { use = "static" }
+[upstreams.api]
+discovery = { use = "static" }
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+upstream = "ap"
+[[services.web.routes]]
+path-prefix = "/x"
+upstream = "zzz"
+)");
+    auto lines = lines_of(r);
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0] ==
+          "weir.toml:7:12: services.web.upstream: unknown upstream \"ap\" (did you mean "
+          "\"app\"?; defined upstreams: app, api)");
+    CHECK(lines[1] == "weir.toml:10:12: services.web.routes[0].upstream: unknown upstream \"zzz\" "
+                      "(defined upstreams: app, api)");
+  }
+  SUBCASE("no upstreams at all") {
+    auto r = load(R"([services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+upstream = "app"
+)");
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].message ==
+          "unknown upstream \"app\" (no upstreams are defined; add one with [upstreams.app])");
+  }
+  SUBCASE("discovery is required") {
+    auto r = load(R"([upstreams.app]
+lb = { use = "round-robin" }
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+upstream = "app"
+)");
+    REQUIRE(r.errors.size() == 1); // and no cascade onto the reference
+    CHECK(r.errors[0].loc.line == 1);
+    CHECK(r.errors[0].key_path == "upstreams.app");
+    CHECK(r.errors[0].message.rfind("missing required key \"discovery\"", 0) == 0);
+  }
+  SUBCASE("upstreams that are not a table do not cascade") {
+    auto r = load(R"(upstreams = 5
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+upstream = "app"
+)");
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].to_string() == "weir.toml:1:13: upstreams: expected a table, got an integer");
+  }
+}
+
+TEST_CASE("services and listeners") {
+  SUBCASE("at least one service") {
+    auto r = load("[system]\nworkers = 1\n");
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].key_path == "services");
+    CHECK(r.errors[0].to_string().rfind("weir.toml: services: at least one service is required",
+                                        0) == 0);
+    auto empty = load("");
+    REQUIRE(empty.errors.size() == 1);
+    CHECK(empty.errors[0].key_path == "services");
+  }
+  SUBCASE("at least one listener") {
+    auto r = load("[services.web]\nlisteners = []\n[services.api]\nupstream = \"x\"\n"
+                  "[upstreams.x]\ndiscovery = { use = \"static\" }\n");
+    auto lines = lines_of(r);
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0].rfind("weir.toml:2:13: services.web.listeners: at least one listener is "
+                         "required",
+                         0) == 0);
+    CHECK(lines[1].rfind("weir.toml:3:1: services.api: missing required key \"listeners\"", 0) ==
+          0);
+  }
+  SUBCASE("addresses") {
+    auto r = load(R"([services.web]
+listeners = [
+  { address = "127.0.0.1:8080" },
+  { address = "[::1]:8080" },
+  { address = "0.0.0.0:0" },
+  { address = "localhost:80" },
+  { address = "::1:80" },
+  { address = "127.0.0.1:65536" },
+  { address = "127.0.0.1" },
+  { address = "[fe80::zz]:80" },
+  "127.0.0.1:81",
+  { port = 80 },
+]
+)");
+    auto lines = lines_of(r);
+    REQUIRE(lines.size() == 8);
+    CHECK(lines[0].find(":6:15: services.web.listeners[3].address: invalid IP address "
+                        "\"localhost\" in listener address \"localhost:80\"") != std::string::npos);
+    CHECK(lines[1].find("listeners[4].address: invalid listener address \"::1:80\": IPv6 "
+                        "addresses must be in brackets") != std::string::npos);
+    CHECK(lines[2].find("listeners[5].address: invalid port \"65536\"") != std::string::npos);
+    CHECK(lines[3].find("listeners[6].address: invalid listener address \"127.0.0.1\"") !=
+          std::string::npos);
+    CHECK(lines[4].find("listeners[7].address: invalid IPv6 address \"fe80::zz\"") !=
+          std::string::npos);
+    CHECK(
+        lines[5].find("listeners[8]: expected a listener table like { address = "
+                      "\"0.0.0.0:8080\" }, got a string (write { address = \"127.0.0.1:81\" })") !=
+        std::string::npos);
+    // Same line: sorted by column.
+    CHECK(lines[6].find(":12:3: services.web.listeners[9]: missing required key \"address\"") !=
+          std::string::npos);
+    CHECK(lines[7].find(":12:5: services.web.listeners[9]: unknown key \"port\"") !=
+          std::string::npos);
+  }
+  SUBCASE("duplicate listener addresses across services, port 0 excepted") {
+    auto r = load(R"([services.a]
+listeners = [{ address = "127.0.0.1:8080" }, { address = "[::1]:0" }, { address = "[::1]:9000" }]
+[services.b]
+listeners = [{ address = "127.0.0.1:8080" }, { address = "[::1]:0" }, { address = "[0:0::1]:9000" }]
+)");
+    auto lines = lines_of(r);
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0] == "weir.toml:4:26: services.b.listeners[0].address: listener address "
+                      "\"127.0.0.1:8080\" is already used by service \"a\" (line 2)");
+    CHECK(lines[1].find("services.b.listeners[2].address: listener address \"[0:0::1]:9000\" is "
+                        "already used by service \"a\"") != std::string::npos);
+  }
+}
+
+TEST_CASE("routes") {
+  auto r = load(R"([upstreams.app]
+discovery = { use = "static" }
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+[[services.web.routes]]
+path-prefix = "/a"
+path-exact = "/a"
+upstream = "app"
+[[services.web.routes]]
+upstream = "app"
+[[services.web.routes]]
+path-prefix = "static"
+[[services.web.routes]]
+path-exact = "/x"
+upstream = "app"
+filters = [{ use = "headers" }, { nope = 1 }]
+)");
+  auto lines = lines_of(r);
+  REQUIRE(lines.size() == 5);
+  CHECK(lines[0] == "weir.toml:7:14: services.web.routes[0].path-exact: a route has either "
+                    "\"path-prefix\" or \"path-exact\", not both");
+  CHECK(lines[1] == "weir.toml:9:1: services.web.routes[1]: missing \"path-prefix\" or "
+                    "\"path-exact\" (exactly one is required)");
+  CHECK(lines[2] == "weir.toml:11:1: services.web.routes[2]: missing required key \"upstream\"");
+  CHECK(lines[3] == "weir.toml:12:15: services.web.routes[2].path-prefix: must start with \"/\" "
+                    "(got \"static\")");
+  CHECK(lines[4].rfind("weir.toml:16:33: services.web.routes[3].filters[1]: missing key \"use\"",
+                       0) == 0);
+}
+
+TEST_CASE("TOML syntax error is one diagnostic at the parser's position") {
+  auto r = load("[system]\nworkers = = 1\n[services.web]\n");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].loc.file == "weir.toml");
+  CHECK(r.errors[0].loc.line == 2);
+  CHECK(r.errors[0].loc.column == 11);
+  CHECK(r.errors[0].key_path.empty());
+  CHECK(r.errors[0].to_string().rfind("weir.toml:2:11: TOML syntax error: ", 0) == 0);
+  CHECK_FALSE(r.config.has_value());
+
+  auto dup = load("[services.web]\n[services.web]\n");
+  REQUIRE(dup.errors.size() == 1);
+  CHECK(dup.errors[0].loc.line == 2);
+}
+
+TEST_CASE("files") {
+  SUBCASE("unreadable file is one diagnostic naming the path") {
+    auto r = load_file("/nonexistent/weir.toml", {}, {});
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].to_string() ==
+          "/nonexistent/weir.toml: cannot read the configuration file: No such file or directory");
+  }
+  SUBCASE("a directory") {
+    auto r = load_file("/", {}, {});
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].to_string() == "/: cannot read the configuration file: Is a directory");
+  }
+  SUBCASE("a real file") {
+    char path[] = "/tmp/weir-config-test-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    close(fd);
+    {
+      std::ofstream out(path);
+      out << kContract << "bogus = 1\n";
+    }
+    auto r = load_file(path, {}, {});
+    std::remove(path);
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].loc.file == path);
+    CHECK(r.errors[0].loc.line == 18);
+    CHECK(r.errors[0].key_path == "services.web.routes[0]");
+  }
+}
+
+TEST_CASE("environment and command line overlay the file") {
+  const std::string file =
+      std::string("[system]\nworkers = 2\n[log]\nlevel = \"warn\"\n") + kMinimal;
+  SUBCASE("file only") {
+    auto r = load(file);
+    REQUIRE(r.ok());
+    CHECK(r.config->system.workers == 2);
+    CHECK(r.config->log.level == "warn");
+    CHECK(r.config->log.format == "text");
+  }
+  SUBCASE("environment beats the file") {
+    auto r = load(file, {},
+                  {{"WEIR_WORKERS", "3"},
+                   {"WEIR_LOG_LEVEL", "debug"},
+                   {"WEIR_LOG_FORMAT", "json"},
+                   {"HOME", "/root"}});
+    REQUIRE(r.ok());
+    CHECK(r.config->system.workers == 3);
+    CHECK(r.config->log.level == "debug");
+    CHECK(r.config->log.format == "json");
+  }
+  SUBCASE("command line beats the environment") {
+    Overrides cli;
+    cli.workers = 5;
+    cli.log_level = "error";
+    auto r = load(file, cli, {{"WEIR_WORKERS", "3"}, {"WEIR_LOG_LEVEL", "debug"}});
+    REQUIRE(r.ok());
+    CHECK(r.config->system.workers == 5);
+    CHECK(r.config->log.level == "error");
+    CHECK(r.config->log.format == "text");
+  }
+  SUBCASE("an empty variable counts as unset") {
+    auto r = load(file, {}, {{"WEIR_WORKERS", ""}});
+    REQUIRE(r.ok());
+    CHECK(r.config->system.workers == 2);
+  }
+}
+
+TEST_CASE("bad environment and command line values") {
+  SUBCASE("env") {
+    auto r = load(kMinimal, {}, {{"WEIR_WORKERS", "lots"}, {"WEIR_LOG_LEVEL", "loud"}});
+    CHECK_FALSE(r.ok());
+    auto lines = lines_of(r);
+    REQUIRE(lines.size() == 2);
+    CHECK(r.errors[0].loc.file == "env:WEIR_WORKERS");
+    CHECK(r.errors[0].loc.line == 0);
+    CHECK(lines[0] == "env:WEIR_WORKERS: system.workers: invalid value \"lots\": expected an "
+                      "integer from 0 to 1024 (0 = one per core)");
+    CHECK(lines[1] == "env:WEIR_LOG_LEVEL: log.level: invalid value \"loud\" (allowed: trace, "
+                      "debug, info, warn, error)");
+  }
+  SUBCASE("cli") {
+    Overrides cli;
+    cli.workers = 4096;
+    cli.log_format = "xml";
+    auto r = load(kMinimal, cli, {});
+    auto lines = lines_of(r);
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0].rfind("cli:--workers: system.workers: invalid value \"4096\"", 0) == 0);
+    CHECK(lines[1] == "cli:--log-format: log.format: invalid value \"xml\" (allowed: text, json)");
+  }
+  SUBCASE("file errors come before overlay errors") {
+    auto r = load(std::string(kMinimal) + "oops = 1\n", {}, {{"WEIR_WORKERS", "-1"}});
+    REQUIRE(r.errors.size() == 2);
+    CHECK(r.errors[0].loc.file == "weir.toml");
+    CHECK(r.errors[1].loc.file == "env:WEIR_WORKERS");
+  }
+}
+
+TEST_CASE("env_vars lists what weir reads") {
+  const auto& vars = env_vars();
+  auto find = [&](std::string_view name) -> const EnvVar* {
+    for (const auto& v : vars)
+      if (v.name == name)
+        return &v;
+    return nullptr;
+  };
+  REQUIRE(vars.size() == 5);
+  REQUIRE(find("WEIR_CONFIG"));
+  CHECK(find("WEIR_CONFIG")->key_path.empty());
+  CHECK(find("WEIR_WORKERS")->key_path == "system.workers");
+  CHECK(find("WEIR_LOG_LEVEL")->key_path == "log.level");
+  CHECK(find("WEIR_LOG_FORMAT")->key_path == "log.format");
+  REQUIRE(find("WEIR_PLUGIN_PATH"));
+  CHECK(find("WEIR_PLUGIN_PATH")->key_path.empty());
+  for (const auto& v : vars)
+    CHECK_FALSE(v.meaning.empty());
+}
+
+TEST_CASE("dump round trip") {
+  SUBCASE("contract") {
+    check_round_trip(kContract);
+  }
+  SUBCASE("minimal") {
+    check_round_trip(kMinimal);
+  }
+  SUBCASE("awkward strings and values") {
+    check_round_trip(R"([system]
+plugin-dirs = ["/with \"quotes\"", 'C:\back\slash', "tab\there", "üñí", "nl\nbell\u0007del\u007f"]
+[log]
+output = "/tmp/a b.log"
+[upstreams.a-1]
+discovery = { use = "static", "odd key" = 1.5, neg = -3, big = 1e300, tiny = 5e-324, whole = 2.0, e5 = 1e5, ninf = -inf, inf = inf, t = true, empty = {}, list = [], nested = [[1, 2], ["x"]] }
+[upstreams.b_2]
+discovery = { use = "dns" }
+lb = { use = "ewma", decay = "10s" }
+health = { use = "tcp" }
+connect-timeout = "1500ms"
+[services.one]
+listeners = [{ address = "[::]:443" }]
+[services.one.limits]
+max-body = "1GiB"
+keepalive-timeout = "1m30s"
+[[services.one.routes]]
+path-exact = "/\"quoted\""
+upstream = "b_2"
+[[services.one.routes]]
+path-prefix = "/"
+upstream = "a-1"
+[services.two]
+listeners = [{ address = "0.0.0.0:80" }]
+upstream = "a-1"
+filters = [{ use = "gzip" }, { use = "headers", request-set = { "X-A" = "1" } }]
+)");
+  }
+  SUBCASE("overlays are in the dump") {
+    Overrides cli;
+    cli.workers = 7;
+    auto r = load(kMinimal, cli, {{"WEIR_LOG_FORMAT", "json"}});
+    REQUIRE(r.ok());
+    std::string dump = dump_toml(*r.config);
+    CHECK(dump.find("workers = 7\n") != std::string::npos);
+    CHECK(dump.find("format = \"json\"\n") != std::string::npos);
+  }
+  SUBCASE("the dump writes every default") {
+    auto r = load(kMinimal);
+    REQUIRE(r.ok());
+    const std::string dump = dump_toml(*r.config);
+    for (const char* expected :
+         {"[system]\nworkers = 0\nplugin-dirs = []\nshutdown-grace = \"30s\"\n",
+          "[log]\nlevel = \"info\"\nformat = \"text\"\noutput = \"stdout\"\naccess-log = true\n",
+          "[upstreams.app]\ndiscovery = { use = \"static\", targets = [\"127.0.0.1:9001\"] }\n"
+          "lb = { use = \"round-robin\" }\n# health: none\nconnect-timeout = \"5s\"\n"
+          "response-timeout = \"1m\"\nidle-timeout = \"1m\"\npool-size = 64\n",
+          "[services.web]\nlisteners = [{ address = \"127.0.0.1:8080\" }]\n", "filters = []\n",
+          "[services.web.limits]\nmax-request-line = 8192\nmax-header-bytes = 32768\n"
+          "max-headers = 100\nmax-body = 0\nheader-timeout = \"1m\"\nkeepalive-timeout = "
+          "\"75s\"\nsend-timeout = \"1m\"\n"}) {
+      INFO(dump);
+      CHECK(dump.find(expected) != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("node_to_toml and Node::get") {
+  auto r = load(R"([upstreams.app]
+discovery = { use = "static", s = "a\"b\\c\n", f = 0.5, i = -7, b = false, a = [1, "x"], t = { k = 1 } }
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+)");
+  REQUIRE(r.ok());
+  const Node& d = r.config->upstreams[0].discovery.node;
+  CHECK(
+      node_to_toml(d) ==
+      R"({ use = "static", s = "a\"b\\c\n", f = 0.5, i = -7, b = false, a = [1, "x"], t = { k = 1 } })");
+  CHECK(d.get("missing") == nullptr);
+  CHECK(d.get("i")->get("anything") == nullptr); // not a table
+  CHECK(d.is_table());
+  Node f;
+  f.type = Node::Type::Float;
+  f.floating = 3;
+  CHECK(node_to_toml(f) == "3.0");
+}
+
+TEST_CASE("parse_duration") {
+  CHECK(parse_duration("250ms") == Duration{250});
+  CHECK(parse_duration("5s") == Duration{5000});
+  CHECK(parse_duration("1m") == Duration{60000});
+  CHECK(parse_duration("1h") == Duration{3600000});
+  CHECK(parse_duration("1d") == Duration{86400000});
+  CHECK(parse_duration("1m30s") == Duration{90000});
+  CHECK(parse_duration("1h2m3s4ms") == Duration{3723004});
+  CHECK(parse_duration("0s") == Duration{0});
+  CHECK(parse_duration("1500ms") == Duration{1500});
+  for (const char* bad : {"", "5", "s", "5 s", " 5s", "5s ", "5sec", "-5s", "1.5s", "5S", "30s1m",
+                          "1s1s", "ms", "1m30", "99999999999999999999s", "9223372036854775807d"})
+    CHECK_MESSAGE(!parse_duration(bad).has_value(), bad);
+}
+
+TEST_CASE("parse_size") {
+  CHECK(parse_size("512") == 512u);
+  CHECK(parse_size("0") == 0u);
+  CHECK(parse_size("10B") == 10u);
+  CHECK(parse_size("10KB") == 10000u);
+  CHECK(parse_size("64KiB") == 65536u);
+  CHECK(parse_size("1MB") == 1000000u);
+  CHECK(parse_size("1MiB") == 1048576u);
+  CHECK(parse_size("1GB") == 1000000000u);
+  CHECK(parse_size("1GiB") == 1073741824u);
+  for (const char* bad : {"", "KiB", "64 KiB", "64kib", "1.5MiB", "-1", "1TB", "64KiBs",
+                          "99999999999999999999999", "99999999999999999999GiB"})
+    CHECK_MESSAGE(!parse_size(bad).has_value(), bad);
+}
+
+TEST_CASE("format_duration uses the largest exact unit") {
+  CHECK(format_duration(Duration{1500}) == "1500ms");
+  CHECK(format_duration(Duration{60000}) == "1m");
+  CHECK(format_duration(Duration{90000}) == "90s");
+  CHECK(format_duration(Duration{3600000}) == "1h");
+  CHECK(format_duration(Duration{86400000}) == "1d");
+  CHECK(format_duration(Duration{172800000}) == "2d");
+  CHECK(format_duration(Duration{1}) == "1ms");
+  CHECK(format_duration(Duration{0}) == "0s");
+  for (long long ms : {0LL, 1LL, 999LL, 1000LL, 61000LL, 3600000LL, 90061001LL})
+    CHECK(parse_duration(format_duration(Duration{ms})) == Duration{ms});
+}
