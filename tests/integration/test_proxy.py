@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+"""Proxying behaviour: load balancing, forwarded headers, hop-by-hop removal, routes and filters,
+HEAD, request bodies, Expect: 100-continue, pipelining, HTTP/1.0, JSON access logs."""
+
+import hashlib
+import json
+import os
+
+import weirtest as wt
+
+HOP_BY_HOP_REQUEST = [
+    ("Connection", "keep-alive, x-drop-me"),
+    ("x-drop-me", "1"),
+    ("Keep-Alive", "timeout=5, max=100"),
+    ("TE", "trailers"),
+    ("Trailer", "x-checksum"),
+    ("Upgrade", "websocket"),
+    ("Proxy-Authorization", "Basic Zm9vOmJhcg=="),
+    ("Proxy-Connection", "keep-alive"),
+]
+HOP_BY_HOP_NAMES = ["x-drop-me", "keep-alive", "te", "trailer", "upgrade", "proxy-authorization",
+                    "proxy-connection"]
+
+
+def nginx_smooth_wrr(weights: list[int], n: int) -> list[int]:
+    """nginx's smooth weighted round robin (ngx_http_upstream_get_peer): indexes of n picks."""
+    current = [0] * len(weights)
+    total = sum(weights)
+    picks = []
+    for _ in range(n):
+        best = None
+        for i, w in enumerate(weights):
+            current[i] += w
+            if best is None or current[i] > current[best]:
+                best = i
+        current[best] -= total
+        picks.append(best)
+    return picks
+
+
+class ProxyTest(wt.WeirTestCase):
+
+    # ---------------------------------------------------------------------------------------------
+    def test_weighted_round_robin(self):
+        names = ["a", "b", "c"]
+        origins = [self.origin(n, wt.fixed(n)) for n in names]
+        targets = [f'{{ address = "{o.address}", weight = {w} }}' for o, w in zip(origins, [1, 2, 3])]
+        w = self.start_weir(wt.basic_config({"app": targets}))
+        urls = [w.url(f"/rr/{i}") for i in range(60)]
+        p = wt.curl_raw("-w", " %{http_code} %{num_connects}\n", *urls, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = p.stdout.decode().splitlines()
+        self.assertEqual(len(lines), 60, p.stdout)
+        seq, connects = [], 0
+        for line in lines:
+            body, code, nconn = line.split()
+            self.assertEqual(code, "200", line)
+            seq.append(body)
+            connects += int(nconn)
+        counts = {n: seq.count(n) for n in names}
+        self.assertEqual(counts, {"a": 10, "b": 20, "c": 30}, f"sequence: {''.join(seq)}")
+        self.assertEqual([o.request_count for o in origins], [10, 20, 30])
+        for k in range(10):
+            cycle = seq[6 * k:6 * k + 6]
+            self.assertEqual({n: cycle.count(n) for n in names}, {"a": 1, "b": 2, "c": 3},
+                             f"cycle {k} is {''.join(cycle)}; whole sequence {''.join(seq)}")
+        # curl reused its one keep-alive connection to weir for all 60 requests.
+        self.assertEqual(connects, 1, "client keep-alive: curl opened more than one connection")
+
+    def test_round_robin_is_nginx_smooth(self):
+        """Smooth WRR (nginx's algorithm) never sends a burst: with weights 1,2,3 the picks are
+        exactly nginx's sequence c b a c b c."""
+        names = ["a", "b", "c"]
+        origins = [self.origin(n, wt.fixed(n)) for n in names]
+        targets = [f'{{ address = "{o.address}", weight = {w} }}' for o, w in zip(origins, [1, 2, 3])]
+        w = self.start_weir(wt.basic_config({"app": targets}))
+        urls = [w.url("/smooth") for _ in range(12)]
+        p = wt.curl_raw("-w", "\n", *urls, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        seq = p.stdout.decode().split()
+        expected = [names[i] for i in nginx_smooth_wrr([1, 2, 3], 12)]
+        self.assertEqual("".join(seq), "".join(expected))
+
+    def test_unweighted_round_robin_alternates(self):
+        origins = [self.origin(n, wt.fixed(n)) for n in ["a", "b"]]
+        w = self.start_weir(wt.basic_config({"app": [o.address for o in origins]}))
+        p = wt.curl_raw("-w", "\n", *[w.url("/x") for _ in range(10)], timeout=60)
+        seq = p.stdout.decode().split()
+        self.assertEqual(len(seq), 10, p.stderr)
+        for i in range(1, 10):
+            self.assertNotEqual(seq[i], seq[i - 1], f"sequence {''.join(seq)}")
+
+    # ---------------------------------------------------------------------------------------------
+    def test_forwarded_headers_and_hop_by_hop_removed(self):
+        o = self.origin("a", wt.echo())
+        w = self.start_weir(wt.basic_config({"app": o.address}))
+        args = ["-H", "Host: app.example.test", "-H", "x-keep-me: yes"]
+        for k, v in HOP_BY_HOP_REQUEST:
+            args += ["-H", f"{k}: {v}"]
+        r = wt.curl(*args, w.url("/hdr?q=1"))
+        self.assertStatus(r, 200, "GET /hdr through weir")
+        rec = o.last()
+        self.assertEqual(rec.target, "/hdr?q=1")
+        seen = {k.lower(): v for k, v in rec.headers}
+        self.assertEqual(rec.header("x-keep-me"), "yes", f"origin saw {rec.headers}")
+        self.assertEqual(rec.header("x-forwarded-for"), "127.0.0.1", f"origin saw {rec.headers}")
+        self.assertEqual(rec.header("x-forwarded-proto"), "http", f"origin saw {rec.headers}")
+        self.assertEqual(rec.header("x-forwarded-host"), "app.example.test",
+                         f"origin saw {rec.headers}")
+        leaked = [n for n in HOP_BY_HOP_NAMES if n in seen]
+        self.assertEqual(leaked, [], f"hop-by-hop headers forwarded to the origin: {rec.headers}")
+        for v in rec.header_all("connection"):
+            self.assertNotIn("x-drop-me", v.lower(), f"client's Connection forwarded: {rec.headers}")
+
+    def test_x_forwarded_for_is_appended(self):
+        o = self.origin("a", wt.echo())
+        w = self.start_weir(wt.basic_config({"app": o.address}))
+        r = wt.curl("-H", "X-Forwarded-For: 10.1.2.3", w.url("/xff"))
+        self.assertStatus(r, 200, "GET /xff")
+        xff = o.last().header_all("x-forwarded-for")
+        self.assertEqual(len(xff), 1, f"origin saw {o.last().headers}")
+        self.assertRegex(xff[0], r"^10\.1\.2\.3,\s*127\.0\.0\.1$")
+
+    def test_response_hop_by_hop_removed(self):
+        o = self.origin("a", wt.fixed("resp", headers=[("Connection", "x-resp-drop"),
+                                                       ("x-resp-drop", "1"),
+                                                       ("Keep-Alive", "timeout=99"),
+                                                       ("x-resp-keep", "yes")]))
+        w = self.start_weir(wt.basic_config({"app": o.address}))
+        r = wt.curl(w.url("/resp"))
+        self.assertStatus(r, 200, "GET /resp")
+        self.assertEqual(r.body, b"resp")
+        self.assertEqual(r.header("x-resp-keep"), "yes", str(r))
+        self.assertIsNone(r.header("x-resp-drop"), f"header named by the origin's Connection "
+                                                   f"reached the client:\n{r}")
+        for v in wt.hall(r.headers, "keep-alive"):
+            self.assertNotIn("timeout=99", v, f"origin's Keep-Alive reached the client:\n{r}")
+        for v in wt.hall(r.headers, "connection"):
+            self.assertNotIn("x-resp-drop", v.lower(), f"origin's Connection reached the client:\n{r}")
+
+    # ---------------------------------------------------------------------------------------------
+    def _route_setup(self):
+        a = self.origin("a", wt.echo())
+        s = self.origin("s", wt.echo())
+        extra = """
+[[services.web.routes]]
+path-prefix = "/static"
+upstream = "st"
+filters = [{ use = "headers", request-set = { "x-env" = "test" }, response-remove = ["server"] }]
+"""
+        w = self.start_weir(wt.basic_config({"app": a.address, "st": s.address}, extra=extra))
+        return w, a, s
+
+    def test_route_prefix_and_headers_filter(self):
+        w, a, s = self._route_setup()
+        for path, want in [("/static", "s"), ("/static/", "s"), ("/static/css/x.css", "s"),
+                           ("/static?v=1", "s"), ("/staticx", "a"), ("/staticx/y", "a"),
+                           ("/stat", "a"), ("/", "a"), ("/other/static", "a")]:
+            with self.subTest(path=path):
+                r = wt.curl(w.url(path))
+                self.assertStatus(r, 200, f"GET {path}")
+                self.assertEqual(r.header("x-origin"), want, f"GET {path} went to the wrong "
+                                                             f"upstream:\n{r}")
+                body = json.loads(r.body)
+                self.assertEqual(body["target"], path)
+                env = [v for k, v in body["headers"] if k.lower() == "x-env"]
+                if want == "s":
+                    self.assertEqual(env, ["test"], f"headers filter request-set on {path}")
+                    self.assertIsNone(r.header("server"),
+                                      f"headers filter response-remove server on {path}:\n{r}")
+                else:
+                    self.assertEqual(env, [], f"route filter leaked to the default route ({path})")
+
+    def test_request_set_replaces_client_value(self):
+        w, a, s = self._route_setup()
+        r = wt.curl("-H", "x-env: prod", w.url("/static/a"))
+        self.assertStatus(r, 200, "GET /static/a")
+        self.assertEqual(s.last().header_all("x-env"), ["test"], f"origin saw {s.last().headers}")
+
+    def test_respond_filter_answers_locally(self):
+        o = self.origin("a", wt.echo())
+        extra = """
+[[services.web.routes]]
+path-exact = "/health"
+upstream = "app"
+filters = [{ use = "respond", status = 200, body = "hi", content-type = "text/plain" }]
+"""
+        w = self.start_weir(wt.basic_config({"app": o.address}, extra=extra))
+        r = wt.curl(w.url("/health"))
+        self.assertStatus(r, 200, "GET /health (respond filter)")
+        self.assertEqual(r.body, b"hi")
+        self.assertTrue((r.header("content-type") or "").startswith("text/plain"), str(r))
+        self.assertEqual(o.request_count, 0, "the respond filter forwarded the request")
+        r = wt.curl(w.url("/health/x"))  # path-exact: not this route
+        self.assertStatus(r, 200, "GET /health/x (default route)")
+        self.assertEqual(json.loads(r.body)["target"], "/health/x")
+
+    # ---------------------------------------------------------------------------------------------
+    def test_head(self):
+        o = self.origin("a", wt.fixed("hello world"))
+        w = self.start_weir(wt.basic_config({"app": o.address}))
+        r = wt.curl("-I", w.url("/head"))
+        self.assertStatus(r, 200, "HEAD /head (curl -I)")
+        self.assertEqual(r.header("content-length"), "11", str(r))
+        self.assertEqual(o.last().method, "HEAD")
+        # On one connection: HEAD then GET. If weir sent a body after the HEAD response, the GET
+        # response would not parse.
+        with wt.RawConn(w.addr()) as c:
+            c.send(f"HEAD /head HTTP/1.1\r\nHost: t\r\n\r\n")
+            h, _ = c.read_final_response(head_request=True)
+            self.assertStatus(h, 200, "raw HEAD")
+            self.assertEqual(h.header("content-length"), "11", str(h))
+            c.send(f"GET /head HTTP/1.1\r\nHost: t\r\n\r\n")
+            g, _ = c.read_final_response()
+            self.assertStatus(g, 200, "GET after HEAD on the same connection")
+            self.assertEqual(g.body, b"hello world")
+
+    def test_content_length_request_body(self):
+        o = self.origin("a", wt.echo())
+        w = self.start_weir(wt.basic_config({"app": o.address}))
+        data = os.urandom(300_000)
+        path = os.path.join(self.tmp, "body.bin")
+        with open(path, "wb") as f:
+            f.write(data)
+        r = wt.curl("--data-binary", f"@{path}", w.url("/cl"))
+        self.assertStatus(r, 200, "POST /cl with 300000 bytes")
+        body = json.loads(r.body)
+        self.assertEqual(body["body_len"], len(data))
+        self.assertEqual(body["body_sha256"], hashlib.sha256(data).hexdigest())
+
+    def test_chunked_request_body(self):
+        o = self.origin("a", wt.echo())
+        w = self.start_weir(wt.basic_config({"app": o.address}))
+        data = os.urandom(200_000)
+        path = os.path.join(self.tmp, "body.bin")
+        with open(path, "wb") as f:
+            f.write(data)
+        with open(path, "rb") as stdin:
+            r = wt.curl("-X", "POST", "-H", "Transfer-Encoding: chunked", "--data-binary", "@-",
+                        w.url("/chunked"), stdin=stdin)
+        self.assertStatus(r, 200, "POST /chunked (curl, chunked)")
+        body = json.loads(r.body)
+        self.assertEqual(body["body_len"], len(data))
+        self.assertEqual(body["body_sha256"], hashlib.sha256(data).hexdigest())
+        # Raw: several chunks, then an empty trailer section.
+        resp = wt.raw_exchange(w.addr(), "POST /chunked2 HTTP/1.1\r\nHost: t\r\n"
+                                         "Transfer-Encoding: chunked\r\n\r\n"
+                                         "5\r\nhello\r\n6\r\n world\r\nA\r\n0123456789\r\n0\r\n\r\n")
+        self.assertStatus(resp, 200, "raw chunked POST")
+        self.assertEqual(o.last().body, b"hello world0123456789")
+        # The origin parsed exactly the two requests sent: no body bytes were taken for requests.
+        self.assertEqual([(r.method, r.target) for r in o.snapshot()],
+                         [("POST", "/chunked"), ("POST", "/chunked2")], f"origin errors: {o.errors}")
+        self.assertEqual([e for e in o.errors if "bad request line" in e], [])
+
+    def test_chunked_response(self):
+        o = self.origin("a", wt.fixed("after"), paths={"/cr": wt.stream(300_000, chunked=True)})
+        w = self.start_weir(wt.basic_config({"app": o.address}))
+        r = wt.curl(w.url("/cr"))
+        self.assertEqual(r.rc, 0, str(r))
+        self.assertStatus(r, 200, "GET of a 300000-byte chunked origin response")
+        self.assertEqual(len(r.body), 300_000, str(r))
+        self.assertEqual(r.body, b"x" * 300_000)
+        # Raw: the chunked framing parses exactly, and the connection stays usable.
+        with wt.RawConn(w.addr()) as c:
+            c.send("GET /cr HTTP/1.1\r\nHost: t\r\n\r\n")
+            r, _ = c.read_final_response()
+            self.assertStatus(r, 200, "raw GET /cr")
+            self.assertEqual(len(r.body), 300_000)
+            c.send("GET /after HTTP/1.1\r\nHost: t\r\n\r\n")
+            r2, _ = c.read_final_response()
+            self.assertStatus(r2, 200, "GET after a chunked response on the same connection")
+            self.assertEqual(r2.body, b"after")
+
+    def test_expect_100_continue(self):
+        o = self.origin("a", wt.echo())
+        w = self.start_weir(wt.basic_config({"app": o.address}))
+        with wt.RawConn(w.addr(), timeout=10) as c:
+            c.send("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n"
+                   "Expect: 100-continue\r\n\r\n")
+            first = c.read_response()
+            self.assertEqual(first.status, 100, f"expected 100 Continue before sending the body, "
+                                                f"got:\n{first}")
+            c.send("hello world")
+            final, _ = c.read_final_response()
+            self.assertStatus(final, 200, "final response after 100 Continue")
+            self.assertEqual(json.loads(final.body)["body_len"], 11)
+        self.assertEqual(o.last().body, b"hello world")
+
+    def test_pipelined_requests_in_order(self):
+        o = self.origin("a", wt.echo(), paths={"/p1": wt.echo(delay=0.3)})
+        w = self.start_weir(wt.basic_config({"app": o.address}))
+        with wt.RawConn(w.addr(), timeout=10) as c:
+            c.send("".join(f"GET /p{i} HTTP/1.1\r\nHost: t\r\n\r\n" for i in (1, 2, 3)))
+            targets = []
+            for i in (1, 2, 3):
+                r, _ = c.read_final_response()
+                self.assertStatus(r, 200, f"pipelined response {i}")
+                targets.append(json.loads(r.body)["target"])
+        self.assertEqual(targets, ["/p1", "/p2", "/p3"])
+
+    def test_http10(self):
+        o = self.origin("a", wt.fixed("ten"), paths={"/chunked": wt.stream(5000, chunked=True)})
+        w = self.start_weir(wt.basic_config({"app": o.address}))
+        # No keep-alive: weir answers and closes.
+        with wt.RawConn(w.addr()) as c:
+            c.send("GET /ten HTTP/1.0\r\n\r\n")
+            r, _ = c.read_final_response()
+            self.assertStatus(r, 200, "HTTP/1.0 GET")
+            self.assertEqual(r.body, b"ten")
+            self.assertTrue(r.version.startswith("HTTP/1."), r.version)
+            if not r.close_delimited:
+                self.assertTrue(c.peer_closed(3.0), "weir kept an HTTP/1.0 connection without "
+                                                    "keep-alive open")
+        # Keep-alive requested: two requests on one connection.
+        with wt.RawConn(w.addr()) as c:
+            for i in range(2):
+                c.send("GET /ten HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                r, _ = c.read_final_response()
+                self.assertStatus(r, 200, f"HTTP/1.0 keep-alive request {i + 1}")
+                self.assertEqual(r.body, b"ten")
+                self.assertFalse(r.close_delimited, f"keep-alive response without length:\n{r}")
+        # A chunked origin response must not reach an HTTP/1.0 client chunked.
+        with wt.RawConn(w.addr()) as c:
+            c.send("GET /chunked HTTP/1.0\r\n\r\n")
+            r, _ = c.read_final_response()
+            self.assertStatus(r, 200, "HTTP/1.0 GET of a chunked origin response")
+            self.assertFalse(r.chunked, f"chunked response sent to an HTTP/1.0 client:\n{r}")
+            self.assertEqual(len(r.body), 5000)
+
+    def test_large_header_values_pass(self):
+        o = self.origin("a", wt.echo())
+        w = self.start_weir(wt.basic_config({"app": o.address}))
+        value = "v" * 4000
+        r = wt.curl("-H", f"x-big: {value}", w.url("/big"))
+        self.assertStatus(r, 200, "GET with a 4000-byte header")
+        self.assertEqual(o.last().header("x-big"), value)
+
+    # ---------------------------------------------------------------------------------------------
+    def test_access_log_json(self):
+        o = self.origin("a", wt.fixed("0123456789abcdef"))
+        w = self.start_weir(wt.basic_config({"app": o.address}))
+        r = wt.curl(w.url("/logme?x=1"))
+        self.assertStatus(r, 200, "GET /logme")
+        logs = w.wait_access_logs(1)
+        mine = [l for l in logs if str(l.get("path", "")).startswith("/logme")]
+        self.assertEqual(len(mine), 1, f"access log lines: {logs}\noutput:\n{w.log_text()}")
+        a = mine[0]
+        for key in ("ts", "level", "logger", "msg", "client", "method", "path", "status", "bytes",
+                    "duration_ms", "upstream", "service"):
+            self.assertIn(key, a, f"access log line lacks {key!r}: {a}")
+        self.assertRegex(a["client"], r"^127\.0\.0\.1:\d+$")
+        self.assertEqual(a["method"], "GET")
+        self.assertEqual(a["status"], 200)
+        self.assertIsInstance(a["status"], int)
+        self.assertEqual(a["bytes"], 16)
+        self.assertIsInstance(a["bytes"], int)
+        self.assertIsInstance(a["duration_ms"], (int, float))
+        self.assertGreaterEqual(a["duration_ms"], 0)
+        self.assertEqual(a["upstream"], o.address)
+        self.assertEqual(a["service"], "web")
+        # With format = "json" every stdout line is one JSON object with ts, level, logger, msg.
+        for line in w.text_lines("out"):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                self.fail(f"non-JSON stdout line with format = \"json\": {line!r}")
+            self.assertIsInstance(obj, dict, line)
+            for key in ("ts", "level", "logger", "msg"):
+                self.assertIn(key, obj, f"log line lacks {key!r}: {line}")
+
+
+if __name__ == "__main__":
+    wt.main()
