@@ -2,7 +2,7 @@
 add_library(weir_warnings INTERFACE)
 target_compile_options(weir_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wnon-virtual-dtor
-  -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wnull-dereference -Wdouble-promotion
+  -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wdouble-promotion
   -Wformat=2 -Wimplicit-fallthrough
   $<$<COMPILE_LANGUAGE:C>:-Wno-old-style-cast>)
 if(WEIR_WERROR)

@@ -4,7 +4,8 @@ namespace weir::core::http {
 
 bool valid_header_name(std::string_view name) {
   if (name.empty()) return false;
-  for (unsigned char c : name) {
+  for (char ch : name) {
+    auto c = static_cast<unsigned char>(ch);
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
     if (!ok) {
       switch (c) {
@@ -19,7 +20,8 @@ bool valid_header_name(std::string_view name) {
 }
 
 bool valid_header_value(std::string_view value) {
-  for (unsigned char c : value) {
+  for (char ch : value) {
+    auto c = static_cast<unsigned char>(ch);
     if (c == '\r' || c == '\n' || c == 0) return false;
     if (c < 0x20 && c != '\t') return false;
     if (c == 0x7f) return false;

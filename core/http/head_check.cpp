@@ -74,8 +74,9 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits) {
   std::string_view version = line.substr(sp2 + 1);
   if (!valid_method(method)) return reject(400, "invalid method");
   if (target.empty()) return reject(400, "empty request target");
-  for (unsigned char c : target)
-    if (!valid_target_char(c)) return reject(400, "invalid byte in request target");
+  for (char c : target)
+    if (!valid_target_char(static_cast<unsigned char>(c)))
+      return reject(400, "invalid byte in request target");
   HeadCheck out;
   if (version == "HTTP/1.1") {
     out.version = 11;
@@ -105,8 +106,10 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits) {
     if (field.empty()) break; // end of head
     if (field.front() == ' ' || field.front() == '\t')
       return reject(400, "obsolete line folding in headers");
-    for (unsigned char c : field)
+    for (char ch : field) {
+      auto c = static_cast<unsigned char>(ch);
       if ((c < 0x20 && c != '\t') || c == 0x7f) return reject(400, "control byte in header");
+    }
     if (++count > limits.max_headers) return reject(431, "too many headers");
     auto colon = field.find(':');
     if (colon == std::string_view::npos) return reject(400, "header line without colon");
@@ -125,7 +128,7 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits) {
         auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), n);
         if (item.empty() || ec != std::errc() || p != item.data() + item.size())
           return reject(400, "invalid Content-Length");
-        for (unsigned char c : item)
+        for (char c : item)
           if (c < '0' || c > '9') return reject(400, "invalid Content-Length");
         if (content_length && *content_length != n)
           return reject(400, "conflicting Content-Length values");

@@ -38,7 +38,8 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
-constexpr size_t kRelayBufferSize = 16 * 1024;
+// Bodies stream through one buffer of this size per active exchange; reads are sized to match.
+constexpr size_t kRelayBufferSize = 32 * 1024;
 
 // Remove the hop-by-hop headers of RFC 9110 section 7.6.1: those named by Connection, and the
 // fixed set. Transfer-Encoding stays: it is framing, rewritten by the serializer as needed.
@@ -132,6 +133,7 @@ private:
     bool expect_continue = false;
     bool keep_alive = false;
     bool keep_alive_after = false; // the response allowed another request
+    bool logged = false;
     Clock::time_point start;
     std::string upstream; // the target used, for the log
     uint64_t bytes_out = 0;
@@ -160,7 +162,7 @@ private:
       idle_ = buf_.size() == 0;
       if (idle_ && worker_.draining()) co_return false;
       client_.expires_after(idle_ ? ms(limits_.keepalive_timeout) : ms(limits_.header_timeout));
-      auto [ec, n] = co_await client_.async_read_some(buf_.prepare(8192), nothrow);
+      auto [ec, n] = co_await client_.async_read_some(buf_.prepare(kReadSize), nothrow);
       idle_ = false;
       if (ec) {
         if (ec == beast::error::timeout && buf_.size() > 0) {
@@ -417,6 +419,12 @@ private:
         msg.body().size = kRelayBufferSize - msg.body().size;
         msg.body().data = relay_.get();
         msg.body().more = !parser.is_done();
+        // An empty buffer would be serialized as a zero-size (that is: last) chunk. When only a
+        // chunk-size line was parsed, read on; at the end, say "no buffer" instead.
+        if (msg.body().size == 0) {
+          if (msg.body().more) continue;
+          msg.body().data = nullptr;
+        }
       } else {
         msg.body().data = nullptr;
         msg.body().size = 0;
@@ -431,6 +439,7 @@ private:
 
     // Read the response head, skipping interim (1xx) responses.
     beast::flat_buffer up_buf;
+    up_buf.reserve(kRelayBufferSize);
     std::optional<bhttp::response_parser<bhttp::buffer_body>> rp;
     for (;;) {
       rp.emplace();
@@ -507,6 +516,10 @@ private:
           res.body().data = relay_.get();
           res.body().more = !rp->is_done();
           req.bytes_out += res.body().size;
+          if (res.body().size == 0) { // see the request loop
+            if (res.body().more) continue;
+            res.body().data = nullptr;
+          }
         } else {
           res.body().data = nullptr;
           res.body().size = 0;
@@ -588,8 +601,9 @@ private:
     co_await write_simple(req, status, false);
   }
 
-  void log_access(const Request& req) {
-    if (!access_log_enabled()) return;
+  void log_access(Request& req) {
+    if (req.logged || !access_log_enabled()) return;
+    req.logged = true;
     AccessRecord r;
     r.client_ip = client_ip_;
     r.client_port = client_port_;
@@ -606,6 +620,7 @@ private:
   }
 
   static constexpr size_t kMaxBuffer = 1024 * 1024;
+  static constexpr size_t kReadSize = 16 * 1024;
 
   Worker& worker_;
   const WorkerService& service_;

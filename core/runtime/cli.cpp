@@ -167,7 +167,8 @@ int cli_main(int argc, char** argv) {
   LogSettings ls;
   ls.level = loaded.config->log.level;
   ls.format = loaded.config->log.format;
-  ls.output = args.command == "check" ? "stderr" : loaded.config->log.output;
+  // check: problems go to stderr one per line; plugin log lines stay on stdout.
+  ls.output = args.command == "check" ? "stdout" : loaded.config->log.output;
   ls.access_log = loaded.config->log.access_log;
   std::string log_error;
   if (!setup_logging(ls, &log_error)) {
