@@ -10,7 +10,9 @@
  *    the end of a vtable (NULL = absent), a new host function at the end of weir_host_api_t, a new
  *    enum value. A plugin built for an older minor loads; one built for a newer minor is refused.
  *  - Every struct crossing the boundary begins with `uint32_t struct_size` set by whoever fills it,
- *    so the reader knows which trailing fields exist.
+ *    so the reader knows which trailing fields exist. In an array of such structs every element
+ *    has the same struct_size and it is the array's stride: index with the first element's
+ *    struct_size, never with your own sizeof.
  *
  * Ownership, unless a function says otherwise: views handed to a plugin are valid only for the
  * duration of the call; everything a plugin hands to the host is copied before the call returns.

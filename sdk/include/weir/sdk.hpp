@@ -1,0 +1,1683 @@
+// weir plugin SDK: a header-only C++20 layer over the C ABI (weir/abi.h and the per-kind headers).
+//
+// A plugin written with this header is a Config type, an Instance type and one macro:
+//
+//   #include <weir/sdk.hpp>
+//
+//   struct Config {                                      // built once per configured place
+//     explicit Config(weir::sdk::ConfigReader& cfg) {
+//       cfg.expect_only_keys({"greeting"});
+//       greeting = cfg.get_string("greeting", "hello");
+//     }
+//     std::string greeting;
+//   };
+//
+//   struct Hello {                                       // one per worker thread
+//     Hello(weir::sdk::Host, const Config& c) : config(c) {}
+//     weir::sdk::FilterResult on_response(weir::sdk::Http& http) {
+//       http.response_headers().set("x-hello", config.greeting);
+//       return weir::sdk::FilterResult::Continue;
+//     }
+//     const Config& config;
+//   };
+//
+//   WEIR_SDK_PLUGIN("hello", "1.0.0", weir::sdk::filter_module<Config, Hello>("hello-header"))
+//
+// What the SDK does for the plugin:
+//  - builds the C vtables (optional hooks the Instance does not define stay NULL, so the host skips
+//    them), the module list and the descriptor (stamped with the WEIR_ABI_MAJOR/MINOR it was
+//    compiled with), and exports the entry point through WEIR_PLUGIN_ENTRY;
+//  - puts an exception barrier around every hook, timer and iteration callback: nothing unwinds
+//    into the host. An escaped exception is logged through the host with its message and turned
+//    into WEIR_ERROR (WEIR_ERROR_NOMEM for std::bad_alloc), WEIR_ERROR_CONFIG (config_new, also
+//    reported at the module's node) or WEIR_FILTER_FAILED (filter hooks);
+//  - reads configuration with precise errors (ConfigReader), wraps an exchange (Http, Headers),
+//    logging (Host), timers (Timers) and targets (Target).
+//
+// Instance types per kind (hooks marked optional may be omitted; return types in brackets are all
+// accepted, `void` meaning success):
+//  - LB:        on_targets(const std::vector<Target>&) [void|weir_status_t];
+//               pick(const PickRequest&) -> std::optional<size_t> (nullopt: NOT_FOUND);
+//               optional on_start(size_t), on_done(size_t, uint32_t status, uint64_t ns)
+//  - DISCOVERY: start() [void|weir_status_t]; publish with Host::publish_targets
+//  - HEALTH:    on_targets(const std::vector<Target>&) [void|weir_status_t];
+//               optional on_observation(const Observation&); report with Host::report_health
+//  - FILTER:    optional on_request(Http&), on_response(Http&)
+//               [void|FilterResult|weir_filter_result_t]
+//  - CERTS:     start() [void|weir_status_t]
+// Constructors, the first that exists is used: Instance(Host, const Config&), Instance(const
+// Config&), Instance(Host), Instance(). A Config type must be constructible from ConfigReader&
+// (weir::sdk::NoConfig accepts no key besides `use`).
+//
+// The SDK uses no <format> and no fmt: log helpers concatenate their arguments with an
+// std::ostringstream, and only when the host would log the level.
+#pragma once
+
+#include "weir/abi.h"
+#include "weir/certs.h"
+#include "weir/discovery.h"
+#include "weir/filter.h"
+#include "weir/health.h"
+#include "weir/lb.h"
+
+#include <algorithm>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <initializer_list>
+#include <iterator>
+#include <limits>
+#include <memory>
+#include <new>
+#include <optional>
+#include <span>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+/// Version of this SDK header (independent of the ABI version, which is WEIR_ABI_MAJOR/MINOR).
+#define WEIR_SDK_VERSION_MAJOR 0
+#define WEIR_SDK_VERSION_MINOR 1
+
+/// True when the host API table `api` has the function `field` (a later-minor host function is
+/// present only when the host's struct_size covers it). Every function of ABI 1.0 is always
+/// present.
+#define WEIR_SDK_HOST_HAS(api, field)                                                              \
+  ((api) != nullptr &&                                                                             \
+   (api)->struct_size >= offsetof(weir_host_api_t, field) + sizeof((api)->field) &&                \
+   (api)->field != nullptr)
+
+namespace weir::sdk {
+
+// ================================================================================================
+// Strings and small utilities
+// ================================================================================================
+
+/// View of an ABI string. A NULL `data` gives an empty view.
+[[nodiscard]] inline std::string_view view(weir_str_t s) noexcept {
+  return s.data != nullptr ? std::string_view(s.data, s.len) : std::string_view();
+}
+
+/// ABI string viewing `s` (no copy: `s` must outlive the call it is passed to).
+[[nodiscard]] inline weir_str_t str(std::string_view s) noexcept {
+  return weir_str_t{s.data(), s.size()};
+}
+
+/// ASCII lower-casing (header names and keys are ASCII).
+[[nodiscard]] constexpr char ascii_lower(char c) noexcept {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+/// ASCII case-insensitive equality, as header names compare.
+[[nodiscard]] constexpr bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/// ASCII lower-cased copy.
+[[nodiscard]] inline std::string to_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    c = ascii_lower(c);
+  }
+  return out;
+}
+
+/// True for a `tchar` of RFC 9110 section 5.6.2.
+[[nodiscard]] constexpr bool is_token_char(char c) noexcept {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+    return true;
+  }
+  constexpr std::string_view extra = "!#$%&'*+-.^_`|~";
+  return extra.find(c) != std::string_view::npos;
+}
+
+/// True when `name` is a valid field name (an RFC 9110 token: non-empty, tchar only).
+[[nodiscard]] constexpr bool is_header_name(std::string_view name) noexcept {
+  if (name.empty()) {
+    return false;
+  }
+  for (char c : name) {
+    if (!is_token_char(c)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/// True when `value` may be sent as a field value: no CR, LF or NUL (RFC 9110 section 5.5).
+[[nodiscard]] constexpr bool is_header_value(std::string_view value) noexcept {
+  for (char c : value) {
+    if (c == '\r' || c == '\n' || c == '\0') {
+      return false;
+    }
+  }
+  return true;
+}
+
+/// Edit distance (optimal string alignment: insertions, deletions, substitutions and adjacent
+/// transpositions), ASCII case-insensitive.
+[[nodiscard]] inline size_t edit_distance(std::string_view a, std::string_view b) {
+  const size_t n = a.size();
+  const size_t m = b.size();
+  std::vector<size_t> d((n + 1) * (m + 1));
+  auto at = [m, &d](size_t i, size_t j) -> size_t& { return d[i * (m + 1) + j]; };
+  for (size_t i = 0; i <= n; ++i) {
+    at(i, 0) = i;
+  }
+  for (size_t j = 0; j <= m; ++j) {
+    at(0, j) = j;
+  }
+  for (size_t i = 1; i <= n; ++i) {
+    for (size_t j = 1; j <= m; ++j) {
+      const size_t cost = ascii_lower(a[i - 1]) == ascii_lower(b[j - 1]) ? 0 : 1;
+      size_t best = std::min({at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost});
+      if (i > 1 && j > 1 && ascii_lower(a[i - 1]) == ascii_lower(b[j - 2]) &&
+          ascii_lower(a[i - 2]) == ascii_lower(b[j - 1])) {
+        best = std::min(best, at(i - 2, j - 2) + 1);
+      }
+      at(i, j) = best;
+    }
+  }
+  return at(n, m);
+}
+
+/// The closest candidate to `word`, or "" when none is close enough to be a likely typo.
+[[nodiscard]] inline std::string did_you_mean(std::string_view word,
+                                              std::span<const std::string_view> candidates) {
+  const size_t limit = word.size() <= 4 ? 1 : (word.size() <= 8 ? 2 : 3);
+  std::string best;
+  size_t best_distance = limit + 1;
+  for (std::string_view c : candidates) {
+    const size_t dist = edit_distance(word, c);
+    if (dist < best_distance) {
+      best_distance = dist;
+      best = std::string(c);
+    }
+  }
+  return best;
+}
+
+namespace detail {
+/// Concatenate arguments with operator<<.
+template <class... Args> std::string concat(const Args&... args) {
+  std::ostringstream os;
+  (os << ... << args);
+  return os.str();
+}
+} // namespace detail
+
+/// Concatenate any streamable arguments into a string (the SDK's fmt-free formatting).
+template <class... Args> [[nodiscard]] std::string cat(const Args&... args) {
+  return detail::concat(args...);
+}
+
+// ================================================================================================
+// Host: the host API table plus the context of one plugin object
+// ================================================================================================
+
+/// Log levels of the ABI.
+enum class LogLevel : weir_log_level_t {
+  Trace = WEIR_LOG_TRACE,
+  Debug = WEIR_LOG_DEBUG,
+  Info = WEIR_LOG_INFO,
+  Warn = WEIR_LOG_WARN,
+  Error = WEIR_LOG_ERROR,
+};
+
+struct Target;
+
+/// The host as one plugin object sees it: the API table and the object's context. Cheap to copy;
+/// valid while the object (configuration or instance) that received the context lives.
+class Host {
+public:
+  /// A host that logs nothing and refuses every request (for default-constructed members).
+  Host() = default;
+  /// Wrap the API table and the context handed to a `*_new` hook.
+  Host(const weir_host_api_t* api, weir_host_ctx_t* ctx) noexcept : api_(api), ctx_(ctx) {}
+
+  /// The raw API table (for functions the SDK does not wrap).
+  [[nodiscard]] const weir_host_api_t* api() const noexcept { return api_; }
+  /// The raw context handle.
+  [[nodiscard]] weir_host_ctx_t* ctx() const noexcept { return ctx_; }
+
+  /// True when a message at `level` would be logged.
+  [[nodiscard]] bool log_enabled(LogLevel level) const noexcept {
+    return api_ != nullptr && api_->log_enabled != nullptr &&
+           api_->log_enabled(ctx_, static_cast<weir_log_level_t>(level)) != 0;
+  }
+  /// Log `msg` at `level` under the plugin's name.
+  void log(LogLevel level, std::string_view msg) const noexcept {
+    if (api_ != nullptr && api_->log != nullptr) {
+      api_->log(ctx_, static_cast<weir_log_level_t>(level), str(msg));
+    }
+  }
+  /// Log the concatenation of `args` at `level`, formatting only when the level is enabled.
+  template <class... Args> void logf(LogLevel level, const Args&... args) const {
+    if (log_enabled(level)) {
+      log(level, detail::concat(args...));
+    }
+  }
+  /// Log at TRACE level.
+  template <class... Args> void trace(const Args&... args) const { logf(LogLevel::Trace, args...); }
+  /// Log at DEBUG level.
+  template <class... Args> void debug(const Args&... args) const { logf(LogLevel::Debug, args...); }
+  /// Log at INFO level.
+  template <class... Args> void info(const Args&... args) const { logf(LogLevel::Info, args...); }
+  /// Log at WARN level.
+  template <class... Args> void warn(const Args&... args) const { logf(LogLevel::Warn, args...); }
+  /// Log at ERROR level.
+  template <class... Args> void error(const Args&... args) const { logf(LogLevel::Error, args...); }
+
+  /// Monotonic clock, nanoseconds.
+  [[nodiscard]] uint64_t now_ns() const noexcept {
+    return api_ != nullptr && api_->now_ns != nullptr ? api_->now_ns() : 0;
+  }
+
+  /// Publish the complete target set of a discovery instance (control thread only).
+  weir_status_t publish_targets(std::span<const Target> targets) const;
+
+  /// Report the health of a target (by id or address) of a health instance (control thread).
+  weir_status_t report_health(std::string_view target_id, bool healthy,
+                              std::string_view reason = {}) const noexcept {
+    if (api_ == nullptr || api_->report_health == nullptr) {
+      return WEIR_ERROR_UNSUPPORTED;
+    }
+    return api_->report_health(ctx_, str(target_id), healthy ? 1 : 0, str(reason));
+  }
+
+private:
+  const weir_host_api_t* api_ = nullptr;
+  weir_host_ctx_t* ctx_ = nullptr;
+};
+
+namespace detail {
+/// Log that `hook` was left by an exception. Never throws.
+inline void log_exception(const Host& host, const char* hook, const char* what) noexcept {
+  try {
+    std::string msg = "uncaught exception in ";
+    msg += hook;
+    msg += ": ";
+    msg += what != nullptr ? what : "(no message)";
+    host.log(LogLevel::Error, msg);
+  } catch (...) {
+    host.log(LogLevel::Error, "uncaught exception in a plugin hook (message lost: out of memory)");
+  }
+}
+
+/// Run `fn` (returning weir_status_t) behind the exception barrier.
+template <class F> weir_status_t guard_status(const Host& host, const char* hook, F&& fn) noexcept {
+  try {
+    return std::forward<F>(fn)();
+  } catch (const std::bad_alloc&) {
+    log_exception(host, hook, "out of memory");
+    return WEIR_ERROR_NOMEM;
+  } catch (const std::exception& e) {
+    log_exception(host, hook, e.what());
+    return WEIR_ERROR;
+  } catch (...) {
+    log_exception(host, hook, "unknown exception (not derived from std::exception)");
+    return WEIR_ERROR;
+  }
+}
+
+/// Run `fn` (returning void) behind the exception barrier.
+template <class F> void guard_void(const Host& host, const char* hook, F&& fn) noexcept {
+  try {
+    std::forward<F>(fn)();
+  } catch (const std::exception& e) {
+    log_exception(host, hook, e.what());
+  } catch (...) {
+    log_exception(host, hook, "unknown exception (not derived from std::exception)");
+  }
+}
+} // namespace detail
+
+// ================================================================================================
+// Timers
+// ================================================================================================
+
+/// Owner of one-shot host timers whose callbacks are std::function objects. Pending timers are
+/// cancelled when the Timers object is destroyed, so a member of an instance never outlives it.
+/// A callback that throws is logged and ignored (the barrier also covers timers).
+/// THREADING: use from the thread of the owning instance only (the host's timer rules).
+class Timers {
+public:
+  /// Timers of the plugin object `host` (usually the instance's Host).
+  explicit Timers(Host host) noexcept : host_(host) {}
+  Timers(const Timers&) = delete;
+  Timers& operator=(const Timers&) = delete;
+  ~Timers() { cancel_all(); }
+
+  /// Run `fn` once after `delay`. Returns the timer id, or 0 when the host could not start it.
+  weir_timer_id_t after(std::chrono::milliseconds delay, std::function<void()> fn) {
+    if (host_.api() == nullptr || host_.api()->timer_start == nullptr) {
+      return 0;
+    }
+    auto entry = std::make_unique<Entry>();
+    entry->owner = this;
+    entry->fn = std::move(fn);
+    Entry* raw = entry.get();
+    entries_.push_back(std::move(entry));
+    const uint64_t ms = delay.count() > 0 ? static_cast<uint64_t>(delay.count()) : 0;
+    raw->id = host_.api()->timer_start(host_.ctx(), ms, &Timers::fire, raw);
+    if (raw->id == 0) {
+      erase(raw);
+      return 0;
+    }
+    return raw->id;
+  }
+
+  /// Cancel a pending timer; unknown or fired ids are ignored.
+  void cancel(weir_timer_id_t id) noexcept {
+    for (auto& e : entries_) {
+      if (e->id == id) {
+        if (host_.api() != nullptr && host_.api()->timer_cancel != nullptr) {
+          host_.api()->timer_cancel(host_.ctx(), id);
+        }
+        erase(e.get());
+        return;
+      }
+    }
+  }
+
+  /// Cancel every pending timer.
+  void cancel_all() noexcept {
+    if (host_.api() != nullptr && host_.api()->timer_cancel != nullptr) {
+      for (auto& e : entries_) {
+        host_.api()->timer_cancel(host_.ctx(), e->id);
+      }
+    }
+    entries_.clear();
+  }
+
+  /// Number of timers started and not yet fired or cancelled.
+  [[nodiscard]] size_t pending() const noexcept { return entries_.size(); }
+
+private:
+  struct Entry {
+    Timers* owner = nullptr;
+    weir_timer_id_t id = 0;
+    std::function<void()> fn;
+  };
+
+  void erase(Entry* e) noexcept {
+    auto it = std::find_if(entries_.begin(), entries_.end(),
+                           [e](const std::unique_ptr<Entry>& p) { return p.get() == e; });
+    if (it != entries_.end()) {
+      entries_.erase(it);
+    }
+  }
+
+  static void fire(void* user) noexcept {
+    auto* entry = static_cast<Entry*>(user);
+    Timers* owner = entry->owner;
+    detail::guard_void(owner->host_, "timer callback", [owner, entry] {
+      std::function<void()> fn = std::move(entry->fn);
+      owner->erase(entry); // the id is spent; the callback may start new timers
+      if (fn) {
+        fn();
+      }
+    });
+  }
+
+  Host host_;
+  std::vector<std::unique_ptr<Entry>> entries_;
+};
+
+// ================================================================================================
+// Targets
+// ================================================================================================
+
+/// One upstream target, owned (copied out of the ABI's weir_target_t).
+struct Target {
+  Target() = default;
+  /// A target; `{"10.0.0.1:80", 5}` or `{"10.0.0.1:80", 1, true, "id"}`.
+  Target(std::string address_, uint32_t weight_ = 1, bool healthy_ = true, std::string id_ = {})
+      : address(std::move(address_)), weight(weight_), healthy(healthy_), id(std::move(id_)) {}
+
+  std::string address; ///< "ip:port", "[ipv6]:port", "host:port" or "unix:/path"
+  uint32_t weight = 1; ///< >= 1
+  bool healthy = true; ///< host view; ignored when publishing
+  std::string id;      ///< stable identity; empty means the address
+
+  /// The identity the host uses: `id`, or the address when `id` is empty.
+  [[nodiscard]] std::string_view key() const noexcept { return id.empty() ? address : id; }
+};
+
+namespace detail {
+/// Size of weir_target_t in ABI 1.0 (the fields every host fills).
+inline constexpr size_t target_v1_size = offsetof(weir_target_t, id) + sizeof(weir_str_t);
+
+/// Copy the targets of a host array. Elements are strided by the struct_size the host stamped on
+/// them (so an array built by a newer minor with a longer struct still reads correctly) and only
+/// the fields the element declares are read.
+inline std::vector<Target> read_targets(const weir_target_t* targets, size_t n) {
+  std::vector<Target> out;
+  if (targets == nullptr || n == 0) {
+    return out;
+  }
+  out.reserve(n);
+  const auto* bytes = reinterpret_cast<const unsigned char*>(targets);
+  const size_t stride =
+      targets[0].struct_size >= target_v1_size ? targets[0].struct_size : sizeof(weir_target_t);
+  for (size_t i = 0; i < n; ++i) {
+    weir_target_t t{};
+    std::memcpy(&t, bytes + i * stride, std::min(stride, sizeof(weir_target_t)));
+    Target c;
+    c.address = std::string(view(t.address));
+    c.weight = t.weight == 0 ? 1 : t.weight;
+    c.healthy = t.healthy != 0;
+    c.id = std::string(view(t.id));
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+} // namespace detail
+
+inline weir_status_t Host::publish_targets(std::span<const Target> targets) const {
+  if (api_ == nullptr || api_->publish_targets == nullptr) {
+    return WEIR_ERROR_UNSUPPORTED;
+  }
+  std::vector<weir_target_t> raw;
+  raw.reserve(targets.size());
+  for (const Target& t : targets) {
+    weir_target_t r{};
+    r.struct_size = sizeof(weir_target_t);
+    r.address = str(t.address);
+    r.weight = t.weight == 0 ? 1 : t.weight;
+    r.healthy = t.healthy ? 1 : 0;
+    r.id = str(t.id);
+    raw.push_back(r);
+  }
+  return api_->publish_targets(ctx_, raw.data(), raw.size());
+}
+
+// ================================================================================================
+// Configuration
+// ================================================================================================
+
+/// Thrown by ConfigReader::fail() (after reporting) to abandon reading a configuration. The SDK
+/// turns it into WEIR_ERROR_CONFIG without logging anything else. Deliberately not derived from
+/// std::exception.
+struct ConfigRejected {};
+
+/// Readable name of a configuration type, with its article ("an integer").
+[[nodiscard]] constexpr std::string_view config_type_name(weir_config_type_t t) noexcept {
+  switch (t) {
+  case WEIR_CONFIG_STRING:
+    return "a string";
+  case WEIR_CONFIG_INTEGER:
+    return "an integer";
+  case WEIR_CONFIG_FLOAT:
+    return "a float";
+  case WEIR_CONFIG_BOOLEAN:
+    return "a boolean";
+  case WEIR_CONFIG_ARRAY:
+    return "an array";
+  case WEIR_CONFIG_TABLE:
+    return "a table";
+  default:
+    return "nothing";
+  }
+}
+
+/// A view of one configuration node (the module's table, or anything below it) with typed getters.
+///
+/// Every getter that finds a value of the wrong type, out of range or malformed reports a precise
+/// error at that value through api->config_error (the host adds file:line:column and the key path)
+/// and returns the default (or nullopt), so a Config constructor can keep reading and report every
+/// problem at once. The SDK fails config_new when any error was reported.
+///
+/// Getters named get_*(key, ...) read a key of this table: an absent key gives the default.
+/// Getters named as_*(...) read this node itself. Valid only during config_new.
+class ConfigReader {
+public:
+  /// A reader of `node` (the root of a module's table), with a fresh error count.
+  ConfigReader(const weir_host_api_t* api, weir_host_ctx_t* ctx, const weir_config_node_t* node)
+      : state_(std::make_shared<State>(State{api, ctx, 0})), node_(node), anchor_(node) {}
+
+  // --- the node itself -------------------------------------------------------------------------
+
+  /// False for an absent key (child() of a missing key).
+  [[nodiscard]] bool present() const noexcept { return node_ != nullptr; }
+  /// Same as present().
+  explicit operator bool() const noexcept { return present(); }
+  /// WEIR_CONFIG_* type of the node (WEIR_CONFIG_NONE when absent).
+  [[nodiscard]] weir_config_type_t type() const noexcept {
+    return node_ != nullptr ? api()->config_type(node_) : WEIR_CONFIG_NONE;
+  }
+  /// True when the node is a table.
+  [[nodiscard]] bool is_table() const noexcept { return type() == WEIR_CONFIG_TABLE; }
+  /// True when the node is an array.
+  [[nodiscard]] bool is_array() const noexcept { return type() == WEIR_CONFIG_ARRAY; }
+  /// Key path of the node, e.g. "upstreams.app.discovery.targets[1]".
+  [[nodiscard]] std::string path() const {
+    return node_ != nullptr && api()->config_path != nullptr
+               ? std::string(view(api()->config_path(node_)))
+               : std::string();
+  }
+  /// The raw node.
+  [[nodiscard]] const weir_config_node_t* node() const noexcept { return node_; }
+  /// The host, with the context of the configuration being built (for logging).
+  [[nodiscard]] Host host() const noexcept { return Host(state_->api, state_->ctx); }
+
+  // --- errors ----------------------------------------------------------------------------------
+
+  /// Report a configuration error at this node (at the nearest present ancestor if absent).
+  void error(std::string_view msg) const {
+    ++state_->errors;
+    if (api()->config_error != nullptr) {
+      api()->config_error(state_->ctx, node_ != nullptr ? node_ : anchor_, str(msg));
+    }
+  }
+  /// Report an error at this node and abandon reading (throws ConfigRejected).
+  [[noreturn]] void fail(std::string_view msg) const {
+    error(msg);
+    throw ConfigRejected{};
+  }
+  /// Number of errors reported through this reader and every reader derived from it.
+  [[nodiscard]] size_t error_count() const noexcept { return state_->errors; }
+  /// True when no error was reported so far.
+  [[nodiscard]] bool ok() const noexcept { return state_->errors == 0; }
+
+  // --- structure -------------------------------------------------------------------------------
+
+  /// Child of this table by key; not present() when absent (or when this is not a table).
+  [[nodiscard]] ConfigReader child(std::string_view key) const {
+    return derive(node_ != nullptr ? api()->config_get(node_, str(key)) : nullptr);
+  }
+  /// True when this table has `key`.
+  [[nodiscard]] bool has(std::string_view key) const { return child(key).present(); }
+  /// Elements of an array or keys of a table.
+  [[nodiscard]] size_t size() const noexcept {
+    return node_ != nullptr ? api()->config_size(node_) : 0;
+  }
+  /// Element `i` of this array.
+  [[nodiscard]] ConfigReader at(size_t i) const {
+    return derive(node_ != nullptr ? api()->config_at(node_, i) : nullptr);
+  }
+  /// Elements of this array (empty when not an array).
+  [[nodiscard]] std::vector<ConfigReader> elements() const {
+    std::vector<ConfigReader> out;
+    if (type() != WEIR_CONFIG_ARRAY) {
+      return out;
+    }
+    const size_t n = size();
+    out.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      out.push_back(at(i));
+    }
+    return out;
+  }
+  /// Visit the keys of this table in file order: fn(std::string_view key, ConfigReader value).
+  /// An exception thrown by `fn` stops the visit and propagates (never through the host).
+  template <class F> void each(F&& fn) const {
+    if (type() != WEIR_CONFIG_TABLE) {
+      return;
+    }
+    struct Ctx {
+      const ConfigReader* self;
+      std::remove_reference_t<F>* fn;
+      std::exception_ptr error;
+    } ctx{this, &fn, nullptr};
+    api()->config_each(
+        node_,
+        [](void* user, weir_str_t key, const weir_config_node_t* value) -> int {
+          auto* c = static_cast<Ctx*>(user);
+          try {
+            (*c->fn)(view(key), c->self->derive(value));
+            return 0;
+          } catch (...) {
+            c->error = std::current_exception();
+            return 1;
+          }
+        },
+        &ctx);
+    if (ctx.error) {
+      std::rethrow_exception(ctx.error);
+    }
+  }
+  /// Keys and values of this table, in file order.
+  [[nodiscard]] std::vector<std::pair<std::string, ConfigReader>> entries() const {
+    std::vector<std::pair<std::string, ConfigReader>> out;
+    each(
+        [&out](std::string_view k, const ConfigReader& v) { out.emplace_back(std::string(k), v); });
+    return out;
+  }
+  /// Report every key of this table that is not in `allowed` (the key `use` is always allowed),
+  /// each at its value, with a "did you mean" suggestion when one is close. Reports an error when
+  /// this node is not a table. Returns true when every key was allowed.
+  bool expect_only_keys(std::initializer_list<std::string_view> allowed) const {
+    if (!expect_table()) {
+      return false;
+    }
+    std::vector<std::string_view> candidates(allowed.begin(), allowed.end());
+    candidates.emplace_back("use");
+    bool all_known = true;
+    each([&](std::string_view key, const ConfigReader& value) {
+      if (std::find(candidates.begin(), candidates.end(), key) != candidates.end()) {
+        return;
+      }
+      all_known = false;
+      std::string msg = "unknown key '" + std::string(key) + "'";
+      const std::string suggestion = did_you_mean(key, candidates);
+      if (!suggestion.empty()) {
+        msg += " (did you mean '" + suggestion + "'?)";
+      } else if (allowed.size() == 0) {
+        msg += " (this module takes no keys besides 'use')";
+      } else {
+        msg += " (expected one of: ";
+        bool first = true;
+        for (std::string_view a : allowed) {
+          msg += first ? "" : ", ";
+          msg += a;
+          first = false;
+        }
+        msg += ")";
+      }
+      value.error(msg);
+    });
+    return all_known;
+  }
+  /// Report an error unless this node is a table.
+  bool expect_table() const { return expect_type(WEIR_CONFIG_TABLE); }
+  /// Report an error unless this node is an array.
+  bool expect_array() const { return expect_type(WEIR_CONFIG_ARRAY); }
+
+  // --- scalar reads of this node -----------------------------------------------------------------
+
+  /// The node as a string.
+  [[nodiscard]] std::optional<std::string> as_string() const {
+    weir_str_t s{};
+    if (!expect_type(WEIR_CONFIG_STRING) || api()->config_string(node_, &s) != WEIR_OK) {
+      return std::nullopt;
+    }
+    return std::string(view(s));
+  }
+  /// The node as an integer within [min, max] (converted to T, which always fits).
+  template <std::integral T = int64_t>
+  [[nodiscard]] std::optional<T>
+  as_int(std::type_identity_t<T> min = std::numeric_limits<T>::min(),
+         std::type_identity_t<T> max = std::numeric_limits<T>::max()) const {
+    int64_t v = 0;
+    if (!expect_type(WEIR_CONFIG_INTEGER) || api()->config_int(node_, &v) != WEIR_OK) {
+      return std::nullopt;
+    }
+    if (std::cmp_less(v, min) || std::cmp_greater(v, max)) {
+      error(
+          range_message(v, min, max, std::numeric_limits<T>::min(), std::numeric_limits<T>::max()));
+      return std::nullopt;
+    }
+    return static_cast<T>(v);
+  }
+  /// The node as a boolean.
+  [[nodiscard]] std::optional<bool> as_bool() const {
+    int v = 0;
+    if (!expect_type(WEIR_CONFIG_BOOLEAN) || api()->config_bool(node_, &v) != WEIR_OK) {
+      return std::nullopt;
+    }
+    return v != 0;
+  }
+  /// The node as a number (an integer converts) within [min, max].
+  [[nodiscard]] std::optional<double>
+  as_double(double min = -std::numeric_limits<double>::infinity(),
+            double max = std::numeric_limits<double>::infinity()) const {
+    const weir_config_type_t t = type();
+    double v = 0;
+    if (t != WEIR_CONFIG_FLOAT && t != WEIR_CONFIG_INTEGER) {
+      error(cat("expected a number, got ", config_type_name(t)));
+      return std::nullopt;
+    }
+    if (api()->config_float(node_, &v) != WEIR_OK) {
+      error("expected a number");
+      return std::nullopt;
+    }
+    if (!(v >= min && v <= max)) {
+      error(range_message(v, min, max, -std::numeric_limits<double>::infinity(),
+                          std::numeric_limits<double>::infinity()));
+      return std::nullopt;
+    }
+    return v;
+  }
+  /// The node as a duration ("250ms", "5s", "1h", or an integer of milliseconds), in [min, max].
+  [[nodiscard]] std::optional<std::chrono::milliseconds>
+  as_duration(std::chrono::milliseconds min = std::chrono::milliseconds::zero(),
+              std::chrono::milliseconds max = std::chrono::milliseconds::max()) const {
+    const weir_config_type_t t = type();
+    uint64_t ms = 0;
+    if ((t != WEIR_CONFIG_STRING && t != WEIR_CONFIG_INTEGER) ||
+        api()->config_duration_ms(node_, &ms) != WEIR_OK) {
+      error(cat("expected a duration such as \"250ms\", \"5s\" or \"1h\" (or an integer of "
+                "milliseconds), got ",
+                describe()));
+      return std::nullopt;
+    }
+    if (std::cmp_less(ms, min.count()) || std::cmp_greater(ms, max.count())) {
+      error(range_message_ms(ms, min, max));
+      return std::nullopt;
+    }
+    return std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(ms));
+  }
+  /// The node as an array of strings (each wrong element is reported).
+  [[nodiscard]] std::optional<std::vector<std::string>> as_string_array() const {
+    if (!expect_array()) {
+      return std::nullopt;
+    }
+    std::vector<std::string> out;
+    bool good = true;
+    for (const ConfigReader& e : elements()) {
+      if (auto s = e.as_string()) {
+        out.push_back(std::move(*s));
+      } else {
+        good = false;
+      }
+    }
+    if (!good) {
+      return std::nullopt;
+    }
+    return out;
+  }
+
+  // --- keyed getters (this node is a table) ------------------------------------------------------
+
+  /// String at `key`, or `def` when absent or invalid.
+  [[nodiscard]] std::string get_string(std::string_view key, std::string_view def) const {
+    const ConfigReader c = child(key);
+    if (!c) {
+      return std::string(def);
+    }
+    auto v = c.as_string();
+    return v ? std::move(*v) : std::string(def);
+  }
+  /// String at `key`; nullopt when absent (no error) or invalid (error reported).
+  [[nodiscard]] std::optional<std::string> get_string(std::string_view key) const {
+    const ConfigReader c = child(key);
+    return c ? c.as_string() : std::nullopt;
+  }
+  /// String at `key`, reporting "missing required key" at this table when absent.
+  [[nodiscard]] std::optional<std::string> require_string(std::string_view key) const {
+    const ConfigReader c = child(key);
+    if (!c) {
+      error(cat("missing required key '", key, "' (a string)"));
+      return std::nullopt;
+    }
+    return c.as_string();
+  }
+  /// Integer at `key` within [min, max], or `def` when absent or invalid.
+  template <std::integral T>
+  [[nodiscard]] T get_int(std::string_view key, T def,
+                          std::type_identity_t<T> min = std::numeric_limits<T>::min(),
+                          std::type_identity_t<T> max = std::numeric_limits<T>::max()) const {
+    const ConfigReader c = child(key);
+    if (!c) {
+      return def;
+    }
+    return c.as_int<T>(min, max).value_or(def);
+  }
+  /// Boolean at `key`, or `def` when absent or invalid.
+  [[nodiscard]] bool get_bool(std::string_view key, bool def) const {
+    const ConfigReader c = child(key);
+    return c ? c.as_bool().value_or(def) : def;
+  }
+  /// Number at `key` within [min, max], or `def` when absent or invalid.
+  [[nodiscard]] double get_double(std::string_view key, double def,
+                                  double min = -std::numeric_limits<double>::infinity(),
+                                  double max = std::numeric_limits<double>::infinity()) const {
+    const ConfigReader c = child(key);
+    return c ? c.as_double(min, max).value_or(def) : def;
+  }
+  /// Duration at `key` within [min, max], or `def` when absent or invalid.
+  [[nodiscard]] std::chrono::milliseconds
+  get_duration(std::string_view key, std::chrono::milliseconds def,
+               std::chrono::milliseconds min = std::chrono::milliseconds::zero(),
+               std::chrono::milliseconds max = std::chrono::milliseconds::max()) const {
+    const ConfigReader c = child(key);
+    return c ? c.as_duration(min, max).value_or(def) : def;
+  }
+  /// Array of strings at `key`; empty when absent or invalid.
+  [[nodiscard]] std::vector<std::string> get_string_array(std::string_view key) const {
+    const ConfigReader c = child(key);
+    if (!c) {
+      return {};
+    }
+    return c.as_string_array().value_or(std::vector<std::string>{});
+  }
+  /// Sub-table at `key`; nullopt when absent (no error) or not a table (error reported).
+  [[nodiscard]] std::optional<ConfigReader> get_table(std::string_view key) const {
+    const ConfigReader c = child(key);
+    if (!c || !c.expect_table()) {
+      return std::nullopt;
+    }
+    return c;
+  }
+  /// Array at `key`; nullopt when absent (no error) or not an array (error reported).
+  [[nodiscard]] std::optional<ConfigReader> get_array(std::string_view key) const {
+    const ConfigReader c = child(key);
+    if (!c || !c.expect_array()) {
+      return std::nullopt;
+    }
+    return c;
+  }
+  /// Table of strings at `key` (name -> string), in file order; wrong values are reported.
+  [[nodiscard]] std::vector<std::pair<std::string, std::string>>
+  get_string_table(std::string_view key) const {
+    std::vector<std::pair<std::string, std::string>> out;
+    if (auto t = get_table(key)) {
+      t->each([&out](std::string_view k, const ConfigReader& v) {
+        if (auto s = v.as_string()) {
+          out.emplace_back(std::string(k), std::move(*s));
+        }
+      });
+    }
+    return out;
+  }
+
+private:
+  struct State {
+    const weir_host_api_t* api;
+    weir_host_ctx_t* ctx;
+    size_t errors;
+  };
+
+  ConfigReader(std::shared_ptr<State> state, const weir_config_node_t* node,
+               const weir_config_node_t* anchor) noexcept
+      : state_(std::move(state)), node_(node), anchor_(node != nullptr ? node : anchor) {}
+
+  [[nodiscard]] ConfigReader derive(const weir_config_node_t* node) const {
+    return ConfigReader(state_, node, anchor_);
+  }
+  [[nodiscard]] const weir_host_api_t* api() const noexcept { return state_->api; }
+
+  /// Describe the node for an error: its type, plus the value of short scalars.
+  [[nodiscard]] std::string describe() const {
+    const weir_config_type_t t = type();
+    std::string out(config_type_name(t));
+    if (t == WEIR_CONFIG_STRING) {
+      weir_str_t s{};
+      if (api()->config_string(node_, &s) == WEIR_OK && s.len <= 40) {
+        out += " \"" + std::string(view(s)) + "\"";
+      }
+    } else if (t == WEIR_CONFIG_INTEGER) {
+      int64_t v = 0;
+      if (api()->config_int(node_, &v) == WEIR_OK) {
+        out += " (" + std::to_string(v) + ")";
+      }
+    }
+    return out;
+  }
+
+  bool expect_type(weir_config_type_t want) const {
+    const weir_config_type_t t = type();
+    if (t == want) {
+      return true;
+    }
+    error(cat("expected ", config_type_name(want), ", got ", config_type_name(t)));
+    return false;
+  }
+
+  template <class V, class L>
+  static std::string range_message(V v, L min, L max, L type_min, L type_max) {
+    std::ostringstream os;
+    if (min != type_min && max == type_max) {
+      os << "must be at least " << +min;
+    } else if (min == type_min && max != type_max) {
+      os << "must be at most " << +max;
+    } else {
+      os << "must be between " << +min << " and " << +max;
+    }
+    os << ", got " << +v;
+    return os.str();
+  }
+
+  static std::string range_message_ms(uint64_t v, std::chrono::milliseconds min,
+                                      std::chrono::milliseconds max) {
+    std::ostringstream os;
+    if (max != std::chrono::milliseconds::max()) {
+      os << "must be between " << min.count() << "ms and " << max.count() << "ms";
+    } else {
+      os << "must be at least " << min.count() << "ms";
+    }
+    os << ", got " << v << "ms";
+    return os.str();
+  }
+
+  std::shared_ptr<State> state_;
+  const weir_config_node_t* node_;   // the node read; NULL for an absent key
+  const weir_config_node_t* anchor_; // node_, or the nearest present ancestor (for errors)
+};
+
+/// A Config type for modules that take no keys besides `use`.
+struct NoConfig {
+  /// Reports every key other than `use`.
+  explicit NoConfig(ConfigReader& cfg) { cfg.expect_only_keys({}); }
+};
+
+// ================================================================================================
+// HTTP exchange
+// ================================================================================================
+
+/// One header block (request or response) of an exchange. Names compare case-insensitively (the
+/// host does it). A view: valid only during the hook that received the exchange.
+class Headers {
+public:
+  /// View the block `which` (WEIR_HEADERS_REQUEST or WEIR_HEADERS_RESPONSE) of `http`.
+  Headers(const weir_host_api_t* api, weir_http_t* http, weir_headers_which_t which) noexcept
+      : api_(api), http_(http), which_(which) {}
+
+  /// Value of the `index`-th header named `name`; nullopt when absent. The view is valid until
+  /// the headers are next modified.
+  [[nodiscard]] std::optional<std::string_view> get(std::string_view name,
+                                                    size_t index = 0) const noexcept {
+    weir_str_t out{};
+    if (api_->header_get(http_, which_, str(name), index, &out) != WEIR_OK) {
+      return std::nullopt;
+    }
+    return view(out);
+  }
+  /// Every value of headers named `name`, in order (copied).
+  [[nodiscard]] std::vector<std::string> get_all(std::string_view name) const {
+    std::vector<std::string> out;
+    for (size_t i = 0;; ++i) {
+      auto v = get(name, i);
+      if (!v) {
+        break;
+      }
+      out.emplace_back(*v);
+    }
+    return out;
+  }
+  /// True when a header named `name` exists.
+  [[nodiscard]] bool has(std::string_view name) const noexcept { return get(name).has_value(); }
+  /// Replace every header named `name` with one header.
+  weir_status_t set(std::string_view name, std::string_view value) const noexcept {
+    return api_->header_set(http_, which_, str(name), str(value));
+  }
+  /// Append a header, keeping existing ones of the same name.
+  weir_status_t add(std::string_view name, std::string_view value) const noexcept {
+    return api_->header_add(http_, which_, str(name), str(value));
+  }
+  /// Remove every header named `name` (WEIR_OK even when none existed).
+  weir_status_t remove(std::string_view name) const noexcept {
+    return api_->header_remove(http_, which_, str(name));
+  }
+  /// Visit headers in order: fn(std::string_view name, std::string_view value), returning void, or
+  /// bool where false stops the visit. Do not modify headers from `fn`. An exception thrown by
+  /// `fn` stops the visit and propagates (never through the host).
+  template <class F> void each(F&& fn) const {
+    struct Ctx {
+      std::remove_reference_t<F>* fn;
+      std::exception_ptr error;
+    } ctx{&fn, nullptr};
+    api_->header_each(
+        http_, which_,
+        [](void* user, weir_str_t name, weir_str_t value) -> int {
+          auto* c = static_cast<Ctx*>(user);
+          try {
+            if constexpr (std::is_same_v<
+                              std::invoke_result_t<F&, std::string_view, std::string_view>, bool>) {
+              return (*c->fn)(view(name), view(value)) ? 0 : 1;
+            } else {
+              (*c->fn)(view(name), view(value));
+              return 0;
+            }
+          } catch (...) {
+            c->error = std::current_exception();
+            return 1;
+          }
+        },
+        &ctx);
+    if (ctx.error) {
+      std::rethrow_exception(ctx.error);
+    }
+  }
+  /// Which block this is.
+  [[nodiscard]] weir_headers_which_t which() const noexcept { return which_; }
+
+private:
+  const weir_host_api_t* api_;
+  weir_http_t* http_;
+  weir_headers_which_t which_;
+};
+
+/// One HTTP exchange (the request and, once received, the response). A view: valid only during the
+/// hook that received it.
+class Http {
+public:
+  /// Wrap the exchange `http`.
+  Http(const weir_host_api_t* api, weir_http_t* http) noexcept : api_(api), http_(http) {}
+
+  /// Request method ("GET").
+  [[nodiscard]] std::string_view method() const noexcept { return view(api_->http_method(http_)); }
+  /// Normalized path, without the query.
+  [[nodiscard]] std::string_view path() const noexcept { return view(api_->http_path(http_)); }
+  /// Query string without the '?'; empty when none.
+  [[nodiscard]] std::string_view query() const noexcept { return view(api_->http_query(http_)); }
+  /// Host header as received.
+  [[nodiscard]] std::string_view host() const noexcept { return view(api_->http_host(http_)); }
+  /// Client address (without the port).
+  [[nodiscard]] std::string_view client_ip() const noexcept {
+    return view(api_->http_client_ip(http_));
+  }
+  /// Client port.
+  [[nodiscard]] uint16_t client_port() const noexcept { return api_->http_client_port(http_); }
+  /// Response status; 0 before a response exists.
+  [[nodiscard]] uint32_t status() const noexcept { return api_->http_status(http_); }
+
+  /// The request headers (as they will be sent upstream).
+  [[nodiscard]] Headers request_headers() const noexcept {
+    return Headers(api_, http_, WEIR_HEADERS_REQUEST);
+  }
+  /// The response headers (as they will be sent downstream).
+  [[nodiscard]] Headers response_headers() const noexcept {
+    return Headers(api_, http_, WEIR_HEADERS_RESPONSE);
+  }
+  /// The header block `which`.
+  [[nodiscard]] Headers headers(weir_headers_which_t which) const noexcept {
+    return Headers(api_, http_, which);
+  }
+
+  /// Answer the request locally (request-stage hooks only; return FilterResult::Responded).
+  weir_status_t respond(uint32_t status, std::string_view body = {},
+                        std::string_view content_type = "text/plain") const noexcept {
+    return api_->http_respond(http_, status, str(content_type), str(body));
+  }
+
+  /// The raw exchange handle.
+  [[nodiscard]] weir_http_t* raw() const noexcept { return http_; }
+  /// The raw API table.
+  [[nodiscard]] const weir_host_api_t* api() const noexcept { return api_; }
+
+private:
+  const weir_host_api_t* api_;
+  weir_http_t* http_;
+};
+
+// ================================================================================================
+// Per-kind request types
+// ================================================================================================
+
+/// What a filter hook returns.
+enum class FilterResult : weir_filter_result_t {
+  Continue = WEIR_FILTER_CONTINUE,   ///< go on with the next filter
+  Responded = WEIR_FILTER_RESPONDED, ///< the hook answered through Http::respond
+  Failed = WEIR_FILTER_FAILED,       ///< the hook failed; the host answers 500
+};
+
+/// One pick request of a load balancer.
+struct PickRequest {
+  std::optional<Http> http;          ///< the exchange, when there is a request
+  uint32_t attempt = 0;              ///< 0 for the first try, then 1, 2, ... for retries
+  std::span<const uint8_t> excluded; ///< flags, 1 = already tried; empty = none
+  size_t n = 0;                      ///< number of targets in the current set
+
+  /// True when target `i` was already tried for this request.
+  [[nodiscard]] bool is_excluded(size_t i) const noexcept {
+    return i < excluded.size() && excluded[i] != 0;
+  }
+};
+
+/// A passive health observation (one proxied request's outcome).
+struct Observation {
+  std::string_view target_id;  ///< id (or address) of the target
+  uint32_t status = 0;         ///< HTTP status, 0 when no response
+  bool connect_failed = false; ///< the connection could not be made
+};
+
+// ================================================================================================
+// Module machinery
+// ================================================================================================
+
+namespace detail {
+
+template <class C>
+concept ConfigType = std::is_constructible_v<C, ConfigReader&>;
+
+/// A configuration object as handed to the host.
+template <class C> struct ConfigBox {
+  ConfigBox(Host h, ConfigReader& reader) : host(h), value(reader) {}
+  Host host;
+  C value;
+};
+
+/// Construct an Instance from the first constructor it has.
+template <class I, class C> I make_instance(Host host, const C& config) {
+  if constexpr (std::is_constructible_v<I, Host, const C&>) {
+    return I(host, config);
+  } else if constexpr (std::is_constructible_v<I, const C&>) {
+    return I(config);
+  } else if constexpr (std::is_constructible_v<I, Host>) {
+    return I(host);
+  } else {
+    static_assert(std::is_default_constructible_v<I>,
+                  "an Instance needs a constructor (Host, const Config&), (const Config&), "
+                  "(Host) or ()");
+    return I();
+  }
+}
+
+/// An instance object as handed to the host.
+template <class I> struct InstanceBox {
+  template <class C>
+  InstanceBox(Host h, const C& config) : host(h), value(make_instance<I>(h, config)) {}
+  Host host;
+  I value;
+  size_t target_count = 0; // LB: size of the last target set, to check picks
+};
+
+/// Map a hook's return value to weir_status_t.
+template <class F> weir_status_t status_of(F&& fn) {
+  using R = std::invoke_result_t<F>;
+  if constexpr (std::is_void_v<R>) {
+    std::forward<F>(fn)();
+    return WEIR_OK;
+  } else {
+    return static_cast<weir_status_t>(std::forward<F>(fn)());
+  }
+}
+
+/// Map a filter hook's return value to weir_filter_result_t.
+template <class F> weir_filter_result_t filter_result_of(F&& fn) {
+  using R = std::invoke_result_t<F>;
+  if constexpr (std::is_void_v<R>) {
+    std::forward<F>(fn)();
+    return WEIR_FILTER_CONTINUE;
+  } else {
+    return static_cast<weir_filter_result_t>(std::forward<F>(fn)());
+  }
+}
+
+template <class C>
+weir_status_t config_new(const weir_host_api_t* api, weir_host_ctx_t* ctx,
+                         const weir_config_node_t* cfg, weir_plugin_config_t** out) noexcept {
+  if (out != nullptr) {
+    *out = nullptr;
+  }
+  if (api == nullptr || out == nullptr) {
+    return WEIR_ERROR_INVALID;
+  }
+  if (api->abi_major != WEIR_ABI_MAJOR) {
+    return WEIR_ERROR_UNSUPPORTED;
+  }
+  const Host host(api, ctx);
+  std::optional<ConfigReader> reader;
+  try {
+    reader.emplace(api, ctx, cfg);
+    auto box = std::make_unique<ConfigBox<C>>(host, *reader);
+    if (!reader->ok()) {
+      return WEIR_ERROR_CONFIG;
+    }
+    *out = reinterpret_cast<weir_plugin_config_t*>(box.release());
+    return WEIR_OK;
+  } catch (const ConfigRejected&) {
+    if (reader && reader->ok()) {
+      reader->error("configuration rejected");
+    }
+    return WEIR_ERROR_CONFIG;
+  } catch (const std::bad_alloc&) {
+    log_exception(host, "config_new", "out of memory");
+    return WEIR_ERROR_NOMEM;
+  } catch (const std::exception& e) {
+    log_exception(host, "config_new", e.what());
+    try {
+      if (api->config_error != nullptr) {
+        api->config_error(ctx, cfg, str(cat("plugin error: ", e.what())));
+      }
+    } catch (...) {
+    }
+    return WEIR_ERROR_CONFIG;
+  } catch (...) {
+    log_exception(host, "config_new", "unknown exception (not derived from std::exception)");
+    if (api->config_error != nullptr) {
+      api->config_error(ctx, cfg, str("plugin error: unknown exception"));
+    }
+    return WEIR_ERROR_CONFIG;
+  }
+}
+
+template <class C> void config_destroy(weir_plugin_config_t* config) noexcept {
+  auto* box = reinterpret_cast<ConfigBox<C>*>(config);
+  if (box == nullptr) {
+    return;
+  }
+  const Host host = box->host;
+  guard_void(host, "config_destroy", [box] { delete box; });
+}
+
+template <class C, class I, class Handle>
+weir_status_t instance_new(const weir_host_api_t* api, weir_host_ctx_t* ctx,
+                           const weir_plugin_config_t* config, Handle** out) noexcept {
+  if (out != nullptr) {
+    *out = nullptr;
+  }
+  if (api == nullptr || out == nullptr || config == nullptr) {
+    return WEIR_ERROR_INVALID;
+  }
+  const Host host(api, ctx);
+  return guard_status(host, "instance_new", [&]() -> weir_status_t {
+    const auto* cbox = reinterpret_cast<const ConfigBox<C>*>(config);
+    auto box = std::make_unique<InstanceBox<I>>(host, cbox->value);
+    *out = reinterpret_cast<Handle*>(box.release());
+    return WEIR_OK;
+  });
+}
+
+template <class I, class Handle> void instance_destroy(Handle* inst) noexcept {
+  auto* box = reinterpret_cast<InstanceBox<I>*>(inst);
+  if (box == nullptr) {
+    return;
+  }
+  const Host host = box->host;
+  guard_void(host, "instance_destroy", [box] { delete box; });
+}
+
+template <class I, class Handle> InstanceBox<I>* unbox(Handle* inst) noexcept {
+  return reinterpret_cast<InstanceBox<I>*>(inst);
+}
+
+/// True when `name` is a valid module name: [a-z0-9-]+.
+constexpr bool valid_module_name(const char* name) noexcept {
+  if (name == nullptr || *name == '\0') {
+    return false;
+  }
+  for (const char* p = name; *p != '\0'; ++p) {
+    const char c = *p;
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+constexpr bool same_cstr(const char* a, const char* b) noexcept {
+  while (*a != '\0' && *a == *b) {
+    ++a;
+    ++b;
+  }
+  return *a == *b;
+}
+
+/// True when no two modules share kind and name.
+template <size_t N> constexpr bool unique_modules(const weir_module_t (&mods)[N]) noexcept {
+  for (size_t i = 0; i < N; ++i) {
+    for (size_t j = i + 1; j < N; ++j) {
+      if (mods[i].kind == mods[j].kind && same_cstr(mods[i].name, mods[j].name)) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+consteval void check_module_name(const char* name) {
+  if (!valid_module_name(name)) {
+    throw std::invalid_argument("weir module names must match [a-z0-9-]+"); // compile error
+  }
+}
+
+// --- hook detection --------------------------------------------------------------------------
+
+template <class I>
+concept HasLbOnStart = requires(I& i, size_t idx) {
+  i.on_start(idx);
+};
+template <class I>
+concept HasLbOnDone = requires(I& i, size_t idx, uint32_t s, uint64_t d) {
+  i.on_done(idx, s, d);
+};
+template <class I>
+concept HasOnRequest = requires(I& i, Http& h) {
+  i.on_request(h);
+};
+template <class I>
+concept HasOnResponse = requires(I& i, Http& h) {
+  i.on_response(h);
+};
+template <class I>
+concept HasOnObservation = requires(I& i, const Observation& o) {
+  i.on_observation(o);
+};
+
+} // namespace detail
+
+// --- kind: load balancer -------------------------------------------------------------------------
+
+/// Requirements on a load balancer Instance.
+template <class I>
+concept LbInstance = requires(I& i, const std::vector<Target>& t, const PickRequest& r) {
+  i.on_targets(t);
+  { i.pick(r) } -> std::convertible_to<std::optional<size_t>>;
+};
+
+/// The C vtable of a load balancer module made of Config C and Instance I.
+template <class C, class I> struct LbModule {
+  static_assert(detail::ConfigType<C>,
+                "Config must be constructible from weir::sdk::ConfigReader&");
+  static_assert(LbInstance<I>, "an LB Instance needs on_targets(const std::vector<Target>&) and "
+                               "pick(const PickRequest&) -> std::optional<size_t>");
+  using Box = detail::InstanceBox<I>;
+
+  static weir_status_t on_targets(weir_lb_instance_t* inst, const weir_target_t* targets,
+                                  size_t n) noexcept {
+    Box* box = detail::unbox<I>(inst);
+    return detail::guard_status(box->host, "on_targets", [&] {
+      const std::vector<Target> copy = detail::read_targets(targets, n);
+      const weir_status_t st = detail::status_of([&] { return box->value.on_targets(copy); });
+      box->target_count = n;
+      return st;
+    });
+  }
+
+  static weir_status_t pick(weir_lb_instance_t* inst, const weir_lb_pick_t* req,
+                            size_t* out) noexcept {
+    Box* box = detail::unbox<I>(inst);
+    if (req == nullptr || out == nullptr) {
+      return WEIR_ERROR_INVALID;
+    }
+    return detail::guard_status(box->host, "pick", [&]() -> weir_status_t {
+      PickRequest r;
+      if (req->http != nullptr) {
+        r.http.emplace(box->host.api(), req->http);
+      }
+      r.attempt = req->attempt;
+      r.n = req->n;
+      if (req->excluded != nullptr) {
+        r.excluded = std::span<const uint8_t>(req->excluded, req->n);
+      }
+      const std::optional<size_t> chosen = box->value.pick(r);
+      if (!chosen) {
+        return WEIR_ERROR_NOT_FOUND;
+      }
+      if (*chosen >= box->target_count || *chosen >= req->n) {
+        box->host.error("pick returned index ", *chosen, " outside the target set of ",
+                        box->target_count);
+        return WEIR_ERROR;
+      }
+      *out = *chosen;
+      return WEIR_OK;
+    });
+  }
+
+  static void on_start(weir_lb_instance_t* inst, size_t index) noexcept {
+    if constexpr (detail::HasLbOnStart<I>) {
+      Box* box = detail::unbox<I>(inst);
+      detail::guard_void(box->host, "on_start", [&] { box->value.on_start(index); });
+    }
+  }
+
+  static void on_done(weir_lb_instance_t* inst, size_t index, uint32_t status,
+                      uint64_t duration_ns) noexcept {
+    if constexpr (detail::HasLbOnDone<I>) {
+      Box* box = detail::unbox<I>(inst);
+      detail::guard_void(box->host, "on_done",
+                         [&] { box->value.on_done(index, status, duration_ns); });
+    }
+  }
+
+  /// The vtable (static storage, constant-initialized).
+  static constexpr weir_lb_vtable_t vtable = {
+      .struct_size = sizeof(weir_lb_vtable_t),
+      .config_new = &detail::config_new<C>,
+      .config_destroy = &detail::config_destroy<C>,
+      .instance_new = &detail::instance_new<C, I, weir_lb_instance_t>,
+      .instance_destroy = &detail::instance_destroy<I, weir_lb_instance_t>,
+      .on_targets = &on_targets,
+      .pick = &pick,
+      .on_start = detail::HasLbOnStart<I> ? &on_start : nullptr,
+      .on_done = detail::HasLbOnDone<I> ? &on_done : nullptr,
+  };
+};
+
+/// A load balancer module named `name` ([a-z0-9-]+, checked at compile time).
+template <class C, class I> consteval weir_module_t lb_module(const char* name) {
+  detail::check_module_name(name);
+  return weir_module_t{sizeof(weir_module_t), WEIR_KIND_LB, name, &LbModule<C, I>::vtable};
+}
+
+// --- kind: discovery ---------------------------------------------------------------------------
+
+/// Requirements on a discovery Instance.
+template <class I>
+concept DiscoveryInstance = requires(I& i) {
+  i.start();
+};
+
+/// The C vtable of a discovery module made of Config C and Instance I.
+template <class C, class I> struct DiscoveryModule {
+  static_assert(detail::ConfigType<C>,
+                "Config must be constructible from weir::sdk::ConfigReader&");
+  static_assert(DiscoveryInstance<I>, "a discovery Instance needs start()");
+  using Box = detail::InstanceBox<I>;
+
+  static weir_status_t start(weir_discovery_instance_t* inst) noexcept {
+    Box* box = detail::unbox<I>(inst);
+    return detail::guard_status(
+        box->host, "start", [&] { return detail::status_of([&] { return box->value.start(); }); });
+  }
+
+  /// The vtable (static storage, constant-initialized).
+  static constexpr weir_discovery_vtable_t vtable = {
+      .struct_size = sizeof(weir_discovery_vtable_t),
+      .config_new = &detail::config_new<C>,
+      .config_destroy = &detail::config_destroy<C>,
+      .instance_new = &detail::instance_new<C, I, weir_discovery_instance_t>,
+      .instance_destroy = &detail::instance_destroy<I, weir_discovery_instance_t>,
+      .start = &start,
+  };
+};
+
+/// A discovery module named `name`.
+template <class C, class I> consteval weir_module_t discovery_module(const char* name) {
+  detail::check_module_name(name);
+  return weir_module_t{sizeof(weir_module_t), WEIR_KIND_DISCOVERY, name,
+                       &DiscoveryModule<C, I>::vtable};
+}
+
+// --- kind: health ------------------------------------------------------------------------------
+
+/// Requirements on a health Instance.
+template <class I>
+concept HealthInstance = requires(I& i, const std::vector<Target>& t) {
+  i.on_targets(t);
+};
+
+/// The C vtable of a health module made of Config C and Instance I.
+template <class C, class I> struct HealthModule {
+  static_assert(detail::ConfigType<C>,
+                "Config must be constructible from weir::sdk::ConfigReader&");
+  static_assert(HealthInstance<I>,
+                "a health Instance needs on_targets(const std::vector<Target>&)");
+  using Box = detail::InstanceBox<I>;
+
+  static weir_status_t on_targets(weir_health_instance_t* inst, const weir_target_t* targets,
+                                  size_t n) noexcept {
+    Box* box = detail::unbox<I>(inst);
+    return detail::guard_status(box->host, "on_targets", [&] {
+      const std::vector<Target> copy = detail::read_targets(targets, n);
+      return detail::status_of([&] { return box->value.on_targets(copy); });
+    });
+  }
+
+  static void on_observation(weir_health_instance_t* inst,
+                             const weir_health_observation_t* obs) noexcept {
+    if constexpr (detail::HasOnObservation<I>) {
+      Box* box = detail::unbox<I>(inst);
+      if (obs == nullptr) {
+        return;
+      }
+      detail::guard_void(box->host, "on_observation", [&] {
+        Observation o;
+        o.target_id = view(obs->target_id);
+        o.status = obs->status;
+        o.connect_failed = obs->connect_failed != 0;
+        box->value.on_observation(o);
+      });
+    }
+  }
+
+  /// The vtable (static storage, constant-initialized).
+  static constexpr weir_health_vtable_t vtable = {
+      .struct_size = sizeof(weir_health_vtable_t),
+      .config_new = &detail::config_new<C>,
+      .config_destroy = &detail::config_destroy<C>,
+      .instance_new = &detail::instance_new<C, I, weir_health_instance_t>,
+      .instance_destroy = &detail::instance_destroy<I, weir_health_instance_t>,
+      .on_targets = &on_targets,
+      .on_observation = detail::HasOnObservation<I> ? &on_observation : nullptr,
+  };
+};
+
+/// A health module named `name`.
+template <class C, class I> consteval weir_module_t health_module(const char* name) {
+  detail::check_module_name(name);
+  return weir_module_t{sizeof(weir_module_t), WEIR_KIND_HEALTH, name, &HealthModule<C, I>::vtable};
+}
+
+// --- kind: filter ------------------------------------------------------------------------------
+
+/// Requirements on a filter Instance: at least one of the two hooks.
+template <class I>
+concept FilterInstance = detail::HasOnRequest<I> || detail::HasOnResponse<I>;
+
+/// The C vtable of a filter module made of Config C and Instance I.
+template <class C, class I> struct FilterModule {
+  static_assert(detail::ConfigType<C>,
+                "Config must be constructible from weir::sdk::ConfigReader&");
+  static_assert(FilterInstance<I>, "a filter Instance needs on_request(Http&) and/or "
+                                   "on_response(Http&)");
+  using Box = detail::InstanceBox<I>;
+
+  template <class F>
+  static weir_filter_result_t guard(const Host& host, const char* hook, F&& fn) noexcept {
+    try {
+      return std::forward<F>(fn)();
+    } catch (const std::exception& e) {
+      detail::log_exception(host, hook, e.what());
+    } catch (...) {
+      detail::log_exception(host, hook, "unknown exception (not derived from std::exception)");
+    }
+    return WEIR_FILTER_FAILED;
+  }
+
+  static weir_filter_result_t on_request(weir_filter_instance_t* inst, weir_http_t* http) noexcept {
+    if constexpr (detail::HasOnRequest<I>) {
+      Box* box = detail::unbox<I>(inst);
+      return guard(box->host, "on_request", [&] {
+        Http h(box->host.api(), http);
+        return detail::filter_result_of([&] { return box->value.on_request(h); });
+      });
+    } else {
+      return WEIR_FILTER_CONTINUE;
+    }
+  }
+
+  static weir_filter_result_t on_response(weir_filter_instance_t* inst,
+                                          weir_http_t* http) noexcept {
+    if constexpr (detail::HasOnResponse<I>) {
+      Box* box = detail::unbox<I>(inst);
+      return guard(box->host, "on_response", [&] {
+        Http h(box->host.api(), http);
+        return detail::filter_result_of([&] { return box->value.on_response(h); });
+      });
+    } else {
+      return WEIR_FILTER_CONTINUE;
+    }
+  }
+
+  /// The vtable (static storage, constant-initialized).
+  static constexpr weir_filter_vtable_t vtable = {
+      .struct_size = sizeof(weir_filter_vtable_t),
+      .config_new = &detail::config_new<C>,
+      .config_destroy = &detail::config_destroy<C>,
+      .instance_new = &detail::instance_new<C, I, weir_filter_instance_t>,
+      .instance_destroy = &detail::instance_destroy<I, weir_filter_instance_t>,
+      .on_request = detail::HasOnRequest<I> ? &on_request : nullptr,
+      .on_response = detail::HasOnResponse<I> ? &on_response : nullptr,
+  };
+};
+
+/// A filter module named `name`.
+template <class C, class I> consteval weir_module_t filter_module(const char* name) {
+  detail::check_module_name(name);
+  return weir_module_t{sizeof(weir_module_t), WEIR_KIND_FILTER, name, &FilterModule<C, I>::vtable};
+}
+
+// --- kind: certificates ------------------------------------------------------------------------
+
+/// Requirements on a certificate provider Instance.
+template <class I>
+concept CertsInstance = requires(I& i) {
+  i.start();
+};
+
+/// The C vtable of a certificate provider module made of Config C and Instance I.
+template <class C, class I> struct CertsModule {
+  static_assert(detail::ConfigType<C>,
+                "Config must be constructible from weir::sdk::ConfigReader&");
+  static_assert(CertsInstance<I>, "a certs Instance needs start()");
+  using Box = detail::InstanceBox<I>;
+
+  static weir_status_t start(weir_certs_instance_t* inst) noexcept {
+    Box* box = detail::unbox<I>(inst);
+    return detail::guard_status(
+        box->host, "start", [&] { return detail::status_of([&] { return box->value.start(); }); });
+  }
+
+  /// The vtable (static storage, constant-initialized).
+  static constexpr weir_certs_vtable_t vtable = {
+      .struct_size = sizeof(weir_certs_vtable_t),
+      .config_new = &detail::config_new<C>,
+      .config_destroy = &detail::config_destroy<C>,
+      .instance_new = &detail::instance_new<C, I, weir_certs_instance_t>,
+      .instance_destroy = &detail::instance_destroy<I, weir_certs_instance_t>,
+      .start = &start,
+  };
+};
+
+/// A certificate provider module named `name`.
+template <class C, class I> consteval weir_module_t certs_module(const char* name) {
+  detail::check_module_name(name);
+  return weir_module_t{sizeof(weir_module_t), WEIR_KIND_CERTS, name, &CertsModule<C, I>::vtable};
+}
+
+} // namespace weir::sdk
+
+/// Define the plugin: its descriptor (stamped with the WEIR_ABI_MAJOR/MINOR this file is compiled
+/// with), its module list (the remaining arguments, made with weir::sdk::*_module<Config,
+/// Instance>("name")) and the exported entry point (WEIR_PLUGIN_ENTRY of abi.h). Use once per
+/// plugin, at namespace scope. Everything is constant-initialized: the entry neither allocates nor
+/// has side effects.
+///
+///   WEIR_SDK_PLUGIN("lb-round-robin", "0.1.0",
+///                   weir::sdk::lb_module<weir::sdk::NoConfig, RoundRobin>("round-robin"))
+#define WEIR_SDK_PLUGIN(plugin_name, plugin_version, ...)                                          \
+  namespace {                                                                                      \
+  constexpr weir_module_t weir_sdk_modules_[] = {__VA_ARGS__};                                     \
+  static_assert(::weir::sdk::detail::unique_modules(weir_sdk_modules_),                            \
+                "two modules of the same kind share a name");                                      \
+  constexpr weir_plugin_descriptor_t weir_sdk_descriptor_ = {sizeof(weir_plugin_descriptor_t),     \
+                                                             WEIR_ABI_MAJOR,                       \
+                                                             WEIR_ABI_MINOR,                       \
+                                                             plugin_name,                          \
+                                                             plugin_version,                       \
+                                                             weir_sdk_modules_,                    \
+                                                             std::size(weir_sdk_modules_)};        \
+  }                                                                                                \
+  WEIR_PLUGIN_ENTRY {                                                                              \
+    return &weir_sdk_descriptor_;                                                                  \
+  }

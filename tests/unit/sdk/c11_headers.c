@@ -1,0 +1,103 @@
+/* Every C header of the SDK must compile as strict C11 (-std=c11 -Wall -Wextra -Wpedantic
+ * -Werror), in any order, alone or together, and a plugin must be writable in plain C. */
+/* Kind headers first: each must be self-contained. */
+/* clang-format off */
+#include "weir/certs.h"
+#include "weir/filter.h"
+#include "weir/health.h"
+#include "weir/lb.h"
+#include "weir/discovery.h"
+#include "weir/abi.h"
+#include "weir/abi.h" /* include guards */
+/* clang-format on */
+
+#include <stddef.h>
+
+/* The layout promises of the ABI, checked at compile time. */
+_Static_assert(offsetof(weir_lb_vtable_t, struct_size) == 0, "vtables start with struct_size");
+_Static_assert(offsetof(weir_filter_vtable_t, struct_size) == 0, "vtables start with struct_size");
+_Static_assert(offsetof(weir_health_vtable_t, struct_size) == 0, "vtables start with struct_size");
+_Static_assert(offsetof(weir_discovery_vtable_t, struct_size) == 0,
+               "vtables start with struct_size");
+_Static_assert(offsetof(weir_certs_vtable_t, struct_size) == 0, "vtables start with struct_size");
+_Static_assert(offsetof(weir_host_api_t, struct_size) == 0, "structs start with struct_size");
+_Static_assert(offsetof(weir_target_t, struct_size) == 0, "structs start with struct_size");
+_Static_assert(offsetof(weir_lb_pick_t, struct_size) == 0, "structs start with struct_size");
+_Static_assert(offsetof(weir_health_observation_t, struct_size) == 0, "structs start with size");
+_Static_assert(offsetof(weir_module_t, struct_size) == 0, "structs start with struct_size");
+_Static_assert(offsetof(weir_plugin_descriptor_t, struct_size) == 0, "structs start with size");
+_Static_assert(WEIR_ABI_MAJOR >= 1 && WEIR_ABI_MINOR >= 0, "ABI version macros");
+
+/* A complete filter plugin in C. */
+static int config_token;
+static int instance_token;
+
+static weir_status_t c_config_new(const weir_host_api_t* api, weir_host_ctx_t* ctx,
+                                  const weir_config_node_t* cfg, weir_plugin_config_t** out) {
+  weir_str_t use;
+  const weir_config_node_t* node = api->config_get(cfg, (weir_str_t){"use", 3});
+  if (node == NULL || api->config_string(node, &use) != WEIR_OK) {
+    api->config_error(ctx, cfg, (weir_str_t){"no use key", 10});
+    return WEIR_ERROR_CONFIG;
+  }
+  *out = (weir_plugin_config_t*)&config_token;
+  return WEIR_OK;
+}
+
+static void c_config_destroy(weir_plugin_config_t* config) {
+  (void)config;
+}
+
+static weir_status_t c_instance_new(const weir_host_api_t* api, weir_host_ctx_t* ctx,
+                                    const weir_plugin_config_t* config,
+                                    weir_filter_instance_t** out) {
+  (void)api;
+  (void)ctx;
+  (void)config;
+  *out = (weir_filter_instance_t*)&instance_token;
+  return WEIR_OK;
+}
+
+static void c_instance_destroy(weir_filter_instance_t* inst) {
+  (void)inst;
+}
+
+static weir_filter_result_t c_on_response(weir_filter_instance_t* inst, weir_http_t* http) {
+  (void)inst;
+  (void)http;
+  return WEIR_FILTER_CONTINUE;
+}
+
+static const weir_filter_vtable_t c_filter = {
+    .struct_size = sizeof(weir_filter_vtable_t),
+    .config_new = c_config_new,
+    .config_destroy = c_config_destroy,
+    .instance_new = c_instance_new,
+    .instance_destroy = c_instance_destroy,
+    .on_request = NULL,
+    .on_response = c_on_response,
+};
+
+static const weir_module_t c_modules[] = {
+    {sizeof(weir_module_t), WEIR_KIND_FILTER, "c-filter", &c_filter},
+};
+
+static const weir_plugin_descriptor_t c_descriptor = {sizeof(weir_plugin_descriptor_t),
+                                                      WEIR_ABI_MAJOR,
+                                                      WEIR_ABI_MINOR,
+                                                      "c-plugin",
+                                                      "1.0",
+                                                      c_modules,
+                                                      sizeof c_modules / sizeof c_modules[0]};
+
+WEIR_PLUGIN_ENTRY;
+WEIR_PLUGIN_ENTRY {
+  return &c_descriptor;
+}
+
+/* The entry's type matches weir_plugin_entry_fn. */
+static const weir_plugin_entry_fn c_entry_check = weir_plugin_entry;
+const weir_plugin_entry_fn* weir_c11_check_anchor(void);
+const weir_plugin_entry_fn* weir_c11_check_anchor(void) {
+  return &c_entry_check;
+}
