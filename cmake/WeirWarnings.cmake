@@ -1,16 +1,12 @@
 # Warning flags for weir's own targets (never global).
 add_library(weir_warnings INTERFACE)
 target_compile_options(weir_warnings INTERFACE
-  -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wnon-virtual-dtor
-  -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wdouble-promotion
-  -Wformat=2 -Wimplicit-fallthrough
-  $<$<COMPILE_LANGUAGE:C>:-Wno-old-style-cast>)
+  -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wcast-align
+  -Wdouble-promotion -Wformat=2 -Wimplicit-fallthrough
+  $<$<COMPILE_LANGUAGE:CXX>:-Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual>)
 if(WEIR_WERROR)
   target_compile_options(weir_warnings INTERFACE -Werror)
 endif()
-# C files do not know C++-only warnings.
-target_compile_options(weir_warnings INTERFACE
-  $<$<COMPILE_LANGUAGE:C>:-Wno-non-virtual-dtor -Wno-old-style-cast -Wno-overloaded-virtual>)
 
 add_library(weir_sanitize INTERFACE)
 if(WEIR_SANITIZE)

@@ -219,9 +219,13 @@ weir_status_t api_publish_targets(weir_host_ctx_t* ctx, const weir_target_t* tar
   if (!c->on_publish) return WEIR_ERROR_STATE;
   std::vector<PublishedTarget> out;
   out.reserve(n);
+  // The array's stride is its elements' struct_size (a plugin built for another minor has
+  // another sizeof). 1.0 has every field up to `id`.
+  const size_t stride = n > 0 ? targets[0].struct_size : 0;
+  if (n > 0 && stride < offsetof(weir_target_t, id) + sizeof(weir_str_t)) return WEIR_ERROR_INVALID;
+  const auto* base = reinterpret_cast<const unsigned char*>(targets);
   for (size_t i = 0; i < n; ++i) {
-    const weir_target_t& t = targets[i];
-    if (t.struct_size < offsetof(weir_target_t, id) + sizeof(weir_str_t)) return WEIR_ERROR_INVALID;
+    const auto& t = *reinterpret_cast<const weir_target_t*>(base + i * stride);
     PublishedTarget p;
     p.address = std::string(sv(t.address));
     p.id = std::string(sv(t.id));
