@@ -596,12 +596,22 @@ private:
     if (!expect_table(n))
       return;
     for (const auto& [key, v] : n.table) {
+      // Upper bounds: one header field must fit the parser's 64 KiB field limit, and a whole
+      // head is read into one buffer of at most 1 MiB.
       if (key == "max-request-line") {
-        if (auto s = size(v, false))
-          out.max_request_line = *s;
+        if (auto s = size(v, false)) {
+          if (*s > 65535)
+            error(v, "must be at most 65535 bytes (64KiB - 1), got " + std::to_string(*s));
+          else
+            out.max_request_line = *s;
+        }
       } else if (key == "max-header-bytes") {
-        if (auto s = size(v, false))
-          out.max_header_bytes = *s;
+        if (auto s = size(v, false)) {
+          if (*s > 1048576)
+            error(v, "must be at most 1048576 bytes (1MiB), got " + std::to_string(*s));
+          else
+            out.max_header_bytes = *s;
+        }
       } else if (key == "max-body") {
         if (auto s = size(v, true))
           out.max_body = *s;

@@ -2,6 +2,8 @@
 
 #include "core/http/exchange.hpp"
 
+#include <boost/url/parse.hpp>
+
 #include <charconv>
 #include <vector>
 
@@ -38,7 +40,35 @@ bool valid_method(std::string_view m) { return valid_header_name(m); }
 
 bool valid_target_char(unsigned char c) { return c > 0x20 && c < 0x7f; }
 
+constexpr size_t kMaxFieldBytes = 65000;
+
 } // namespace
+
+std::optional<AbsoluteTarget> parse_absolute_target(std::string_view target) {
+  auto u = boost::urls::parse_absolute_uri(target);
+  if (!u) return std::nullopt;
+  if (!iequals(u->scheme(), "http") && !iequals(u->scheme(), "https")) return std::nullopt;
+  if (!u->has_authority() || u->has_userinfo() || u->encoded_host().empty()) return std::nullopt;
+  if (u->has_port() && (u->port().empty() || u->port_number() == 0)) return std::nullopt;
+  AbsoluteTarget out;
+  out.authority = std::string(u->encoded_host_and_port());
+  out.origin_form = std::string(u->encoded_path());
+  if (out.origin_form.empty()) out.origin_form = "/";
+  if (u->has_query()) {
+    out.origin_form += '?';
+    out.origin_form += std::string_view(u->encoded_query());
+  }
+  return out;
+}
+
+bool valid_host_value(std::string_view value) {
+  if (value.empty()) return true;
+  auto a = boost::urls::parse_authority(value);
+  if (!a || a->has_userinfo()) return false;
+  if (a->encoded_host().empty()) return false;
+  if (a->has_port() && (a->port().empty() || a->port_number() == 0)) return false;
+  return true;
+}
 
 size_t find_head_end(std::string_view data, size_t& skip) {
   skip = 0;
@@ -89,8 +119,8 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits) {
   }
   if (method == "CONNECT") return reject(405, "CONNECT is not supported");
   if (target.front() != '/' && !(target == "*" && method == "OPTIONS") &&
-      !(target.size() > 7 && (target.substr(0, 7) == "http://" || target.substr(0, 8) == "https://")))
-    return reject(400, "unsupported request-target form");
+      !parse_absolute_target(target))
+    return reject(400, "invalid request target");
 
   size_t count = 0;
   size_t hosts = 0;
@@ -111,6 +141,8 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits) {
       if ((c < 0x20 && c != '\t') || c == 0x7f) return reject(400, "control byte in header");
     }
     if (++count > limits.max_headers) return reject(431, "too many headers");
+    // The parser stores a field's name and value with 16-bit lengths.
+    if (field.size() > kMaxFieldBytes) return reject(431, "a header field is larger than 64 KiB");
     auto colon = field.find(':');
     if (colon == std::string_view::npos) return reject(400, "header line without colon");
     std::string_view name = field.substr(0, colon);
@@ -118,6 +150,7 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits) {
     std::string_view value = trim(field.substr(colon + 1));
     if (iequals(name, "host")) {
       ++hosts;
+      if (!valid_host_value(value)) return reject(400, "invalid Host header");
     } else if (iequals(name, "content-length")) {
       // A list ("5, 5") or repeated field is accepted only when every value is the same.
       std::string_view rest = value;

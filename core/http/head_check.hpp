@@ -24,6 +24,18 @@ struct HeadCheck {
   bool chunked = false;
 };
 
+// An absolute-form request target ("http://host:port/path?q") split into what goes upstream.
+struct AbsoluteTarget {
+  std::string authority;   // "host:port" or "host": the new Host
+  std::string origin_form; // "/path?q" (at least "/")
+};
+// Parse and check an absolute-form target: scheme http or https (any case), a non-empty host, no
+// userinfo (RFC 9110 4.2). std::nullopt when it is not acceptable.
+std::optional<AbsoluteTarget> parse_absolute_target(std::string_view target);
+
+// A Host header value: uri-host [ ":" port ], no userinfo, no path (RFC 9112 3.2). Empty is valid.
+bool valid_host_value(std::string_view value);
+
 // Where the head ends (the index just past "\r\n\r\n"), or 0 when it is not complete yet. Leading
 // empty lines (allowed before a request line) are counted in `skip`.
 size_t find_head_end(std::string_view data, size_t& skip);

@@ -20,6 +20,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <array>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -75,6 +76,24 @@ void strip_hop_by_hop(bhttp::fields& f) {
   }
 }
 
+// RFC 9110 9.2.2.
+bool idempotent(bhttp::verb method) {
+  switch (method) {
+  case bhttp::verb::get: case bhttp::verb::head: case bhttp::verb::options:
+  case bhttp::verb::trace: case bhttp::verb::put: case bhttp::verb::delete_:
+    return true;
+  default:
+    return false;
+  }
+}
+
+// The size of a parsed head as it was on the wire (close enough: separators counted).
+size_t head_size(const bhttp::fields& f) {
+  size_t n = 64; // status line
+  for (const auto& field : f) n += field.name_string().size() + field.value().size() + 4;
+  return n;
+}
+
 std::string_view reason_text(unsigned status) {
   return bhttp::obsolete_reason(static_cast<bhttp::status>(status));
 }
@@ -116,7 +135,23 @@ public:
     }
     error_code ec;
     client_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (linger_ && !ec) co_await linger();
     client_.socket().close(ec);
+  }
+
+  // After answering a request whose body (or rest) was not read, closing at once would make the
+  // kernel reset the connection, and the client could lose the answer. Like nginx's lingering
+  // close: the write side is shut already; read and discard for a bounded time until EOF.
+  asio::awaitable<void> linger() {
+    auto deadline = Clock::now() + kLingerTime;
+    std::array<char, 4096> scratch{};
+    for (int i = 0; i < 4096; ++i) {
+      auto now = Clock::now();
+      if (now >= deadline) break;
+      client_.expires_at(std::min(deadline, now + kLingerRead));
+      auto [ec, n] = co_await client_.async_read_some(asio::buffer(scratch), nothrow);
+      if (ec) break;
+    }
   }
 
 private:
@@ -147,6 +182,10 @@ private:
     // --- read the head ---------------------------------------------------------------------
     size_t head_len = 0;
     size_t skip = 0;
+    // The whole head must arrive within header-timeout of its first byte (of the accept, for the
+    // first request): a deadline, not a per-read timer, or a slow drip would never end.
+    std::optional<Clock::time_point> head_deadline;
+    if (first_request_) head_deadline = accepted_ + limits_.header_timeout;
     for (;;) {
       auto data = buf_.data();
       std::string_view view(static_cast<const char*>(data.data()), data.size());
@@ -161,14 +200,24 @@ private:
       if (buf_.size() >= kMaxBuffer) co_return false;
       idle_ = buf_.size() == 0;
       if (idle_ && worker_.draining()) co_return false;
-      client_.expires_after(idle_ ? ms(limits_.keepalive_timeout) : ms(limits_.header_timeout));
+      if (!idle_ && !head_deadline) head_deadline = Clock::now() + limits_.header_timeout;
+      if (head_deadline) {
+        client_.expires_at(*head_deadline);
+      } else {
+        client_.expires_after(ms(limits_.keepalive_timeout));
+      }
       auto [ec, n] = co_await client_.async_read_some(buf_.prepare(kReadSize), nothrow);
       idle_ = false;
       if (ec) {
         if (ec == beast::error::timeout && buf_.size() > 0) {
+          // Like nginx: logged as 408, and the connection is closed without an answer (the
+          // timer already closed the socket).
           Request r;
           r.start = Clock::now();
-          co_await reject(r, 408, "timed out reading the request head");
+          r.status = 408;
+          logger("http")->info("{}:{}: 408: timed out reading the request head", client_ip_,
+                               client_port_);
+          log_access(r);
         }
         co_return false;
       }
@@ -176,6 +225,7 @@ private:
     }
     buf_.consume(skip);
     head_len -= skip;
+    first_request_ = false;
 
     Request req;
     req.start = Clock::now();
@@ -223,14 +273,29 @@ private:
     // The target: origin-form, or absolute-form (whose authority replaces Host, RFC 9112 3.2.2).
     std::string_view target = req.target;
     if (target.front() != '/' && target != "*") {
-      auto scheme_end = target.find("://");
-      auto rest = target.substr(scheme_end + 3);
-      auto slash = rest.find_first_of("/?");
-      req.host = std::string(rest.substr(0, slash));
-      target = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
-      msg.target(target[0] == '?' ? "/" + std::string(target) : std::string(target));
+      auto abs = parse_absolute_target(target); // checked by check_head already
+      if (!abs) {
+        co_await reject(req, 400, "invalid request target");
+        co_return false;
+      }
+      req.host = abs->authority;
+      msg.target(abs->origin_form);
       msg.set(bhttp::field::host, req.host);
       target = msg.target();
+    }
+    // Content-Length "5, 5" or repeated: check_head made sure they agree; send one.
+    if (auto cl = msg.find(bhttp::field::content_length); cl != msg.end()) {
+      std::string value(cl->value());
+      auto comma = value.find(',');
+      auto next = std::next(cl);
+      bool repeated = next != msg.end() && next->name() == bhttp::field::content_length;
+      if (comma != std::string::npos || repeated) {
+        msg.erase(bhttp::field::content_length);
+        value = value.substr(0, comma);
+        while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
+        while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.erase(0, 1);
+        msg.set(bhttp::field::content_length, value);
+      }
     }
     auto qmark = target.find('?');
     req.path = std::string(target.substr(0, qmark));
@@ -239,8 +304,16 @@ private:
     // Headers as they go upstream.
     strip_hop_by_hop(msg);
     msg.erase(bhttp::field::expect);
-    std::string xff(msg["X-Forwarded-For"]);
-    xff = xff.empty() ? client_ip_ : xff + ", " + client_ip_;
+    // Every X-Forwarded-For line counts (a list may be split over several), then the client.
+    std::string xff;
+    // (Beast keeps fields of one name adjacent, in order.)
+    for (auto [it, end] = msg.equal_range("X-Forwarded-For"); it != end; ++it) {
+      if (!it->value().empty()) {
+        xff += it->value();
+        xff += ", ";
+      }
+    }
+    xff += client_ip_;
     msg.set("X-Forwarded-For", xff);
     msg.set("X-Forwarded-Proto", "http");
     if (!req.host.empty()) msg.set("X-Forwarded-Host", req.host);
@@ -342,8 +415,14 @@ private:
         case Outcome::aborted:
           log_access(req);
           co_return false;
-        case Outcome::stale:
+        case Outcome::unsent:
           if (reused && !body_started) continue; // retry on a fresh connection
+          failure_status = 502;
+          break;
+        case Outcome::stale:
+          // The request went out; only an idempotent one may be sent again (RFC 9110 9.2.2):
+          // a POST could have been processed before the connection dropped.
+          if (reused && !body_started && idempotent(msg.method())) continue;
           failure_status = 502;
           break;
         case Outcome::timeout:
@@ -372,7 +451,8 @@ private:
     done,          // the response was relayed; the upstream connection must close
     done_reusable, // the response was relayed; the upstream connection can be pooled
     aborted,       // failed after the response began (or the client went away): close everything
-    stale,         // the upstream closed before answering (a reused connection went stale)
+    unsent,        // the request could not be written: nothing reached the upstream
+    stale,         // the upstream closed without answering after the request was written
     timeout,       // no response head within response-timeout
     failed,        // any other upstream failure before a response began
   };
@@ -384,11 +464,13 @@ private:
                                     beast::tcp_stream& conn, const config::UpstreamConfig& ucfg,
                                     const WorkerRoute& route, Exchange& ex, bool& body_started) {
     req.keep_alive_after = false;
+    // HTTP/1.1 upstream requires a Host; an HTTP/1.0 client may not have sent one.
+    if (msg.find(bhttp::field::host) == msg.end()) msg.set(bhttp::field::host, req.upstream);
     bhttp::serializer<true, bhttp::buffer_body> sr{msg};
     conn.expires_after(ucfg.response_timeout);
     {
       auto [ec, n] = co_await bhttp::async_write_header(conn, sr, nothrow);
-      if (ec) co_return body_started ? Outcome::failed : Outcome::stale;
+      if (ec) co_return body_started ? Outcome::failed : Outcome::unsent;
     }
     if (req.expect_continue && !continue_sent_) {
       continue_sent_ = true;
@@ -433,7 +515,7 @@ private:
       conn.expires_after(ucfg.response_timeout);
       auto [ec, n] = co_await bhttp::async_write(conn, sr, nothrow);
       if (ec == bhttp::error::need_buffer) ec = {};
-      if (ec) co_return body_started ? Outcome::failed : Outcome::stale;
+      if (ec) co_return body_started ? Outcome::failed : Outcome::unsent;
     } while (!parser.is_done() || !sr.is_done());
     continue_sent_ = false;
 
@@ -441,10 +523,15 @@ private:
     beast::flat_buffer up_buf;
     up_buf.reserve(kRelayBufferSize);
     std::optional<bhttp::response_parser<bhttp::buffer_body>> rp;
-    for (;;) {
+    for (int interim = 0;; ++interim) {
+      if (interim > kMaxInterimResponses) {
+        logger("upstream")->warn("{} (upstream {}): more than {} interim (1xx) responses",
+                                 req.upstream, ucfg.name, kMaxInterimResponses);
+        co_return Outcome::failed;
+      }
       rp.emplace();
       rp->body_limit(boost::none);
-      rp->header_limit(64 * 1024);
+      rp->header_limit(kMaxUpstreamHead); // below the 64 KiB a single field may hold
       if (req.head) rp->skip(true);
       conn.expires_after(ucfg.response_timeout);
       auto [ec, n] = co_await bhttp::async_read_header(conn, up_buf, *rp, nothrow);
@@ -460,6 +547,12 @@ private:
           co_return Outcome::stale;
         logger("upstream")->warn("{} (upstream {}): bad response: {}", req.upstream, ucfg.name,
                                  ec.message());
+        co_return Outcome::failed;
+      }
+      // Beast applies header_limit to what is left unparsed in the buffer; count it ourselves.
+      if (head_size(rp->get()) > kMaxUpstreamHead) {
+        logger("upstream")->warn("{} (upstream {}): response head larger than {} bytes",
+                                 req.upstream, ucfg.name, kMaxUpstreamHead);
         co_return Outcome::failed;
       }
       unsigned st = rp->get().result_int();
@@ -481,6 +574,7 @@ private:
     bool no_body = req.head || req.status == 204 || req.status == 304;
     bool keep = req.keep_alive && !worker_.draining();
     bool delimited = res.has_content_length() || res.chunked() || no_body;
+    if (!delimited) upstream_keep = false; // the body ends when the upstream closes
     if (req.version == 10) {
       res.version(10);
       if (res.chunked()) res.chunked(false);
@@ -576,6 +670,7 @@ private:
       run_response_filters(route, ex);
     }
     res.keep_alive(keep);
+    if (!keep) linger_ = true;
     req.status = status;
     req.bytes_out = req.head ? 0 : res.body().size();
     client_.expires_after(ms(limits_.send_timeout));
@@ -621,6 +716,10 @@ private:
 
   static constexpr size_t kMaxBuffer = 1024 * 1024;
   static constexpr size_t kReadSize = 16 * 1024;
+  static constexpr uint32_t kMaxUpstreamHead = 60000;
+  static constexpr int kMaxInterimResponses = 16;
+  static constexpr std::chrono::seconds kLingerTime{5};
+  static constexpr std::chrono::seconds kLingerRead{1};
 
   Worker& worker_;
   const WorkerService& service_;
@@ -632,11 +731,22 @@ private:
   uint16_t client_port_ = 0;
   std::list<Drainable*>::iterator registration_;
   std::unique_ptr<char[]> relay_;
+  Clock::time_point accepted_ = Clock::now();
+  bool first_request_ = true;
   bool idle_ = false;
   bool continue_sent_ = false;
+  bool linger_ = false; // close with a lingering read (see linger())
 };
 
-asio::awaitable<void> serve(std::unique_ptr<Session> session) { co_await session->run(); }
+asio::awaitable<void> serve(std::unique_ptr<Session> session) {
+  // A safety net: nothing on the request path should throw, but if something does (a library
+  // limit, out of memory), this connection ends and the worker goes on.
+  try {
+    co_await session->run();
+  } catch (const std::exception& e) {
+    logger("http")->error("connection aborted by an internal error: {}", e.what());
+  }
+}
 
 } // namespace
 

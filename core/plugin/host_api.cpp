@@ -180,10 +180,14 @@ void api_config_error(weir_host_ctx_t* ctx, const weir_config_node_t* n, weir_st
     d.key_path = node_of(n)->path;
   }
   d.message = std::string(sv(msg));
-  if (c->diagnostics != nullptr) {
-    c->diagnostics->push_back(std::move(d));
-  } else {
-    c->log->error("{}", d.to_string());
+  try {
+    if (c->diagnostics != nullptr) {
+      c->diagnostics->push_back(std::move(d));
+    } else {
+      c->log->error("{}", d.to_string());
+    }
+  } catch (const std::exception&) {
+    // Out of memory while reporting: the error count above still fails the configuration.
   }
 }
 
@@ -213,7 +217,18 @@ uint64_t api_now_ns() {
                                    .count());
 }
 
+weir_status_t publish_targets_impl(weir_host_ctx_t* ctx, const weir_target_t* targets, size_t n);
+
+// No exception may cross back into a plugin: every host function that allocates catches.
 weir_status_t api_publish_targets(weir_host_ctx_t* ctx, const weir_target_t* targets, size_t n) {
+  try {
+    return publish_targets_impl(ctx, targets, n);
+  } catch (const std::exception&) {
+    return WEIR_ERROR_NOMEM;
+  }
+}
+
+weir_status_t publish_targets_impl(weir_host_ctx_t* ctx, const weir_target_t* targets, size_t n) {
   if (ctx == nullptr || (n > 0 && targets == nullptr)) return WEIR_ERROR_INVALID;
   auto* c = HostCtx::from(ctx);
   if (!c->on_publish) return WEIR_ERROR_STATE;
@@ -234,7 +249,12 @@ weir_status_t api_publish_targets(weir_host_ctx_t* ctx, const weir_target_t* tar
     if (p.address.empty()) return WEIR_ERROR_INVALID;
     out.push_back(std::move(p));
   }
-  c->on_publish(std::move(out));
+  try {
+    c->on_publish(std::move(out));
+  } catch (const std::exception& e) {
+    c->log->error("publishing targets failed: {}", e.what());
+    return WEIR_ERROR;
+  }
   return WEIR_OK;
 }
 
@@ -243,7 +263,12 @@ weir_status_t api_report_health(weir_host_ctx_t* ctx, weir_str_t target_id, int 
   if (ctx == nullptr) return WEIR_ERROR_INVALID;
   auto* c = HostCtx::from(ctx);
   if (!c->on_health) return WEIR_ERROR_STATE;
-  c->on_health(sv(target_id), healthy != 0, sv(reason));
+  try {
+    c->on_health(sv(target_id), healthy != 0, sv(reason));
+  } catch (const std::exception& e) {
+    c->log->error("health report failed: {}", e.what());
+    return WEIR_ERROR;
+  }
   return WEIR_OK;
 }
 
@@ -269,6 +294,13 @@ bool reserved_header(std::string_view name) {
          boost::beast::iequals(name, "transfer-encoding");
 }
 
+// What a plugin may write into a header block: a valid field that is not framing, short enough for
+// the header container (16-bit lengths).
+bool acceptable_header(std::string_view name, std::string_view value) {
+  return http::valid_header_name(name) && http::valid_header_value(value) &&
+         !reserved_header(name) && name.size() < 1024 && value.size() < 65000;
+}
+
 weir_status_t api_header_get(weir_http_t* h, weir_headers_which_t which, weir_str_t name,
                              size_t index, weir_str_t* out) {
   auto* f = fields_of(h, which);
@@ -288,10 +320,12 @@ weir_status_t api_header_set(weir_http_t* h, weir_headers_which_t which, weir_st
                              weir_str_t value) {
   auto* f = fields_of(h, which);
   if (f == nullptr) return WEIR_ERROR_STATE;
-  if (!http::valid_header_name(sv(name)) || !http::valid_header_value(sv(value)) ||
-      reserved_header(sv(name)))
-    return WEIR_ERROR_INVALID;
-  f->set(sv(name), sv(value));
+  if (!acceptable_header(sv(name), sv(value))) return WEIR_ERROR_INVALID;
+  try {
+    f->set(sv(name), sv(value));
+  } catch (const std::exception&) {
+    return WEIR_ERROR_NOMEM;
+  }
   return WEIR_OK;
 }
 
@@ -299,10 +333,12 @@ weir_status_t api_header_add(weir_http_t* h, weir_headers_which_t which, weir_st
                              weir_str_t value) {
   auto* f = fields_of(h, which);
   if (f == nullptr) return WEIR_ERROR_STATE;
-  if (!http::valid_header_name(sv(name)) || !http::valid_header_value(sv(value)) ||
-      reserved_header(sv(name)))
-    return WEIR_ERROR_INVALID;
-  f->insert(sv(name), sv(value));
+  if (!acceptable_header(sv(name), sv(value))) return WEIR_ERROR_INVALID;
+  try {
+    f->insert(sv(name), sv(value));
+  } catch (const std::exception&) {
+    return WEIR_ERROR_NOMEM;
+  }
   return WEIR_OK;
 }
 
@@ -327,8 +363,13 @@ weir_status_t api_http_respond(weir_http_t* h, uint32_t status, weir_str_t conte
   auto* ex = ex_of(h);
   if (!ex->can_respond) return WEIR_ERROR_STATE;
   if (status < 200 || status > 599) return WEIR_ERROR_INVALID;
-  if (!http::valid_header_value(sv(content_type))) return WEIR_ERROR_INVALID;
-  ex->local = http::LocalResponse{status, std::string(sv(content_type)), std::string(sv(body))};
+  if (!http::valid_header_value(sv(content_type)) || content_type.len > 1024)
+    return WEIR_ERROR_INVALID;
+  try {
+    ex->local = http::LocalResponse{status, std::string(sv(content_type)), std::string(sv(body))};
+  } catch (const std::exception&) {
+    return WEIR_ERROR_NOMEM;
+  }
   return WEIR_OK;
 }
 

@@ -143,16 +143,16 @@ int cli_main(int argc, char** argv) {
   }
   if (args.command == "env") {
     for (const auto& v : config::env_vars()) {
-      std::printf("%-18s %s%s\n", v.name.c_str(), v.meaning.c_str(),
-                  v.key_path.empty() ? "" : fmt::format(" (overrides {})", v.key_path).c_str());
+      std::printf("%-18s %s\n", v.name.c_str(), v.meaning.c_str());
     }
     return 0;
   }
 
   auto env = weir_environment();
-  std::string path = args.config_path ? *args.config_path
-                     : env.count("WEIR_CONFIG") ? env["WEIR_CONFIG"]
-                                                : std::string(kDefaultConfig);
+  // An empty variable counts as unset, as for every WEIR_* variable.
+  std::string path = args.config_path                               ? *args.config_path
+                     : !env["WEIR_CONFIG"].empty() ? env["WEIR_CONFIG"]
+                                                                    : std::string(kDefaultConfig);
   auto loaded = config::load_file(path, args.overrides, env);
   if (!loaded.ok()) {
     for (const auto& d : loaded.errors) std::fprintf(stderr, "%s\n", d.to_string().c_str());

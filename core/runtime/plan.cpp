@@ -1,6 +1,9 @@
 #include "core/runtime/plan.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <filesystem>
 
 namespace weir::core {
 
@@ -9,8 +12,23 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
   auto plan = std::make_unique<Plan>();
   plan->config = std::move(cfg);
   plan->registry = std::make_unique<plugin::Registry>();
-  plan->plugin_dirs = plugin::plugin_search_path(plan->config.system.plugin_dirs, env_plugin_path);
+  // Configured plugin directories are relative to the configuration file, like every path in
+  // it, and must exist: a typo there would otherwise surface as "unknown load balancer".
+  std::vector<std::string> configured;
   size_t before = errors.size();
+  auto base = std::filesystem::path(plan->config.source_path).parent_path();
+  for (const auto& dir : plan->config.system.plugin_dirs) {
+    std::filesystem::path p(dir);
+    if (p.is_relative()) p = base / p;
+    std::error_code ec;
+    if (!std::filesystem::is_directory(p, ec)) {
+      errors.push_back(fmt::format("{}: system.plugin-dirs: \"{}\" is not a directory",
+                                   plan->config.source_path, p.string()));
+      continue;
+    }
+    configured.push_back(p.lexically_normal().string());
+  }
+  plan->plugin_dirs = plugin::plugin_search_path(configured, env_plugin_path);
   plan->registry->load_dirs(plan->plugin_dirs, errors);
   bool load_failed = errors.size() != before;
 

@@ -1,8 +1,8 @@
 // filters/headers: edits request headers (before the request goes upstream) and response headers
 // (before the response goes downstream).
 //
-//   [[routes.filters]]
-//   use = "headers"
+//   [[services.NAME.routes]]
+//   filters = [{ use = "headers", ... }] with these keys:
 //   request-set = { "x-forwarded-proto" = "https" }   # replace (or create) a header
 //   request-add = { "via" = "weir" }                  # append, keeping existing ones
 //   request-remove = ["x-debug"]                      # remove every header of that name
@@ -38,6 +38,12 @@ struct Edits {
 
 /// Report an invalid header name at `node`; true when valid.
 bool check_name(const ConfigReader& node, std::string_view name) {
+  if (weir::sdk::iequals(name, "content-length") ||
+      weir::sdk::iequals(name, "transfer-encoding")) {
+    node.error("'" + std::string(name) +
+               "' frames the message: weir sets it and a filter may not change it");
+    return false;
+  }
   if (weir::sdk::is_header_name(name)) {
     return true;
   }

@@ -1,8 +1,7 @@
 // filters/respond: answers every request that reaches it locally, like nginx `return`.
 //
-//   [[routes.filters]]
-//   use = "respond"
-//   status = 503                       # 100..599, default 200
+//   filters = [{ use = "respond", ... }] with these keys:
+//   status = 503                       # 200..599, default 200
 //   body = "down for maintenance\n"    # default ""
 //   content-type = "text/plain"        # default "text/plain"; "" sends none
 //   headers = { "retry-after" = "120" } # optional, set on the local response
@@ -30,7 +29,7 @@ using weir::sdk::ConfigReader;
 struct Config {
   explicit Config(ConfigReader& cfg) {
     cfg.expect_only_keys({"status", "body", "content-type", "headers"});
-    status = cfg.get_int<uint32_t>("status", 200, 100, 599);
+    status = cfg.get_int<uint32_t>("status", 200, 200, 599); // 1xx is not a final answer
     body = cfg.get_string("body", "");
     if (const ConfigReader node = cfg.child("content-type")) {
       content_type = node.as_string().value_or(content_type);

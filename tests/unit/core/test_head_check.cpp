@@ -103,3 +103,42 @@ TEST_CASE("limits give 414 and 431") {
   CHECK(check_partial_head("GET / HTTP/1.1\r\nX: " + std::string(300, 'x'), limits) == 431);
   CHECK(check_partial_head("GET / HTTP/1.1\r\nX: y", limits) == 0);
 }
+
+TEST_CASE("absolute-form targets") {
+  using weir::core::http::parse_absolute_target;
+  auto a = parse_absolute_target("http://example.test:8080/p/q?x=1");
+  REQUIRE(a.has_value());
+  CHECK(a->authority == "example.test:8080");
+  CHECK(a->origin_form == "/p/q?x=1");
+  auto b = parse_absolute_target("HTTP://Example.TEST");
+  REQUIRE(b.has_value());
+  CHECK(b->origin_form == "/");
+  CHECK(parse_absolute_target("http://[::1]:80/x").has_value());
+  CHECK_FALSE(parse_absolute_target("http:///x").has_value());
+  CHECK_FALSE(parse_absolute_target("http://user:pw@example.test/x").has_value());
+  CHECK_FALSE(parse_absolute_target("http://[::1/x").has_value());
+  CHECK_FALSE(parse_absolute_target("ftp://example.test/x").has_value());
+  CHECK(status_of("GET HTTP://Example.TEST/p HTTP/1.1\r\nHost: a\r\n\r\n") == 0);
+  CHECK(status_of("GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n") == 400);
+}
+
+TEST_CASE("Host header values") {
+  using weir::core::http::valid_host_value;
+  CHECK(valid_host_value("example.test"));
+  CHECK(valid_host_value("example.test:8080"));
+  CHECK(valid_host_value("[::1]:8080"));
+  CHECK(valid_host_value("127.0.0.1"));
+  CHECK(valid_host_value(""));
+  CHECK_FALSE(valid_host_value("evil.test/../x"));
+  CHECK_FALSE(valid_host_value("x y"));
+  CHECK_FALSE(valid_host_value("user@host"));
+  CHECK_FALSE(valid_host_value("host:port"));
+  CHECK(status_of("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n") == 400);
+}
+
+TEST_CASE("a single header field must fit the parser's 16-bit lengths") {
+  HeadLimits limits;
+  limits.max_header_bytes = 1 << 20;
+  std::string head = "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(70000, 'x') + "\r\n\r\n";
+  CHECK(status_of(head, limits) == 431);
+}

@@ -116,6 +116,16 @@ TEST_CASE("headers: add keeps existing headers and several values") {
 
 TEST_CASE("headers: configuration errors") {
   Headers t;
+  SUBCASE("framing headers belong to weir") {
+    auto cfg = t.configure({
+        {"request-set", FakeConfig::table({{"Content-Length", "5"}})},
+        {"response-remove", FakeConfig::array({"transfer-encoding"})},
+    });
+    CHECK(cfg.status() == WEIR_ERROR_CONFIG);
+    CHECK_MESSAGE(cfg.has_error(kPath + ".request-set.Content-Length", "frames the message"),
+                  cfg.errors_text());
+    CHECK(cfg.has_error(kPath + ".response-remove[0]", "frames the message"));
+  }
   SUBCASE("invalid names") {
     auto cfg = t.configure({
         {"request-set", FakeConfig::table({{"bad header", "x"}, {"x-ok", "y"}})},

@@ -91,15 +91,15 @@ TEST_CASE("respond: an empty content-type sends none") {
 TEST_CASE("respond: configuration errors") {
   Respond t;
   SUBCASE("status range") {
-    for (int status : {0, 99, 600, -1}) {
+    for (int status : {0, 99, 100, 199, 600, -1}) {
       CAPTURE(status);
       auto cfg = t.configure({{"status", status}});
       CHECK(cfg.status() == WEIR_ERROR_CONFIG);
       CHECK_MESSAGE(cfg.has_error(kPath + ".status",
-                                  "must be between 100 and 599, got " + std::to_string(status)),
+                                  "must be between 200 and 599, got " + std::to_string(status)),
                     cfg.errors_text());
     }
-    for (int status : {100, 599}) {
+    for (int status : {200, 599}) {
       CHECK(t.configure({{"status", status}}).ok());
     }
   }

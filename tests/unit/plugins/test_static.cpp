@@ -57,7 +57,7 @@ TEST_CASE("static: accepted address forms") {
   Static t;
   for (const char* address : {"127.0.0.1:80", "10.1.2.3:65535", "[::1]:8080", "[2001:db8::1]:443",
                               "backend:80", "api.internal.example:8443", "a-b.c:1",
-                              "localhost:9000", "unix:/run/app.sock", "unix:/tmp/a b.sock"}) {
+                              "localhost:9000"}) {
     CAPTURE(address);
     CHECK(t.single(address).empty());
   }
@@ -88,8 +88,7 @@ TEST_CASE("static: rejected addresses name the problem") {
       {"-bad:80", "'-bad' is not a valid host name"},
       {"a..b:80", "'a..b' is not a valid host name"},
       {":80", "missing host"},
-      {"unix:", "a unix socket needs an absolute path"},
-      {"unix:run/app.sock", "a unix socket needs an absolute path"},
+      {"unix:/run/app.sock", "unix socket upstreams are not supported by this weir release"},
       {"", "empty address"},
   };
   for (const Case& c : cases) {
