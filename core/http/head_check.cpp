@@ -12,20 +12,26 @@ namespace weir::core::http {
 namespace {
 
 bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
+  if (a.size() != b.size())
+    return false;
   for (size_t i = 0; i < a.size(); ++i) {
     auto x = static_cast<unsigned char>(a[i]);
     auto y = static_cast<unsigned char>(b[i]);
-    if (x >= 'A' && x <= 'Z') x = static_cast<unsigned char>(x + 32);
-    if (y >= 'A' && y <= 'Z') y = static_cast<unsigned char>(y + 32);
-    if (x != y) return false;
+    if (x >= 'A' && x <= 'Z')
+      x = static_cast<unsigned char>(x + 32);
+    if (y >= 'A' && y <= 'Z')
+      y = static_cast<unsigned char>(y + 32);
+    if (x != y)
+      return false;
   }
   return true;
 }
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -36,9 +42,13 @@ HeadCheck reject(unsigned status, std::string reason) {
   return r;
 }
 
-bool valid_method(std::string_view m) { return valid_header_name(m); }
+bool valid_method(std::string_view m) {
+  return valid_header_name(m);
+}
 
-bool valid_target_char(unsigned char c) { return c > 0x20 && c < 0x7f; }
+bool valid_target_char(unsigned char c) {
+  return c > 0x20 && c < 0x7f;
+}
 
 constexpr size_t kMaxFieldBytes = 65000;
 
@@ -46,14 +56,19 @@ constexpr size_t kMaxFieldBytes = 65000;
 
 std::optional<AbsoluteTarget> parse_absolute_target(std::string_view target) {
   auto u = boost::urls::parse_absolute_uri(target);
-  if (!u) return std::nullopt;
-  if (!iequals(u->scheme(), "http") && !iequals(u->scheme(), "https")) return std::nullopt;
-  if (!u->has_authority() || u->has_userinfo() || u->encoded_host().empty()) return std::nullopt;
-  if (u->has_port() && (u->port().empty() || u->port_number() == 0)) return std::nullopt;
+  if (!u)
+    return std::nullopt;
+  if (!iequals(u->scheme(), "http") && !iequals(u->scheme(), "https"))
+    return std::nullopt;
+  if (!u->has_authority() || u->has_userinfo() || u->encoded_host().empty())
+    return std::nullopt;
+  if (u->has_port() && (u->port().empty() || u->port_number() == 0))
+    return std::nullopt;
   AbsoluteTarget out;
   out.authority = std::string(u->encoded_host_and_port());
   out.origin_form = std::string(u->encoded_path());
-  if (out.origin_form.empty()) out.origin_form = "/";
+  if (out.origin_form.empty())
+    out.origin_form = "/";
   if (u->has_query()) {
     out.origin_form += '?';
     out.origin_form += std::string_view(u->encoded_query());
@@ -62,17 +77,22 @@ std::optional<AbsoluteTarget> parse_absolute_target(std::string_view target) {
 }
 
 bool valid_host_value(std::string_view value) {
-  if (value.empty()) return true;
+  if (value.empty())
+    return true;
   auto a = boost::urls::parse_authority(value);
-  if (!a || a->has_userinfo()) return false;
-  if (a->encoded_host().empty()) return false;
-  if (a->has_port() && (a->port().empty() || a->port_number() == 0)) return false;
+  if (!a || a->has_userinfo())
+    return false;
+  if (a->encoded_host().empty())
+    return false;
+  if (a->has_port() && (a->port().empty() || a->port_number() == 0))
+    return false;
   return true;
 }
 
 size_t find_head_end(std::string_view data, size_t& skip) {
   skip = 0;
-  while (skip + 1 < data.size() && data[skip] == '\r' && data[skip + 1] == '\n') skip += 2;
+  while (skip + 1 < data.size() && data[skip] == '\r' && data[skip + 1] == '\n')
+    skip += 2;
   auto pos = data.find("\r\n\r\n", skip);
   return pos == std::string_view::npos ? 0 : pos + 4;
 }
@@ -80,30 +100,38 @@ size_t find_head_end(std::string_view data, size_t& skip) {
 unsigned check_partial_head(std::string_view data, const HeadLimits& limits) {
   auto eol = data.find("\r\n");
   if (eol == std::string_view::npos) {
-    if (data.size() > limits.max_request_line) return 414;
+    if (data.size() > limits.max_request_line)
+      return 414;
   } else if (eol > limits.max_request_line) {
     return 414;
   }
-  if (data.size() > limits.max_header_bytes) return 431;
+  if (data.size() > limits.max_header_bytes)
+    return 431;
   return 0;
 }
 
 HeadCheck check_head(std::string_view head, const HeadLimits& limits) {
-  if (head.size() > limits.max_header_bytes) return reject(431, "request head too large");
+  if (head.size() > limits.max_header_bytes)
+    return reject(431, "request head too large");
   auto eol = head.find("\r\n");
-  if (eol == std::string_view::npos) return reject(400, "no request line");
+  if (eol == std::string_view::npos)
+    return reject(400, "no request line");
   std::string_view line = head.substr(0, eol);
-  if (line.size() > limits.max_request_line) return reject(414, "request line too long");
+  if (line.size() > limits.max_request_line)
+    return reject(414, "request line too long");
 
   // request-line = method SP request-target SP HTTP-version
   auto sp1 = line.find(' ');
   auto sp2 = line.rfind(' ');
-  if (sp1 == std::string_view::npos || sp2 == sp1) return reject(400, "malformed request line");
+  if (sp1 == std::string_view::npos || sp2 == sp1)
+    return reject(400, "malformed request line");
   std::string_view method = line.substr(0, sp1);
   std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   std::string_view version = line.substr(sp2 + 1);
-  if (!valid_method(method)) return reject(400, "invalid method");
-  if (target.empty()) return reject(400, "empty request target");
+  if (!valid_method(method))
+    return reject(400, "invalid method");
+  if (target.empty())
+    return reject(400, "empty request target");
   for (char c : target)
     if (!valid_target_char(static_cast<unsigned char>(c)))
       return reject(400, "invalid byte in request target");
@@ -117,7 +145,8 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits) {
   } else {
     return reject(400, "malformed HTTP version");
   }
-  if (method == "CONNECT") return reject(405, "CONNECT is not supported");
+  if (method == "CONNECT")
+    return reject(405, "CONNECT is not supported");
   if (target.front() != '/' && !(target == "*" && method == "OPTIONS") &&
       !parse_absolute_target(target))
     return reject(400, "invalid request target");
@@ -130,27 +159,35 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits) {
   size_t pos = eol + 2;
   while (pos < head.size()) {
     auto next = head.find("\r\n", pos);
-    if (next == std::string_view::npos) return reject(400, "unterminated header line");
+    if (next == std::string_view::npos)
+      return reject(400, "unterminated header line");
     std::string_view field = head.substr(pos, next - pos);
     pos = next + 2;
-    if (field.empty()) break; // end of head
+    if (field.empty())
+      break; // end of head
     if (field.front() == ' ' || field.front() == '\t')
       return reject(400, "obsolete line folding in headers");
     for (char ch : field) {
       auto c = static_cast<unsigned char>(ch);
-      if ((c < 0x20 && c != '\t') || c == 0x7f) return reject(400, "control byte in header");
+      if ((c < 0x20 && c != '\t') || c == 0x7f)
+        return reject(400, "control byte in header");
     }
-    if (++count > limits.max_headers) return reject(431, "too many headers");
+    if (++count > limits.max_headers)
+      return reject(431, "too many headers");
     // The parser stores a field's name and value with 16-bit lengths.
-    if (field.size() > kMaxFieldBytes) return reject(431, "a header field is larger than 64 KiB");
+    if (field.size() > kMaxFieldBytes)
+      return reject(431, "a header field is larger than 64 KiB");
     auto colon = field.find(':');
-    if (colon == std::string_view::npos) return reject(400, "header line without colon");
+    if (colon == std::string_view::npos)
+      return reject(400, "header line without colon");
     std::string_view name = field.substr(0, colon);
-    if (!valid_header_name(name)) return reject(400, "invalid header name");
+    if (!valid_header_name(name))
+      return reject(400, "invalid header name");
     std::string_view value = trim(field.substr(colon + 1));
     if (iequals(name, "host")) {
       ++hosts;
-      if (!valid_host_value(value)) return reject(400, "invalid Host header");
+      if (!valid_host_value(value))
+        return reject(400, "invalid Host header");
     } else if (iequals(name, "content-length")) {
       // A list ("5, 5") or repeated field is accepted only when every value is the same.
       std::string_view rest = value;
@@ -162,7 +199,8 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits) {
         if (item.empty() || ec != std::errc() || p != item.data() + item.size())
           return reject(400, "invalid Content-Length");
         for (char c : item)
-          if (c < '0' || c > '9') return reject(400, "invalid Content-Length");
+          if (c < '0' || c > '9')
+            return reject(400, "invalid Content-Length");
         if (content_length && *content_length != n)
           return reject(400, "conflicting Content-Length values");
         content_length = n;
@@ -176,22 +214,27 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits) {
       while (true) {
         auto comma = rest.find(',');
         std::string_view item = trim(rest.substr(0, comma));
-        if (!item.empty()) te_values.push_back(item);
-        if (comma == std::string_view::npos) break;
+        if (!item.empty())
+          te_values.push_back(item);
+        if (comma == std::string_view::npos)
+          break;
         rest = rest.substr(comma + 1);
       }
     }
   }
   if (has_te) {
-    if (content_length) return reject(400, "both Content-Length and Transfer-Encoding");
-    if (out.version == 10) return reject(400, "Transfer-Encoding in an HTTP/1.0 request");
+    if (content_length)
+      return reject(400, "both Content-Length and Transfer-Encoding");
+    if (out.version == 10)
+      return reject(400, "Transfer-Encoding in an HTTP/1.0 request");
     if (te_values.size() != 1 || !iequals(te_values.front(), "chunked"))
       return reject(400, "unsupported Transfer-Encoding (only \"chunked\" is accepted)");
     out.chunked = true;
   }
   if (out.version == 11 && hosts != 1)
     return reject(400, hosts == 0 ? "missing Host header" : "more than one Host header");
-  if (out.version == 10 && hosts > 1) return reject(400, "more than one Host header");
+  if (out.version == 10 && hosts > 1)
+    return reject(400, "more than one Host header");
   out.content_length = content_length;
   return out;
 }

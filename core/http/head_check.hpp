@@ -17,8 +17,8 @@ struct HeadLimits {
 };
 
 struct HeadCheck {
-  unsigned status = 0;  // 0 = acceptable; else the status to answer (400, 414, 431, 501, 505)
-  std::string reason;   // for the log
+  unsigned status = 0; // 0 = acceptable; else the status to answer (400, 414, 431, 501, 505)
+  std::string reason;  // for the log
   unsigned version = 11;
   std::optional<uint64_t> content_length;
   bool chunked = false;

@@ -46,22 +46,26 @@ constexpr size_t kRelayBufferSize = 32 * 1024;
 // fixed set. Transfer-Encoding stays: it is framing, rewritten by the serializer as needed.
 void strip_hop_by_hop(bhttp::fields& f) {
   std::vector<std::string> named;
-  for (auto it = f.find(bhttp::field::connection); it != f.end() && it->name() == bhttp::field::connection;
-       ++it) {
+  for (auto it = f.find(bhttp::field::connection);
+       it != f.end() && it->name() == bhttp::field::connection; ++it) {
     std::string_view v = it->value();
     while (!v.empty()) {
       auto comma = v.find(',');
       auto token = v.substr(0, comma);
-      while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
-      while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+      while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+        token.remove_prefix(1);
+      while (!token.empty() && (token.back() == ' ' || token.back() == '\t'))
+        token.remove_suffix(1);
       if (!token.empty() && !beast::iequals(token, "transfer-encoding") &&
           !beast::iequals(token, "content-length") && !beast::iequals(token, "host"))
         named.emplace_back(token);
-      if (comma == std::string_view::npos) break;
+      if (comma == std::string_view::npos)
+        break;
       v.remove_prefix(comma + 1);
     }
   }
-  for (const auto& n : named) f.erase(n);
+  for (const auto& n : named)
+    f.erase(n);
   f.erase(bhttp::field::connection);
   f.erase(bhttp::field::keep_alive);
   f.erase(bhttp::field::te);
@@ -79,8 +83,12 @@ void strip_hop_by_hop(bhttp::fields& f) {
 // RFC 9110 9.2.2.
 bool idempotent(bhttp::verb method) {
   switch (method) {
-  case bhttp::verb::get: case bhttp::verb::head: case bhttp::verb::options:
-  case bhttp::verb::trace: case bhttp::verb::put: case bhttp::verb::delete_:
+  case bhttp::verb::get:
+  case bhttp::verb::head:
+  case bhttp::verb::options:
+  case bhttp::verb::trace:
+  case bhttp::verb::put:
+  case bhttp::verb::delete_:
     return true;
   default:
     return false;
@@ -90,7 +98,8 @@ bool idempotent(bhttp::verb method) {
 // The size of a parsed head as it was on the wire (close enough: separators counted).
 size_t head_size(const bhttp::fields& f) {
   size_t n = 64; // status line
-  for (const auto& field : f) n += field.name_string().size() + field.value().size() + 4;
+  for (const auto& field : f)
+    n += field.name_string().size() + field.value().size() + 4;
   return n;
 }
 
@@ -131,11 +140,13 @@ public:
   asio::awaitable<void> run() {
     for (;;) {
       bool keep = co_await serve_one();
-      if (!keep || worker_.draining()) break;
+      if (!keep || worker_.draining())
+        break;
     }
     error_code ec;
     client_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    if (linger_ && !ec) co_await linger();
+    if (linger_ && !ec)
+      co_await linger();
     client_.socket().close(ec);
   }
 
@@ -147,10 +158,12 @@ public:
     std::array<char, 4096> scratch{};
     for (int i = 0; i < 4096; ++i) {
       auto now = Clock::now();
-      if (now >= deadline) break;
+      if (now >= deadline)
+        break;
       client_.expires_at(std::min(deadline, now + kLingerRead));
       auto [ec, n] = co_await client_.async_read_some(asio::buffer(scratch), nothrow);
-      if (ec) break;
+      if (ec)
+        break;
     }
   }
 
@@ -185,22 +198,27 @@ private:
     // The whole head must arrive within header-timeout of its first byte (of the accept, for the
     // first request): a deadline, not a per-read timer, or a slow drip would never end.
     std::optional<Clock::time_point> head_deadline;
-    if (first_request_) head_deadline = accepted_ + limits_.header_timeout;
+    if (first_request_)
+      head_deadline = accepted_ + limits_.header_timeout;
     for (;;) {
       auto data = buf_.data();
       std::string_view view(static_cast<const char*>(data.data()), data.size());
       head_len = find_head_end(view, skip);
-      if (head_len != 0) break;
+      if (head_len != 0)
+        break;
       if (unsigned st = check_partial_head(view.substr(skip), head_limits_); st != 0) {
         Request r;
         r.start = Clock::now();
         co_await reject(r, st, st == 414 ? "request line too long" : "request head too large");
         co_return false;
       }
-      if (buf_.size() >= kMaxBuffer) co_return false;
+      if (buf_.size() >= kMaxBuffer)
+        co_return false;
       idle_ = buf_.size() == 0;
-      if (idle_ && worker_.draining()) co_return false;
-      if (!idle_ && !head_deadline) head_deadline = Clock::now() + limits_.header_timeout;
+      if (idle_ && worker_.draining())
+        co_return false;
+      if (!idle_ && !head_deadline)
+        head_deadline = Clock::now() + limits_.header_timeout;
       if (head_deadline) {
         client_.expires_at(*head_deadline);
       } else {
@@ -235,7 +253,8 @@ private:
       HeadCheck hc = check_head(head, head_limits_);
       if (hc.status != 0) {
         auto sp = head.find(' ');
-        if (sp != std::string_view::npos) req.method = std::string(head.substr(0, sp));
+        if (sp != std::string_view::npos)
+          req.method = std::string(head.substr(0, sp));
         co_await reject(req, hc.status, hc.reason);
         co_return false;
       }
@@ -292,14 +311,17 @@ private:
       if (comma != std::string::npos || repeated) {
         msg.erase(bhttp::field::content_length);
         value = value.substr(0, comma);
-        while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.pop_back();
-        while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.erase(0, 1);
+        while (!value.empty() && (value.back() == ' ' || value.back() == '\t'))
+          value.pop_back();
+        while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+          value.erase(0, 1);
         msg.set(bhttp::field::content_length, value);
       }
     }
     auto qmark = target.find('?');
     req.path = std::string(target.substr(0, qmark));
-    if (qmark != std::string_view::npos) req.query = std::string(target.substr(qmark + 1));
+    if (qmark != std::string_view::npos)
+      req.query = std::string(target.substr(qmark + 1));
 
     // Headers as they go upstream.
     strip_hop_by_hop(msg);
@@ -316,7 +338,8 @@ private:
     xff += client_ip_;
     msg.set("X-Forwarded-For", xff);
     msg.set("X-Forwarded-Proto", "http");
-    if (!req.host.empty()) msg.set("X-Forwarded-Host", req.host);
+    if (!req.host.empty())
+      msg.set("X-Forwarded-Host", req.host);
     msg.version(11);
 
     const WorkerRoute& route = service_.match(req.path);
@@ -330,10 +353,13 @@ private:
     ex.client_port = client_port_;
     ex.can_respond = true;
     for (auto* f : route.filters) {
-      if (!f->has_request()) continue;
+      if (!f->has_request())
+        continue;
       weir_filter_result_t r = f->on_request(reinterpret_cast<weir_http_t*>(&ex));
-      if (r == WEIR_FILTER_CONTINUE) continue;
-      if (r == WEIR_FILTER_RESPONDED && ex.local) break;
+      if (r == WEIR_FILTER_CONTINUE)
+        continue;
+      if (r == WEIR_FILTER_RESPONDED && ex.local)
+        break;
       logger("http")->error("{} failed on {} {}", f->config().label(), req.method, req.path);
       ex.local = LocalResponse{500, "text/plain", "500 Internal Server Error\n"};
       break;
@@ -373,7 +399,8 @@ private:
 
     for (uint32_t attempt = 0; attempt < targets->targets.size(); ++attempt) {
       long picked = up.lb->pick(reinterpret_cast<weir_http_t*>(&ex), attempt, excluded);
-      if (picked < 0) break;
+      if (picked < 0)
+        break;
       auto idx = static_cast<size_t>(picked);
       const upstream::Target& target = targets->targets[idx];
       req.upstream = target.address;
@@ -381,17 +408,17 @@ private:
       // A pooled connection the peer closed in the meantime is retried once on a fresh one,
       // which is safe because nothing of the request was consumed yet.
       for (int fresh_try = 0; fresh_try < 2; ++fresh_try) {
-        std::unique_ptr<beast::tcp_stream> conn = fresh_try == 0 ? worker_.pool().take(target.id)
-                                                                 : nullptr;
+        std::unique_ptr<beast::tcp_stream> conn =
+            fresh_try == 0 ? worker_.pool().take(target.id) : nullptr;
         bool reused = conn != nullptr;
         if (!conn) {
           conn = std::make_unique<beast::tcp_stream>(worker_.context());
           conn->expires_after(ucfg.connect_timeout);
           auto [ec] = co_await conn->async_connect(target.endpoint, nothrow);
           if (ec) {
-            logger("upstream")->warn("connect to {} (upstream {}) failed: {}", target.address,
-                                     ucfg.name,
-                                     ec == beast::error::timeout ? "timed out" : ec.message());
+            logger("upstream")
+                ->warn("connect to {} (upstream {}) failed: {}", target.address, ucfg.name,
+                       ec == beast::error::timeout ? "timed out" : ec.message());
             excluded[idx] = 1;
             up.lb->on_done(idx, 0, 0);
             break; // next target
@@ -411,18 +438,20 @@ private:
           [[fallthrough]];
         case Outcome::done:
           log_access(req);
-          co_return keep && req.keep_alive_after;
+          co_return keep&& req.keep_alive_after;
         case Outcome::aborted:
           log_access(req);
           co_return false;
         case Outcome::unsent:
-          if (reused && !body_started) continue; // retry on a fresh connection
+          if (reused && !body_started)
+            continue; // retry on a fresh connection
           failure_status = 502;
           break;
         case Outcome::stale:
           // The request went out; only an idempotent one may be sent again (RFC 9110 9.2.2):
           // a POST could have been processed before the connection dropped.
-          if (reused && !body_started && idempotent(msg.method())) continue;
+          if (reused && !body_started && idempotent(msg.method()))
+            continue;
           failure_status = 502;
           break;
         case Outcome::timeout:
@@ -458,29 +487,32 @@ private:
   };
 
   // One attempt on one upstream connection.
-  asio::awaitable<Outcome> exchange(Request& req,
-                                    bhttp::request_parser<bhttp::buffer_body>& parser,
+  asio::awaitable<Outcome> exchange(Request& req, bhttp::request_parser<bhttp::buffer_body>& parser,
                                     bhttp::request<bhttp::buffer_body>& msg,
                                     beast::tcp_stream& conn, const config::UpstreamConfig& ucfg,
                                     const WorkerRoute& route, Exchange& ex, bool& body_started) {
     req.keep_alive_after = false;
     // HTTP/1.1 upstream requires a Host; an HTTP/1.0 client may not have sent one.
-    if (msg.find(bhttp::field::host) == msg.end()) msg.set(bhttp::field::host, req.upstream);
+    if (msg.find(bhttp::field::host) == msg.end())
+      msg.set(bhttp::field::host, req.upstream);
     bhttp::serializer<true, bhttp::buffer_body> sr{msg};
     conn.expires_after(ucfg.response_timeout);
     {
       auto [ec, n] = co_await bhttp::async_write_header(conn, sr, nothrow);
-      if (ec) co_return body_started ? Outcome::failed : Outcome::unsent;
+      if (ec)
+        co_return body_started ? Outcome::failed : Outcome::unsent;
     }
     if (req.expect_continue && !continue_sent_) {
       continue_sent_ = true;
       client_.expires_after(ms(limits_.send_timeout));
       static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
       auto [ec, n] = co_await asio::async_write(client_, asio::buffer(k100), nothrow);
-      if (ec) co_return Outcome::aborted;
+      if (ec)
+        co_return Outcome::aborted;
     }
     // Stream the request body (if any) from the client to the upstream.
-    if (!relay_) relay_ = std::make_unique<char[]>(kRelayBufferSize);
+    if (!relay_)
+      relay_ = std::make_unique<char[]>(kRelayBufferSize);
     do {
       if (!parser.is_done()) {
         body_started = true;
@@ -488,7 +520,8 @@ private:
         msg.body().size = kRelayBufferSize;
         client_.expires_after(ms(limits_.header_timeout));
         auto [ec, n] = co_await bhttp::async_read_some(client_, buf_, parser, nothrow);
-        if (ec == bhttp::error::need_buffer) ec = {};
+        if (ec == bhttp::error::need_buffer)
+          ec = {};
         if (ec) {
           req.status = ec == bhttp::error::body_limit ? 413 : 400;
           logger("http")->info("{}:{}: request body failed: {}", client_ip_, client_port_,
@@ -504,7 +537,8 @@ private:
         // An empty buffer would be serialized as a zero-size (that is: last) chunk. When only a
         // chunk-size line was parsed, read on; at the end, say "no buffer" instead.
         if (msg.body().size == 0) {
-          if (msg.body().more) continue;
+          if (msg.body().more)
+            continue;
           msg.body().data = nullptr;
         }
       } else {
@@ -514,8 +548,10 @@ private:
       }
       conn.expires_after(ucfg.response_timeout);
       auto [ec, n] = co_await bhttp::async_write(conn, sr, nothrow);
-      if (ec == bhttp::error::need_buffer) ec = {};
-      if (ec) co_return body_started ? Outcome::failed : Outcome::unsent;
+      if (ec == bhttp::error::need_buffer)
+        ec = {};
+      if (ec)
+        co_return body_started ? Outcome::failed : Outcome::unsent;
     } while (!parser.is_done() || !sr.is_done());
     continue_sent_ = false;
 
@@ -525,38 +561,43 @@ private:
     std::optional<bhttp::response_parser<bhttp::buffer_body>> rp;
     for (int interim = 0;; ++interim) {
       if (interim > kMaxInterimResponses) {
-        logger("upstream")->warn("{} (upstream {}): more than {} interim (1xx) responses",
-                                 req.upstream, ucfg.name, kMaxInterimResponses);
+        logger("upstream")
+            ->warn("{} (upstream {}): more than {} interim (1xx) responses", req.upstream,
+                   ucfg.name, kMaxInterimResponses);
         co_return Outcome::failed;
       }
       rp.emplace();
       rp->body_limit(boost::none);
       rp->header_limit(kMaxUpstreamHead); // below the 64 KiB a single field may hold
-      if (req.head) rp->skip(true);
+      if (req.head)
+        rp->skip(true);
       conn.expires_after(ucfg.response_timeout);
       auto [ec, n] = co_await bhttp::async_read_header(conn, up_buf, *rp, nothrow);
       if (ec) {
         if (ec == beast::error::timeout) {
-          logger("upstream")->warn("{} (upstream {}): no response within {}ms", req.upstream,
-                                   ucfg.name, ucfg.response_timeout.count());
+          logger("upstream")
+              ->warn("{} (upstream {}): no response within {}ms", req.upstream, ucfg.name,
+                     ucfg.response_timeout.count());
           co_return Outcome::timeout;
         }
         if ((ec == bhttp::error::end_of_stream || ec == asio::error::connection_reset ||
              ec == asio::error::eof) &&
             up_buf.size() == 0)
           co_return Outcome::stale;
-        logger("upstream")->warn("{} (upstream {}): bad response: {}", req.upstream, ucfg.name,
-                                 ec.message());
+        logger("upstream")
+            ->warn("{} (upstream {}): bad response: {}", req.upstream, ucfg.name, ec.message());
         co_return Outcome::failed;
       }
       // Beast applies header_limit to what is left unparsed in the buffer; count it ourselves.
       if (head_size(rp->get()) > kMaxUpstreamHead) {
-        logger("upstream")->warn("{} (upstream {}): response head larger than {} bytes",
-                                 req.upstream, ucfg.name, kMaxUpstreamHead);
+        logger("upstream")
+            ->warn("{} (upstream {}): response head larger than {} bytes", req.upstream, ucfg.name,
+                   kMaxUpstreamHead);
         co_return Outcome::failed;
       }
       unsigned st = rp->get().result_int();
-      if (st >= 100 && st < 200 && st != 101) continue;
+      if (st >= 100 && st < 200 && st != 101)
+        continue;
       break;
     }
     auto& res = rp->get();
@@ -574,14 +615,18 @@ private:
     bool no_body = req.head || req.status == 204 || req.status == 304;
     bool keep = req.keep_alive && !worker_.draining();
     bool delimited = res.has_content_length() || res.chunked() || no_body;
-    if (!delimited) upstream_keep = false; // the body ends when the upstream closes
+    if (!delimited)
+      upstream_keep = false; // the body ends when the upstream closes
     if (req.version == 10) {
       res.version(10);
-      if (res.chunked()) res.chunked(false);
-      if (!res.has_content_length() && !no_body) keep = false;
+      if (res.chunked())
+        res.chunked(false);
+      if (!res.has_content_length() && !no_body)
+        keep = false;
     } else {
       res.version(11);
-      if (!delimited && !req.head) res.chunked(true);
+      if (!delimited && !req.head)
+        res.chunked(true);
     }
     res.keep_alive(keep);
     req.keep_alive_after = keep;
@@ -590,7 +635,8 @@ private:
     client_.expires_after(ms(limits_.send_timeout));
     {
       auto [ec, n] = co_await bhttp::async_write_header(client_, rsr, nothrow);
-      if (ec) co_return Outcome::aborted;
+      if (ec)
+        co_return Outcome::aborted;
     }
     if (!no_body) {
       do {
@@ -599,11 +645,14 @@ private:
           res.body().size = kRelayBufferSize;
           conn.expires_after(ucfg.response_timeout);
           auto [ec, n] = co_await bhttp::async_read_some(conn, up_buf, *rp, nothrow);
-          if (ec == bhttp::error::need_buffer) ec = {};
-          if (ec == bhttp::error::end_of_stream && !delimited) ec = {}; // close-delimited
+          if (ec == bhttp::error::need_buffer)
+            ec = {};
+          if (ec == bhttp::error::end_of_stream && !delimited)
+            ec = {}; // close-delimited
           if (ec) {
-            logger("upstream")->warn("{} (upstream {}): response body failed: {}", req.upstream,
-                                     ucfg.name, ec.message());
+            logger("upstream")
+                ->warn("{} (upstream {}): response body failed: {}", req.upstream, ucfg.name,
+                       ec.message());
             co_return Outcome::aborted;
           }
           res.body().size = kRelayBufferSize - res.body().size;
@@ -611,7 +660,8 @@ private:
           res.body().more = !rp->is_done();
           req.bytes_out += res.body().size;
           if (res.body().size == 0) { // see the request loop
-            if (res.body().more) continue;
+            if (res.body().more)
+              continue;
             res.body().data = nullptr;
           }
         } else {
@@ -621,8 +671,10 @@ private:
         }
         client_.expires_after(ms(limits_.send_timeout));
         auto [ec, n] = co_await bhttp::async_write(client_, rsr, nothrow);
-        if (ec == bhttp::error::need_buffer) ec = {};
-        if (ec) co_return Outcome::aborted;
+        if (ec == bhttp::error::need_buffer)
+          ec = {};
+        if (ec)
+          co_return Outcome::aborted;
       } while (!rp->is_done() || !rsr.is_done());
     } else if (!rp->is_done()) {
       upstream_keep = false;
@@ -632,16 +684,18 @@ private:
   }
 
   void run_response_filters(const WorkerRoute* route, Exchange& ex) {
-    if (route == nullptr) return;
+    if (route == nullptr)
+      return;
     // Response filters run in reverse order: the first filter sees the request first and the
     // response last, like layers around the upstream.
     for (auto it = route->filters.rbegin(); it != route->filters.rend(); ++it) {
       auto* f = *it;
-      if (!f->has_response()) continue;
+      if (!f->has_response())
+        continue;
       weir_filter_result_t r = f->on_response(reinterpret_cast<weir_http_t*>(&ex));
       if (r == WEIR_FILTER_FAILED)
-        logger("http")->error("{} failed on the response to {} {}", f->config().label(),
-                              ex.method, ex.path);
+        logger("http")->error("{} failed on the response to {} {}", f->config().label(), ex.method,
+                              ex.path);
     }
   }
   void run_response_filters(const WorkerRoute& route, Exchange& ex) {
@@ -654,7 +708,8 @@ private:
     bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(status),
                                             req.version == 10 ? 10 : 11};
     res.set(bhttp::field::server, "weir");
-    if (!content_type.empty()) res.set(bhttp::field::content_type, content_type);
+    if (!content_type.empty())
+      res.set(bhttp::field::content_type, content_type);
     res.body() = std::move(body);
     res.prepare_payload();
     if (route != nullptr) {
@@ -670,7 +725,8 @@ private:
       run_response_filters(route, ex);
     }
     res.keep_alive(keep);
-    if (!keep) linger_ = true;
+    if (!keep)
+      linger_ = true;
     req.status = status;
     req.bytes_out = req.head ? 0 : res.body().size();
     client_.expires_after(ms(limits_.send_timeout));
@@ -697,7 +753,8 @@ private:
   }
 
   void log_access(Request& req) {
-    if (req.logged || !access_log_enabled()) return;
+    if (req.logged || !access_log_enabled())
+      return;
     req.logged = true;
     AccessRecord r;
     r.client_ip = client_ip_;
@@ -707,8 +764,7 @@ private:
     r.version = req.version;
     r.status = req.status;
     r.bytes = req.bytes_out;
-    r.duration_ms =
-        std::chrono::duration<double, std::milli>(Clock::now() - req.start).count();
+    r.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - req.start).count();
     r.upstream = req.upstream;
     r.service = service_.plan->cfg->name;
     core::log_access(r);

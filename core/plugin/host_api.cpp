@@ -1,8 +1,8 @@
 #include "core/plugin/host_api.hpp"
 
-#include "weir/config/model.hpp"
 #include "core/http/exchange.hpp"
 #include "core/runtime/logging.hpp"
+#include "weir/config/model.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -16,7 +16,8 @@ class TimerService {
 public:
   explicit TimerService(boost::asio::io_context& ioc) : ioc_(ioc) {}
   ~TimerService() {
-    for (auto& [id, timer] : timers_) timer->cancel();
+    for (auto& [id, timer] : timers_)
+      timer->cancel();
   }
 
   weir_timer_id_t start(uint64_t delay_ms, weir_timer_cb cb, void* user) {
@@ -25,7 +26,8 @@ public:
     timer->expires_after(std::chrono::milliseconds(delay_ms));
     timers_[id] = timer;
     timer->async_wait([this, id, cb, user, keep = timer](const boost::system::error_code& ec) {
-      if (ec) return; // cancelled: `this` may be gone
+      if (ec)
+        return; // cancelled: `this` may be gone
       timers_.erase(id);
       cb(user);
     });
@@ -34,7 +36,8 @@ public:
 
   void cancel(weir_timer_id_t id) {
     auto it = timers_.find(id);
-    if (it == timers_.end()) return;
+    if (it == timers_.end())
+      return;
     it->second->cancel();
     timers_.erase(it);
   }
@@ -50,76 +53,106 @@ HostCtx::HostCtx(std::string label_, std::string module_name)
 
 HostCtx::~HostCtx() = default;
 
-void HostCtx::cancel_timers() { timers.reset(); }
+void HostCtx::cancel_timers() {
+  timers.reset();
+}
 
 namespace {
 
 using config::Node;
 
-const Node* node_of(const weir_config_node_t* n) { return reinterpret_cast<const Node*>(n); }
-http::Exchange* ex_of(weir_http_t* h) { return reinterpret_cast<http::Exchange*>(h); }
-weir_str_t view(std::string_view s) { return weir_str_t{s.data(), s.size()}; }
+const Node* node_of(const weir_config_node_t* n) {
+  return reinterpret_cast<const Node*>(n);
+}
+http::Exchange* ex_of(weir_http_t* h) {
+  return reinterpret_cast<http::Exchange*>(h);
+}
+weir_str_t view(std::string_view s) {
+  return weir_str_t{s.data(), s.size()};
+}
 std::string_view sv(weir_str_t s) {
   return s.data == nullptr ? std::string_view() : std::string_view(s.data, s.len);
 }
 
 spdlog::level::level_enum to_spd(weir_log_level_t level) {
   switch (level) {
-  case WEIR_LOG_TRACE: return spdlog::level::trace;
-  case WEIR_LOG_DEBUG: return spdlog::level::debug;
-  case WEIR_LOG_INFO: return spdlog::level::info;
-  case WEIR_LOG_WARN: return spdlog::level::warn;
-  default: return spdlog::level::err;
+  case WEIR_LOG_TRACE:
+    return spdlog::level::trace;
+  case WEIR_LOG_DEBUG:
+    return spdlog::level::debug;
+  case WEIR_LOG_INFO:
+    return spdlog::level::info;
+  case WEIR_LOG_WARN:
+    return spdlog::level::warn;
+  default:
+    return spdlog::level::err;
   }
 }
 
 void api_log(weir_host_ctx_t* ctx, weir_log_level_t level, weir_str_t msg) {
-  if (ctx == nullptr) return;
+  if (ctx == nullptr)
+    return;
   auto* c = HostCtx::from(ctx);
   c->log->log(to_spd(level), "{}", sv(msg));
 }
 
 int api_log_enabled(weir_host_ctx_t* ctx, weir_log_level_t level) {
-  if (ctx == nullptr) return 0;
+  if (ctx == nullptr)
+    return 0;
   return HostCtx::from(ctx)->log->should_log(to_spd(level)) ? 1 : 0;
 }
 
 weir_config_type_t api_config_type(const weir_config_node_t* n) {
-  if (n == nullptr) return WEIR_CONFIG_NONE;
+  if (n == nullptr)
+    return WEIR_CONFIG_NONE;
   switch (node_of(n)->type) {
-  case Node::Type::String: return WEIR_CONFIG_STRING;
-  case Node::Type::Integer: return WEIR_CONFIG_INTEGER;
-  case Node::Type::Float: return WEIR_CONFIG_FLOAT;
-  case Node::Type::Boolean: return WEIR_CONFIG_BOOLEAN;
-  case Node::Type::Array: return WEIR_CONFIG_ARRAY;
-  case Node::Type::Table: return WEIR_CONFIG_TABLE;
-  default: return WEIR_CONFIG_NONE;
+  case Node::Type::String:
+    return WEIR_CONFIG_STRING;
+  case Node::Type::Integer:
+    return WEIR_CONFIG_INTEGER;
+  case Node::Type::Float:
+    return WEIR_CONFIG_FLOAT;
+  case Node::Type::Boolean:
+    return WEIR_CONFIG_BOOLEAN;
+  case Node::Type::Array:
+    return WEIR_CONFIG_ARRAY;
+  case Node::Type::Table:
+    return WEIR_CONFIG_TABLE;
+  default:
+    return WEIR_CONFIG_NONE;
   }
 }
 
 const weir_config_node_t* api_config_get(const weir_config_node_t* n, weir_str_t key) {
-  if (n == nullptr) return nullptr;
+  if (n == nullptr)
+    return nullptr;
   return to_handle(node_of(n)->get(sv(key)));
 }
 
 const weir_config_node_t* api_config_at(const weir_config_node_t* n, size_t index) {
-  if (n == nullptr || node_of(n)->type != Node::Type::Array) return nullptr;
+  if (n == nullptr || node_of(n)->type != Node::Type::Array)
+    return nullptr;
   const auto& arr = node_of(n)->array;
   return index < arr.size() ? to_handle(&arr[index]) : nullptr;
 }
 
 size_t api_config_size(const weir_config_node_t* n) {
-  if (n == nullptr) return 0;
+  if (n == nullptr)
+    return 0;
   const Node* node = node_of(n);
-  if (node->type == Node::Type::Array) return node->array.size();
-  if (node->type == Node::Type::Table) return node->table.size();
+  if (node->type == Node::Type::Array)
+    return node->array.size();
+  if (node->type == Node::Type::Table)
+    return node->table.size();
   return 0;
 }
 
 void api_config_each(const weir_config_node_t* n, weir_config_key_cb cb, void* user) {
-  if (n == nullptr || cb == nullptr || node_of(n)->type != Node::Type::Table) return;
+  if (n == nullptr || cb == nullptr || node_of(n)->type != Node::Type::Table)
+    return;
   for (const auto& [key, value] : node_of(n)->table)
-    if (cb(user, view(key), to_handle(&value)) != 0) break;
+    if (cb(user, view(key), to_handle(&value)) != 0)
+      break;
 }
 
 weir_status_t api_config_string(const weir_config_node_t* n, weir_str_t* out) {
@@ -137,7 +170,8 @@ weir_status_t api_config_int(const weir_config_node_t* n, int64_t* out) {
 }
 
 weir_status_t api_config_float(const weir_config_node_t* n, double* out) {
-  if (n == nullptr || out == nullptr) return WEIR_ERROR_INVALID;
+  if (n == nullptr || out == nullptr)
+    return WEIR_ERROR_INVALID;
   const Node* node = node_of(n);
   if (node->type == Node::Type::Float) {
     *out = node->floating;
@@ -157,21 +191,25 @@ weir_status_t api_config_bool(const weir_config_node_t* n, int* out) {
 }
 
 weir_status_t api_config_duration_ms(const weir_config_node_t* n, uint64_t* out) {
-  if (n == nullptr || out == nullptr) return WEIR_ERROR_INVALID;
+  if (n == nullptr || out == nullptr)
+    return WEIR_ERROR_INVALID;
   const Node* node = node_of(n);
   if (node->type == Node::Type::Integer && node->integer >= 0) {
     *out = static_cast<uint64_t>(node->integer);
     return WEIR_OK;
   }
-  if (node->type != Node::Type::String) return WEIR_ERROR_INVALID;
+  if (node->type != Node::Type::String)
+    return WEIR_ERROR_INVALID;
   auto d = config::parse_duration(node->string);
-  if (!d || d->count() < 0) return WEIR_ERROR_INVALID;
+  if (!d || d->count() < 0)
+    return WEIR_ERROR_INVALID;
   *out = static_cast<uint64_t>(d->count());
   return WEIR_OK;
 }
 
 void api_config_error(weir_host_ctx_t* ctx, const weir_config_node_t* n, weir_str_t msg) {
-  if (ctx == nullptr) return;
+  if (ctx == nullptr)
+    return;
   auto* c = HostCtx::from(ctx);
   ++c->errors_reported;
   config::Diagnostic d;
@@ -192,23 +230,29 @@ void api_config_error(weir_host_ctx_t* ctx, const weir_config_node_t* n, weir_st
 }
 
 weir_str_t api_config_path(const weir_config_node_t* n) {
-  if (n == nullptr) return weir_str_t{"", 0};
+  if (n == nullptr)
+    return weir_str_t{"", 0};
   return view(node_of(n)->path);
 }
 
 weir_timer_id_t api_timer_start(weir_host_ctx_t* ctx, uint64_t delay_ms, weir_timer_cb cb,
                                 void* user) {
-  if (ctx == nullptr || cb == nullptr) return 0;
+  if (ctx == nullptr || cb == nullptr)
+    return 0;
   auto* c = HostCtx::from(ctx);
-  if (c->timer_context == nullptr) return 0;
-  if (!c->timers) c->timers = std::make_unique<TimerService>(*c->timer_context);
+  if (c->timer_context == nullptr)
+    return 0;
+  if (!c->timers)
+    c->timers = std::make_unique<TimerService>(*c->timer_context);
   return c->timers->start(delay_ms, cb, user);
 }
 
 void api_timer_cancel(weir_host_ctx_t* ctx, weir_timer_id_t id) {
-  if (ctx == nullptr) return;
+  if (ctx == nullptr)
+    return;
   auto* c = HostCtx::from(ctx);
-  if (c->timers) c->timers->cancel(id);
+  if (c->timers)
+    c->timers->cancel(id);
 }
 
 uint64_t api_now_ns() {
@@ -229,24 +273,29 @@ weir_status_t api_publish_targets(weir_host_ctx_t* ctx, const weir_target_t* tar
 }
 
 weir_status_t publish_targets_impl(weir_host_ctx_t* ctx, const weir_target_t* targets, size_t n) {
-  if (ctx == nullptr || (n > 0 && targets == nullptr)) return WEIR_ERROR_INVALID;
+  if (ctx == nullptr || (n > 0 && targets == nullptr))
+    return WEIR_ERROR_INVALID;
   auto* c = HostCtx::from(ctx);
-  if (!c->on_publish) return WEIR_ERROR_STATE;
+  if (!c->on_publish)
+    return WEIR_ERROR_STATE;
   std::vector<PublishedTarget> out;
   out.reserve(n);
   // The array's stride is its elements' struct_size (a plugin built for another minor has
   // another sizeof). 1.0 has every field up to `id`.
   const size_t stride = n > 0 ? targets[0].struct_size : 0;
-  if (n > 0 && stride < offsetof(weir_target_t, id) + sizeof(weir_str_t)) return WEIR_ERROR_INVALID;
+  if (n > 0 && stride < offsetof(weir_target_t, id) + sizeof(weir_str_t))
+    return WEIR_ERROR_INVALID;
   const auto* base = reinterpret_cast<const unsigned char*>(targets);
   for (size_t i = 0; i < n; ++i) {
     const auto& t = *reinterpret_cast<const weir_target_t*>(base + i * stride);
     PublishedTarget p;
     p.address = std::string(sv(t.address));
     p.id = std::string(sv(t.id));
-    if (p.id.empty()) p.id = p.address;
+    if (p.id.empty())
+      p.id = p.address;
     p.weight = t.weight == 0 ? 1 : t.weight;
-    if (p.address.empty()) return WEIR_ERROR_INVALID;
+    if (p.address.empty())
+      return WEIR_ERROR_INVALID;
     out.push_back(std::move(p));
   }
   try {
@@ -260,9 +309,11 @@ weir_status_t publish_targets_impl(weir_host_ctx_t* ctx, const weir_target_t* ta
 
 weir_status_t api_report_health(weir_host_ctx_t* ctx, weir_str_t target_id, int healthy,
                                 weir_str_t reason) {
-  if (ctx == nullptr) return WEIR_ERROR_INVALID;
+  if (ctx == nullptr)
+    return WEIR_ERROR_INVALID;
   auto* c = HostCtx::from(ctx);
-  if (!c->on_health) return WEIR_ERROR_STATE;
+  if (!c->on_health)
+    return WEIR_ERROR_STATE;
   try {
     c->on_health(sv(target_id), healthy != 0, sv(reason));
   } catch (const std::exception& e) {
@@ -272,18 +323,31 @@ weir_status_t api_report_health(weir_host_ctx_t* ctx, weir_str_t target_id, int 
   return WEIR_OK;
 }
 
-weir_str_t api_http_method(weir_http_t* h) { return h ? view(ex_of(h)->method) : weir_str_t{}; }
-weir_str_t api_http_path(weir_http_t* h) { return h ? view(ex_of(h)->path) : weir_str_t{}; }
-weir_str_t api_http_query(weir_http_t* h) { return h ? view(ex_of(h)->query) : weir_str_t{}; }
-weir_str_t api_http_host(weir_http_t* h) { return h ? view(ex_of(h)->host) : weir_str_t{}; }
+weir_str_t api_http_method(weir_http_t* h) {
+  return h ? view(ex_of(h)->method) : weir_str_t{};
+}
+weir_str_t api_http_path(weir_http_t* h) {
+  return h ? view(ex_of(h)->path) : weir_str_t{};
+}
+weir_str_t api_http_query(weir_http_t* h) {
+  return h ? view(ex_of(h)->query) : weir_str_t{};
+}
+weir_str_t api_http_host(weir_http_t* h) {
+  return h ? view(ex_of(h)->host) : weir_str_t{};
+}
 weir_str_t api_http_client_ip(weir_http_t* h) {
   return h ? view(ex_of(h)->client_ip) : weir_str_t{};
 }
-uint16_t api_http_client_port(weir_http_t* h) { return h ? ex_of(h)->client_port : 0; }
-uint32_t api_http_status(weir_http_t* h) { return h ? ex_of(h)->status : 0; }
+uint16_t api_http_client_port(weir_http_t* h) {
+  return h ? ex_of(h)->client_port : 0;
+}
+uint32_t api_http_status(weir_http_t* h) {
+  return h ? ex_of(h)->status : 0;
+}
 
 boost::beast::http::fields* fields_of(weir_http_t* h, weir_headers_which_t which) {
-  if (h == nullptr) return nullptr;
+  if (h == nullptr)
+    return nullptr;
   auto* ex = ex_of(h);
   return which == WEIR_HEADERS_RESPONSE ? ex->response : ex->request;
 }
@@ -304,7 +368,8 @@ bool acceptable_header(std::string_view name, std::string_view value) {
 weir_status_t api_header_get(weir_http_t* h, weir_headers_which_t which, weir_str_t name,
                              size_t index, weir_str_t* out) {
   auto* f = fields_of(h, which);
-  if (f == nullptr || out == nullptr) return WEIR_ERROR_INVALID;
+  if (f == nullptr || out == nullptr)
+    return WEIR_ERROR_INVALID;
   auto range = f->equal_range(sv(name));
   size_t i = 0;
   for (auto it = range.first; it != range.second; ++it, ++i) {
@@ -319,8 +384,10 @@ weir_status_t api_header_get(weir_http_t* h, weir_headers_which_t which, weir_st
 weir_status_t api_header_set(weir_http_t* h, weir_headers_which_t which, weir_str_t name,
                              weir_str_t value) {
   auto* f = fields_of(h, which);
-  if (f == nullptr) return WEIR_ERROR_STATE;
-  if (!acceptable_header(sv(name), sv(value))) return WEIR_ERROR_INVALID;
+  if (f == nullptr)
+    return WEIR_ERROR_STATE;
+  if (!acceptable_header(sv(name), sv(value)))
+    return WEIR_ERROR_INVALID;
   try {
     f->set(sv(name), sv(value));
   } catch (const std::exception&) {
@@ -332,8 +399,10 @@ weir_status_t api_header_set(weir_http_t* h, weir_headers_which_t which, weir_st
 weir_status_t api_header_add(weir_http_t* h, weir_headers_which_t which, weir_str_t name,
                              weir_str_t value) {
   auto* f = fields_of(h, which);
-  if (f == nullptr) return WEIR_ERROR_STATE;
-  if (!acceptable_header(sv(name), sv(value))) return WEIR_ERROR_INVALID;
+  if (f == nullptr)
+    return WEIR_ERROR_STATE;
+  if (!acceptable_header(sv(name), sv(value)))
+    return WEIR_ERROR_INVALID;
   try {
     f->insert(sv(name), sv(value));
   } catch (const std::exception&) {
@@ -344,25 +413,32 @@ weir_status_t api_header_add(weir_http_t* h, weir_headers_which_t which, weir_st
 
 weir_status_t api_header_remove(weir_http_t* h, weir_headers_which_t which, weir_str_t name) {
   auto* f = fields_of(h, which);
-  if (f == nullptr) return WEIR_ERROR_STATE;
-  if (reserved_header(sv(name))) return WEIR_ERROR_INVALID;
+  if (f == nullptr)
+    return WEIR_ERROR_STATE;
+  if (reserved_header(sv(name)))
+    return WEIR_ERROR_INVALID;
   f->erase(sv(name));
   return WEIR_OK;
 }
 
 void api_header_each(weir_http_t* h, weir_headers_which_t which, weir_header_cb cb, void* user) {
   auto* f = fields_of(h, which);
-  if (f == nullptr || cb == nullptr) return;
+  if (f == nullptr || cb == nullptr)
+    return;
   for (const auto& field : *f)
-    if (cb(user, view(field.name_string()), view(field.value())) != 0) break;
+    if (cb(user, view(field.name_string()), view(field.value())) != 0)
+      break;
 }
 
 weir_status_t api_http_respond(weir_http_t* h, uint32_t status, weir_str_t content_type,
                                weir_str_t body) {
-  if (h == nullptr) return WEIR_ERROR_INVALID;
+  if (h == nullptr)
+    return WEIR_ERROR_INVALID;
   auto* ex = ex_of(h);
-  if (!ex->can_respond) return WEIR_ERROR_STATE;
-  if (status < 200 || status > 599) return WEIR_ERROR_INVALID;
+  if (!ex->can_respond)
+    return WEIR_ERROR_STATE;
+  if (status < 200 || status > 599)
+    return WEIR_ERROR_INVALID;
   if (!http::valid_header_value(sv(content_type)) || content_type.len > 1024)
     return WEIR_ERROR_INVALID;
   try {
@@ -374,45 +450,21 @@ weir_status_t api_http_respond(weir_http_t* h, uint32_t status, weir_str_t conte
 }
 
 const weir_host_api_t kApi = {
-    sizeof(weir_host_api_t),
-    WEIR_ABI_MAJOR,
-    WEIR_ABI_MINOR,
-    api_log,
-    api_log_enabled,
-    api_config_type,
-    api_config_get,
-    api_config_at,
-    api_config_size,
-    api_config_each,
-    api_config_string,
-    api_config_int,
-    api_config_float,
-    api_config_bool,
-    api_config_duration_ms,
-    api_config_error,
-    api_config_path,
-    api_timer_start,
-    api_timer_cancel,
-    api_now_ns,
-    api_publish_targets,
-    api_report_health,
-    api_http_method,
-    api_http_path,
-    api_http_query,
-    api_http_host,
-    api_http_client_ip,
-    api_http_client_port,
-    api_http_status,
-    api_header_get,
-    api_header_set,
-    api_header_add,
-    api_header_remove,
-    api_header_each,
-    api_http_respond,
+    sizeof(weir_host_api_t), WEIR_ABI_MAJOR,    WEIR_ABI_MINOR,         api_log,
+    api_log_enabled,         api_config_type,   api_config_get,         api_config_at,
+    api_config_size,         api_config_each,   api_config_string,      api_config_int,
+    api_config_float,        api_config_bool,   api_config_duration_ms, api_config_error,
+    api_config_path,         api_timer_start,   api_timer_cancel,       api_now_ns,
+    api_publish_targets,     api_report_health, api_http_method,        api_http_path,
+    api_http_query,          api_http_host,     api_http_client_ip,     api_http_client_port,
+    api_http_status,         api_header_get,    api_header_set,         api_header_add,
+    api_header_remove,       api_header_each,   api_http_respond,
 };
 
 } // namespace
 
-const weir_host_api_t* host_api() { return &kApi; }
+const weir_host_api_t* host_api() {
+  return &kApi;
+}
 
 } // namespace weir::core::plugin

@@ -1,8 +1,8 @@
 // The host API table handed to plugins, and the per-object context behind weir_host_ctx_t.
 #pragma once
 
-#include "weir/config/node.hpp"
 #include "weir/abi.h"
+#include "weir/config/node.hpp"
 
 #include <spdlog/logger.h>
 

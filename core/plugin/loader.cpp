@@ -37,14 +37,17 @@ bool covers(uint32_t struct_size, size_t offset, size_t size) {
   return struct_size >= offset + size;
 }
 
-#define WEIR_HAS(vt, type, member)                                                                \
-  (covers((vt)->struct_size, offsetof(type, member), sizeof((vt)->member)) && (vt)->member != nullptr)
+#define WEIR_HAS(vt, type, member)                                                                 \
+  (covers((vt)->struct_size, offsetof(type, member), sizeof((vt)->member)) &&                      \
+   (vt)->member != nullptr)
 
 bool valid_module_name(const char* name) {
-  if (name == nullptr || *name == '\0') return false;
+  if (name == nullptr || *name == '\0')
+    return false;
   for (const char* p = name; *p; ++p) {
     char c = *p;
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+      return false;
   }
   return std::strlen(name) <= 64;
 }
@@ -53,7 +56,8 @@ bool valid_module_name(const char* name) {
 std::string missing_hook(weir_kind_t kind, const void* vtable) {
   auto check = [](const void*, std::initializer_list<std::pair<const char*, bool>> hooks) {
     for (const auto& [name, present] : hooks)
-      if (!present) return std::string(name);
+      if (!present)
+        return std::string(name);
     return std::string();
   };
   switch (kind) {
@@ -89,7 +93,8 @@ std::string missing_hook(weir_kind_t kind, const void* vtable) {
                    {"config_destroy", WEIR_HAS(vt, weir_filter_vtable_t, config_destroy)},
                    {"instance_new", WEIR_HAS(vt, weir_filter_vtable_t, instance_new)},
                    {"instance_destroy", WEIR_HAS(vt, weir_filter_vtable_t, instance_destroy)}});
-    if (!missing.empty()) return missing;
+    if (!missing.empty())
+      return missing;
     if (!WEIR_HAS(vt, weir_filter_vtable_t, on_request) &&
         !WEIR_HAS(vt, weir_filter_vtable_t, on_response))
       return "on_request or on_response";
@@ -103,14 +108,16 @@ std::string missing_hook(weir_kind_t kind, const void* vtable) {
                       {"instance_destroy", WEIR_HAS(vt, weir_certs_vtable_t, instance_destroy)},
                       {"start", WEIR_HAS(vt, weir_certs_vtable_t, start)}});
   }
-  default: return "(unknown kind)";
+  default:
+    return "(unknown kind)";
   }
 }
 
 std::string executable_dir() {
   std::error_code ec;
   auto exe = fs::read_symlink("/proc/self/exe", ec);
-  if (ec) return ".";
+  if (ec)
+    return ".";
   return exe.parent_path().string();
 }
 
@@ -118,23 +125,35 @@ std::string executable_dir() {
 
 std::string_view kind_noun(weir_kind_t kind) {
   switch (kind) {
-  case WEIR_KIND_LB: return "load balancer";
-  case WEIR_KIND_DISCOVERY: return "discovery provider";
-  case WEIR_KIND_HEALTH: return "health checker";
-  case WEIR_KIND_FILTER: return "filter";
-  case WEIR_KIND_CERTS: return "certificate provider";
-  default: return "module";
+  case WEIR_KIND_LB:
+    return "load balancer";
+  case WEIR_KIND_DISCOVERY:
+    return "discovery provider";
+  case WEIR_KIND_HEALTH:
+    return "health checker";
+  case WEIR_KIND_FILTER:
+    return "filter";
+  case WEIR_KIND_CERTS:
+    return "certificate provider";
+  default:
+    return "module";
   }
 }
 
 std::string_view kind_label(weir_kind_t kind) {
   switch (kind) {
-  case WEIR_KIND_LB: return "lb";
-  case WEIR_KIND_DISCOVERY: return "discovery";
-  case WEIR_KIND_HEALTH: return "health";
-  case WEIR_KIND_FILTER: return "filter";
-  case WEIR_KIND_CERTS: return "certs";
-  default: return "unknown";
+  case WEIR_KIND_LB:
+    return "lb";
+  case WEIR_KIND_DISCOVERY:
+    return "discovery";
+  case WEIR_KIND_HEALTH:
+    return "health";
+  case WEIR_KIND_FILTER:
+    return "filter";
+  case WEIR_KIND_CERTS:
+    return "certs";
+  default:
+    return "unknown";
   }
 }
 
@@ -146,12 +165,15 @@ std::vector<std::string> plugin_search_path(const std::vector<std::string>& conf
     while (!rest.empty()) {
       auto colon = rest.find(':');
       auto part = rest.substr(0, colon);
-      if (!part.empty()) dirs.emplace_back(part);
-      if (colon == std::string_view::npos) break;
+      if (!part.empty())
+        dirs.emplace_back(part);
+      if (colon == std::string_view::npos)
+        break;
       rest.remove_prefix(colon + 1);
     }
   }
-  dirs.push_back((fs::path(executable_dir()) / ".." / WEIR_PLUGIN_SUBDIR).lexically_normal().string());
+  dirs.push_back(
+      (fs::path(executable_dir()) / ".." / WEIR_PLUGIN_SUBDIR).lexically_normal().string());
   return dirs;
 }
 
@@ -161,15 +183,18 @@ Registry::~Registry() = default;
 void Registry::load_dirs(const std::vector<std::string>& dirs, std::vector<std::string>& errors) {
   for (const auto& dir : dirs) {
     std::error_code ec;
-    if (!fs::is_directory(dir, ec)) continue;
+    if (!fs::is_directory(dir, ec))
+      continue;
     std::vector<fs::path> files;
     for (const auto& entry : fs::directory_iterator(dir, ec)) {
-      if (entry.path().extension() == ".so") files.push_back(entry.path());
+      if (entry.path().extension() == ".so")
+        files.push_back(entry.path());
     }
     std::sort(files.begin(), files.end());
     for (const auto& file : files) {
       auto fname = file.filename().string();
-      if (loaded_files_.count(fname)) continue; // shadowed by an earlier directory
+      if (loaded_files_.count(fname))
+        continue; // shadowed by an earlier directory
       load_file(file.string(), errors);
     }
   }
@@ -184,12 +209,16 @@ bool Registry::load_file(const std::string& path, std::vector<std::string>& erro
 
   // Check the file before dlopen: Boost.DLL reports a missing file as "Bad file descriptor".
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return refuse(stem, std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) return refuse(stem, "not a regular file");
+  if (::stat(path.c_str(), &st) != 0)
+    return refuse(stem, std::strerror(errno));
+  if (!S_ISREG(st.st_mode))
+    return refuse(stem, "not a regular file");
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
-    return refuse(stem, fmt::format("refused: the file is writable by group or others (mode {:04o})",
-                                    st.st_mode & 07777));
-  if (::access(path.c_str(), R_OK) != 0) return refuse(stem, std::strerror(errno));
+    return refuse(stem,
+                  fmt::format("refused: the file is writable by group or others (mode {:04o})",
+                              st.st_mode & 07777));
+  if (::access(path.c_str(), R_OK) != 0)
+    return refuse(stem, std::strerror(errno));
 
   auto lib = std::make_shared<Library>();
   lib->path = path;
@@ -207,21 +236,22 @@ bool Registry::load_file(const std::string& path, std::vector<std::string>& erro
   }
   auto entry = lib->lib.get<const weir_plugin_descriptor_t*()>(WEIR_PLUGIN_ENTRY_SYMBOL);
   const weir_plugin_descriptor_t* desc = entry();
-  if (desc == nullptr) return refuse(stem, "the entry point returned no descriptor");
+  if (desc == nullptr)
+    return refuse(stem, "the entry point returned no descriptor");
   if (!covers(desc->struct_size, offsetof(weir_plugin_descriptor_t, module_count),
               sizeof(desc->module_count)))
     return refuse(stem, fmt::format("descriptor too small ({} bytes)", desc->struct_size));
   std::string name = desc->name != nullptr ? desc->name : stem;
   if (desc->abi_major != WEIR_ABI_MAJOR)
-    return refuse(name, fmt::format("built for ABI {}.{}; this weir speaks ABI {}.{} and needs "
-                                    "the same major version",
-                                    desc->abi_major, desc->abi_minor, WEIR_ABI_MAJOR,
-                                    WEIR_ABI_MINOR));
+    return refuse(name,
+                  fmt::format("built for ABI {}.{}; this weir speaks ABI {}.{} and needs "
+                              "the same major version",
+                              desc->abi_major, desc->abi_minor, WEIR_ABI_MAJOR, WEIR_ABI_MINOR));
   if (desc->abi_minor > WEIR_ABI_MINOR)
-    return refuse(name, fmt::format("built for ABI {}.{}, newer than this weir's ABI {}.{}: "
-                                    "upgrade weir or rebuild the plugin against this SDK",
-                                    desc->abi_major, desc->abi_minor, WEIR_ABI_MAJOR,
-                                    WEIR_ABI_MINOR));
+    return refuse(name,
+                  fmt::format("built for ABI {}.{}, newer than this weir's ABI {}.{}: "
+                              "upgrade weir or rebuild the plugin against this SDK",
+                              desc->abi_major, desc->abi_minor, WEIR_ABI_MAJOR, WEIR_ABI_MINOR));
   if (desc->module_count > 0 && desc->modules == nullptr)
     return refuse(name, "descriptor lists modules but has no module array");
 
@@ -247,8 +277,8 @@ bool Registry::load_file(const std::string& path, std::vector<std::string>& erro
                                       it->second.path));
     for (const auto& f : found)
       if (f.kind == m.kind && f.name == m.name)
-        return refuse(name, fmt::format("module {} \"{}\" is declared twice", kind_label(m.kind),
-                                        m.name));
+        return refuse(
+            name, fmt::format("module {} \"{}\" is declared twice", kind_label(m.kind), m.name));
     Module mod;
     mod.kind = m.kind;
     mod.name = m.name;
@@ -277,7 +307,8 @@ const Module* Registry::find(weir_kind_t kind, std::string_view name) const {
 std::vector<std::string> Registry::names(weir_kind_t kind) const {
   std::vector<std::string> out;
   for (const auto& [key, mod] : modules_)
-    if (key.first == kind) out.push_back(key.second);
+    if (key.first == kind)
+      out.push_back(key.second);
   return out;
 }
 

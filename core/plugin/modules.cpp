@@ -11,7 +11,8 @@ namespace {
 std::string join(const std::vector<std::string>& items) {
   std::string out;
   for (const auto& s : items) {
-    if (!out.empty()) out += ", ";
+    if (!out.empty())
+      out += ", ";
     out += s;
   }
   return out.empty() ? "none installed" : out;
@@ -38,7 +39,8 @@ std::shared_ptr<ModuleConfig> ModuleConfig::create(const Registry& registry, wei
     d.message = fmt::format("unknown {} \"{}\" (known: {})", kind_noun(kind), ref.use,
                             join(registry.names(kind)));
     auto hint = config::did_you_mean(ref.use, registry.names(kind));
-    if (!hint.empty()) d.message += fmt::format("; did you mean \"{}\"?", hint);
+    if (!hint.empty())
+      d.message += fmt::format("; did you mean \"{}\"?", hint);
     errors.push_back(std::move(d));
     return nullptr;
   }
@@ -49,17 +51,20 @@ std::shared_ptr<ModuleConfig> ModuleConfig::create(const Registry& registry, wei
   // Every vtable begins with WEIR_VTABLE_HEAD; the LB layout serves to reach those fields.
   const auto* head = static_cast<const weir_lb_vtable_t*>(mod->vtable);
   weir_plugin_config_t* handle = nullptr;
-  weir_status_t st = head->config_new(host_api(), cfg->ctx_->handle(), to_handle(&ref.node), &handle);
+  weir_status_t st =
+      head->config_new(host_api(), cfg->ctx_->handle(), to_handle(&ref.node), &handle);
   size_t reported = cfg->ctx_->errors_reported;
   cfg->ctx_->diagnostics = nullptr;
   if (st != WEIR_OK || reported > 0) {
-    if (handle != nullptr) head->config_destroy(handle);
+    if (handle != nullptr)
+      head->config_destroy(handle);
     if (reported == 0) {
       config::Diagnostic d;
       d.loc = ref.node.loc;
       d.key_path = ref.node.path;
-      d.message = fmt::format("{} \"{}\" (plugin \"{}\", {}) rejected its configuration (status {})",
-                              kind_noun(kind), ref.use, mod->plugin_name, mod->path, st);
+      d.message =
+          fmt::format("{} \"{}\" (plugin \"{}\", {}) rejected its configuration (status {})",
+                      kind_noun(kind), ref.use, mod->plugin_name, mod->path, st);
       errors.push_back(std::move(d));
     }
     return nullptr;
@@ -89,12 +94,14 @@ LbInstance::LbInstance(std::shared_ptr<const ModuleConfig> config)
 }
 
 LbInstance::~LbInstance() {
-  if (inst_ != nullptr) vt_->instance_destroy(inst_);
+  if (inst_ != nullptr)
+    vt_->instance_destroy(inst_);
 }
 
 bool LbInstance::set_targets(const std::vector<weir_target_t>& targets) {
   weir_status_t st = vt_->on_targets(inst_, targets.data(), targets.size());
-  if (st != WEIR_OK) ctx_->log->error("{}: on_targets failed (status {})", config_->label(), st);
+  if (st != WEIR_OK)
+    ctx_->log->error("{}: on_targets failed (status {})", config_->label(), st);
   return st == WEIR_OK;
 }
 
@@ -103,7 +110,8 @@ long LbInstance::pick(weir_http_t* http, uint32_t attempt, const std::vector<uin
                      excluded.empty() ? nullptr : excluded.data(), excluded.size()};
   size_t index = 0;
   weir_status_t st = vt_->pick(inst_, &req, &index);
-  if (st != WEIR_OK) return -1;
+  if (st != WEIR_OK)
+    return -1;
   if (index >= excluded.size()) {
     ctx_->log->error("{}: pick returned index {} of {} targets", config_->label(), index,
                      excluded.size());
@@ -130,7 +138,8 @@ FilterInstance::FilterInstance(std::shared_ptr<const ModuleConfig> config)
 }
 
 FilterInstance::~FilterInstance() {
-  if (inst_ != nullptr) vt_->instance_destroy(inst_);
+  if (inst_ != nullptr)
+    vt_->instance_destroy(inst_);
 }
 
 weir_filter_result_t FilterInstance::on_request(weir_http_t* http) {
@@ -151,13 +160,15 @@ DiscoveryInstance::DiscoveryInstance(std::shared_ptr<const ModuleConfig> config,
 }
 
 DiscoveryInstance::~DiscoveryInstance() {
-  if (inst_ != nullptr) vt_->instance_destroy(inst_);
+  if (inst_ != nullptr)
+    vt_->instance_destroy(inst_);
   ctx_->cancel_timers();
 }
 
 bool DiscoveryInstance::start() {
   weir_status_t st = vt_->start(inst_);
-  if (st != WEIR_OK) ctx_->log->error("{}: start failed (status {})", config_->label(), st);
+  if (st != WEIR_OK)
+    ctx_->log->error("{}: start failed (status {})", config_->label(), st);
   return st == WEIR_OK;
 }
 
@@ -171,13 +182,15 @@ HealthInstance::HealthInstance(std::shared_ptr<const ModuleConfig> config,
 }
 
 HealthInstance::~HealthInstance() {
-  if (inst_ != nullptr) vt_->instance_destroy(inst_);
+  if (inst_ != nullptr)
+    vt_->instance_destroy(inst_);
   ctx_->cancel_timers();
 }
 
 void HealthInstance::set_targets(const std::vector<weir_target_t>& targets) {
   weir_status_t st = vt_->on_targets(inst_, targets.data(), targets.size());
-  if (st != WEIR_OK) ctx_->log->error("{}: on_targets failed (status {})", config_->label(), st);
+  if (st != WEIR_OK)
+    ctx_->log->error("{}: on_targets failed (status {})", config_->label(), st);
 }
 
 } // namespace weir::core::plugin

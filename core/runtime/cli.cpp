@@ -65,13 +65,14 @@ Args parse_args(int argc, char** argv) {
         a.errors.push_back("\"weir config\" needs a subcommand: dump");
       }
     } else {
-      a.errors.push_back(fmt::format("unknown command \"{}\" (known: run, check, config dump, env)",
-                                     cmd));
+      a.errors.push_back(
+          fmt::format("unknown command \"{}\" (known: run, check, config dump, env)", cmd));
     }
   }
   auto value = [&](std::string_view opt, std::string_view arg) -> std::optional<std::string> {
     auto eq = arg.find('=');
-    if (eq != std::string_view::npos) return std::string(arg.substr(eq + 1));
+    if (eq != std::string_view::npos)
+      return std::string(arg.substr(eq + 1));
     if (i + 1 >= args.size()) {
       a.errors.push_back(fmt::format("option {} needs a value", opt));
       return std::nullopt;
@@ -86,7 +87,8 @@ Args parse_args(int argc, char** argv) {
     } else if (arg == "-V" || arg == "--version") {
       a.command = "version";
     } else if (name == "-c" || name == "--config") {
-      if (auto v = value(name, arg)) a.config_path = *v;
+      if (auto v = value(name, arg))
+        a.config_path = *v;
     } else if (name == "--workers") {
       if (auto v = value(name, arg)) {
         uint32_t n = 0;
@@ -99,9 +101,11 @@ Args parse_args(int argc, char** argv) {
           a.overrides.workers = n;
       }
     } else if (name == "--log-level") {
-      if (auto v = value(name, arg)) a.overrides.log_level = *v;
+      if (auto v = value(name, arg))
+        a.overrides.log_level = *v;
     } else if (name == "--log-format") {
-      if (auto v = value(name, arg)) a.overrides.log_format = *v;
+      if (auto v = value(name, arg))
+        a.overrides.log_format = *v;
     } else {
       a.errors.push_back(fmt::format("unknown option \"{}\" (see weir --help)", arg));
     }
@@ -113,16 +117,19 @@ std::map<std::string, std::string> weir_environment() {
   std::map<std::string, std::string> env;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
     std::string_view kv(*e);
-    if (kv.substr(0, 5) != "WEIR_") continue;
+    if (kv.substr(0, 5) != "WEIR_")
+      continue;
     auto eq = kv.find('=');
-    if (eq == std::string_view::npos) continue;
+    if (eq == std::string_view::npos)
+      continue;
     env.emplace(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
   }
   return env;
 }
 
 void print_lines(const std::vector<std::string>& lines) {
-  for (const auto& l : lines) std::fprintf(stderr, "%s\n", l.c_str());
+  for (const auto& l : lines)
+    std::fprintf(stderr, "%s\n", l.c_str());
 }
 
 } // namespace
@@ -150,13 +157,15 @@ int cli_main(int argc, char** argv) {
 
   auto env = weir_environment();
   // An empty variable counts as unset, as for every WEIR_* variable.
-  std::string path = args.config_path                               ? *args.config_path
+  std::string path = args.config_path              ? *args.config_path
                      : !env["WEIR_CONFIG"].empty() ? env["WEIR_CONFIG"]
-                                                                    : std::string(kDefaultConfig);
+                                                   : std::string(kDefaultConfig);
   auto loaded = config::load_file(path, args.overrides, env);
   if (!loaded.ok()) {
-    for (const auto& d : loaded.errors) std::fprintf(stderr, "%s\n", d.to_string().c_str());
-    if (loaded.errors.empty()) std::fprintf(stderr, "%s: configuration refused\n", path.c_str());
+    for (const auto& d : loaded.errors)
+      std::fprintf(stderr, "%s\n", d.to_string().c_str());
+    if (loaded.errors.empty())
+      std::fprintf(stderr, "%s: configuration refused\n", path.c_str());
     return 1;
   }
   if (args.command == "dump") {
@@ -181,7 +190,8 @@ int cli_main(int argc, char** argv) {
   auto plan = Plan::build(std::move(*loaded.config), plugin_path, errors);
   if (!plan) {
     print_lines(errors);
-    if (errors.empty()) std::fprintf(stderr, "%s: configuration refused\n", path.c_str());
+    if (errors.empty())
+      std::fprintf(stderr, "%s: configuration refused\n", path.c_str());
     return 1;
   }
   if (args.command == "check") {

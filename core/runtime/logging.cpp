@@ -32,13 +32,20 @@ LogState& state() {
 
 const char* level_name(spdlog::level::level_enum level) {
   switch (level) {
-  case spdlog::level::trace: return "trace";
-  case spdlog::level::debug: return "debug";
-  case spdlog::level::info: return "info";
-  case spdlog::level::warn: return "warn";
-  case spdlog::level::err: return "error";
-  case spdlog::level::critical: return "critical";
-  default: return "off";
+  case spdlog::level::trace:
+    return "trace";
+  case spdlog::level::debug:
+    return "debug";
+  case spdlog::level::info:
+    return "info";
+  case spdlog::level::warn:
+    return "warn";
+  case spdlog::level::err:
+    return "error";
+  case spdlog::level::critical:
+    return "critical";
+  default:
+    return "off";
   }
 }
 
@@ -109,10 +116,14 @@ private:
 };
 
 spdlog::level::level_enum parse_level(const std::string& text) {
-  if (text == "trace") return spdlog::level::trace;
-  if (text == "debug") return spdlog::level::debug;
-  if (text == "warn") return spdlog::level::warn;
-  if (text == "error") return spdlog::level::err;
+  if (text == "trace")
+    return spdlog::level::trace;
+  if (text == "debug")
+    return spdlog::level::debug;
+  if (text == "warn")
+    return spdlog::level::warn;
+  if (text == "error")
+    return spdlog::level::err;
   return spdlog::level::info;
 }
 
@@ -127,11 +138,21 @@ spdlog::sink_ptr default_sink() {
 void append_json_escaped(std::string& out, std::string_view text) {
   for (char c : text) {
     switch (c) {
-    case '"': out += "\\\""; break;
-    case '\\': out += "\\\\"; break;
-    case '\n': out += "\\n"; break;
-    case '\r': out += "\\r"; break;
-    case '\t': out += "\\t"; break;
+    case '"':
+      out += "\\\"";
+      break;
+    case '\\':
+      out += "\\\\";
+      break;
+    case '\n':
+      out += "\\n";
+      break;
+    case '\r':
+      out += "\\r";
+      break;
+    case '\t':
+      out += "\\t";
+      break;
     default:
       if (static_cast<unsigned char>(c) < 0x20) {
         fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned>(c));
@@ -155,7 +176,8 @@ bool setup_logging(const LogSettings& settings, std::string* error) {
       sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(settings.output, false);
     }
   } catch (const std::exception& e) {
-    if (error) *error = fmt::format("cannot open log output \"{}\": {}", settings.output, e.what());
+    if (error)
+      *error = fmt::format("cannot open log output \"{}\": {}", settings.output, e.what());
     return false;
   }
   s.json = settings.format == "json";
@@ -176,8 +198,10 @@ std::shared_ptr<spdlog::logger> logger(const std::string& name) {
   auto& s = state();
   std::lock_guard lock(s.mutex);
   auto it = s.loggers.find(name);
-  if (it != s.loggers.end()) return it->second;
-  if (!s.sink) s.sink = default_sink();
+  if (it != s.loggers.end())
+    return it->second;
+  if (!s.sink)
+    s.sink = default_sink();
   auto lg = std::make_shared<spdlog::logger>(name, s.sink);
   lg->set_level(name == "access" ? spdlog::level::info : s.level);
   lg->flush_on(spdlog::level::trace);
@@ -185,7 +209,9 @@ std::shared_ptr<spdlog::logger> logger(const std::string& name) {
   return lg;
 }
 
-bool access_log_enabled() { return state().access; }
+bool access_log_enabled() {
+  return state().access;
+}
 
 void log_access(const AccessRecord& r) {
   static const auto lg = logger("access");

@@ -19,7 +19,8 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
   auto base = std::filesystem::path(plan->config.source_path).parent_path();
   for (const auto& dir : plan->config.system.plugin_dirs) {
     std::filesystem::path p(dir);
-    if (p.is_relative()) p = base / p;
+    if (p.is_relative())
+      p = base / p;
     std::error_code ec;
     if (!std::filesystem::is_directory(p, ec)) {
       errors.push_back(fmt::format("{}: system.plugin-dirs: \"{}\" is not a directory",
@@ -43,32 +44,38 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
     cu.cfg = &up;
     cu.discovery = make(WEIR_KIND_DISCOVERY, up.discovery);
     cu.lb = make(WEIR_KIND_LB, up.lb);
-    if (up.health) cu.health = make(WEIR_KIND_HEALTH, *up.health);
+    if (up.health)
+      cu.health = make(WEIR_KIND_HEALTH, *up.health);
     plan->upstreams.push_back(std::move(cu));
   }
   auto upstream_index = [&](const std::string& name) -> size_t {
     for (size_t i = 0; i < c.upstreams.size(); ++i)
-      if (c.upstreams[i].name == name) return i;
+      if (c.upstreams[i].name == name)
+        return i;
     return 0; // the config layer already refused unknown names
   };
   for (const auto& svc : c.services) {
     CompiledService cs;
     cs.cfg = &svc;
-    for (const auto& f : svc.filters) cs.filters.push_back(make(WEIR_KIND_FILTER, f));
+    for (const auto& f : svc.filters)
+      cs.filters.push_back(make(WEIR_KIND_FILTER, f));
     for (const auto& r : svc.routes) {
       CompiledRoute cr;
       cr.exact = r.path_exact;
       cr.prefix = r.path_prefix;
       cr.upstream = upstream_index(r.upstream);
       cr.filters = cs.filters;
-      for (const auto& f : r.filters) cr.filters.push_back(make(WEIR_KIND_FILTER, f));
+      for (const auto& f : r.filters)
+        cr.filters.push_back(make(WEIR_KIND_FILTER, f));
       cs.routes.push_back(std::move(cr));
     }
     // Precedence: exact matches, then the longest prefix; file order breaks ties.
     std::stable_sort(cs.routes.begin(), cs.routes.end(),
                      [](const CompiledRoute& a, const CompiledRoute& b) {
-                       if (a.exact.has_value() != b.exact.has_value()) return a.exact.has_value();
-                       if (a.prefix && b.prefix) return a.prefix->size() > b.prefix->size();
+                       if (a.exact.has_value() != b.exact.has_value())
+                         return a.exact.has_value();
+                       if (a.prefix && b.prefix)
+                         return a.prefix->size() > b.prefix->size();
                        return false;
                      });
     if (!svc.upstream.empty()) {
@@ -83,8 +90,10 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
   std::stable_sort(diags.begin(), diags.end(), [](const auto& a, const auto& b) {
     return std::tie(a.loc.line, a.loc.column) < std::tie(b.loc.line, b.loc.column);
   });
-  for (const auto& d : diags) errors.push_back(d.to_string());
-  if (load_failed || !diags.empty()) return nullptr;
+  for (const auto& d : diags)
+    errors.push_back(d.to_string());
+  if (load_failed || !diags.empty())
+    return nullptr;
   return plan;
 }
 

@@ -32,9 +32,9 @@ struct CompiledRoute {
 
 struct CompiledService {
   const config::ServiceConfig* cfg = nullptr;
-  std::vector<CompiledRoute> routes;      // exact first, then longest prefix first
-  std::optional<CompiledRoute> fallback;  // the service's default upstream, if any
-  std::vector<ModuleConfigPtr> filters;   // used when nothing matches and there is no fallback
+  std::vector<CompiledRoute> routes;     // exact first, then longest prefix first
+  std::optional<CompiledRoute> fallback; // the service's default upstream, if any
+  std::vector<ModuleConfigPtr> filters;  // used when nothing matches and there is no fallback
 };
 
 class Plan {

@@ -28,7 +28,8 @@ using tcp = asio::ip::tcp;
 namespace {
 
 std::string format_endpoint(const tcp::endpoint& ep) {
-  if (ep.address().is_v6()) return fmt::format("[{}]:{}", ep.address().to_string(), ep.port());
+  if (ep.address().is_v6())
+    return fmt::format("[{}]:{}", ep.address().to_string(), ep.port());
   return fmt::format("{}:{}", ep.address().to_string(), ep.port());
 }
 
@@ -38,21 +39,25 @@ bool parse_listen_address(const std::string& text, tcp::endpoint& out) {
   std::string_view t(text);
   if (!t.empty() && t.front() == '[') {
     auto close = t.find(']');
-    if (close == std::string_view::npos || close + 1 >= t.size() || t[close + 1] != ':') return false;
+    if (close == std::string_view::npos || close + 1 >= t.size() || t[close + 1] != ':')
+      return false;
     host = t.substr(1, close - 1);
     port_text = t.substr(close + 2);
   } else {
     auto colon = t.rfind(':');
-    if (colon == std::string_view::npos) return false;
+    if (colon == std::string_view::npos)
+      return false;
     host = t.substr(0, colon);
     port_text = t.substr(colon + 1);
   }
   unsigned port = 0;
   auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (ec != std::errc() || port > 65535) return false;
+  if (ec != std::errc() || port > 65535)
+    return false;
   boost::system::error_code aec;
   auto addr = asio::ip::make_address(std::string(host), aec);
-  if (aec) return false;
+  if (aec)
+    return false;
   out = tcp::endpoint(addr, static_cast<uint16_t>(port));
   return true;
 }
@@ -62,8 +67,8 @@ class Group {
 public:
   Group(size_t index, const CompiledUpstream& plan, asio::io_context& control,
         std::vector<std::unique_ptr<Worker>>& workers)
-      : index_(index), plan_(plan), control_(control), workers_(workers),
-        log_(logger("upstream")) {}
+      : index_(index), plan_(plan), control_(control), workers_(workers), log_(logger("upstream")) {
+  }
 
   void start() {
     if (plan_.health) {
@@ -74,13 +79,13 @@ public:
         };
       });
     }
-    discovery_ = std::make_unique<plugin::DiscoveryInstance>(plan_.discovery,
-                                                             [this](plugin::HostCtx& c) {
-      c.timer_context = &control_;
-      c.on_publish = [this](std::vector<plugin::PublishedTarget> targets) {
-        on_publish(std::move(targets));
-      };
-    });
+    discovery_ =
+        std::make_unique<plugin::DiscoveryInstance>(plan_.discovery, [this](plugin::HostCtx& c) {
+          c.timer_context = &control_;
+          c.on_publish = [this](std::vector<plugin::PublishedTarget> targets) {
+            on_publish(std::move(targets));
+          };
+        });
     if (!discovery_->start())
       throw std::runtime_error(fmt::format("upstream {}: discovery failed to start", name()));
   }
@@ -118,24 +123,28 @@ private:
     std::set<std::string> now;
     for (const auto& t : next) {
       now.insert(t.id);
-      if (!current_ids_.count(t.id)) added.push_back(t.id);
+      if (!current_ids_.count(t.id))
+        added.push_back(t.id);
     }
     for (const auto& id : current_ids_)
-      if (!now.count(id)) removed.push_back(id);
+      if (!now.count(id))
+        removed.push_back(id);
     if (!added.empty() || !removed.empty() || version_ == 0)
       log_->info("upstream {}: {} targets (added: [{}], removed: [{}])", name(), next.size(),
                  fmt::join(added, ", "), fmt::join(removed, ", "));
     current_ids_ = std::move(now);
     targets_ = std::move(next);
     publish();
-    if (health_) health_->set_targets(snapshot_->abi);
+    if (health_)
+      health_->set_targets(snapshot_->abi);
   }
 
   void on_health(std::string_view id, bool healthy, std::string_view reason) {
     std::string key(id);
     auto it = unhealthy_.find(key);
     bool was_healthy = it == unhealthy_.end();
-    if (was_healthy == healthy) return;
+    if (was_healthy == healthy)
+      return;
     if (healthy) {
       unhealthy_.erase(it);
     } else {
@@ -148,9 +157,11 @@ private:
 
   void publish() {
     std::vector<upstream::Target> copy = targets_;
-    for (auto& t : copy) t.healthy = !unhealthy_.count(t.id);
+    for (auto& t : copy)
+      t.healthy = !unhealthy_.count(t.id);
     snapshot_ = upstream::make_target_set(std::move(copy), ++version_);
-    for (auto& w : workers_) w->post_targets(index_, snapshot_);
+    for (auto& w : workers_)
+      w->post_targets(index_, snapshot_);
   }
 
   size_t index_;
@@ -175,9 +186,11 @@ int run_server(std::unique_ptr<Plan> plan) {
   asio::io_context control(1);
 
   size_t nworkers = cfg.system.workers;
-  if (nworkers == 0) nworkers = std::max(1u, std::thread::hardware_concurrency());
+  if (nworkers == 0)
+    nworkers = std::max(1u, std::thread::hardware_concurrency());
   std::vector<std::unique_ptr<Worker>> workers;
-  for (size_t i = 0; i < nworkers; ++i) workers.push_back(std::make_unique<Worker>(i, *plan));
+  for (size_t i = 0; i < nworkers; ++i)
+    workers.push_back(std::make_unique<Worker>(i, *plan));
 
   // Bind every listener in every worker (SO_REUSEPORT); port 0 becomes one port shared by all.
   for (size_t s = 0; s < cfg.services.size(); ++s) {
@@ -216,7 +229,8 @@ int run_server(std::unique_ptr<Plan> plan) {
     std::string error;
     if (!w->start(error)) {
       log->error("worker {}: {}", w->index(), error);
-      for (auto& other : workers) other->stop();
+      for (auto& other : workers)
+        other->stop();
       return 1;
     }
   }
@@ -228,9 +242,11 @@ int run_server(std::unique_ptr<Plan> plan) {
   std::function<void()> watch_drain = [&] {
     poll.expires_after(std::chrono::milliseconds(20));
     poll.async_wait([&](boost::system::error_code ec) {
-      if (ec) return;
+      if (ec)
+        return;
       bool all = true;
-      for (auto& w : workers) all = all && w->finished();
+      for (auto& w : workers)
+        all = all && w->finished();
       if (all) {
         log->info("all connections closed; exiting");
         control.stop();
@@ -239,7 +255,8 @@ int run_server(std::unique_ptr<Plan> plan) {
       if (std::chrono::steady_clock::now() >= deadline) {
         log->warn("shutdown grace period of {} expired; closing remaining connections",
                   config::format_duration(cfg.system.shutdown_grace));
-        for (auto& w : workers) w->stop();
+        for (auto& w : workers)
+          w->stop();
         control.stop();
         return;
       }
@@ -248,7 +265,8 @@ int run_server(std::unique_ptr<Plan> plan) {
   };
   std::function<void()> wait_signal = [&] {
     signals.async_wait([&](boost::system::error_code ec, int sig) {
-      if (ec) return;
+      if (ec)
+        return;
       if (sig == SIGHUP) {
         log->warn("SIGHUP received: configuration reload is not available in this version; "
                   "the running configuration is kept");
@@ -257,7 +275,8 @@ int run_server(std::unique_ptr<Plan> plan) {
       }
       if (sig == SIGINT) {
         log->info("SIGINT received: stopping now");
-        for (auto& w : workers) w->stop();
+        for (auto& w : workers)
+          w->stop();
         control.stop();
         return;
       }
@@ -266,7 +285,8 @@ int run_server(std::unique_ptr<Plan> plan) {
         deadline = std::chrono::steady_clock::now() + cfg.system.shutdown_grace;
         log->info("SIGTERM received: draining (grace {})",
                   config::format_duration(cfg.system.shutdown_grace));
-        for (auto& w : workers) w->post_drain();
+        for (auto& w : workers)
+          w->post_drain();
         watch_drain();
       }
       wait_signal();
@@ -277,8 +297,10 @@ int run_server(std::unique_ptr<Plan> plan) {
   log->info("weir ready: {} worker{}, pid {}", nworkers, nworkers == 1 ? "" : "s", ::getpid());
   control.run();
 
-  for (auto& w : workers) w->join();
-  for (auto& g : groups) g->stop();
+  for (auto& w : workers)
+    w->join();
+  for (auto& g : groups)
+    g->stop();
   workers.clear();
   return 0;
 }

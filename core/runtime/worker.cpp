@@ -3,8 +3,8 @@
 #include "core/http/session.hpp"
 #include "core/runtime/logging.hpp"
 
-#include <boost/asio/post.hpp>
 #include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/socket_base.hpp>
 
 #include <sys/socket.h>
@@ -19,11 +19,13 @@ using tcp = asio::ip::tcp;
 const WorkerRoute& WorkerService::match(std::string_view path) const {
   for (const auto& r : routes) {
     if (r.plan->exact) {
-      if (path == *r.plan->exact) return r;
+      if (path == *r.plan->exact)
+        return r;
       continue;
     }
     const std::string& prefix = *r.plan->prefix;
-    if (path.substr(0, prefix.size()) != prefix) continue;
+    if (path.substr(0, prefix.size()) != prefix)
+      continue;
     // On a segment boundary: "/static" matches "/static" and "/static/x", not "/staticx".
     if (path.size() == prefix.size() || prefix.back() == '/' || path[prefix.size()] == '/')
       return r;
@@ -45,18 +47,22 @@ tcp::endpoint Worker::listen(size_t service, const tcp::endpoint& ep,
   auto l = std::make_unique<Listener>(Listener{service, tcp::acceptor(*ioc_)});
   auto& a = l->acceptor;
   a.open(ep.protocol(), ec);
-  if (ec) return {};
+  if (ec)
+    return {};
   a.set_option(asio::socket_base::reuse_address(true), ec);
   int one = 1;
   if (::setsockopt(a.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
     ec = boost::system::error_code(errno, boost::system::system_category());
     return {};
   }
-  if (ep.address().is_v6()) a.set_option(asio::ip::v6_only(true), ec);
+  if (ep.address().is_v6())
+    a.set_option(asio::ip::v6_only(true), ec);
   a.bind(ep, ec);
-  if (ec) return {};
+  if (ec)
+    return {};
   a.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return {};
+  if (ec)
+    return {};
   auto bound = a.local_endpoint(ec);
   listeners_.push_back(std::move(l));
   return bound;
@@ -83,8 +89,10 @@ void Worker::build_instances() {
     const auto& cs = plan_.services[s];
     auto& ws = services_[s];
     ws.plan = &cs;
-    for (const auto& r : cs.routes) ws.routes.push_back(make_route(r, true));
-    if (cs.fallback) ws.fallback = make_route(*cs.fallback, true);
+    for (const auto& r : cs.routes)
+      ws.routes.push_back(make_route(r, true));
+    if (cs.fallback)
+      ws.fallback = make_route(*cs.fallback, true);
     for (const auto& f : cs.filters) {
       filters_.push_back(std::make_unique<plugin::FilterInstance>(f));
       ws.unmatched.filters.push_back(filters_.back().get());
@@ -103,7 +111,8 @@ bool Worker::start(std::string& error) {
       ready.set_value(e.what());
       return;
     }
-    for (size_t i = 0; i < listeners_.size(); ++i) accept_loop(i);
+    for (size_t i = 0; i < listeners_.size(); ++i)
+      accept_loop(i);
     schedule_sweep();
     ready.set_value(std::string());
     ioc_->run();
@@ -135,9 +144,11 @@ void Worker::accept_loop(size_t index) {
   auto& l = *listeners_[index];
   l.acceptor.async_accept([this, index](boost::system::error_code ec, tcp::socket socket) {
     auto& listener = *listeners_[index];
-    if (!listener.acceptor.is_open() || draining_) return;
+    if (!listener.acceptor.is_open() || draining_)
+      return;
     if (ec) {
-      if (ec == asio::error::operation_aborted) return;
+      if (ec == asio::error::operation_aborted)
+        return;
       // EMFILE and friends: log, wait a little, keep accepting.
       logger("core")->warn("accept failed on worker {}: {}", index_, ec.message());
       auto timer = std::make_shared<asio::steady_timer>(*ioc_, std::chrono::milliseconds(50));
@@ -153,7 +164,8 @@ void Worker::accept_loop(size_t index) {
 void Worker::schedule_sweep() {
   sweep_timer_->expires_after(std::chrono::seconds(1));
   sweep_timer_->async_wait([this](boost::system::error_code ec) {
-    if (ec || draining_) return;
+    if (ec || draining_)
+      return;
     pool_.sweep();
     schedule_sweep();
   });
@@ -161,9 +173,11 @@ void Worker::schedule_sweep() {
 
 void Worker::post_targets(size_t index, std::shared_ptr<const upstream::TargetSet> set) {
   std::lock_guard lock(ioc_mutex_);
-  if (!ioc_) return;
+  if (!ioc_)
+    return;
   asio::post(*ioc_, [this, index, set = std::move(set)]() mutable {
-    if (index >= upstreams_.size()) return;
+    if (index >= upstreams_.size())
+      return;
     auto& up = upstreams_[index];
     up.lb->set_targets(set->abi);
     up.targets = std::move(set);
@@ -172,26 +186,31 @@ void Worker::post_targets(size_t index, std::shared_ptr<const upstream::TargetSe
 
 void Worker::post_drain() {
   std::lock_guard lock(ioc_mutex_);
-  if (!ioc_) return;
+  if (!ioc_)
+    return;
   asio::post(*ioc_, [this] {
     draining_ = true;
     boost::system::error_code ec;
-    for (auto& l : listeners_) l->acceptor.close(ec);
+    for (auto& l : listeners_)
+      l->acceptor.close(ec);
     sweep_timer_->cancel();
     pool_.clear();
     // Copy: on_drain may remove the session from the list.
     std::vector<Drainable*> sessions(sessions_.begin(), sessions_.end());
-    for (auto* s : sessions) s->on_drain();
+    for (auto* s : sessions)
+      s->on_drain();
   });
 }
 
 void Worker::stop() {
   std::lock_guard lock(ioc_mutex_);
-  if (ioc_) ioc_->stop();
+  if (ioc_)
+    ioc_->stop();
 }
 
 void Worker::join() {
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable())
+    thread_.join();
 }
 
 std::list<Drainable*>::iterator Worker::add_session(Drainable* s) {
@@ -199,7 +218,8 @@ std::list<Drainable*>::iterator Worker::add_session(Drainable* s) {
 }
 
 void Worker::remove_session(std::list<Drainable*>::iterator it) {
-  if (!tearing_down_) sessions_.erase(it);
+  if (!tearing_down_)
+    sessions_.erase(it);
 }
 
 } // namespace weir::core

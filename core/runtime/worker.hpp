@@ -14,8 +14,8 @@
 #include <atomic>
 #include <cstddef>
 #include <list>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string_view>
 #include <thread>

@@ -11,25 +11,30 @@ namespace {
 // An idle connection is usable when it has nothing to read: no EOF, no stray bytes.
 bool still_open(Pool::Stream& stream) {
   auto& sock = stream.socket();
-  if (!sock.is_open()) return false;
+  if (!sock.is_open())
+    return false;
   char byte;
   ssize_t n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n == 0) return false;                                      // peer closed
-  if (n > 0) return false;                                       // unsolicited data
-  return errno == EAGAIN || errno == EWOULDBLOCK;                // nothing pending: fine
+  if (n == 0)
+    return false; // peer closed
+  if (n > 0)
+    return false;                                 // unsolicited data
+  return errno == EAGAIN || errno == EWOULDBLOCK; // nothing pending: fine
 }
 
 } // namespace
 
 std::unique_ptr<Pool::Stream> Pool::take(const std::string& key) {
   auto it = idle_.find(key);
-  if (it == idle_.end()) return nullptr;
+  if (it == idle_.end())
+    return nullptr;
   auto& list = it->second;
   auto now = Clock::now();
   while (!list.empty()) {
     Idle idle = std::move(list.back());
     list.pop_back();
-    if (idle.expires > now && still_open(*idle.stream)) return std::move(idle.stream);
+    if (idle.expires > now && still_open(*idle.stream))
+      return std::move(idle.stream);
     boost::system::error_code ec;
     idle.stream->socket().close(ec);
   }
@@ -76,7 +81,8 @@ void Pool::clear() {
 
 size_t Pool::idle_count() const {
   size_t n = 0;
-  for (const auto& [key, list] : idle_) n += list.size();
+  for (const auto& [key, list] : idle_)
+    n += list.size();
   return n;
 }
 

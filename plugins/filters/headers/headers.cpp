@@ -38,8 +38,7 @@ struct Edits {
 
 /// Report an invalid header name at `node`; true when valid.
 bool check_name(const ConfigReader& node, std::string_view name) {
-  if (weir::sdk::iequals(name, "content-length") ||
-      weir::sdk::iequals(name, "transfer-encoding")) {
+  if (weir::sdk::iequals(name, "content-length") || weir::sdk::iequals(name, "transfer-encoding")) {
     node.error("'" + std::string(name) +
                "' frames the message: weir sets it and a filter may not change it");
     return false;

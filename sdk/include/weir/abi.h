@@ -4,8 +4,8 @@
  * that start with `struct_size`, opaque handles, and function pointers taking a `void* user`.
  *
  * Versioning (see docs/plugin-abi.md):
- *  - WEIR_ABI_MAJOR changes when anything existing changes meaning, layout or order. The host refuses
- *    a plugin built for another major.
+ *  - WEIR_ABI_MAJOR changes when anything existing changes meaning, layout or order. The host
+ * refuses a plugin built for another major.
  *  - WEIR_ABI_MINOR grows when something is appended: a field at the end of a struct, a new hook at
  *    the end of a vtable (NULL = absent), a new host function at the end of weir_host_api_t, a new
  *    enum value. A plugin built for an older minor loads; one built for a newer minor is refused.
@@ -53,13 +53,13 @@ typedef struct weir_str {
 /* Result of most calls. Negative values are errors. */
 typedef int32_t weir_status_t;
 #define WEIR_OK 0
-#define WEIR_ERROR (-1)           /* generic failure; details were logged */
-#define WEIR_ERROR_CONFIG (-2)    /* the configuration was rejected; details were reported */
+#define WEIR_ERROR (-1)        /* generic failure; details were logged */
+#define WEIR_ERROR_CONFIG (-2) /* the configuration was rejected; details were reported */
 #define WEIR_ERROR_NOMEM (-3)
 #define WEIR_ERROR_NOT_FOUND (-4) /* a looked-up item does not exist */
 #define WEIR_ERROR_INVALID (-5)   /* an argument was invalid (bad header name, bad index, ...) */
 #define WEIR_ERROR_UNSUPPORTED (-6)
-#define WEIR_ERROR_STATE (-7)     /* the call is not allowed at this point (e.g. headers sent) */
+#define WEIR_ERROR_STATE (-7) /* the call is not allowed at this point (e.g. headers sent) */
 
 /* Plugin kinds. A module of one kind has the vtable declared in the header of that kind. */
 typedef uint32_t weir_kind_t;
@@ -232,8 +232,8 @@ typedef struct weir_module {
 /* Returned by the entry point. Must stay valid while the library is loaded (static storage). */
 typedef struct weir_plugin_descriptor {
   uint32_t struct_size;
-  uint16_t abi_major; /* WEIR_ABI_MAJOR the plugin was built against */
-  uint16_t abi_minor; /* WEIR_ABI_MINOR the plugin was built against */
+  uint16_t abi_major;  /* WEIR_ABI_MAJOR the plugin was built against */
+  uint16_t abi_minor;  /* WEIR_ABI_MINOR the plugin was built against */
   const char* name;    /* NUL-terminated plugin (library) name */
   const char* version; /* NUL-terminated free-form version */
   const weir_module_t* modules;
@@ -247,7 +247,7 @@ typedef const weir_plugin_descriptor_t* (*weir_plugin_entry_fn)(void);
 /* Declare the entry point in a plugin source file:
  *   WEIR_PLUGIN_ENTRY { return &my_descriptor; } */
 #ifdef __cplusplus
-#define WEIR_PLUGIN_ENTRY \
+#define WEIR_PLUGIN_ENTRY                                                                          \
   extern "C" WEIR_PLUGIN_EXPORT const weir_plugin_descriptor_t* weir_plugin_entry(void)
 #else
 #define WEIR_PLUGIN_ENTRY WEIR_PLUGIN_EXPORT const weir_plugin_descriptor_t* weir_plugin_entry(void)
@@ -264,11 +264,11 @@ typedef struct weir_plugin_config weir_plugin_config_t;
  *              and is freed by config_destroy; `cfg` is valid only during the call.
  * config_destroy REQUIRED. Free a configuration object. Called after every instance made from it
  *              has been destroyed. THREADING: control thread. */
-#define WEIR_VTABLE_HEAD                                                                      \
-  uint32_t struct_size;                                                                     \
-  weir_status_t (*config_new)(const weir_host_api_t* api, weir_host_ctx_t* ctx,             \
-                              const weir_config_node_t* cfg, weir_plugin_config_t** out);   \
-  void (*config_destroy)(weir_plugin_config_t* config)
+#define WEIR_VTABLE_HEAD                                                                           \
+  uint32_t struct_size;                                                                            \
+  weir_status_t (*config_new)(const weir_host_api_t* api, weir_host_ctx_t* ctx,                    \
+                              const weir_config_node_t* cfg, weir_plugin_config_t** out);          \
+  void (*config_destroy)(weir_plugin_config_t * config)
 
 #ifdef __cplusplus
 }

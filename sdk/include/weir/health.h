@@ -28,8 +28,7 @@ typedef struct weir_health_vtable {
   void (*instance_destroy)(weir_health_instance_t* inst);
   /* REQUIRED. The group's current target set; report changes through api->report_health.
    * THREADING: control thread. OWNERSHIP: valid only during the call. */
-  weir_status_t (*on_targets)(weir_health_instance_t* inst, const weir_target_t* targets,
-                              size_t n);
+  weir_status_t (*on_targets)(weir_health_instance_t* inst, const weir_target_t* targets, size_t n);
   /* OPTIONAL. Passive observations of proxied requests. THREADING: control thread. */
   void (*on_observation)(weir_health_instance_t* inst, const weir_health_observation_t* obs);
 } weir_health_vtable_t;

@@ -55,9 +55,9 @@ TEST_CASE("static: publishes string and table targets on start") {
 
 TEST_CASE("static: accepted address forms") {
   Static t;
-  for (const char* address : {"127.0.0.1:80", "10.1.2.3:65535", "[::1]:8080", "[2001:db8::1]:443",
-                              "backend:80", "api.internal.example:8443", "a-b.c:1",
-                              "localhost:9000"}) {
+  for (const char* address :
+       {"127.0.0.1:80", "10.1.2.3:65535", "[::1]:8080", "[2001:db8::1]:443", "backend:80",
+        "api.internal.example:8443", "a-b.c:1", "localhost:9000"}) {
     CAPTURE(address);
     CHECK(t.single(address).empty());
   }
