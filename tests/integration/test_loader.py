@@ -114,6 +114,32 @@ class LoaderTest(wt.WeirTestCase):
                                  f"{line}")
                 self.assertIn(message, line)
 
+    def test_throwing_filter_fails_only_its_request(self):
+        d = broken_dir("throwing-request")
+        if not plugin_files(d):
+            self.skipTest(f"broken plugin 'throwing-request' not built (no .so in {d})")
+        w = self.start_weir(f"""
+[system]
+workers = 1
+plugin-dirs = [{wt.toml_str(d)}]
+[services.web]
+listeners = [{{ address = "127.0.0.1:0" }}]
+filters = [{{ use = "throwing-request" }}, {{ use = "respond", body = "fine\\n" }}]
+""")
+        self.assertEqual(wt.curl(w.url("/ok")).status, 200)
+        r = wt.curl(w.url("/boom"))
+        self.assertEqual(r.status, 500, r)
+        # A throw in the response stage is logged; the response still goes out.
+        self.assertEqual(wt.curl(w.url("/boom-response")).status, 200)
+        for _ in range(3):
+            r = wt.curl(w.url("/ok"))
+            self.assertEqual((r.status, r.body), (200, b"fine\n"))
+        self.assertTrue(w.alive())
+        log = w.log_text()
+        self.assertIn("boom from on_request", log)
+        self.assertIn("boom from on_response", log)
+        self.assertIn('filter "throwing-request"', log)
+
     def test_world_writable_plugin(self):
         builtin = plugin_files(wt.builtin_plugin_dir())
         if not builtin:
