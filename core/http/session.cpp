@@ -343,14 +343,8 @@ private:
     msg.version(11);
 
     const WorkerRoute& route = service_.match(req.path);
-    Exchange ex;
+    Exchange ex = exchange_for(req);
     ex.request = &msg;
-    ex.method = req.method;
-    ex.path = req.path;
-    ex.query = req.query;
-    ex.host = req.host;
-    ex.client_ip = client_ip_;
-    ex.client_port = client_port_;
     ex.can_respond = true;
     for (auto* f : route.filters) {
       if (!f->has_request())
@@ -702,6 +696,18 @@ private:
     run_response_filters(&route, ex);
   }
 
+  // What filters and load balancers see of `req` (views into it).
+  Exchange exchange_for(const Request& req) const {
+    Exchange ex;
+    ex.method = req.method;
+    ex.path = req.path;
+    ex.query = req.query;
+    ex.host = req.host;
+    ex.client_ip = client_ip_;
+    ex.client_port = client_port_;
+    return ex;
+  }
+
   // Answer from weir itself (an error or a filter's local response).
   asio::awaitable<void> respond_local(Request& req, unsigned status, std::string_view content_type,
                                       std::string body, const WorkerRoute* route, bool keep) {
@@ -713,14 +719,8 @@ private:
     res.body() = std::move(body);
     res.prepare_payload();
     if (route != nullptr) {
-      Exchange ex;
+      Exchange ex = exchange_for(req);
       ex.response = &res;
-      ex.method = req.method;
-      ex.path = req.path;
-      ex.query = req.query;
-      ex.host = req.host;
-      ex.client_ip = client_ip_;
-      ex.client_port = client_port_;
       ex.status = status;
       run_response_filters(route, ex);
     }

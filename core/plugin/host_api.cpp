@@ -381,34 +381,33 @@ weir_status_t api_header_get(weir_http_t* h, weir_headers_which_t which, weir_st
   return WEIR_ERROR_NOT_FOUND;
 }
 
-weir_status_t api_header_set(weir_http_t* h, weir_headers_which_t which, weir_str_t name,
-                             weir_str_t value) {
+// Set (replace every field of that name) or add a header for a plugin.
+weir_status_t write_header(weir_http_t* h, weir_headers_which_t which, weir_str_t name,
+                           weir_str_t value, bool replace) {
   auto* f = fields_of(h, which);
   if (f == nullptr)
     return WEIR_ERROR_STATE;
   if (!acceptable_header(sv(name), sv(value)))
     return WEIR_ERROR_INVALID;
   try {
-    f->set(sv(name), sv(value));
+    if (replace)
+      f->set(sv(name), sv(value));
+    else
+      f->insert(sv(name), sv(value));
   } catch (const std::exception&) {
     return WEIR_ERROR_NOMEM;
   }
   return WEIR_OK;
 }
 
+weir_status_t api_header_set(weir_http_t* h, weir_headers_which_t which, weir_str_t name,
+                             weir_str_t value) {
+  return write_header(h, which, name, value, true);
+}
+
 weir_status_t api_header_add(weir_http_t* h, weir_headers_which_t which, weir_str_t name,
                              weir_str_t value) {
-  auto* f = fields_of(h, which);
-  if (f == nullptr)
-    return WEIR_ERROR_STATE;
-  if (!acceptable_header(sv(name), sv(value)))
-    return WEIR_ERROR_INVALID;
-  try {
-    f->insert(sv(name), sv(value));
-  } catch (const std::exception&) {
-    return WEIR_ERROR_NOMEM;
-  }
-  return WEIR_OK;
+  return write_header(h, which, name, value, false);
 }
 
 weir_status_t api_header_remove(weir_http_t* h, weir_headers_which_t which, weir_str_t name) {
