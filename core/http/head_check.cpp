@@ -68,7 +68,7 @@ std::optional<AbsoluteTarget> parse_absolute_target(std::string_view target) {
   out.authority = std::string(u->encoded_host_and_port());
   out.origin_form = std::string(u->encoded_path());
   if (out.origin_form.empty())
-    out.origin_form = "/";
+    out.origin_form.push_back('/'); // (not = "/": GCC 12 -Wrestrict false positive at -O2)
   if (u->has_query()) {
     out.origin_form += '?';
     out.origin_form += std::string_view(u->encoded_query());
