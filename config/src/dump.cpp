@@ -3,6 +3,8 @@
 #include "internal.hpp"
 #include "weir/config/model.hpp"
 
+#include <algorithm>
+
 namespace weir::config {
 
 namespace {
@@ -24,6 +26,66 @@ std::string plugins_to_toml(const std::vector<PluginRef>& refs) {
     out += plugin_to_toml(refs[i]);
   }
   out += "]";
+  return out;
+}
+
+std::string strings_to_toml(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0)
+      out += ", ";
+    out += toml_quote(items[i]);
+  }
+  out += "]";
+  return out;
+}
+
+// Always the `certificates` form, every key written.
+std::string tls_to_toml(const TlsConfig& tls) {
+  std::string out = "{ certificates = [";
+  for (size_t i = 0; i < tls.certificates.size(); ++i) {
+    if (i > 0)
+      out += ", ";
+    out += "{ cert = " + toml_quote(tls.certificates[i].cert) +
+           ", key = " + toml_quote(tls.certificates[i].key) + " }";
+  }
+  out += "], min-version = " + toml_quote(tls.min_version);
+  out += ", max-version = " + toml_quote(tls.max_version);
+  out += ", ciphers = " + toml_quote(tls.ciphers);
+  out += ", ciphersuites = " + toml_quote(tls.ciphersuites);
+  out += ", groups = " + toml_quote(tls.groups);
+  out += ", session-tickets = ";
+  out += tls.session_tickets ? "true" : "false";
+  out += ", session-timeout = " + toml_quote(format_duration(tls.session_timeout));
+  out += ", alpn = " + strings_to_toml(tls.alpn);
+  out += " }";
+  return out;
+}
+
+std::string listener_to_toml(const ListenerConfig& l) {
+  std::string out = "{ address = " + toml_quote(l.address);
+  if (l.tls)
+    out += ", tls = " + tls_to_toml(*l.tls);
+  out += " }";
+  return out;
+}
+
+// On one line; one listener a line when any has TLS (an inline table cannot span lines, an
+// array can).
+std::string listeners_to_toml(const std::vector<ListenerConfig>& listeners) {
+  const bool multiline = std::any_of(listeners.begin(), listeners.end(),
+                                     [](const ListenerConfig& l) { return l.tls.has_value(); });
+  std::string out = "[";
+  for (size_t i = 0; i < listeners.size(); ++i) {
+    if (multiline) {
+      out += "\n  " + listener_to_toml(listeners[i]) + ",";
+    } else {
+      if (i > 0)
+        out += ", ";
+      out += listener_to_toml(listeners[i]);
+    }
+  }
+  out += multiline ? "\n]" : "]";
   return out;
 }
 
@@ -58,16 +120,7 @@ std::string dump_toml(const Config& config) {
 
   w.header("system");
   w.num("workers", config.system.workers);
-  {
-    std::string dirs = "[";
-    for (size_t i = 0; i < config.system.plugin_dirs.size(); ++i) {
-      if (i > 0)
-        dirs += ", ";
-      dirs += toml_quote(config.system.plugin_dirs[i]);
-    }
-    dirs += "]";
-    w.line("plugin-dirs", dirs);
-  }
+  w.line("plugin-dirs", strings_to_toml(config.system.plugin_dirs));
   w.dur("shutdown-grace", config.system.shutdown_grace);
 
   w.header("log");
@@ -93,16 +146,7 @@ std::string dump_toml(const Config& config) {
   for (const auto& s : config.services) {
     const std::string base = "services." + toml_key(s.name);
     w.header(base);
-    {
-      std::string listeners = "[";
-      for (size_t i = 0; i < s.listeners.size(); ++i) {
-        if (i > 0)
-          listeners += ", ";
-        listeners += "{ address = " + toml_quote(s.listeners[i].address) + " }";
-      }
-      listeners += "]";
-      w.line("listeners", listeners);
-    }
+    w.line("listeners", listeners_to_toml(s.listeners));
     if (!s.upstream.empty())
       w.str("upstream", s.upstream);
     else

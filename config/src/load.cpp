@@ -27,7 +27,13 @@ const Keys kLogKeys{"level", "format", "output", "access-log"};
 const Keys kUpstreamKeys{"discovery",        "lb",           "health",   "connect-timeout",
                          "response-timeout", "idle-timeout", "pool-size"};
 const Keys kServiceKeys{"listeners", "upstream", "routes", "filters", "limits"};
-const Keys kListenerKeys{"address"};
+const Keys kListenerKeys{"address", "tls"};
+const Keys kTlsKeys{"cert",    "key",          "certificates", "min-version",     "max-version",
+                    "ciphers", "ciphersuites", "groups",       "session-tickets", "session-timeout",
+                    "alpn"};
+const Keys kTlsCertificateKeys{"cert", "key"};
+const Keys kTlsVersions{"1.2", "1.3"}; // in increasing order
+const Keys kAlpnProtocols{"http/1.1"}; // what this release serves
 const Keys kRouteKeys{"path-prefix", "path-exact", "upstream", "filters"};
 const Keys kLimitsKeys{"max-request-line", "max-header-bytes",  "max-body",    "max-headers",
                        "header-timeout",   "keepalive-timeout", "send-timeout"};
@@ -146,6 +152,49 @@ std::string check_address(std::string_view addr, std::string& canonical, uint32_
   return "";
 }
 
+// The absolute directory of the configuration file, against which relative paths in it are
+// resolved; "" for a configuration that is not a file ("" or "-"), whose paths stay as written.
+std::string config_dir(const std::string& source_name) {
+  if (source_name.empty() || source_name == "-")
+    return "";
+  std::string file = source_name;
+  if (file.front() != '/') {
+    std::vector<char> buf(4096);
+    while (::getcwd(buf.data(), buf.size()) == nullptr && errno == ERANGE)
+      buf.resize(buf.size() * 2);
+    if (buf[0] == '/') // otherwise no working directory: relative to wherever the file was found
+      file = std::string(buf.data()) + "/" + file;
+  }
+  size_t slash = file.rfind('/');
+  if (slash == std::string::npos)
+    return "";
+  return slash == 0 ? std::string("/") : file.substr(0, slash);
+}
+
+// `path` when absolute (or when `dir` is ""), otherwise `dir`/`path` without "." segments and
+// doubled slashes. ".." is kept: collapsing it could change the file a symlink leads to.
+std::string resolve_path(const std::string& dir, const std::string& path) {
+  if (dir.empty() || path.front() == '/')
+    return path;
+  const std::string joined = dir + "/" + path;
+  std::string out;
+  size_t start = 0;
+  while (start <= joined.size()) {
+    size_t end = joined.find('/', start);
+    if (end == std::string::npos)
+      end = joined.size();
+    std::string_view segment(joined.data() + start, end - start);
+    if (!segment.empty() && segment != ".") {
+      out += '/';
+      out += segment;
+    }
+    start = end + 1;
+  }
+  if (joined.front() != '/') // a relative directory (no working directory): keep it relative
+    out.erase(0, 1);
+  return out.empty() ? std::string(".") : out;
+}
+
 class Loader {
 public:
   Loader(const ParsedDocument& doc, std::vector<Diagnostic>& errors) : doc_(doc), errors_(errors) {}
@@ -153,6 +202,7 @@ public:
   Config load(const std::string& source_name) {
     Config cfg;
     cfg.source_path = source_name;
+    config_dir_ = config_dir(source_name);
     const Node& root = doc_.root;
     const Node* upstreams = nullptr;
     const Node* services = nullptr;
@@ -356,6 +406,205 @@ private:
     return PluginRef{use->string, n};
   }
 
+  // --- TLS -------------------------------------------------------------------------------
+  // A certificate or key file: a non-empty string, resolved against the file's directory.
+  std::optional<std::string> file_path(const Node& n) {
+    auto s = string(n);
+    if (!s)
+      return std::nullopt;
+    if (s->find('\0') != std::string::npos) {
+      error(n, "must not contain a NUL character");
+      return std::nullopt;
+    }
+    return resolve_path(config_dir_, *s);
+  }
+
+  // One certificate from `table` (a `certificates` element, or the `tls` table itself for the
+  // shorthand) and its `cert` and `key` values, either of which may be missing.
+  std::optional<TlsCertificate> certificate(const Node& table, const Node* cert, const Node* key) {
+    if (!cert && !key) {
+      error(table, "missing required keys \"cert\" and \"key\" (PEM files, like { cert = "
+                   "\"server.pem\", key = \"server.key\" })");
+      return std::nullopt;
+    }
+    if (!cert)
+      error(table, "missing required key \"cert\" (the PEM certificate chain for \"key\")");
+    if (!key)
+      error(table, "missing required key \"key\" (the PEM private key for \"cert\")");
+    auto cert_path = cert ? file_path(*cert) : std::nullopt;
+    auto key_path = key ? file_path(*key) : std::nullopt;
+    if (!cert_path || !key_path)
+      return std::nullopt;
+    return TlsCertificate{*cert_path, *key_path, table.loc, table.path};
+  }
+
+  void certificates(const Node& n, std::vector<TlsCertificate>& out) {
+    if (n.type != Node::Type::Array) {
+      type_error(n, "an array of certificate tables like [{ cert = \"server.pem\", key = "
+                    "\"server.key\" }]");
+      return;
+    }
+    if (n.array.empty()) {
+      error(n, "at least one certificate is required, like [{ cert = \"server.pem\", key = "
+               "\"server.key\" }]");
+      return;
+    }
+    for (const auto& item : n.array) {
+      if (item.type != Node::Type::Table) {
+        type_error(item,
+                   "a certificate table like { cert = \"server.pem\", key = \"server.key\" }");
+        continue;
+      }
+      const Node* cert = nullptr;
+      const Node* key = nullptr;
+      for (const auto& [k, v] : item.table) {
+        if (k == "cert")
+          cert = &v;
+        else if (k == "key")
+          key = &v;
+        else
+          unknown_key(item, k, v, kTlsCertificateKeys);
+      }
+      if (auto c = certificate(item, cert, key))
+        out.push_back(std::move(*c));
+    }
+  }
+
+  std::optional<std::string> tls_version(const Node& n) {
+    if (n.type == Node::Type::Float) {
+      // min-version = 1.2 without quotes
+      std::string msg = "expected a string (allowed: " + join(kTlsVersions) + "), got a float";
+      std::string text = node_to_toml(n);
+      if (std::find(kTlsVersions.begin(), kTlsVersions.end(), text) != kTlsVersions.end())
+        msg += " (write " + quoted(text) + ")";
+      error(n, std::move(msg));
+      return std::nullopt;
+    }
+    return one_of(n, kTlsVersions, "TLS version");
+  }
+
+  // An OpenSSL list (ciphers, cipher suites, groups): OpenSSL checks the entries when the
+  // listener is set up; here only that it is one word.
+  std::optional<std::string> openssl_list(const Node& n) {
+    auto s = string(n);
+    if (!s)
+      return std::nullopt;
+    for (char c : *s) {
+      auto u = static_cast<unsigned char>(c);
+      if (u <= 0x20 || u == 0x7f) {
+        error(n, "must not contain whitespace or control characters (separate the entries with "
+                 "\":\")");
+        return std::nullopt;
+      }
+    }
+    return s;
+  }
+
+  void alpn(const Node& n, std::vector<std::string>& out) {
+    if (n.type != Node::Type::Array) {
+      type_error(n, "an array of protocol names like [\"http/1.1\"]");
+      return;
+    }
+    if (n.array.empty()) {
+      error(n, "at least one protocol is required, like [\"http/1.1\"]");
+      return;
+    }
+    std::vector<std::string> protocols;
+    bool ok = true;
+    for (const auto& item : n.array) {
+      auto s = string(item);
+      if (!s) {
+        ok = false;
+      } else if (std::find(kAlpnProtocols.begin(), kAlpnProtocols.end(), *s) ==
+                 kAlpnProtocols.end()) {
+        error(item, quoted(*s) +
+                        " is not served by this release (allowed: " + join(kAlpnProtocols) + ")");
+        ok = false;
+      } else if (std::find(protocols.begin(), protocols.end(), *s) != protocols.end()) {
+        error(item, "duplicate protocol " + quoted(*s));
+        ok = false;
+      } else {
+        protocols.push_back(std::move(*s));
+      }
+    }
+    if (ok)
+      out = std::move(protocols);
+  }
+
+  std::optional<TlsConfig> tls(const Node& n) {
+    if (n.type != Node::Type::Table) {
+      type_error(n, "a table like { cert = \"server.pem\", key = \"server.key\" }");
+      return std::nullopt;
+    }
+    TlsConfig out;
+    out.loc = n.loc;
+    out.key_path = n.path;
+    const Node* cert = nullptr;
+    const Node* key = nullptr;
+    const Node* certs = nullptr;
+    const Node* min_node = nullptr;
+    const Node* max_node = nullptr;
+    for (const auto& [k, v] : n.table) {
+      if (k == "cert") {
+        cert = &v;
+      } else if (k == "key") {
+        key = &v;
+      } else if (k == "certificates") {
+        certs = &v;
+      } else if (k == "min-version") {
+        if (auto s = tls_version(v)) {
+          out.min_version = *s;
+          min_node = &v;
+        }
+      } else if (k == "max-version") {
+        if (auto s = tls_version(v)) {
+          out.max_version = *s;
+          max_node = &v;
+        }
+      } else if (k == "ciphers") {
+        if (auto s = openssl_list(v))
+          out.ciphers = *s;
+      } else if (k == "ciphersuites") {
+        if (auto s = openssl_list(v))
+          out.ciphersuites = *s;
+      } else if (k == "groups") {
+        if (auto s = openssl_list(v))
+          out.groups = *s;
+      } else if (k == "session-tickets") {
+        if (auto b = boolean(v))
+          out.session_tickets = *b;
+      } else if (k == "session-timeout") {
+        if (auto d = duration(v, false))
+          out.session_timeout = *d;
+      } else if (k == "alpn") {
+        alpn(v, out.alpn);
+      } else {
+        unknown_key(n, k, v, kTlsKeys);
+      }
+    }
+    if (certs && (cert || key)) {
+      error(*certs, "give either \"cert\" and \"key\" (one certificate) or \"certificates\" "
+                    "(one or more), not both");
+    } else if (certs) {
+      certificates(*certs, out.certificates);
+    } else if (cert || key) {
+      if (auto c = certificate(n, cert, key))
+        out.certificates.push_back(std::move(*c));
+    } else {
+      error(n, "missing \"cert\" and \"key\" (one certificate, like { cert = \"server.pem\", "
+               "key = \"server.key\" }) or \"certificates\" (one or more, like certificates = "
+               "[{ cert = \"a.pem\", key = \"a.key\" }])");
+    }
+    auto rank = [](const std::string& v) {
+      return std::find(kTlsVersions.begin(), kTlsVersions.end(), v) - kTlsVersions.begin();
+    };
+    if (rank(out.max_version) < rank(out.min_version))
+      error(max_node ? *max_node : *min_node, "must not be lower than min-version " +
+                                                  quoted(out.min_version) + " (got " +
+                                                  quoted(out.max_version) + ")");
+    return out;
+  }
+
   std::vector<PluginRef> plugin_list(const Node& n) {
     std::vector<PluginRef> out;
     if (n.type != Node::Type::Array) {
@@ -519,9 +768,12 @@ private:
         continue;
       }
       const Node* address = nullptr;
+      std::optional<TlsConfig> tls_config;
       for (const auto& [key, v] : item.table) {
         if (key == "address")
           address = &v;
+        else if (key == "tls")
+          tls_config = tls(v);
         else
           unknown_key(item, key, v, kListenerKeys);
       }
@@ -548,7 +800,11 @@ private:
           continue;
         }
       }
-      out.listeners.push_back(ListenerConfig{*text, item.loc});
+      ListenerConfig listener;
+      listener.address = *text;
+      listener.loc = item.loc;
+      listener.tls = std::move(tls_config);
+      out.listeners.push_back(std::move(listener));
     }
   }
 
@@ -689,6 +945,7 @@ private:
   Keys known_upstreams_;
   bool check_references_ = true;
   std::map<std::string, std::pair<std::string, SourceLoc>> listeners_; // canonical -> service
+  std::string config_dir_; // relative paths in the file are resolved against it
 };
 
 // --- overlays ----------------------------------------------------------------------------------

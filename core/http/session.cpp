@@ -4,6 +4,7 @@
 #include "core/http/head_check.hpp"
 #include "core/runtime/logging.hpp"
 #include "core/runtime/worker.hpp"
+#include "core/tls/server_tls.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -12,6 +13,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -25,6 +28,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace weir::core::http {
@@ -107,13 +111,17 @@ std::string_view reason_text(unsigned status) {
   return bhttp::obsolete_reason(static_cast<bhttp::status>(status));
 }
 
-class Session final : public Drainable {
+// Stream is beast::tcp_stream (plain HTTP) or beast::ssl_stream<beast::tcp_stream> (TLS).
+template <class Stream> class Session final : public Drainable {
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
 public:
-  Session(Worker& worker, const WorkerService& service, tcp::socket socket)
+  template <class... StreamArgs>
+  Session(Worker& worker, const WorkerService& service, StreamArgs&&... stream_args)
       : worker_(worker), service_(service), limits_(service.plan->cfg->limits),
-        client_(std::move(socket)) {
+        client_(std::forward<StreamArgs>(stream_args)...) {
     error_code ec;
-    auto ep = client_.socket().remote_endpoint(ec);
+    auto ep = lowest().socket().remote_endpoint(ec);
     if (!ec) {
       client_ip_ = ep.address().to_string();
       client_port_ = ep.port();
@@ -132,22 +140,39 @@ public:
   void on_drain() override {
     if (idle_) {
       error_code ec;
-      client_.socket().shutdown(tcp::socket::shutdown_both, ec);
-      client_.socket().close(ec);
+      lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+      lowest().socket().close(ec);
     }
   }
 
   asio::awaitable<void> run() {
+    if constexpr (kTls) {
+      // The handshake counts against header-timeout, like the head that follows it.
+      lowest().expires_after(limits_.header_timeout);
+      auto [ec] = co_await client_.async_handshake(asio::ssl::stream_base::server, nothrow);
+      if (ec) {
+        logger("tls")->debug("{}:{}: handshake failed: {}", client_ip_, client_port_,
+                             ec.message());
+        error_code ignored;
+        lowest().socket().close(ignored);
+        co_return;
+      }
+    }
     for (;;) {
       bool keep = co_await serve_one();
       if (!keep || worker_.draining())
         break;
     }
     error_code ec;
-    client_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    if (linger_ && !ec)
+    if constexpr (kTls) {
+      // close_notify, briefly waiting for the peer's (a client that vanished costs 1 s at most).
+      lowest().expires_after(std::chrono::seconds(1));
+      co_await client_.async_shutdown(nothrow);
+    }
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (linger_ && !ec && !kTls)
       co_await linger();
-    client_.socket().close(ec);
+    lowest().socket().close(ec);
   }
 
   // After answering a request whose body (or rest) was not read, closing at once would make the
@@ -160,7 +185,7 @@ public:
       auto now = Clock::now();
       if (now >= deadline)
         break;
-      client_.expires_at(std::min(deadline, now + kLingerRead));
+      lowest().expires_at(std::min(deadline, now + kLingerRead));
       auto [ec, n] = co_await client_.async_read_some(asio::buffer(scratch), nothrow);
       if (ec)
         break;
@@ -220,9 +245,9 @@ private:
       if (!idle_ && !head_deadline)
         head_deadline = Clock::now() + limits_.header_timeout;
       if (head_deadline) {
-        client_.expires_at(*head_deadline);
+        lowest().expires_at(*head_deadline);
       } else {
-        client_.expires_after(ms(limits_.keepalive_timeout));
+        lowest().expires_after(ms(limits_.keepalive_timeout));
       }
       auto [ec, n] = co_await client_.async_read_some(buf_.prepare(kReadSize), nothrow);
       idle_ = false;
@@ -337,7 +362,7 @@ private:
     }
     xff += client_ip_;
     msg.set("X-Forwarded-For", xff);
-    msg.set("X-Forwarded-Proto", "http");
+    msg.set("X-Forwarded-Proto", kTls ? "https" : "http");
     if (!req.host.empty())
       msg.set("X-Forwarded-Host", req.host);
     msg.version(11);
@@ -498,7 +523,7 @@ private:
     }
     if (req.expect_continue && !continue_sent_) {
       continue_sent_ = true;
-      client_.expires_after(ms(limits_.send_timeout));
+      lowest().expires_after(ms(limits_.send_timeout));
       static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
       auto [ec, n] = co_await asio::async_write(client_, asio::buffer(k100), nothrow);
       if (ec)
@@ -512,7 +537,7 @@ private:
         body_started = true;
         msg.body().data = relay_.get();
         msg.body().size = kRelayBufferSize;
-        client_.expires_after(ms(limits_.header_timeout));
+        lowest().expires_after(ms(limits_.header_timeout));
         auto [ec, n] = co_await bhttp::async_read_some(client_, buf_, parser, nothrow);
         if (ec == bhttp::error::need_buffer)
           ec = {};
@@ -626,7 +651,7 @@ private:
     req.keep_alive_after = keep;
 
     bhttp::serializer<false, bhttp::buffer_body> rsr{res};
-    client_.expires_after(ms(limits_.send_timeout));
+    lowest().expires_after(ms(limits_.send_timeout));
     {
       auto [ec, n] = co_await bhttp::async_write_header(client_, rsr, nothrow);
       if (ec)
@@ -663,7 +688,7 @@ private:
           res.body().size = 0;
           res.body().more = false;
         }
-        client_.expires_after(ms(limits_.send_timeout));
+        lowest().expires_after(ms(limits_.send_timeout));
         auto [ec, n] = co_await bhttp::async_write(client_, rsr, nothrow);
         if (ec == bhttp::error::need_buffer)
           ec = {};
@@ -729,7 +754,7 @@ private:
       linger_ = true;
     req.status = status;
     req.bytes_out = req.head ? 0 : res.body().size();
-    client_.expires_after(ms(limits_.send_timeout));
+    lowest().expires_after(ms(limits_.send_timeout));
     if (req.head) {
       bhttp::serializer<false, bhttp::string_body> sr{res};
       co_await bhttp::async_write_header(client_, sr, nothrow);
@@ -781,7 +806,9 @@ private:
   const WorkerService& service_;
   const config::LimitsConfig& limits_;
   HeadLimits head_limits_;
-  beast::tcp_stream client_;
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(client_); }
+
+  Stream client_;
   beast::flat_buffer buf_;
   std::string client_ip_;
   uint16_t client_port_ = 0;
@@ -794,7 +821,7 @@ private:
   bool linger_ = false; // close with a lingering read (see linger())
 };
 
-asio::awaitable<void> serve(std::unique_ptr<Session> session) {
+template <class Stream> asio::awaitable<void> serve(std::unique_ptr<Session<Stream>> session) {
   // A safety net: nothing on the request path should throw, but if something does (a library
   // limit, out of memory), this connection ends and the worker goes on.
   try {
@@ -807,7 +834,16 @@ asio::awaitable<void> serve(std::unique_ptr<Session> session) {
 } // namespace
 
 void start_session(Worker& worker, const WorkerService& service, tcp::socket socket) {
-  auto session = std::make_unique<Session>(worker, service, std::move(socket));
+  auto session =
+      std::make_unique<Session<beast::tcp_stream>>(worker, service, std::move(socket));
+  asio::co_spawn(worker.context(), serve(std::move(session)), asio::detached);
+}
+
+void start_tls_session(Worker& worker, const WorkerService& service, tcp::socket socket,
+                       tls::ServerTls& tls) {
+  using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+  auto session = std::make_unique<Session<TlsStream>>(worker, service, std::move(socket),
+                                                      tls.context());
   asio::co_spawn(worker.context(), serve(std::move(session)), asio::detached);
 }
 

@@ -7,11 +7,17 @@ namespace weir::core {
 class Worker;
 struct WorkerService;
 } // namespace weir::core
+namespace weir::core::tls {
+class ServerTls;
+}
 
 namespace weir::core::http {
 
 // Serve `socket` on `worker` for `service` until the connection ends. Runs on the worker's thread.
 void start_session(Worker& worker, const WorkerService& service,
                    boost::asio::ip::tcp::socket socket);
+// The same over TLS: handshake first, with the listener's certificates.
+void start_tls_session(Worker& worker, const WorkerService& service,
+                       boost::asio::ip::tcp::socket socket, tls::ServerTls& tls);
 
 } // namespace weir::core::http

@@ -85,6 +85,12 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
       cs.fallback = std::move(fb);
     }
     plan->services.push_back(std::move(cs));
+
+    // Certificates are loaded here, so `weir check` finds a missing file or a mismatched key.
+    std::vector<std::shared_ptr<tls::ServerTls>> tls_per_listener;
+    for (const auto& l : svc.listeners)
+      tls_per_listener.push_back(l.tls ? tls::ServerTls::create(*l.tls, diags) : nullptr);
+    plan->listener_tls.push_back(std::move(tls_per_listener));
   }
 
   std::stable_sort(diags.begin(), diags.end(), [](const auto& a, const auto& b) {

@@ -4,6 +4,7 @@
 
 #include "core/plugin/loader.hpp"
 #include "core/plugin/modules.hpp"
+#include "core/tls/server_tls.hpp"
 #include "weir/config/model.hpp"
 
 #include <cstddef>
@@ -49,6 +50,8 @@ public:
   std::vector<std::string> plugin_dirs;
   std::vector<CompiledUpstream> upstreams;
   std::vector<CompiledService> services;
+  // Per service, per listener: the TLS setup, or null for plain HTTP.
+  std::vector<std::vector<std::shared_ptr<tls::ServerTls>>> listener_tls;
 };
 
 } // namespace weir::core

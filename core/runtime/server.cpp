@@ -195,7 +195,8 @@ int run_server(std::unique_ptr<Plan> plan) {
   // Bind every listener in every worker (SO_REUSEPORT); port 0 becomes one port shared by all.
   for (size_t s = 0; s < cfg.services.size(); ++s) {
     const auto& svc = cfg.services[s];
-    for (const auto& l : svc.listeners) {
+    for (size_t li = 0; li < svc.listeners.size(); ++li) {
+      const auto& l = svc.listeners[li];
       tcp::endpoint ep;
       if (!parse_listen_address(l.address, ep)) {
         log->error("service {}: invalid listener address \"{}\"", svc.name, l.address);
@@ -203,14 +204,15 @@ int run_server(std::unique_ptr<Plan> plan) {
       }
       for (auto& w : workers) {
         boost::system::error_code ec;
-        auto bound = w->listen(s, ep, ec);
+        auto bound = w->listen(s, ep, plan->listener_tls[s][li], ec);
         if (ec) {
           log->error("service {}: cannot listen on {}: {}", svc.name, l.address, ec.message());
           return 1;
         }
         ep = bound;
       }
-      log->info("listening on {} (service {})", format_endpoint(ep), svc.name);
+      log->info("listening on {} (service {}){}", format_endpoint(ep), svc.name,
+                l.tls ? " with TLS" : "");
     }
   }
 
@@ -268,8 +270,25 @@ int run_server(std::unique_ptr<Plan> plan) {
       if (ec)
         return;
       if (sig == SIGHUP) {
-        log->warn("SIGHUP received: configuration reload is not available in this version; "
-                  "the running configuration is kept");
+        // Until the full reload lands, SIGHUP re-reads the TLS certificates (as renewed by an
+        // external tool); a file that fails keeps that listener's current certificates.
+        size_t reloaded = 0;
+        for (size_t s = 0; s < plan->listener_tls.size(); ++s) {
+          for (const auto& t : plan->listener_tls[s]) {
+            if (!t)
+              continue;
+            std::vector<std::string> errors;
+            if (t->reload(errors)) {
+              ++reloaded;
+            } else {
+              for (const auto& e : errors)
+                log->error("certificate reload failed, keeping the current ones: {}", e);
+            }
+          }
+        }
+        log->info("SIGHUP received: certificates of {} TLS listener{} reloaded; the rest of the "
+                  "configuration is not reloaded by this version",
+                  reloaded, reloaded == 1 ? "" : "s");
         wait_signal();
         return;
       }

@@ -43,8 +43,8 @@ Worker::~Worker() {
 }
 
 tcp::endpoint Worker::listen(size_t service, const tcp::endpoint& ep,
-                             boost::system::error_code& ec) {
-  auto l = std::make_unique<Listener>(Listener{service, tcp::acceptor(*ioc_)});
+                             std::shared_ptr<tls::ServerTls> tls, boost::system::error_code& ec) {
+  auto l = std::make_unique<Listener>(Listener{service, tcp::acceptor(*ioc_), std::move(tls)});
   auto& a = l->acceptor;
   a.open(ep.protocol(), ec);
   if (ec)
@@ -156,7 +156,11 @@ void Worker::accept_loop(size_t index) {
       return;
     }
     socket.set_option(tcp::no_delay(true), ec);
-    http::start_session(*this, services_[listener.service], std::move(socket));
+    if (listener.tls)
+      http::start_tls_session(*this, services_[listener.service], std::move(socket),
+                              *listener.tls);
+    else
+      http::start_session(*this, services_[listener.service], std::move(socket));
     accept_loop(index);
   });
 }

@@ -63,6 +63,7 @@ public:
   // Bind a listener's socket for this worker (called on the main thread before start).
   // `endpoint` may carry port 0 the first time; returns the bound endpoint.
   boost::asio::ip::tcp::endpoint listen(size_t service, const boost::asio::ip::tcp::endpoint& ep,
+                                        std::shared_ptr<tls::ServerTls> tls,
                                         boost::system::error_code& ec);
   // Start the thread: make the plugin instances there, then serve. Blocks until the instances
   // exist; false (with `error`) when one could not be made.
@@ -103,6 +104,7 @@ private:
   struct Listener {
     size_t service;
     boost::asio::ip::tcp::acceptor acceptor;
+    std::shared_ptr<tls::ServerTls> tls; // null: plain HTTP
   };
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::list<Drainable*> sessions_;

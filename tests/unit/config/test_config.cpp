@@ -104,6 +104,23 @@ void check_same(const std::vector<PluginRef>& a, const std::vector<PluginRef>& b
     check_same(a[i], b[i]);
 }
 
+// Key paths aside too: the shorthand comes back in the `certificates` form.
+void check_same(const TlsConfig& a, const TlsConfig& b) {
+  REQUIRE(a.certificates.size() == b.certificates.size());
+  for (size_t i = 0; i < a.certificates.size(); ++i) {
+    CHECK(a.certificates[i].cert == b.certificates[i].cert);
+    CHECK(a.certificates[i].key == b.certificates[i].key);
+  }
+  CHECK(a.min_version == b.min_version);
+  CHECK(a.max_version == b.max_version);
+  CHECK(a.ciphers == b.ciphers);
+  CHECK(a.ciphersuites == b.ciphersuites);
+  CHECK(a.groups == b.groups);
+  CHECK(a.session_tickets == b.session_tickets);
+  CHECK(a.session_timeout == b.session_timeout);
+  CHECK(a.alpn == b.alpn);
+}
+
 void check_same(const Config& a, const Config& b) {
   CHECK(a.system.workers == b.system.workers);
   CHECK(a.system.plugin_dirs == b.system.plugin_dirs);
@@ -133,8 +150,12 @@ void check_same(const Config& a, const Config& b) {
     const auto& y = b.services[i];
     CHECK(x.name == y.name);
     REQUIRE(x.listeners.size() == y.listeners.size());
-    for (size_t j = 0; j < x.listeners.size(); ++j)
+    for (size_t j = 0; j < x.listeners.size(); ++j) {
       CHECK(x.listeners[j].address == y.listeners[j].address);
+      REQUIRE(x.listeners[j].tls.has_value() == y.listeners[j].tls.has_value());
+      if (x.listeners[j].tls)
+        check_same(*x.listeners[j].tls, *y.listeners[j].tls);
+    }
     CHECK(x.upstream == y.upstream);
     REQUIRE(x.routes.size() == y.routes.size());
     for (size_t j = 0; j < x.routes.size(); ++j) {
@@ -499,7 +520,7 @@ TEST_CASE("unknown keys") {
     auto r = load(R"([upstreams.app]
 discovery = { use = "static" }
 [services.web]
-listeners = [{ address = "127.0.0.1:8080", tls = true }]
+listeners = [{ address = "127.0.0.1:8080", tsl = true }]
 [services.web.limits]
 max-bdy = 10
 [[services.web.routes]]
@@ -510,7 +531,7 @@ fliters = []
     auto lines = lines_of(r);
     REQUIRE(lines.size() == 3);
     CHECK(lines[0] ==
-          "weir.toml:4:44: services.web.listeners[0]: unknown key \"tls\" (allowed: address)");
+          "weir.toml:4:44: services.web.listeners[0]: unknown key \"tsl\" (allowed: address, tls)");
     CHECK(
         lines[1] ==
         "weir.toml:6:1: services.web.limits: unknown key \"max-bdy\" (did you mean \"max-body\"?)");
@@ -752,6 +773,436 @@ listeners = [{ address = "127.0.0.1:8080" }, { address = "[::1]:0" }, { address 
                       "\"127.0.0.1:8080\" is already used by service \"a\" (line 2)");
     CHECK(lines[1].find("services.b.listeners[2].address: listener address \"[0:0::1]:9000\" is "
                         "already used by service \"a\"") != std::string::npos);
+  }
+}
+
+// --- listener TLS --------------------------------------------------------------------------------
+
+namespace {
+
+std::string cwd() {
+  char buf[4096];
+  REQUIRE(getcwd(buf, sizeof buf) != nullptr);
+  return buf;
+}
+
+// A service whose only listener is `listener`, on line 3.
+std::string one_listener(std::string_view listener) {
+  return "[services.web]\nlisteners = [\n  " + std::string(listener) + ",\n]\n";
+}
+
+// The diagnostics for `one_listener(listener)`.
+std::vector<std::string> listener_errors(std::string_view listener) {
+  return lines_of(load_string(one_listener(listener), "/etc/weir/weir.toml", {}, {}));
+}
+
+// "/etc/weir/weir.toml:3:COL: " with COL the column of `needle` on the listener's line.
+std::string at(std::string_view listener, std::string_view needle) {
+  return "/etc/weir/weir.toml:3:" + std::to_string(column_of(one_listener(listener), 3, needle)) +
+         ": ";
+}
+
+} // namespace
+
+TEST_CASE("listener TLS: the shorthand is one certificate") {
+  const std::string text = one_listener(
+      R"({ address = "127.0.0.1:8443", tls = { cert = "certs/a.pem", key = "/keys/a.key" } })");
+  auto r = load_string(text, "/etc/weir/weir.toml", {}, {});
+  INFO(joined(r));
+  REQUIRE(r.ok());
+  const ListenerConfig& l = r.config->services.at(0).listeners.at(0);
+  CHECK(l.address == "127.0.0.1:8443");
+  REQUIRE(l.tls.has_value());
+  const TlsConfig& tls = *l.tls;
+  CHECK(tls.key_path == "services.web.listeners[0].tls");
+  CHECK(tls.loc.file == "/etc/weir/weir.toml");
+  CHECK(tls.loc.line == 3);
+  CHECK(tls.loc.column == column_of(text, 3, "{ cert"));
+  REQUIRE(tls.certificates.size() == 1);
+  const TlsCertificate& c = tls.certificates[0];
+  CHECK(c.cert == "/etc/weir/certs/a.pem");
+  CHECK(c.key == "/keys/a.key");
+  // The shorthand's certificate is the tls table itself.
+  CHECK(c.key_path == "services.web.listeners[0].tls");
+  CHECK(c.loc.line == 3);
+  CHECK(c.loc.column == tls.loc.column);
+}
+
+TEST_CASE("listener TLS: defaults") {
+  auto r = load_string(std::string(kMinimal) + R"([services.tls]
+listeners = [{ address = "127.0.0.1:8443", tls = { cert = "a.pem", key = "a.key" } }]
+)",
+                       "/srv/weir.toml", {}, {});
+  INFO(joined(r));
+  REQUIRE(r.ok());
+  CHECK_FALSE(r.config->services.at(0).listeners.at(0).tls.has_value()); // plain HTTP
+  const auto& tls = r.config->services.at(1).listeners.at(0).tls;
+  REQUIRE(tls.has_value());
+  REQUIRE(tls->certificates.size() == 1);
+  CHECK(tls->certificates[0].cert == "/srv/a.pem");
+  CHECK(tls->certificates[0].key == "/srv/a.key");
+  const TlsConfig defaults;
+  CHECK(tls->min_version == "1.2");
+  CHECK(tls->max_version == "1.3");
+  CHECK(tls->ciphers == defaults.ciphers);
+  CHECK(tls->ciphers.rfind("ECDHE-ECDSA-AES128-GCM-SHA256:", 0) == 0);
+  CHECK(tls->ciphersuites == defaults.ciphersuites);
+  CHECK(tls->groups == "X25519:P-256:P-384");
+  CHECK(tls->session_tickets == true);
+  CHECK(tls->session_timeout == 1h);
+  CHECK(tls->alpn == std::vector<std::string>{"http/1.1"});
+}
+
+TEST_CASE("listener TLS: the certificates array and every setting") {
+  const char* text = R"([services.web]
+listeners = [
+  { address = "127.0.0.1:8080" },
+  { address = "127.0.0.1:9443", tls = { certificates = [{ cert = "a.pem", key = "a.key" }, { cert = "/b/b.pem", key = "b.key" }], min-version = "1.3", max-version = "1.3", ciphers = "ECDHE-RSA-AES128-GCM-SHA256", ciphersuites = "TLS_AES_256_GCM_SHA384", groups = "X25519:P-256", session-tickets = false, session-timeout = "90s", alpn = ["http/1.1"] } },
+]
+)";
+  auto r = load_string(text, "/etc/weir/weir.toml", {}, {});
+  INFO(joined(r));
+  REQUIRE(r.ok());
+  const auto& listeners = r.config->services.at(0).listeners;
+  REQUIRE(listeners.size() == 2);
+  CHECK_FALSE(listeners[0].tls.has_value());
+  REQUIRE(listeners[1].tls.has_value());
+  const TlsConfig& tls = *listeners[1].tls;
+  CHECK(tls.key_path == "services.web.listeners[1].tls");
+  CHECK(tls.loc.line == 4);
+  CHECK(tls.loc.column == column_of(text, 4, "{ certificates"));
+  REQUIRE(tls.certificates.size() == 2);
+  CHECK(tls.certificates[0].cert == "/etc/weir/a.pem");
+  CHECK(tls.certificates[0].key == "/etc/weir/a.key");
+  CHECK(tls.certificates[0].key_path == "services.web.listeners[1].tls.certificates[0]");
+  CHECK(tls.certificates[0].loc.line == 4);
+  CHECK(tls.certificates[0].loc.column == column_of(text, 4, "{ cert = \"a.pem\""));
+  CHECK(tls.certificates[1].cert == "/b/b.pem");
+  CHECK(tls.certificates[1].key == "/etc/weir/b.key");
+  CHECK(tls.certificates[1].key_path == "services.web.listeners[1].tls.certificates[1]");
+  CHECK(tls.certificates[1].loc.column == column_of(text, 4, "{ cert = \"/b/b.pem\""));
+  CHECK(tls.min_version == "1.3");
+  CHECK(tls.max_version == "1.3");
+  CHECK(tls.ciphers == "ECDHE-RSA-AES128-GCM-SHA256");
+  CHECK(tls.ciphersuites == "TLS_AES_256_GCM_SHA384");
+  CHECK(tls.groups == "X25519:P-256");
+  CHECK(tls.session_tickets == false);
+  CHECK(tls.session_timeout == 90s);
+  CHECK(tls.alpn == std::vector<std::string>{"http/1.1"});
+}
+
+TEST_CASE("listener TLS: table headers work like inline tables") {
+  const char* text = R"([[services.web.listeners]]
+address = "127.0.0.1:9443"
+[services.web.listeners.tls]
+min-version = "1.3"
+[[services.web.listeners.tls.certificates]]
+cert = "a.pem"
+key = "a.key"
+[[services.web.listeners.tls.certificates]]
+cert = "b.pem"
+key = "b.key"
+)";
+  auto r = load_string(text, "/etc/weir/weir.toml", {}, {});
+  INFO(joined(r));
+  REQUIRE(r.ok());
+  const auto& tls = r.config->services.at(0).listeners.at(0).tls;
+  REQUIRE(tls.has_value());
+  CHECK(tls->min_version == "1.3");
+  REQUIRE(tls->certificates.size() == 2);
+  CHECK(tls->certificates[1].cert == "/etc/weir/b.pem");
+  CHECK(tls->certificates[1].key_path == "services.web.listeners[0].tls.certificates[1]");
+}
+
+TEST_CASE("listener TLS: relative paths are resolved against the file's directory") {
+  auto resolved = [](const std::string& source, const std::string& cert) {
+    auto r =
+        load_string(one_listener(std::string(R"({ address = "127.0.0.1:8443", tls = { cert = ")") +
+                                 cert + R"(", key = "/k" } })"),
+                    source, {}, {});
+    INFO(joined(r));
+    REQUIRE(r.ok());
+    return r.config->services.at(0).listeners.at(0).tls->certificates.at(0).cert;
+  };
+  CHECK(resolved("/etc/weir/weir.toml", "a.pem") == "/etc/weir/a.pem");
+  CHECK(resolved("/etc/weir/weir.toml", "certs/a.pem") == "/etc/weir/certs/a.pem");
+  // "." segments and doubled slashes go; ".." stays (a symlinked directory decides where it leads).
+  CHECK(resolved("/etc/weir/weir.toml", "./certs//./a.pem") == "/etc/weir/certs/a.pem");
+  CHECK(resolved("/etc/weir/weir.toml", "../ssl/a.pem") == "/etc/weir/../ssl/a.pem");
+  CHECK(resolved("/etc/weir/./conf/weir.toml", "a.pem") == "/etc/weir/conf/a.pem");
+  CHECK(resolved("/weir.toml", "a.pem") == "/a.pem");
+  // Absolute paths are kept as written.
+  CHECK(resolved("/etc/weir/weir.toml", "/srv/./a.pem") == "/srv/./a.pem");
+  // A relative configuration path is relative to the working directory.
+  CHECK(resolved("weir.toml", "a.pem") == cwd() + "/a.pem");
+  CHECK(resolved("conf/weir.toml", "a.pem") == cwd() + "/conf/a.pem");
+  CHECK(resolved("./conf/weir.toml", "../a.pem") == cwd() + "/conf/../a.pem");
+  // Not a file: paths stay as written.
+  CHECK(resolved("-", "./a.pem") == "./a.pem");
+
+  SUBCASE("load_file") {
+    char path[] = "/tmp/weir-config-tls-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    close(fd);
+    {
+      std::ofstream out(path);
+      out << one_listener(
+          R"({ address = "127.0.0.1:8443", tls = { cert = "a.pem", key = "k/a.key" } })");
+    }
+    auto r = load_file(path, {}, {});
+    std::remove(path);
+    INFO(joined(r));
+    REQUIRE(r.ok());
+    const auto& c = r.config->services.at(0).listeners.at(0).tls->certificates.at(0);
+    CHECK(c.cert == "/tmp/a.pem");
+    CHECK(c.key == "/tmp/k/a.key");
+  }
+}
+
+TEST_CASE("listener TLS: certificate errors") {
+  const std::string p = "services.web.listeners[0].tls";
+  SUBCASE("not a table") {
+    const char* l = R"({ address = "127.0.0.1:8443", tls = true })";
+    auto lines = listener_errors(l);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at(l, "true") + p +
+                          ": expected a table like { cert = \"server.pem\", key = \"server.key\" "
+                          "}, got a boolean");
+  }
+  SUBCASE("neither cert and key nor certificates") {
+    const char* l = R"({ address = "127.0.0.1:8443", tls = { min-version = "1.3" } })";
+    auto lines = listener_errors(l);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at(l, "{ min") + p +
+                          ": missing \"cert\" and \"key\" (one certificate, like { cert = "
+                          "\"server.pem\", key = \"server.key\" }) or \"certificates\" (one or "
+                          "more, like certificates = [{ cert = \"a.pem\", key = \"a.key\" }])");
+  }
+  SUBCASE("both") {
+    const char* l =
+        R"({ address = "127.0.0.1:8443", tls = { cert = "a.pem", key = "a.key", certificates = [{ cert = "b.pem", key = "b.key" }] } })";
+    auto lines = listener_errors(l);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at(l, "[{") + p +
+                          ".certificates: give either \"cert\" and \"key\" (one certificate) or "
+                          "\"certificates\" (one or more), not both");
+    // cert alone with certificates is the same mistake.
+    const char* l2 =
+        R"({ address = "127.0.0.1:8443", tls = { certificates = [], cert = "a.pem" } })";
+    auto lines2 = listener_errors(l2);
+    REQUIRE(lines2.size() == 1);
+    CHECK(lines2[0] == at(l2, "[]") + p +
+                           ".certificates: give either \"cert\" and \"key\" (one certificate) or "
+                           "\"certificates\" (one or more), not both");
+  }
+  SUBCASE("cert without key and key without cert") {
+    const char* l1 = R"({ address = "127.0.0.1:8443", tls = { cert = "a.pem" } })";
+    auto lines = listener_errors(l1);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at(l1, "{ cert") + p +
+                          ": missing required key \"key\" (the PEM private key for \"cert\")");
+    const char* l2 = R"({ address = "127.0.0.1:8443", tls = { key = "a.key" } })";
+    lines = listener_errors(l2);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at(l2, "{ key") + p +
+                          ": missing required key \"cert\" (the PEM certificate chain for "
+                          "\"key\")");
+  }
+  SUBCASE("the certificates array") {
+    const char* l1 = R"({ address = "127.0.0.1:8443", tls = { certificates = [] } })";
+    auto lines = listener_errors(l1);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at(l1, "[]") + p +
+                          ".certificates: at least one certificate is required, like [{ cert = "
+                          "\"server.pem\", key = \"server.key\" }]");
+    const char* l2 =
+        R"({ address = "127.0.0.1:8443", tls = { certificates = { cert = "a.pem", key = "a.key" } } })";
+    lines = listener_errors(l2);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at(l2, "{ cert =") + p +
+                          ".certificates: expected an array of certificate tables like [{ cert = "
+                          "\"server.pem\", key = \"server.key\" }], got a table");
+    const char* l3 =
+        R"({ address = "127.0.0.1:8443", tls = { certificates = ["a.pem", {}, { cert = "b.pem" }, { key = "c.key" }, { cert = "d.pem", key = "d.key", chain = "x", keys = "y" }] } })";
+    lines = listener_errors(l3);
+    REQUIRE(lines.size() == 6);
+    CHECK(lines[0] == at(l3, "\"a.pem\"") + p +
+                          ".certificates[0]: expected a certificate table like { cert = "
+                          "\"server.pem\", key = \"server.key\" }, got a string");
+    CHECK(lines[1] == at(l3, "{}") + p +
+                          ".certificates[1]: missing required keys \"cert\" and \"key\" (PEM "
+                          "files, like { cert = \"server.pem\", key = \"server.key\" })");
+    CHECK(lines[2] == at(l3, "{ cert = \"b") + p +
+                          ".certificates[2]: missing required key \"key\" (the PEM private key "
+                          "for \"cert\")");
+    CHECK(lines[3] == at(l3, "{ key = \"c") + p +
+                          ".certificates[3]: missing required key \"cert\" (the PEM certificate "
+                          "chain for \"key\")");
+    CHECK(lines[4] ==
+          at(l3, "chain") + p + ".certificates[4]: unknown key \"chain\" (allowed: cert, key)");
+    CHECK(lines[5] ==
+          at(l3, "keys") + p + ".certificates[4]: unknown key \"keys\" (did you mean \"key\"?)");
+  }
+  SUBCASE("paths") {
+    const char* l =
+        R"({ address = "127.0.0.1:8443", tls = { certificates = [{ cert = "", key = 5 }, { cert = "a\u0000b", key = "k" }] } })";
+    auto lines = listener_errors(l);
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[0] == at(l, "\"\"") + p + ".certificates[0].cert: must not be empty");
+    CHECK(lines[1] == at(l, "5 }") + p + ".certificates[0].key: expected a string, got an integer");
+    CHECK(lines[2] ==
+          at(l, "\"a\\u0000b\"") + p + ".certificates[1].cert: must not contain a NUL character");
+  }
+}
+
+TEST_CASE("listener TLS: setting errors") {
+  const std::string p = "services.web.listeners[0].tls";
+  const std::string cert =
+      R"({ address = "127.0.0.1:8443", tls = { cert = "a.pem", key = "a.key", )";
+  SUBCASE("versions") {
+    const std::string l = cert + R"(min-version = "1.1", max-version = 1.3 } })";
+    auto lines = listener_errors(l);
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0] ==
+          at(l, "\"1.1\"") + p + ".min-version: unknown TLS version \"1.1\" (allowed: 1.2, 1.3)");
+    CHECK(lines[1] == at(l, "1.3 }") + p +
+                          ".max-version: expected a string (allowed: 1.2, 1.3), got a float "
+                          "(write \"1.3\")");
+    const std::string l2 = cert + R"(max-version = "1.2", min-version = "1.3" } })";
+    lines = listener_errors(l2);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at(l2, "\"1.2\"") + p +
+                          ".max-version: must not be lower than min-version \"1.3\" (got "
+                          "\"1.2\")");
+    const std::string l3 = cert + R"(min-version = 2 } })";
+    lines = listener_errors(l3);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at(l3, "2 }") + p +
+                          ".min-version: expected a string (allowed: 1.2, 1.3), got an integer");
+  }
+  SUBCASE("OpenSSL lists") {
+    const std::string l =
+        cert + R"(ciphers = "A B", ciphersuites = "", groups = "X25519:\tP-256" } })";
+    auto lines = listener_errors(l);
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[0] == at(l, "\"A B\"") + p +
+                          ".ciphers: must not contain whitespace or control characters (separate "
+                          "the entries with \":\")");
+    CHECK(lines[1] == at(l, "\"\"") + p + ".ciphersuites: must not be empty");
+    CHECK(lines[2] == at(l, "\"X25519") + p +
+                          ".groups: must not contain whitespace or control characters (separate "
+                          "the entries with \":\")");
+    const std::string l2 = cert + R"(groups = ["X25519"] } })";
+    lines = listener_errors(l2);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at(l2, "[\"X") + p + ".groups: expected a string, got an array");
+  }
+  SUBCASE("sessions") {
+    const std::string l = cert + R"(session-tickets = "yes", session-timeout = "0s" } })";
+    auto lines = listener_errors(l);
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0] == at(l, "\"yes\"") + p +
+                          ".session-tickets: expected a boolean (true or false), got a string");
+    CHECK(lines[1] == at(l, "\"0s\"") + p + ".session-timeout: must be greater than zero");
+    const std::string l2 = cert + R"(session-timeout = 300 } })";
+    lines = listener_errors(l2);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at(l2, "300") + p +
+                          ".session-timeout: expected a duration string like \"5s\", got an "
+                          "integer (durations need a unit: write \"300ms\" for milliseconds or "
+                          "\"300s\" for seconds)");
+  }
+  SUBCASE("alpn") {
+    const std::string l = cert + R"(alpn = ["http/1.1", "h2", "http/1.1", 2, ""] } })";
+    auto lines = listener_errors(l);
+    REQUIRE(lines.size() == 4);
+    CHECK(lines[0] == at(l, "\"h2\"") + p +
+                          ".alpn[1]: \"h2\" is not served by this release (allowed: http/1.1)");
+    CHECK(lines[1] == at(l, "\"http/1.1\", 2") + p + ".alpn[2]: duplicate protocol \"http/1.1\"");
+    CHECK(lines[2] == at(l, "2, ") + p + ".alpn[3]: expected a string, got an integer");
+    CHECK(lines[3] == at(l, "\"\"]") + p + ".alpn[4]: must not be empty");
+    const std::string l2 = cert + R"(alpn = [] } })";
+    lines = listener_errors(l2);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] ==
+          at(l2, "[]") + p + ".alpn: at least one protocol is required, like [\"http/1.1\"]");
+    const std::string l3 = cert + R"(alpn = "http/1.1" } })";
+    lines = listener_errors(l3);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at(l3, "\"http/1.1\"") + p +
+                          ".alpn: expected an array of protocol names like [\"http/1.1\"], got a "
+                          "string");
+  }
+  SUBCASE("unknown keys") {
+    const std::string l = cert + R"(ciphersuite = "X", sesion-tickets = false, colour = 1 } })";
+    auto lines = listener_errors(l);
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[0] == at(l, "ciphersuite") + p +
+                          ": unknown key \"ciphersuite\" (did you mean \"ciphersuites\"?)");
+    CHECK(lines[1] == at(l, "sesion") + p +
+                          ": unknown key \"sesion-tickets\" (did you mean \"session-tickets\"?)");
+    CHECK(lines[2] == at(l, "colour") + p +
+                          ": unknown key \"colour\" (allowed: cert, key, certificates, "
+                          "min-version, max-version, ciphers, ciphersuites, groups, "
+                          "session-tickets, session-timeout, alpn)");
+  }
+  SUBCASE("TLS errors and address errors are all reported") {
+    auto lines = lines_of(load(R"([services.web]
+listeners = [
+  { address = "localhost:443", tls = {} },
+  { address = "127.0.0.1:443", tls = { cert = "a.pem", key = "a.key", alpn = ["h2"] } },
+]
+)"));
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[0].find(":3:15: services.web.listeners[0].address: invalid IP address") !=
+          std::string::npos);
+    CHECK(lines[1].find(":3:38: services.web.listeners[0].tls: missing \"cert\" and \"key\"") !=
+          std::string::npos);
+    CHECK(lines[2].find(":4:79: services.web.listeners[1].tls.alpn[0]: \"h2\" is not served") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("listener TLS: dump round trip") {
+  SUBCASE("shorthand, array, relative paths and every setting") {
+    check_round_trip(R"([upstreams.app]
+discovery = { use = "static", targets = ["127.0.0.1:9001"] }
+[services.web]
+listeners = [
+  { address = "127.0.0.1:8080" },
+  { address = "127.0.0.1:8443", tls = { cert = "a.pem", key = "keys/a.key" } },
+  { address = "[::1]:9443", tls = { certificates = [{ cert = "/etc/ssl/a b.pem", key = "a\"q.key" }, { cert = "b.pem", key = "b.key" }], min-version = "1.3", max-version = "1.3", ciphers = "ECDHE-RSA-AES128-GCM-SHA256", ciphersuites = "TLS_AES_128_GCM_SHA256", groups = "X25519", session-tickets = false, session-timeout = "1500ms", alpn = ["http/1.1"] } },
+]
+upstream = "app"
+[services.plain]
+listeners = [{ address = "127.0.0.1:8081" }]
+)");
+  }
+  SUBCASE("table headers") {
+    check_round_trip(R"([[services.web.listeners]]
+address = "127.0.0.1:9443"
+[[services.web.listeners.tls.certificates]]
+cert = "a.pem"
+key = "a.key"
+)");
+  }
+  SUBCASE("the dump writes every TLS key in the certificates form") {
+    auto r = load_string(
+        one_listener(R"({ address = "127.0.0.1:8443", tls = { cert = "a.pem", key = "a.key" } })"),
+        "/etc/weir/weir.toml", {}, {});
+    INFO(joined(r));
+    REQUIRE(r.ok());
+    const std::string dump = dump_toml(*r.config);
+    INFO(dump);
+    const TlsConfig defaults;
+    CHECK(dump.find("[services.web]\nlisteners = [\n  { address = \"127.0.0.1:8443\", tls = { "
+                    "certificates = [{ cert = \"/etc/weir/a.pem\", key = \"/etc/weir/a.key\" }], "
+                    "min-version = \"1.2\", max-version = \"1.3\", ciphers = \"" +
+                    defaults.ciphers + "\", ciphersuites = \"" + defaults.ciphersuites +
+                    "\", groups = \"X25519:P-256:P-384\", session-tickets = true, "
+                    "session-timeout = \"1h\", alpn = [\"http/1.1\"] } },\n]\n") !=
+          std::string::npos);
   }
 }
 

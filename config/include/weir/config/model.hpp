@@ -47,9 +47,40 @@ struct UpstreamConfig {
   uint32_t pool_size = 64;          // idle connections kept per target per worker
 };
 
+// One certificate chain and its private key (PEM files). Relative paths are resolved against the
+// configuration file's directory when loading, so these are absolute or as written for "-".
+struct TlsCertificate {
+  std::string cert; // PEM: the leaf first, then intermediates
+  std::string key;  // PEM private key (RSA, ECDSA or Ed25519)
+  SourceLoc loc;    // of the table (or of the listener's `tls` table for the shorthand)
+  std::string key_path; // e.g. "services.web.listeners[0].tls.certificates[1]"
+};
+
+struct TlsConfig {
+  // SNI chooses among these by the names in each certificate (exact names beat wildcards); the
+  // first one answers clients without SNI or with an unknown name.
+  std::vector<TlsCertificate> certificates;
+  std::string min_version = "1.2"; // "1.2" or "1.3"
+  std::string max_version = "1.3"; // "1.2" or "1.3", >= min_version
+  // TLS 1.2 cipher list (OpenSSL syntax); the default is a forward-secret AEAD-only list.
+  std::string ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                        "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+  // TLS 1.3 cipher suites (OpenSSL syntax).
+  std::string ciphersuites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                             "TLS_CHACHA20_POLY1305_SHA256";
+  std::string groups = "X25519:P-256:P-384"; // key exchange groups, in preference order
+  bool session_tickets = true;               // stateless resumption (keys rotate)
+  Duration session_timeout{3600000};         // lifetime of a resumable session
+  std::vector<std::string> alpn = {"http/1.1"}; // protocols offered, in preference order
+  SourceLoc loc;
+  std::string key_path; // "services.web.listeners[0].tls"
+};
+
 struct ListenerConfig {
   std::string address; // "ip:port" or "[ipv6]:port"
   SourceLoc loc;
+  std::optional<TlsConfig> tls; // absent: plain HTTP
 };
 
 struct RouteConfig {

@@ -1,0 +1,236 @@
+"""Downstream TLS: SNI picks the certificate, protocol versions are enforced, sessions resume, and
+certificates are replaced at run time (SIGHUP) without dropping an open connection.
+
+Real peers: curl, openssl s_client, and Python's ssl module (OpenSSL underneath) to read the
+certificate each name gets. Certificates are made with the openssl command for each test run.
+"""
+
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import unittest
+
+import weirtest as wt
+
+
+def openssl(*args: str, stdin: bytes | None = None, timeout: float = 20) -> subprocess.CompletedProcess:
+    return subprocess.run(["openssl", *args], input=stdin, capture_output=True, timeout=timeout)
+
+
+class Pki:
+    """A throw-away CA and leaf certificates (ECDSA P-256) signed by it."""
+
+    def __init__(self, d: str):
+        self.d = d
+        self.ca_key = os.path.join(d, "ca.key")
+        self.ca = os.path.join(d, "ca.pem")
+        p = openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", self.ca_key, "-out", self.ca, "-days", "2",
+                    "-subj", "/CN=weir test CA")
+        assert p.returncode == 0, p.stderr.decode()
+
+    def leaf(self, name: str, cn: str, sans: list[str], org: str = "weir") -> tuple[str, str]:
+        key = os.path.join(self.d, f"{name}.key")
+        csr = os.path.join(self.d, f"{name}.csr")
+        crt = os.path.join(self.d, f"{name}.pem")
+        san = ",".join(f"DNS:{s}" for s in sans)
+        p = openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", key, "-out", csr, "-subj", f"/O={org}/CN={cn}",
+                    "-addext", f"subjectAltName={san}")
+        assert p.returncode == 0, p.stderr.decode()
+        p = openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
+                    "-CAcreateserial", "-days", "2", "-out", crt, "-copy_extensions", "copy")
+        assert p.returncode == 0, p.stderr.decode()
+        return crt, key
+
+
+def peer_cert(addr: tuple[str, int], server_name: str | None, cafile: str) -> dict:
+    """Handshake with SNI `server_name` (None: no SNI) and return the certificate weir sent."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.check_hostname = False
+    with socket.create_connection(addr, timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=server_name) as s:
+            return s.getpeercert()
+
+
+def read_response(s) -> bytes:
+    """One whole HTTP/1.1 response (Content-Length framed) from a socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed after {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+    need = int(m.group(1)) if m else 0
+    while len(body) < need:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise AssertionError("connection closed in the body")
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def subject_of(cert: dict) -> dict:
+    return {k: v for rdn in cert["subject"] for (k, v) in rdn}
+
+
+class TlsTest(wt.WeirTestCase):
+    def setUp(self):
+        super().setUp()
+        self.pki = Pki(self.tmp)
+        self.a = self.pki.leaf("a", "a.test", ["a.test"])
+        self.b = self.pki.leaf("b", "*.b.test", ["*.b.test"])
+        self.x = self.pki.leaf("x", "x.b.test", ["x.b.test"])  # an exact name beats the wildcard
+        self.origin_ = self.origin("o", wt.echo())
+
+    def config(self, tls_extra: str = "", certs=None) -> str:
+        certs = certs or [self.a, self.b, self.x]
+        entries = ", ".join(f"{{ cert = {wt.toml_str(c)}, key = {wt.toml_str(k)} }}"
+                            for c, k in certs)
+        extra = (", " + tls_extra) if tls_extra else ""
+        return f"""
+[system]
+workers = 2
+[log]
+format = "json"
+[upstreams.app]
+discovery = {{ use = "static", targets = ["{wt.addr_str(self.origin_.addr)}"] }}
+[services.web]
+listeners = [{{ address = "127.0.0.1:0", tls = {{ certificates = [{entries}]{extra} }} }}]
+upstream = "app"
+"""
+
+    def test_sni_chooses_the_certificate(self):
+        w = self.start_weir(self.config())
+        addr = w.addr()
+        cases = {
+            "a.test": "a.test",
+            "A.TEST": "a.test",
+            "y.b.test": "*.b.test",   # wildcard, one label
+            "x.b.test": "x.b.test",   # exact beats wildcard
+            "z.y.b.test": "a.test",   # a wildcard covers one label only: default
+            "unknown.test": "a.test",  # unknown name: the first certificate
+            None: "a.test",            # no SNI: the first certificate
+        }
+        for name, cn in cases.items():
+            with self.subTest(name=name):
+                self.assertEqual(subject_of(peer_cert(addr, name, self.pki.ca))["commonName"], cn)
+
+    def test_curl_http11_over_tls_two_names(self):
+        w = self.start_weir(self.config())
+        host, port = w.addr()
+        for name, cn in [("a.test", "a.test"), ("y.b.test", "*.b.test")]:
+            with self.subTest(name=name):
+                r = wt.curl("--http1.1", "--cacert", self.pki.ca, "--resolve",
+                            f"{name}:{port}:{host}", "-v", f"https://{name}:{port}/hello")
+                self.assertEqual(r.status, 200, r)
+                self.assertRegex(r.stderr, rf"subject: O ?= ?weir; CN ?= ?{re.escape(cn)}")
+                self.assertIn("ALPN: server accepted http/1.1", r.stderr)
+                seen = self.origin_.last()
+                self.assertEqual(seen.header("x-forwarded-proto"), "https")
+                self.assertEqual(seen.header("x-forwarded-host"), f"{name}:{port}")
+
+    def test_tls11_refused_and_versions_enforced(self):
+        w = self.start_weir(self.config())
+        host, port = w.addr()
+        p = openssl("s_client", "-connect", f"{host}:{port}", "-servername", "a.test", "-tls1_1",
+                    "-cipher", "DEFAULT@SECLEVEL=0", stdin=b"")
+        out = p.stdout.decode() + p.stderr.decode()
+        self.assertNotEqual(p.returncode, 0, out)
+        self.assertIn("Cipher is (NONE)", out)  # no session was established
+        self.assertIn("alert protocol version", out)
+        ok = openssl("s_client", "-connect", f"{host}:{port}", "-servername", "a.test", "-tls1_2",
+                     stdin=b"")
+        self.assertEqual(ok.returncode, 0, ok.stderr.decode())
+        self.assertIn("TLSv1.2", ok.stdout.decode())
+
+    def test_tls13_only_listener_refuses_tls12(self):
+        w = self.start_weir(self.config('min-version = "1.3"'))
+        host, port = w.addr()
+        p = openssl("s_client", "-connect", f"{host}:{port}", "-servername", "a.test", "-tls1_2",
+                    stdin=b"")
+        self.assertNotEqual(p.returncode, 0)
+        ok = openssl("s_client", "-connect", f"{host}:{port}", "-servername", "a.test", "-tls1_3",
+                     stdin=b"")
+        self.assertEqual(ok.returncode, 0, ok.stderr.decode())
+
+    def test_session_resumption(self):
+        w = self.start_weir(self.config())
+        host, port = w.addr()
+        for version in ["-tls1_2", "-tls1_3"]:
+            with self.subTest(version=version):
+                sess = os.path.join(self.tmp, f"sess{version}")
+                # Send a request so that TLS 1.3 tickets (sent after the handshake) are read.
+                req = f"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n".encode()
+                first = openssl("s_client", "-connect", f"{host}:{port}", "-servername", "a.test",
+                                version, "-sess_out", sess, "-ign_eof", stdin=req)
+                self.assertEqual(first.returncode, 0, first.stderr.decode())
+                self.assertIn("New,", first.stdout.decode())
+                second = openssl("s_client", "-connect", f"{host}:{port}", "-servername",
+                                 "a.test", version, "-sess_in", sess, "-ign_eof", stdin=req)
+                self.assertEqual(second.returncode, 0, second.stderr.decode())
+                self.assertIn("Reused,", second.stdout.decode())
+
+    def test_certificate_replaced_at_run_time(self):
+        w = self.start_weir(self.config())
+        addr = w.addr()
+        self.assertEqual(subject_of(peer_cert(addr, "a.test", self.pki.ca))["organizationName"],
+                         "weir")
+        # An open TLS connection from before the change.
+        ctx = ssl.create_default_context(cafile=self.pki.ca)
+        ctx.check_hostname = False
+        raw = socket.create_connection(addr, timeout=10)
+        old = ctx.wrap_socket(raw, server_hostname="a.test")
+        self.addCleanup(old.close)
+        old.sendall(b"GET /before HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.assertIn(b"200 OK", read_response(old))
+
+        # Renew a.test in place (new key and certificate at the same paths), then SIGHUP.
+        crt, key = self.a
+        new_crt, new_key = self.pki.leaf("a2", "a.test", ["a.test"], org="weir renewed")
+        os.replace(new_crt, crt)
+        os.replace(new_key, key)
+        mark = len(w.lines)
+        w.send_signal(signal.SIGHUP)
+        self.assertIsNotNone(w.wait_for_line(lambda l: "reloaded" in l, 10, start_index=mark),
+                             w.log_text(20))
+        self.assertEqual(subject_of(peer_cert(addr, "a.test", self.pki.ca))["organizationName"],
+                         "weir renewed")
+        # The connection from before keeps working, with its old session.
+        old.sendall(b"GET /after HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        self.assertIn(b"200 OK", read_response(old))
+
+        # A broken file keeps the current certificates and logs why.
+        with open(crt, "w") as f:
+            f.write("not a certificate\n")
+        mark = len(w.lines)
+        w.send_signal(signal.SIGHUP)
+        line = w.wait_for_line(lambda l: "certificate reload failed" in l, 10, start_index=mark)
+        self.assertIsNotNone(line, w.log_text(20))
+        self.assertIn(crt, line)
+        self.assertEqual(subject_of(peer_cert(addr, "a.test", self.pki.ca))["organizationName"],
+                         "weir renewed")
+
+    def test_check_reports_certificate_problems(self):
+        missing = os.path.join(self.tmp, "missing.pem")
+        text = self.config(certs=[self.a, (missing, self.a[1]), (self.a[0], self.b[1])])
+        path = os.path.join(self.tmp, "weir.toml")
+        with open(path, "w") as f:
+            f.write(text)
+        p = wt.run_weir_cmd(["check", "-c", path])
+        self.assertEqual(p.returncode, 1, p.stderr)
+        lines = [l for l in p.stderr.splitlines() if l.strip()]
+        self.assertEqual(len(lines), 2, lines)
+        self.assertRegex(lines[0], re.escape(path) + r":\d+:\d+: services\.web\.listeners\[0\]"
+                         r"\.tls\.certificates\[1\]: cannot load certificate")
+        self.assertIn(missing, lines[0])
+        self.assertRegex(lines[1], r"certificates\[2\]: private key .* does not match certificate")
+
+
+if __name__ == "__main__":
+    unittest.main()
