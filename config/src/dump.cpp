@@ -161,6 +161,7 @@ std::string dump_toml(const Config& config) {
     w.dur("header-timeout", s.limits.header_timeout);
     w.dur("keepalive-timeout", s.limits.keepalive_timeout);
     w.dur("send-timeout", s.limits.send_timeout);
+    w.dur("tunnel-idle-timeout", s.limits.tunnel_idle_timeout);
 
     for (const auto& r : s.routes) {
       w.array_header(base + ".routes");

@@ -36,7 +36,8 @@ const Keys kTlsVersions{"1.2", "1.3"}; // in increasing order
 const Keys kAlpnProtocols{"http/1.1"}; // what this release serves
 const Keys kRouteKeys{"path-prefix", "path-exact", "upstream", "filters"};
 const Keys kLimitsKeys{"max-request-line", "max-header-bytes",  "max-body",    "max-headers",
-                       "header-timeout",   "keepalive-timeout", "send-timeout"};
+                       "header-timeout",   "keepalive-timeout", "send-timeout",
+                       "tunnel-idle-timeout"};
 
 constexpr int64_t kMaxWorkers = 1024;
 
@@ -883,6 +884,9 @@ private:
       } else if (key == "send-timeout") {
         if (auto d = duration(v, false))
           out.send_timeout = *d;
+      } else if (key == "tunnel-idle-timeout") {
+        if (auto d = duration(v, false))
+          out.tunnel_idle_timeout = *d;
       } else {
         unknown_key(n, key, v, kLimitsKeys);
       }

@@ -9,6 +9,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -105,6 +106,27 @@ size_t head_size(const bhttp::fields& f) {
   for (const auto& field : f)
     n += field.name_string().size() + field.value().size() + 4;
   return n;
+}
+
+// Whether a comma-separated header (all its lines) lists `token`, case-insensitively.
+bool has_token(const bhttp::fields& f, bhttp::field name, std::string_view token) {
+  for (auto [it, end] = f.equal_range(name); it != end; ++it) {
+    std::string_view v = it->value();
+    while (!v.empty()) {
+      auto comma = v.find(',');
+      auto item = v.substr(0, comma);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t'))
+        item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t'))
+        item.remove_suffix(1);
+      if (beast::iequals(item, token))
+        return true;
+      if (comma == std::string_view::npos)
+        break;
+      v.remove_prefix(comma + 1);
+    }
+  }
+  return false;
 }
 
 std::string_view reason_text(unsigned status) {
@@ -204,6 +226,7 @@ private:
     bool head = false;
     bool has_body = false;
     bool expect_continue = false;
+    std::string upgrade; // the protocol of an Upgrade request (e.g. "websocket"), else empty
     bool keep_alive = false;
     bool keep_alive_after = false; // the response allowed another request
     bool logged = false;
@@ -349,7 +372,15 @@ private:
       req.query = std::string(target.substr(qmark + 1));
 
     // Headers as they go upstream.
+    // An Upgrade request (WebSocket and others, HTTP/1.1, no body) keeps its Upgrade and
+    // Connection headers: they are hop-by-hop, but the upstream must see them to switch.
+    if (req.version == 11 && !req.has_body && has_token(msg, bhttp::field::connection, "upgrade"))
+      req.upgrade = std::string(msg[bhttp::field::upgrade]);
     strip_hop_by_hop(msg);
+    if (!req.upgrade.empty()) {
+      msg.set(bhttp::field::upgrade, req.upgrade);
+      msg.set(bhttp::field::connection, "upgrade");
+    }
     msg.erase(bhttp::field::expect);
     // Every X-Forwarded-For line counts (a list may be split over several), then the client.
     std::string xff;
@@ -622,8 +653,11 @@ private:
     auto& res = rp->get();
     req.status = res.result_int();
     if (req.status == 101) {
-      logger("upstream")->warn("{}: unexpected 101 Switching Protocols", req.upstream);
-      co_return Outcome::failed;
+      if (req.upgrade.empty() || !has_token(res, bhttp::field::connection, "upgrade")) {
+        logger("upstream")->warn("{}: unexpected 101 Switching Protocols", req.upstream);
+        co_return Outcome::failed;
+      }
+      co_return co_await tunnel(req, res, conn, up_buf);
     }
     bool upstream_keep = res.keep_alive() && res.version() == 11;
     strip_hop_by_hop(res);
@@ -700,6 +734,64 @@ private:
     }
     bool reusable = upstream_keep && rp->is_done() && up_buf.size() == 0;
     co_return reusable ? Outcome::done_reusable : Outcome::done;
+  }
+
+  // After 101 Switching Protocols: answer the client, then copy bytes both ways until either side
+  // closes or nothing moves for tunnel-idle-timeout. The connection is not HTTP any more.
+  asio::awaitable<Outcome> tunnel(Request& req, bhttp::response<bhttp::buffer_body>& res,
+                                  beast::tcp_stream& conn, beast::flat_buffer& up_buf) {
+    std::string upgrade(res[bhttp::field::upgrade]);
+    strip_hop_by_hop(res);
+    res.set(bhttp::field::upgrade, upgrade.empty() ? req.upgrade : upgrade);
+    res.set(bhttp::field::connection, "upgrade");
+    bhttp::serializer<false, bhttp::buffer_body> sr{res};
+    lowest().expires_after(limits_.send_timeout);
+    if (auto [ec, n] = co_await bhttp::async_write_header(client_, sr, nothrow); ec)
+      co_return Outcome::aborted;
+    // Bytes that arrived with the heads belong to the new protocol.
+    if (up_buf.size() > 0) {
+      auto [ec, n] = co_await asio::async_write(client_, up_buf.data(), nothrow);
+      if (ec)
+        co_return Outcome::aborted;
+      req.bytes_out += n;
+      up_buf.consume(n);
+    }
+    if (buf_.size() > 0) {
+      conn.expires_after(limits_.tunnel_idle_timeout);
+      auto [ec, n] = co_await asio::async_write(conn, buf_.data(), nothrow);
+      if (ec)
+        co_return Outcome::aborted;
+      buf_.consume(n);
+    }
+    using namespace boost::asio::experimental::awaitable_operators;
+    auto idle = limits_.tunnel_idle_timeout;
+    // Either direction ending ends both (the other is cancelled).
+    co_await (pump(client_, lowest(), conn, conn, idle, nullptr) ||
+              pump(conn, conn, client_, lowest(), idle, &req.bytes_out));
+    logger("http")->debug("{}:{}: {} tunnel to {} closed", client_ip_, client_port_, req.upgrade,
+                          req.upstream);
+    co_return Outcome::aborted; // neither connection can carry HTTP again
+  }
+
+  // Copy `from` -> `to` until EOF, an error, or no traffic for `idle` (each transfer pushes the
+  // deadline of both streams further).
+  template <class From, class To>
+  asio::awaitable<void> pump(From& from, beast::tcp_stream& from_low, To& to,
+                             beast::tcp_stream& to_low, std::chrono::milliseconds idle,
+                             uint64_t* counter) {
+    std::array<char, 16 * 1024> buf{};
+    for (;;) {
+      from_low.expires_after(idle);
+      auto [ec, n] = co_await from.async_read_some(asio::buffer(buf), nothrow);
+      if (ec)
+        break;
+      to_low.expires_after(idle);
+      auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), nothrow);
+      if (wec)
+        break;
+      if (counter != nullptr)
+        *counter += wn;
+    }
   }
 
   void run_response_filters(const WorkerRoute* route, Exchange& ex) {

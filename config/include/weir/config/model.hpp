@@ -99,6 +99,7 @@ struct LimitsConfig {
   Duration header_timeout{60000};    // time to receive a request head (slowloris)
   Duration keepalive_timeout{75000}; // idle client connection between requests
   Duration send_timeout{60000};      // a client that does not read
+  Duration tunnel_idle_timeout{300000}; // an Upgrade (WebSocket) tunnel with no traffic
 };
 
 struct ServiceConfig {
