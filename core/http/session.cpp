@@ -10,12 +10,11 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
-#include <boost/asio/ssl/context.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -23,6 +22,7 @@
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <array>
 #include <chrono>
@@ -47,28 +47,38 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 // Bodies stream through one buffer of this size per active exchange; reads are sized to match.
 constexpr size_t kRelayBufferSize = 32 * 1024;
 
-// Remove the hop-by-hop headers of RFC 9110 section 7.6.1: those named by Connection, and the
-// fixed set. Transfer-Encoding stays: it is framing, rewritten by the serializer as needed.
-void strip_hop_by_hop(bhttp::fields& f) {
-  std::vector<std::string> named;
-  for (auto it = f.find(bhttp::field::connection);
-       it != f.end() && it->name() == bhttp::field::connection; ++it) {
+// Call `fn` with each non-empty, trimmed element of a comma-separated header (all its lines, in
+// order); stop early when `fn` returns true. Returns whether it stopped early.
+template <class Fn> bool for_each_token(const bhttp::fields& f, bhttp::field name, Fn&& fn) {
+  for (auto [it, end] = f.equal_range(name); it != end; ++it) {
     std::string_view v = it->value();
     while (!v.empty()) {
       auto comma = v.find(',');
-      auto token = v.substr(0, comma);
-      while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
-        token.remove_prefix(1);
-      while (!token.empty() && (token.back() == ' ' || token.back() == '\t'))
-        token.remove_suffix(1);
-      if (!token.empty() && !beast::iequals(token, "transfer-encoding") &&
-          !beast::iequals(token, "content-length") && !beast::iequals(token, "host"))
-        named.emplace_back(token);
+      auto item = v.substr(0, comma);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t'))
+        item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t'))
+        item.remove_suffix(1);
+      if (!item.empty() && fn(item))
+        return true;
       if (comma == std::string_view::npos)
         break;
       v.remove_prefix(comma + 1);
     }
   }
+  return false;
+}
+
+// Remove the hop-by-hop headers of RFC 9110 section 7.6.1: those named by Connection, and the
+// fixed set. Transfer-Encoding stays: it is framing, rewritten by the serializer as needed.
+void strip_hop_by_hop(bhttp::fields& f) {
+  std::vector<std::string> named;
+  for_each_token(f, bhttp::field::connection, [&](std::string_view token) {
+    if (!beast::iequals(token, "transfer-encoding") && !beast::iequals(token, "content-length") &&
+        !beast::iequals(token, "host"))
+      named.emplace_back(token);
+    return false;
+  });
   for (const auto& n : named)
     f.erase(n);
   f.erase(bhttp::field::connection);
@@ -110,23 +120,8 @@ size_t head_size(const bhttp::fields& f) {
 
 // Whether a comma-separated header (all its lines) lists `token`, case-insensitively.
 bool has_token(const bhttp::fields& f, bhttp::field name, std::string_view token) {
-  for (auto [it, end] = f.equal_range(name); it != end; ++it) {
-    std::string_view v = it->value();
-    while (!v.empty()) {
-      auto comma = v.find(',');
-      auto item = v.substr(0, comma);
-      while (!item.empty() && (item.front() == ' ' || item.front() == '\t'))
-        item.remove_prefix(1);
-      while (!item.empty() && (item.back() == ' ' || item.back() == '\t'))
-        item.remove_suffix(1);
-      if (beast::iequals(item, token))
-        return true;
-      if (comma == std::string_view::npos)
-        break;
-      v.remove_prefix(comma + 1);
-    }
-  }
-  return false;
+  return for_each_token(f, name,
+                        [&](std::string_view item) { return beast::iequals(item, token); });
 }
 
 std::string_view reason_text(unsigned status) {
@@ -173,8 +168,7 @@ public:
       lowest().expires_after(limits_.header_timeout);
       auto [ec] = co_await client_.async_handshake(asio::ssl::stream_base::server, nothrow);
       if (ec) {
-        logger("tls")->debug("{}:{}: handshake failed: {}", client_ip_, client_port_,
-                             ec.message());
+        logger("tls")->debug("{}:{}: handshake failed: {}", client_ip_, client_port_, ec.message());
         error_code ignored;
         lowest().socket().close(ignored);
         co_return;
@@ -926,16 +920,15 @@ template <class Stream> asio::awaitable<void> serve(std::unique_ptr<Session<Stre
 } // namespace
 
 void start_session(Worker& worker, const WorkerService& service, tcp::socket socket) {
-  auto session =
-      std::make_unique<Session<beast::tcp_stream>>(worker, service, std::move(socket));
+  auto session = std::make_unique<Session<beast::tcp_stream>>(worker, service, std::move(socket));
   asio::co_spawn(worker.context(), serve(std::move(session)), asio::detached);
 }
 
 void start_tls_session(Worker& worker, const WorkerService& service, tcp::socket socket,
                        tls::ServerTls& tls) {
   using TlsStream = beast::ssl_stream<beast::tcp_stream>;
-  auto session = std::make_unique<Session<TlsStream>>(worker, service, std::move(socket),
-                                                      tls.context());
+  auto session =
+      std::make_unique<Session<TlsStream>>(worker, service, std::move(socket), tls.context());
   asio::co_spawn(worker.context(), serve(std::move(session)), asio::detached);
 }
 
