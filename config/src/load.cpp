@@ -35,9 +35,9 @@ const Keys kTlsCertificateKeys{"cert", "key"};
 const Keys kTlsVersions{"1.2", "1.3"}; // in increasing order
 const Keys kAlpnProtocols{"http/1.1"}; // what this release serves
 const Keys kRouteKeys{"path-prefix", "path-exact", "upstream", "filters"};
-const Keys kLimitsKeys{"max-request-line", "max-header-bytes",  "max-body",    "max-headers",
-                       "header-timeout",   "keepalive-timeout", "send-timeout",
-                       "tunnel-idle-timeout"};
+const Keys kLimitsKeys{"max-request-line", "max-header-bytes",   "max-body",
+                       "max-headers",      "header-timeout",     "keepalive-timeout",
+                       "send-timeout",     "tunnel-idle-timeout"};
 
 constexpr int64_t kMaxWorkers = 1024;
 

@@ -157,8 +157,7 @@ void Worker::accept_loop(size_t index) {
     }
     socket.set_option(tcp::no_delay(true), ec);
     if (listener.tls)
-      http::start_tls_session(*this, services_[listener.service], std::move(socket),
-                              *listener.tls);
+      http::start_tls_session(*this, services_[listener.service], std::move(socket), *listener.tls);
     else
       http::start_session(*this, services_[listener.service], std::move(socket));
     accept_loop(index);

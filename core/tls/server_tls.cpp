@@ -29,7 +29,9 @@ std::string openssl_error() {
   return out.empty() ? "unknown OpenSSL error" : out;
 }
 
-int version_of(const std::string& v) { return v == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION; }
+int version_of(const std::string& v) {
+  return v == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION;
+}
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -119,8 +121,8 @@ bool ServerTls::configure(SSL_CTX* ctx, std::string& error) const {
     error = fmt::format("groups \"{}\": {}", cfg_.groups, openssl_error());
     return false;
   }
-  uint64_t options = SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                     SSL_OP_CIPHER_SERVER_PREFERENCE;
+  uint64_t options =
+      SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE;
   if (!cfg_.session_tickets)
     options |= SSL_OP_NO_TICKET;
   SSL_CTX_set_options(ctx, options);

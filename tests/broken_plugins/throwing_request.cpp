@@ -14,7 +14,8 @@ struct Filter {
     return weir::sdk::FilterResult::Continue;
   }
   weir::sdk::FilterResult on_response(weir::sdk::Http& http) {
-    if (http.path().starts_with("/boom-response")) throw std::runtime_error("boom from on_response");
+    if (http.path().starts_with("/boom-response"))
+      throw std::runtime_error("boom from on_response");
     return weir::sdk::FilterResult::Continue;
   }
 };

@@ -50,9 +50,9 @@ struct UpstreamConfig {
 // One certificate chain and its private key (PEM files). Relative paths are resolved against the
 // configuration file's directory when loading, so these are absolute or as written for "-".
 struct TlsCertificate {
-  std::string cert; // PEM: the leaf first, then intermediates
-  std::string key;  // PEM private key (RSA, ECDSA or Ed25519)
-  SourceLoc loc;    // of the table (or of the listener's `tls` table for the shorthand)
+  std::string cert;     // PEM: the leaf first, then intermediates
+  std::string key;      // PEM private key (RSA, ECDSA or Ed25519)
+  SourceLoc loc;        // of the table (or of the listener's `tls` table for the shorthand)
   std::string key_path; // e.g. "services.web.listeners[0].tls.certificates[1]"
 };
 
@@ -69,9 +69,9 @@ struct TlsConfig {
   // TLS 1.3 cipher suites (OpenSSL syntax).
   std::string ciphersuites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
                              "TLS_CHACHA20_POLY1305_SHA256";
-  std::string groups = "X25519:P-256:P-384"; // key exchange groups, in preference order
-  bool session_tickets = true;               // stateless resumption (keys rotate)
-  Duration session_timeout{3600000};         // lifetime of a resumable session
+  std::string groups = "X25519:P-256:P-384";    // key exchange groups, in preference order
+  bool session_tickets = true;                  // stateless resumption (keys rotate)
+  Duration session_timeout{3600000};            // lifetime of a resumable session
   std::vector<std::string> alpn = {"http/1.1"}; // protocols offered, in preference order
   SourceLoc loc;
   std::string key_path; // "services.web.listeners[0].tls"
@@ -92,13 +92,13 @@ struct RouteConfig {
 };
 
 struct LimitsConfig {
-  uint64_t max_request_line = 8192;  // 414 above
-  uint64_t max_header_bytes = 32768; // whole head; 431 above
-  uint32_t max_headers = 100;        // 431 above
-  uint64_t max_body = 0;             // 0 = unlimited; 413 above
-  Duration header_timeout{60000};    // time to receive a request head (slowloris)
-  Duration keepalive_timeout{75000}; // idle client connection between requests
-  Duration send_timeout{60000};      // a client that does not read
+  uint64_t max_request_line = 8192;     // 414 above
+  uint64_t max_header_bytes = 32768;    // whole head; 431 above
+  uint32_t max_headers = 100;           // 431 above
+  uint64_t max_body = 0;                // 0 = unlimited; 413 above
+  Duration header_timeout{60000};       // time to receive a request head (slowloris)
+  Duration keepalive_timeout{75000};    // idle client connection between requests
+  Duration send_timeout{60000};         // a client that does not read
   Duration tunnel_idle_timeout{300000}; // an Upgrade (WebSocket) tunnel with no traffic
 };
 
