@@ -185,6 +185,10 @@ int run_server(std::unique_ptr<Plan> plan) {
   const auto& cfg = plan->config;
   asio::io_context control(1);
 
+  // Which plugins this process runs with, and from where: the first thing to check when a module
+  // behaves unexpectedly (a directory earlier in the path shadows later ones).
+  log->info("{} plugin librar{} loaded (search path: {})", plan->registry->library_count(),
+            plan->registry->library_count() == 1 ? "y" : "ies", fmt::join(plan->plugin_dirs, ":"));
   size_t nworkers = cfg.system.workers;
   if (nworkers == 0)
     nworkers = std::max(1u, std::thread::hardware_concurrency());
