@@ -306,9 +306,9 @@ class Weir:
 
     def descendants(self) -> list[int]:
         """PIDs of weir's child processes, recursively (empty when workers are threads)."""
-        out, todo = [], [self.proc.pid]
-        while todo and len(out) < 1000:
-            pid = todo.pop()
+        out, pending = [], [self.proc.pid]
+        while pending and len(out) < 1000:
+            pid = pending.pop()
             for cf in glob.glob(f"/proc/{pid}/task/*/children"):
                 try:
                     with open(cf) as f:
@@ -316,7 +316,7 @@ class Weir:
                 except OSError:
                     continue
                 out += kids
-                todo += kids
+                pending += kids
         return out
 
     def vm_hwm_kib(self) -> int | None:
