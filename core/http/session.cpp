@@ -95,6 +95,11 @@ void strip_hop_by_hop(bhttp::fields& f) {
   }
 }
 
+uint64_t elapsed_ns(Clock::time_point since) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - since).count());
+}
+
 // RFC 9110 9.2.2.
 bool idempotent(bhttp::verb method) {
   switch (method) {
@@ -455,6 +460,10 @@ private:
         std::unique_ptr<beast::tcp_stream> conn =
             fresh_try == 0 ? worker_.pool().take(target.id) : nullptr;
         bool reused = conn != nullptr;
+        // Every on_start has exactly one on_done (a failed connect included), so load balancers
+        // that count requests in flight stay balanced.
+        up.lb->on_start(idx);
+        auto t0 = Clock::now();
         if (!conn) {
           conn = std::make_unique<beast::tcp_stream>(worker_.context());
           conn->expires_after(ucfg.connect_timeout);
@@ -464,18 +473,14 @@ private:
                 ->warn("connect to {} (upstream {}) failed: {}", target.address, ucfg.name,
                        ec == beast::error::timeout ? "timed out" : ec.message());
             excluded[idx] = 1;
-            up.lb->on_done(idx, 0, 0);
+            up.lb->on_done(idx, 0, elapsed_ns(t0));
             break; // next target
           }
           error_code ec2;
           conn->socket().set_option(tcp::no_delay(true), ec2);
         }
-        up.lb->on_start(idx);
-        auto t0 = Clock::now();
         auto outcome = co_await exchange(req, parser, msg, *conn, ucfg, route, ex, body_started);
-        auto dur = static_cast<uint64_t>(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count());
-        up.lb->on_done(idx, req.status, dur);
+        up.lb->on_done(idx, req.status, elapsed_ns(t0));
         switch (outcome) {
         case Outcome::done_reusable:
           worker_.pool().put(target.id, std::move(conn), ucfg.pool_size, ucfg.idle_timeout);
