@@ -4,6 +4,7 @@
 #include "weir/config/model.hpp"
 
 #include <algorithm>
+#include <cstdio>
 
 namespace weir::config {
 
@@ -62,18 +63,56 @@ std::string tls_to_toml(const TlsConfig& tls) {
   return out;
 }
 
+std::string cidrs_to_toml(const std::vector<Cidr>& items) {
+  std::vector<std::string> texts;
+  texts.reserve(items.size());
+  for (const auto& c : items)
+    texts.push_back(c.text);
+  return strings_to_toml(texts);
+}
+
+// Only the keys that are set: an empty string means "the default" and is not a valid value.
+std::string upstream_tls_to_toml(const UpstreamTlsConfig& tls) {
+  std::string out = "{ verify = ";
+  out += tls.verify ? "true" : "false";
+  if (!tls.ca_file.empty())
+    out += ", ca-file = " + toml_quote(tls.ca_file);
+  if (!tls.server_name.empty())
+    out += ", server-name = " + toml_quote(tls.server_name);
+  if (!tls.cert.empty())
+    out += ", cert = " + toml_quote(tls.cert);
+  if (!tls.key.empty())
+    out += ", key = " + toml_quote(tls.key);
+  out += ", min-version = " + toml_quote(tls.min_version);
+  out += " }";
+  return out;
+}
+
+// "0660"
+std::string mode_to_toml(uint32_t mode) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "\"%04o\"", mode);
+  return buf;
+}
+
 std::string listener_to_toml(const ListenerConfig& l) {
   std::string out = "{ address = " + toml_quote(l.address);
+  if (l.address.rfind("unix:", 0) == 0) // mode is refused on other listeners
+    out += ", mode = " + mode_to_toml(l.mode);
+  out += ", h2c = ";
+  out += l.h2c ? "true" : "false";
+  out += ", proxy-protocol-from = " + cidrs_to_toml(l.proxy_protocol_from);
   if (l.tls)
     out += ", tls = " + tls_to_toml(*l.tls);
   out += " }";
   return out;
 }
 
-// On one line; one listener a line when any has TLS (an inline table cannot span lines, an
-// array can).
+// One plain listener on one line; otherwise one listener a line (an inline table cannot span
+// lines, an array can).
 std::string listeners_to_toml(const std::vector<ListenerConfig>& listeners) {
-  const bool multiline = std::any_of(listeners.begin(), listeners.end(),
+  const bool multiline = listeners.size() > 1 ||
+                         std::any_of(listeners.begin(), listeners.end(),
                                      [](const ListenerConfig& l) { return l.tls.has_value(); });
   std::string out = "[";
   for (size_t i = 0; i < listeners.size(); ++i) {
@@ -141,6 +180,13 @@ std::string dump_toml(const Config& config) {
     w.dur("response-timeout", u.response_timeout);
     w.dur("idle-timeout", u.idle_timeout);
     w.num("pool-size", u.pool_size);
+    w.str("protocol", u.protocol);
+    w.str("proxy-protocol", u.proxy_protocol);
+    w.num("h2-max-concurrent-streams", u.h2_max_concurrent_streams);
+    if (u.tls)
+      w.line("tls", upstream_tls_to_toml(*u.tls));
+    else
+      w.comment("tls: none (plain TCP)");
   }
 
   for (const auto& s : config.services) {
@@ -152,6 +198,8 @@ std::string dump_toml(const Config& config) {
     else
       w.comment("upstream: none (requests no route matches get 404)");
     w.line("filters", plugins_to_toml(s.filters));
+    w.line("server-names", strings_to_toml(s.server_names));
+    w.line("trusted-proxies", cidrs_to_toml(s.trusted_proxies));
 
     w.header(base + ".limits");
     w.num("max-request-line", s.limits.max_request_line);
@@ -162,6 +210,8 @@ std::string dump_toml(const Config& config) {
     w.dur("keepalive-timeout", s.limits.keepalive_timeout);
     w.dur("send-timeout", s.limits.send_timeout);
     w.dur("tunnel-idle-timeout", s.limits.tunnel_idle_timeout);
+    w.num("h2-max-concurrent-streams", s.limits.h2_max_concurrent_streams);
+    w.num("h2-initial-window", s.limits.h2_initial_window);
 
     for (const auto& r : s.routes) {
       w.array_header(base + ".routes");

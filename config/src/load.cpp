@@ -2,13 +2,19 @@
 #include "internal.hpp"
 #include "weir/config/model.hpp"
 
+#include "weir/config/cidr.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
+#include <set>
 #include <tuple>
 #include <unistd.h>
 
@@ -24,22 +30,34 @@ const Keys kLogFormats{"text", "json"};
 const Keys kRootKeys{"system", "log", "upstreams", "services"};
 const Keys kSystemKeys{"workers", "plugin-dirs", "shutdown-grace"};
 const Keys kLogKeys{"level", "format", "output", "access-log"};
-const Keys kUpstreamKeys{"discovery",        "lb",           "health",   "connect-timeout",
-                         "response-timeout", "idle-timeout", "pool-size"};
-const Keys kServiceKeys{"listeners", "upstream", "routes", "filters", "limits"};
-const Keys kListenerKeys{"address", "tls"};
+const Keys kUpstreamKeys{
+    "discovery", "lb",  "health",   "connect-timeout", "response-timeout",         "idle-timeout",
+    "pool-size", "tls", "protocol", "proxy-protocol",  "h2-max-concurrent-streams"};
+const Keys kUpstreamTlsKeys{"verify", "ca-file", "server-name", "cert", "key", "min-version"};
+const Keys kUpstreamProtocols{"h1", "h2", "auto"};
+const Keys kProxyProtocolVersions{"off", "v1", "v2"};
+const Keys kServiceKeys{"listeners", "upstream",     "routes",         "filters",
+                        "limits",    "server-names", "trusted-proxies"};
+const Keys kListenerKeys{"address", "tls", "mode", "h2c", "proxy-protocol-from"};
 const Keys kTlsKeys{"cert",    "key",          "certificates", "min-version",     "max-version",
                     "ciphers", "ciphersuites", "groups",       "session-tickets", "session-timeout",
                     "alpn"};
 const Keys kTlsCertificateKeys{"cert", "key"};
-const Keys kTlsVersions{"1.2", "1.3"}; // in increasing order
-const Keys kAlpnProtocols{"http/1.1"}; // what this release serves
+const Keys kTlsVersions{"1.2", "1.3"};       // in increasing order
+const Keys kAlpnProtocols{"h2", "http/1.1"}; // what this release serves
 const Keys kRouteKeys{"path-prefix", "path-exact", "upstream", "filters"};
-const Keys kLimitsKeys{"max-request-line", "max-header-bytes",   "max-body",
-                       "max-headers",      "header-timeout",     "keepalive-timeout",
-                       "send-timeout",     "tunnel-idle-timeout"};
+const Keys kLimitsKeys{"max-request-line", "max-header-bytes",    "max-body",
+                       "max-headers",      "header-timeout",      "keepalive-timeout",
+                       "send-timeout",     "tunnel-idle-timeout", "h2-max-concurrent-streams",
+                       "h2-initial-window"};
 
 constexpr int64_t kMaxWorkers = 1024;
+constexpr int64_t kMaxH2Streams = 10000;
+constexpr uint64_t kMaxH2Window = 2147483647; // 2^31 - 1, the largest HTTP/2 flow-control window
+constexpr uint32_t kMaxMode = 0777;
+// sun_path holds the path and its terminating NUL.
+constexpr size_t kMaxUnixPath = sizeof(sockaddr_un{}.sun_path) - 1;
+constexpr std::string_view kUnixPrefix = "unix:";
 
 std::string join(const Keys& items) {
   std::string out;
@@ -103,12 +121,41 @@ std::optional<int64_t> parse_decimal(std::string_view s) {
   return v;
 }
 
-// Checks "ip:port" / "[ipv6]:port". On success returns "" and sets `canonical` (normalised
-// address, for duplicate detection) and `port`; otherwise returns the error message.
+bool is_unix_address(std::string_view addr) {
+  return addr.substr(0, kUnixPrefix.size()) == kUnixPrefix;
+}
+
+// Checks "unix:/absolute/path"; returns "" or the error message.
+std::string check_unix_address(std::string_view addr) {
+  std::string_view path = addr.substr(kUnixPrefix.size());
+  const std::string what = "invalid listener address " + quoted(addr) + ": ";
+  if (path.empty() || path.front() != '/')
+    return what + "the socket path must be absolute, like \"unix:/run/weir.sock\"";
+  if (path.find('\0') != std::string_view::npos)
+    return what + "the socket path must not contain a NUL character";
+  if (path.back() == '/')
+    return what + "the socket path must name a file, not a directory";
+  if (path.size() > kMaxUnixPath)
+    return what + "the socket path is " + std::to_string(path.size()) + " bytes long; at most " +
+           std::to_string(kMaxUnixPath) + " fit in a Unix socket address (sun_path)";
+  return "";
+}
+
+// Checks "ip:port" / "[ipv6]:port" / "unix:/path". On success returns "" and sets `canonical`
+// (normalised address, for duplicate detection; a unix: address as written) and `port` (1 for a
+// unix: address); otherwise returns the error message.
 std::string check_address(std::string_view addr, std::string& canonical, uint32_t& port) {
+  if (is_unix_address(addr)) {
+    std::string problem = check_unix_address(addr);
+    if (problem.empty()) {
+      canonical = std::string(addr);
+      port = 1;
+    }
+    return problem;
+  }
   const std::string example =
       "expected \"ip:port\" with an IPv4 address or a bracketed IPv6 address, like "
-      "\"127.0.0.1:8080\" or \"[::1]:8080\"";
+      "\"127.0.0.1:8080\" or \"[::1]:8080\", or \"unix:/absolute/path\"";
   std::string_view host, port_text;
   bool v6 = false;
   if (!addr.empty() && addr.front() == '[') {
@@ -153,6 +200,63 @@ std::string check_address(std::string_view addr, std::string& canonical, uint32_
   return "";
 }
 
+// Lowercases `name` and checks it as a host name (no port); `wildcard` allows "*." as the whole
+// first label. Returns "" or the problem, naming the value as written.
+std::string check_host_name(std::string& name, bool wildcard) {
+  const std::string written = name;
+  if (name.empty())
+    return "must not be empty";
+  std::transform(name.begin(), name.end(), name.begin(), [](char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  });
+  const std::string what = "invalid host name " + quoted(written) + ": ";
+  if (name.size() > 253)
+    return what + "it is " + std::to_string(name.size()) +
+           " characters long; a host name has at most 253";
+  if (name.find(':') != std::string::npos || name.front() == '[')
+    return what + "a host name has no port (nor brackets)";
+  std::string_view rest = name;
+  if (wildcard && rest.substr(0, 2) == "*.") {
+    rest.remove_prefix(2);
+    if (rest.empty())
+      return what + "a wildcard needs a domain after it, like \"*.example.com\"";
+  }
+  if (rest.find('*') != std::string_view::npos)
+    return what +
+           (wildcard ? "a wildcard is allowed only as the whole first label, like \"*.example.com\""
+                     : "wildcards are not allowed here");
+  for (char c : rest)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.'))
+      return what + "only letters, digits, \"-\" and \".\" are allowed";
+  size_t start = 0;
+  for (;;) {
+    size_t dot = rest.find('.', start);
+    size_t end = dot == std::string_view::npos ? rest.size() : dot;
+    if (end == start)
+      return what + "empty label (a leading, trailing or doubled \".\")";
+    if (end - start > 63)
+      return what + "a label is longer than 63 characters";
+    if (dot == std::string_view::npos)
+      break;
+    start = dot + 1;
+  }
+  return "";
+}
+
+// `mode` as "0660".
+std::string octal_mode(uint32_t mode) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04o", mode);
+  return buf;
+}
+
+std::string loc_string(const SourceLoc& loc) {
+  std::string out = loc.file;
+  if (loc.line > 0)
+    out += ":" + std::to_string(loc.line) + ":" + std::to_string(loc.column);
+  return out;
+}
+
 // The absolute directory of the configuration file, against which relative paths in it are
 // resolved; "" for a configuration that is not a file ("" or "-"), whose paths stay as written.
 std::string config_dir(const std::string& source_name) {
@@ -195,6 +299,19 @@ std::string resolve_path(const std::string& dir, const std::string& path) {
     out.erase(0, 1);
   return out.empty() ? std::string(".") : out;
 }
+
+// Where an accepted listener was written, for the checks across services.
+struct ListenerSite {
+  std::string canonical; // normalised address; "" for port 0 (never shared)
+  SourceLoc loc;         // the listener's table
+  std::string path;      // "services.web.listeners[0]"
+};
+
+struct ServiceSites {
+  std::vector<ListenerSite> listeners;                  // parallel to ServiceConfig::listeners
+  std::vector<std::pair<SourceLoc, std::string>> names; // parallel to server_names: loc, path
+  bool names_written = false; // server-names is written and not an empty array
+};
 
 class Loader {
 public:
@@ -503,11 +620,11 @@ private:
 
   void alpn(const Node& n, std::vector<std::string>& out) {
     if (n.type != Node::Type::Array) {
-      type_error(n, "an array of protocol names like [\"http/1.1\"]");
+      type_error(n, "an array of protocol names like [\"h2\", \"http/1.1\"]");
       return;
     }
     if (n.array.empty()) {
-      error(n, "at least one protocol is required, like [\"http/1.1\"]");
+      error(n, "at least one protocol is required, like [\"h2\", \"http/1.1\"]");
       return;
     }
     std::vector<std::string> protocols;
@@ -606,6 +723,147 @@ private:
     return out;
   }
 
+  // A file weir reads at start (a PEM file towards upstreams): resolved like file_path(), and
+  // opened once now so that a missing or unreadable file is reported with the other mistakes.
+  std::optional<std::string> readable_file(const Node& n) {
+    auto path = file_path(n);
+    if (!path)
+      return std::nullopt;
+    int fd = ::open(path->c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+      error(n, "cannot read " + quoted(*path) + ": " + std::strerror(errno));
+      return std::nullopt;
+    }
+    struct stat st {};
+    bool dir = ::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+    ::close(fd);
+    if (dir) {
+      error(n, "cannot read " + quoted(*path) + ": it is a directory (expected a PEM file)");
+      return std::nullopt;
+    }
+    return path;
+  }
+
+  // upstreams.NAME.tls: TLS towards the targets. `{}` is every default.
+  std::optional<UpstreamTlsConfig> upstream_tls(const Node& n) {
+    if (n.type != Node::Type::Table) {
+      type_error(n, "a table like { verify = true } ({} for the defaults)");
+      return std::nullopt;
+    }
+    UpstreamTlsConfig out;
+    out.loc = n.loc;
+    out.key_path = n.path;
+    const Node* cert = nullptr;
+    const Node* key = nullptr;
+    for (const auto& [k, v] : n.table) {
+      if (k == "verify") {
+        if (auto b = boolean(v))
+          out.verify = *b;
+      } else if (k == "ca-file") {
+        if (auto p = readable_file(v))
+          out.ca_file = *p;
+      } else if (k == "server-name") {
+        if (auto name = string(v)) {
+          in_addr a4{};
+          in6_addr a6{};
+          std::string problem;
+          if (inet_pton(AF_INET, name->c_str(), &a4) == 1 ||
+              inet_pton(AF_INET6, name->c_str(), &a6) == 1)
+            problem = quoted(*name) +
+                      " is an IP address; SNI carries only DNS names (leave server-name out to "
+                      "have the target's address verified against the certificate)";
+          else
+            problem = check_host_name(*name, false);
+          if (!problem.empty())
+            error(v, std::move(problem));
+          else
+            out.server_name = std::move(*name);
+        }
+      } else if (k == "cert") {
+        cert = &v;
+      } else if (k == "key") {
+        key = &v;
+      } else if (k == "min-version") {
+        if (auto ver = tls_version(v))
+          out.min_version = *ver;
+      } else {
+        unknown_key(n, k, v, kUpstreamTlsKeys);
+      }
+    }
+    if (cert && !key)
+      error(n, "missing required key \"key\" (the PEM private key for the client certificate "
+               "\"cert\")");
+    if (key && !cert)
+      error(n, "missing required key \"cert\" (the PEM client certificate chain for \"key\")");
+    if (cert)
+      if (auto p = readable_file(*cert))
+        out.cert = *p;
+    if (key)
+      if (auto p = readable_file(*key))
+        out.key = *p;
+    return out;
+  }
+
+  // An array of address ranges, each checked where it is written.
+  std::vector<Cidr> cidr_list(const Node& n) {
+    std::vector<Cidr> out;
+    if (n.type != Node::Type::Array) {
+      type_error(n, "an array of address ranges like [\"10.0.0.0/8\", \"::1\"]");
+      return out;
+    }
+    for (const auto& item : n.array) {
+      auto text = string(item);
+      if (!text)
+        continue;
+      std::string why;
+      if (!CidrRange::parse(*text, why)) {
+        error(item, std::move(why));
+        continue;
+      }
+      out.push_back(Cidr{std::move(*text), item.loc});
+    }
+    return out;
+  }
+
+  // Unix socket permissions: an integer (0o660 in TOML) or a string of octal digits ("0660").
+  std::optional<uint32_t> file_mode(const Node& n) {
+    int64_t v = 0;
+    if (n.type == Node::Type::Integer) {
+      v = n.integer;
+      if (v < 0) {
+        error(n, "must not be negative (got " + std::to_string(v) + ")");
+        return std::nullopt;
+      }
+      if (v > kMaxMode) {
+        std::string msg = "must be at most 0o777 (got " + std::to_string(v) + ")";
+        // `mode = 660` is decimal 660; suggest the octal spelling when the digits make a mode.
+        const std::string digits = std::to_string(v);
+        if (digits.find_first_not_of("01234567") == std::string::npos && digits.size() <= 3)
+          msg += "; a TOML integer without 0o is decimal: write 0o" + digits + " or \"0" + digits +
+                 "\"";
+        error(n, std::move(msg));
+        return std::nullopt;
+      }
+      return static_cast<uint32_t>(v);
+    }
+    if (n.type != Node::Type::String) {
+      type_error(n, "a file mode, like 0o660 or \"0660\"");
+      return std::nullopt;
+    }
+    const std::string& s = n.string;
+    if (s.empty() || s.size() > 6 || s.find_first_not_of("01234567") != std::string::npos) {
+      error(n, "invalid mode " + quoted(s) + ": expected octal digits, like \"0660\"");
+      return std::nullopt;
+    }
+    for (char c : s)
+      v = v * 8 + (c - '0');
+    if (v > kMaxMode) {
+      error(n, "must be at most \"0777\" (got " + quoted(s) + ")");
+      return std::nullopt;
+    }
+    return static_cast<uint32_t>(v);
+  }
+
   std::vector<PluginRef> plugin_list(const Node& n) {
     std::vector<PluginRef> out;
     if (n.type != Node::Type::Array) {
@@ -687,6 +945,8 @@ private:
       u.loc = value.loc;
       bool have_discovery = false;
       bool have_lb = false;
+      bool have_tls = false;
+      const Node* protocol = nullptr;
       for (const auto& [key, v] : value.table) {
         if (key == "discovery") {
           have_discovery = true;
@@ -711,10 +971,27 @@ private:
         } else if (key == "pool-size") {
           if (auto i = integer(v, 1, 65536))
             u.pool_size = static_cast<uint32_t>(*i);
+        } else if (key == "tls") {
+          have_tls = true;
+          u.tls = upstream_tls(v);
+        } else if (key == "protocol") {
+          if (auto p = one_of(v, kUpstreamProtocols, "protocol")) {
+            u.protocol = *p;
+            protocol = &v;
+          }
+        } else if (key == "proxy-protocol") {
+          if (auto p = one_of(v, kProxyProtocolVersions, "PROXY protocol version"))
+            u.proxy_protocol = *p;
+        } else if (key == "h2-max-concurrent-streams") {
+          if (auto i = integer(v, 1, kMaxH2Streams))
+            u.h2_max_concurrent_streams = static_cast<uint32_t>(*i);
         } else {
           unknown_key(value, key, v, kUpstreamKeys);
         }
       }
+      if (protocol && u.protocol == "auto" && !have_tls)
+        error(*protocol, "\"auto\" chooses h2 or http/1.1 by ALPN, which needs TLS: add tls = {} "
+                         "(or a tls table with settings), or choose \"h1\" or \"h2\"");
       if (!have_discovery)
         error(value, "missing required key \"discovery\" (a plugin table like { use = "
                      "\"static\", targets = [\"127.0.0.1:9001\"] })");
@@ -749,7 +1026,7 @@ private:
     return name; // keep the name: the config is rejected anyway
   }
 
-  void load_listeners(const Node& n, const std::string& service, ServiceConfig& out) {
+  void load_listeners(const Node& n, ServiceConfig& out, ServiceSites& sites) {
     if (n.type != Node::Type::Array) {
       type_error(n, "an array of listener tables like [{ address = \"0.0.0.0:8080\" }]");
       return;
@@ -758,6 +1035,7 @@ private:
       error(n, "at least one listener is required, like [{ address = \"0.0.0.0:8080\" }]");
       return;
     }
+    std::map<std::string, SourceLoc> seen; // canonical address -> where this service lists it
     for (const auto& item : n.array) {
       if (item.type != Node::Type::Table) {
         std::string msg =
@@ -768,16 +1046,34 @@ private:
           error(item, std::move(msg));
         continue;
       }
+      ListenerConfig listener;
       const Node* address = nullptr;
-      std::optional<TlsConfig> tls_config;
+      const Node* tls_node = nullptr;
+      const Node* mode = nullptr;
+      const Node* h2c = nullptr;
       for (const auto& [key, v] : item.table) {
-        if (key == "address")
+        if (key == "address") {
           address = &v;
-        else if (key == "tls")
-          tls_config = tls(v);
-        else
+        } else if (key == "tls") {
+          tls_node = &v;
+          listener.tls = tls(v);
+        } else if (key == "mode") {
+          mode = &v;
+          if (auto m = file_mode(v))
+            listener.mode = *m;
+        } else if (key == "h2c") {
+          h2c = &v;
+          if (auto b = boolean(v))
+            listener.h2c = *b;
+        } else if (key == "proxy-protocol-from") {
+          listener.proxy_protocol_from = cidr_list(v);
+        } else {
           unknown_key(item, key, v, kListenerKeys);
+        }
       }
+      if (h2c && listener.h2c && tls_node)
+        error(*h2c, "\"h2c\" (cleartext HTTP/2) is for listeners without tls: over TLS, HTTP/2 "
+                    "is negotiated with ALPN; list \"h2\" in tls.alpn instead");
       if (!address) {
         error(item, "missing required key \"address\" (like \"0.0.0.0:8080\")");
         continue;
@@ -792,20 +1088,169 @@ private:
         error(*address, std::move(problem));
         continue;
       }
-      if (port != 0) {
-        auto [it, inserted] = listeners_.try_emplace(canonical, service, address->loc);
+      if (mode && !is_unix_address(*text))
+        error(*mode, "\"mode\" sets the permissions of a Unix socket file; it applies only to "
+                     "\"unix:/path\" addresses (this listener's address is " +
+                         quoted(*text) + ")");
+      if (port == 0)
+        canonical.clear(); // every port-0 listener gets a port of its own: never shared
+      if (!canonical.empty()) {
+        auto [it, inserted] = seen.try_emplace(canonical, address->loc);
         if (!inserted) {
-          error(*address, "listener address " + quoted(*text) + " is already used by service " +
-                              quoted(it->second.first) + " (line " +
-                              std::to_string(it->second.second.line) + ")");
+          error(*address,
+                "listener address " + quoted(*text) + " is already listed by this service (line " +
+                    std::to_string(it->second.line) + "); a service listens on an address once");
           continue;
         }
       }
-      ListenerConfig listener;
       listener.address = *text;
       listener.loc = item.loc;
-      listener.tls = std::move(tls_config);
       out.listeners.push_back(std::move(listener));
+      sites.listeners.push_back(ListenerSite{std::move(canonical), item.loc, item.path});
+    }
+  }
+
+  void server_names(const Node& n, ServiceConfig& out, ServiceSites& sites) {
+    sites.names_written = true; // unless it is an empty array: no "needs server-names" cascade
+    if (n.type != Node::Type::Array) {
+      type_error(n, "an array of host names like [\"example.com\", \"*.example.com\"]");
+      return;
+    }
+    sites.names_written = !n.array.empty();
+    for (const auto& item : n.array) {
+      auto name = string(item, true);
+      if (!name)
+        continue;
+      std::string problem = check_host_name(*name, true);
+      if (!problem.empty()) {
+        error(item, std::move(problem));
+        continue;
+      }
+      if (std::find(out.server_names.begin(), out.server_names.end(), *name) !=
+          out.server_names.end()) {
+        error(item, "duplicate server name " + quoted(*name));
+        continue;
+      }
+      out.server_names.push_back(std::move(*name));
+      sites.names.emplace_back(item.loc, item.path);
+    }
+  }
+
+  // How listener `a` differs from `b` in what listeners sharing an address must agree on, as
+  // "sets KEY = VALUE" with a's value; "" when they agree.
+  static std::string listener_difference(const ListenerConfig& a, const ListenerConfig& b) {
+    if (a.tls.has_value() != b.tls.has_value())
+      return a.tls ? "has tls (HTTPS)" : "has no tls (plain HTTP)";
+    auto sets = [](std::string_view key, const std::string& value) {
+      return "sets " + std::string(key) + " = " + value;
+    };
+    auto strings = [](const std::vector<std::string>& items) {
+      std::string out = "[";
+      for (const auto& item : items)
+        out += (out.size() > 1 ? ", " : "") + quoted(item);
+      return out + "]";
+    };
+    if (a.tls) {
+      const TlsConfig& x = *a.tls;
+      const TlsConfig& y = *b.tls;
+      if (x.min_version != y.min_version)
+        return sets("tls.min-version", quoted(x.min_version));
+      if (x.max_version != y.max_version)
+        return sets("tls.max-version", quoted(x.max_version));
+      if (x.ciphers != y.ciphers)
+        return sets("tls.ciphers", quoted(x.ciphers));
+      if (x.ciphersuites != y.ciphersuites)
+        return sets("tls.ciphersuites", quoted(x.ciphersuites));
+      if (x.groups != y.groups)
+        return sets("tls.groups", quoted(x.groups));
+      if (x.session_tickets != y.session_tickets)
+        return sets("tls.session-tickets", x.session_tickets ? "true" : "false");
+      if (x.session_timeout != y.session_timeout)
+        return sets("tls.session-timeout", quoted(format_duration(x.session_timeout)));
+      if (x.alpn != y.alpn)
+        return sets("tls.alpn", strings(x.alpn));
+    }
+    if (a.h2c != b.h2c)
+      return sets("h2c", a.h2c ? "true" : "false");
+    if (a.mode != b.mode)
+      return sets("mode", quoted(octal_mode(a.mode)));
+    // The same ranges, whatever their order and spelling ("::1" is "::1/128").
+    auto ranges = [](const std::vector<Cidr>& list) {
+      std::set<std::string> out;
+      std::string ignored;
+      for (const auto& c : list)
+        if (auto r = CidrRange::parse(c.text, ignored))
+          out.insert(r->to_string());
+      return out;
+    };
+    if (ranges(a.proxy_protocol_from) != ranges(b.proxy_protocol_from)) {
+      std::vector<std::string> texts;
+      for (const auto& c : a.proxy_protocol_from)
+        texts.push_back(c.text);
+      return sets("proxy-protocol-from", strings(texts));
+    }
+    return "";
+  }
+
+  // Virtual hosts: services may share a listener address; the first one listed is the default,
+  // every other one needs server-names, and no name may be claimed twice on one address.
+  void check_shared_listeners(const Config& cfg) {
+    struct Use {
+      size_t service;
+      size_t listener;
+    };
+    std::map<std::string, std::vector<Use>> by_address; // each in file order
+    for (size_t i = 0; i < cfg.services.size(); ++i)
+      for (size_t j = 0; j < cfg.services[i].listeners.size(); ++j)
+        if (!sites_[i].listeners[j].canonical.empty())
+          by_address[sites_[i].listeners[j].canonical].push_back(Use{i, j});
+    // (earlier service, later service) -> the first address they share, as the later one wrote it
+    std::map<std::pair<size_t, size_t>, std::string> shared;
+    for (const auto& [canonical, uses] : by_address) {
+      if (uses.size() < 2)
+        continue;
+      const ServiceConfig& first = cfg.services[uses[0].service];
+      const ListenerConfig& first_listener = first.listeners[uses[0].listener];
+      const ListenerSite& first_site = sites_[uses[0].service].listeners[uses[0].listener];
+      for (size_t k = 1; k < uses.size(); ++k) {
+        const ServiceConfig& s = cfg.services[uses[k].service];
+        const ListenerConfig& l = s.listeners[uses[k].listener];
+        const ListenerSite& site = sites_[uses[k].service].listeners[uses[k].listener];
+        const std::string shared_with = "listener " + quoted(l.address) +
+                                        " is shared with service " + quoted(first.name) + " (" +
+                                        loc_string(first_site.loc) + "), which ";
+        std::string difference = listener_difference(first_listener, l);
+        if (!difference.empty())
+          error(site.loc, site.path,
+                shared_with + difference +
+                    "; services sharing a listener must agree on everything but certificates");
+        if (!sites_[uses[k].service].names_written)
+          error(site.loc, site.path,
+                shared_with +
+                    "is listed first and so answers every host name no other service lists; "
+                    "this service has no server-names, so it could never be chosen (add "
+                    "server-names = [\"NAME\", ...] to it)");
+        for (size_t e = 0; e < k; ++e)
+          shared.try_emplace({uses[e].service, uses[k].service}, l.address);
+      }
+    }
+    std::set<std::pair<size_t, std::string>> reported; // (service, name)
+    for (const auto& [pair, address] : shared) {
+      const ServiceConfig& earlier = cfg.services[pair.first];
+      const ServiceConfig& later = cfg.services[pair.second];
+      for (size_t n = 0; n < later.server_names.size(); ++n) {
+        const std::string& name = later.server_names[n];
+        auto it = std::find(earlier.server_names.begin(), earlier.server_names.end(), name);
+        if (it == earlier.server_names.end() || !reported.insert({pair.second, name}).second)
+          continue;
+        const auto& there =
+            sites_[pair.first].names[static_cast<size_t>(it - earlier.server_names.begin())];
+        const auto& here = sites_[pair.second].names[n];
+        error(here.first, here.second,
+              "server name " + quoted(name) + " is also listed by service " + quoted(earlier.name) +
+                  " (" + loc_string(there.first) + "), which shares listener " + quoted(address) +
+                  " with this service; a name may belong to one service per listener");
+      }
     }
   }
 
@@ -887,6 +1332,18 @@ private:
       } else if (key == "tunnel-idle-timeout") {
         if (auto d = duration(v, false))
           out.tunnel_idle_timeout = *d;
+      } else if (key == "h2-max-concurrent-streams") {
+        if (auto i = integer(v, 1, kMaxH2Streams))
+          out.h2_max_concurrent_streams = static_cast<uint32_t>(*i);
+      } else if (key == "h2-initial-window") {
+        if (auto sz = size(v, false)) {
+          if (*sz > kMaxH2Window)
+            error(v, "must be at most " + std::to_string(kMaxH2Window) +
+                         " bytes (2GiB - 1, the largest HTTP/2 window), got " +
+                         std::to_string(*sz));
+          else
+            out.h2_initial_window = *sz;
+        }
       } else {
         unknown_key(n, key, v, kLimitsKeys);
       }
@@ -905,13 +1362,14 @@ private:
       if (!expect_table(value))
         continue;
       ServiceConfig s;
+      ServiceSites sites;
       s.name = name;
       s.loc = value.loc;
       bool have_listeners = false;
       for (const auto& [key, v] : value.table) {
         if (key == "listeners") {
           have_listeners = true;
-          load_listeners(v, name, s);
+          load_listeners(v, s, sites);
         } else if (key == "upstream") {
           if (auto u = upstream_ref(v))
             s.upstream = *u;
@@ -933,6 +1391,10 @@ private:
           s.filters = plugin_list(v);
         } else if (key == "limits") {
           load_limits(v, s.limits);
+        } else if (key == "server-names") {
+          server_names(v, s, sites);
+        } else if (key == "trusted-proxies") {
+          s.trusted_proxies = cidr_list(v);
         } else {
           unknown_key(value, key, v, kServiceKeys);
         }
@@ -941,15 +1403,17 @@ private:
         error(value, "missing required key \"listeners\" (at least one, like listeners = [{ "
                      "address = \"0.0.0.0:8080\" }])");
       cfg.services.push_back(std::move(s));
+      sites_.push_back(std::move(sites));
     }
+    check_shared_listeners(cfg);
   }
 
   const ParsedDocument& doc_;
   std::vector<Diagnostic>& errors_;
   Keys known_upstreams_;
   bool check_references_ = true;
-  std::map<std::string, std::pair<std::string, SourceLoc>> listeners_; // canonical -> service
-  std::string config_dir_; // relative paths in the file are resolved against it
+  std::vector<ServiceSites> sites_; // parallel to Config::services
+  std::string config_dir_;          // relative paths in the file are resolved against it
 };
 
 // --- overlays ----------------------------------------------------------------------------------

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <sys/stat.h>
+#include <tuple>
 #include <unistd.h>
 #include <vector>
 
@@ -104,6 +106,13 @@ void check_same(const std::vector<PluginRef>& a, const std::vector<PluginRef>& b
     check_same(a[i], b[i]);
 }
 
+std::vector<std::string> texts(const std::vector<Cidr>& list) {
+  std::vector<std::string> out;
+  for (const auto& c : list)
+    out.push_back(c.text);
+  return out;
+}
+
 // Key paths aside too: the shorthand comes back in the `certificates` form.
 void check_same(const TlsConfig& a, const TlsConfig& b) {
   REQUIRE(a.certificates.size() == b.certificates.size());
@@ -143,6 +152,19 @@ void check_same(const Config& a, const Config& b) {
     CHECK(x.response_timeout == y.response_timeout);
     CHECK(x.idle_timeout == y.idle_timeout);
     CHECK(x.pool_size == y.pool_size);
+    CHECK(x.protocol == y.protocol);
+    CHECK(x.proxy_protocol == y.proxy_protocol);
+    CHECK(x.h2_max_concurrent_streams == y.h2_max_concurrent_streams);
+    REQUIRE(x.tls.has_value() == y.tls.has_value());
+    if (x.tls) {
+      CHECK(x.tls->verify == y.tls->verify);
+      CHECK(x.tls->ca_file == y.tls->ca_file);
+      CHECK(x.tls->server_name == y.tls->server_name);
+      CHECK(x.tls->cert == y.tls->cert);
+      CHECK(x.tls->key == y.tls->key);
+      CHECK(x.tls->min_version == y.tls->min_version);
+      CHECK(x.tls->key_path == y.tls->key_path);
+    }
   }
   REQUIRE(a.services.size() == b.services.size());
   for (size_t i = 0; i < a.services.size(); ++i) {
@@ -152,6 +174,9 @@ void check_same(const Config& a, const Config& b) {
     REQUIRE(x.listeners.size() == y.listeners.size());
     for (size_t j = 0; j < x.listeners.size(); ++j) {
       CHECK(x.listeners[j].address == y.listeners[j].address);
+      CHECK(x.listeners[j].mode == y.listeners[j].mode);
+      CHECK(x.listeners[j].h2c == y.listeners[j].h2c);
+      CHECK(texts(x.listeners[j].proxy_protocol_from) == texts(y.listeners[j].proxy_protocol_from));
       REQUIRE(x.listeners[j].tls.has_value() == y.listeners[j].tls.has_value());
       if (x.listeners[j].tls)
         check_same(*x.listeners[j].tls, *y.listeners[j].tls);
@@ -172,6 +197,11 @@ void check_same(const Config& a, const Config& b) {
     CHECK(x.limits.header_timeout == y.limits.header_timeout);
     CHECK(x.limits.keepalive_timeout == y.limits.keepalive_timeout);
     CHECK(x.limits.send_timeout == y.limits.send_timeout);
+    CHECK(x.limits.tunnel_idle_timeout == y.limits.tunnel_idle_timeout);
+    CHECK(x.limits.h2_max_concurrent_streams == y.limits.h2_max_concurrent_streams);
+    CHECK(x.limits.h2_initial_window == y.limits.h2_initial_window);
+    CHECK(x.server_names == y.server_names);
+    CHECK(texts(x.trusted_proxies) == texts(y.trusted_proxies));
   }
 }
 
@@ -514,7 +544,7 @@ TEST_CASE("unknown keys") {
     REQUIRE(r.errors.size() == 1);
     CHECK(r.errors[0].to_string() ==
           "weir.toml:5:1: services.web: unknown key \"colour\" (allowed: listeners, upstream, "
-          "routes, filters, limits)");
+          "routes, filters, limits, server-names, trusted-proxies)");
   }
   SUBCASE("in limits, routes and listeners") {
     auto r = load(R"([upstreams.app]
@@ -531,7 +561,8 @@ fliters = []
     auto lines = lines_of(r);
     REQUIRE(lines.size() == 3);
     CHECK(lines[0] ==
-          "weir.toml:4:44: services.web.listeners[0]: unknown key \"tsl\" (allowed: address, tls)");
+          "weir.toml:4:44: services.web.listeners[0]: unknown key \"tsl\" (allowed: address, tls, "
+          "mode, h2c, proxy-protocol-from)");
     CHECK(
         lines[1] ==
         "weir.toml:6:1: services.web.limits: unknown key \"max-bdy\" (did you mean \"max-body\"?)");
@@ -761,18 +792,18 @@ listeners = [
     CHECK(lines[7].find(":12:5: services.web.listeners[9]: unknown key \"port\"") !=
           std::string::npos);
   }
-  SUBCASE("duplicate listener addresses across services, port 0 excepted") {
+  SUBCASE("an address twice in one service, port 0 excepted") {
     auto r = load(R"([services.a]
-listeners = [{ address = "127.0.0.1:8080" }, { address = "[::1]:0" }, { address = "[::1]:9000" }]
-[services.b]
-listeners = [{ address = "127.0.0.1:8080" }, { address = "[::1]:0" }, { address = "[0:0::1]:9000" }]
+listeners = [{ address = "127.0.0.1:8080" }, { address = "[::1]:0" }, { address = "[::1]:9000" },
+  { address = "127.0.0.1:8080" }, { address = "[::1]:0" }, { address = "[0:0::1]:9000" }]
 )");
     auto lines = lines_of(r);
     REQUIRE(lines.size() == 2);
-    CHECK(lines[0] == "weir.toml:4:26: services.b.listeners[0].address: listener address "
-                      "\"127.0.0.1:8080\" is already used by service \"a\" (line 2)");
-    CHECK(lines[1].find("services.b.listeners[2].address: listener address \"[0:0::1]:9000\" is "
-                        "already used by service \"a\"") != std::string::npos);
+    CHECK(lines[0] == "weir.toml:3:15: services.a.listeners[3].address: listener address "
+                      "\"127.0.0.1:8080\" is already listed by this service (line 2); a service "
+                      "listens on an address once");
+    CHECK(lines[1].find("services.a.listeners[5].address: listener address \"[0:0::1]:9000\" is "
+                        "already listed by this service (line 2)") != std::string::npos);
   }
 }
 
@@ -850,14 +881,14 @@ listeners = [{ address = "127.0.0.1:8443", tls = { cert = "a.pem", key = "a.key"
   CHECK(tls->groups == "X25519:P-256:P-384");
   CHECK(tls->session_tickets == true);
   CHECK(tls->session_timeout == 1h);
-  CHECK(tls->alpn == std::vector<std::string>{"http/1.1"});
+  CHECK(tls->alpn == std::vector<std::string>{"h2", "http/1.1"});
 }
 
 TEST_CASE("listener TLS: the certificates array and every setting") {
   const char* text = R"([services.web]
 listeners = [
   { address = "127.0.0.1:8080" },
-  { address = "127.0.0.1:9443", tls = { certificates = [{ cert = "a.pem", key = "a.key" }, { cert = "/b/b.pem", key = "b.key" }], min-version = "1.3", max-version = "1.3", ciphers = "ECDHE-RSA-AES128-GCM-SHA256", ciphersuites = "TLS_AES_256_GCM_SHA384", groups = "X25519:P-256", session-tickets = false, session-timeout = "90s", alpn = ["http/1.1"] } },
+  { address = "127.0.0.1:9443", tls = { certificates = [{ cert = "a.pem", key = "a.key" }, { cert = "/b/b.pem", key = "b.key" }], min-version = "1.3", max-version = "1.3", ciphers = "ECDHE-RSA-AES128-GCM-SHA256", ciphersuites = "TLS_AES_256_GCM_SHA384", groups = "X25519:P-256", session-tickets = false, session-timeout = "90s", alpn = ["http/1.1", "h2"] } },
 ]
 )";
   auto r = load_string(text, "/etc/weir/weir.toml", {}, {});
@@ -888,7 +919,7 @@ listeners = [
   CHECK(tls.groups == "X25519:P-256");
   CHECK(tls.session_tickets == false);
   CHECK(tls.session_timeout == 90s);
-  CHECK(tls.alpn == std::vector<std::string>{"http/1.1"});
+  CHECK(tls.alpn == std::vector<std::string>{"http/1.1", "h2"});
 }
 
 TEST_CASE("listener TLS: table headers work like inline tables") {
@@ -1114,25 +1145,27 @@ TEST_CASE("listener TLS: setting errors") {
                           "\"300s\" for seconds)");
   }
   SUBCASE("alpn") {
-    const std::string l = cert + R"(alpn = ["http/1.1", "h2", "http/1.1", 2, ""] } })";
+    const std::string l = cert + R"(alpn = ["http/1.1", "h3", "http/1.1", 2, ""] } })";
     auto lines = listener_errors(l);
     REQUIRE(lines.size() == 4);
-    CHECK(lines[0] == at(l, "\"h2\"") + p +
-                          ".alpn[1]: \"h2\" is not served by this release (allowed: http/1.1)");
+    CHECK(lines[0] == at(l, "\"h3\"") + p +
+                          ".alpn[1]: \"h3\" is not served by this release (allowed: h2, "
+                          "http/1.1)");
     CHECK(lines[1] == at(l, "\"http/1.1\", 2") + p + ".alpn[2]: duplicate protocol \"http/1.1\"");
     CHECK(lines[2] == at(l, "2, ") + p + ".alpn[3]: expected a string, got an integer");
     CHECK(lines[3] == at(l, "\"\"]") + p + ".alpn[4]: must not be empty");
     const std::string l2 = cert + R"(alpn = [] } })";
     lines = listener_errors(l2);
     REQUIRE(lines.size() == 1);
-    CHECK(lines[0] ==
-          at(l2, "[]") + p + ".alpn: at least one protocol is required, like [\"http/1.1\"]");
+    CHECK(lines[0] == at(l2, "[]") + p +
+                          ".alpn: at least one protocol is required, like [\"h2\", "
+                          "\"http/1.1\"]");
     const std::string l3 = cert + R"(alpn = "http/1.1" } })";
     lines = listener_errors(l3);
     REQUIRE(lines.size() == 1);
     CHECK(lines[0] == at(l3, "\"http/1.1\"") + p +
-                          ".alpn: expected an array of protocol names like [\"http/1.1\"], got a "
-                          "string");
+                          ".alpn: expected an array of protocol names like [\"h2\", "
+                          "\"http/1.1\"], got a string");
   }
   SUBCASE("unknown keys") {
     const std::string l = cert + R"(ciphersuite = "X", sesion-tickets = false, colour = 1 } })";
@@ -1151,7 +1184,7 @@ TEST_CASE("listener TLS: setting errors") {
     auto lines = lines_of(load(R"([services.web]
 listeners = [
   { address = "localhost:443", tls = {} },
-  { address = "127.0.0.1:443", tls = { cert = "a.pem", key = "a.key", alpn = ["h2"] } },
+  { address = "127.0.0.1:443", tls = { cert = "a.pem", key = "a.key", alpn = ["h3"] } },
 ]
 )"));
     REQUIRE(lines.size() == 3);
@@ -1159,7 +1192,7 @@ listeners = [
           std::string::npos);
     CHECK(lines[1].find(":3:38: services.web.listeners[0].tls: missing \"cert\" and \"key\"") !=
           std::string::npos);
-    CHECK(lines[2].find(":4:79: services.web.listeners[1].tls.alpn[0]: \"h2\" is not served") !=
+    CHECK(lines[2].find(":4:79: services.web.listeners[1].tls.alpn[0]: \"h3\" is not served") !=
           std::string::npos);
   }
 }
@@ -1196,12 +1229,13 @@ key = "a.key"
     const std::string dump = dump_toml(*r.config);
     INFO(dump);
     const TlsConfig defaults;
-    CHECK(dump.find("[services.web]\nlisteners = [\n  { address = \"127.0.0.1:8443\", tls = { "
+    CHECK(dump.find("[services.web]\nlisteners = [\n  { address = \"127.0.0.1:8443\", h2c = false, "
+                    "proxy-protocol-from = [], tls = { "
                     "certificates = [{ cert = \"/etc/weir/a.pem\", key = \"/etc/weir/a.key\" }], "
                     "min-version = \"1.2\", max-version = \"1.3\", ciphers = \"" +
                     defaults.ciphers + "\", ciphersuites = \"" + defaults.ciphersuites +
                     "\", groups = \"X25519:P-256:P-384\", session-tickets = true, "
-                    "session-timeout = \"1h\", alpn = [\"http/1.1\"] } },\n]\n") !=
+                    "session-timeout = \"1h\", alpn = [\"h2\", \"http/1.1\"] } },\n]\n") !=
           std::string::npos);
   }
 }
@@ -1425,11 +1459,16 @@ filters = [{ use = "gzip" }, { use = "headers", request-set = { "X-A" = "1" } }]
           "[log]\nlevel = \"info\"\nformat = \"text\"\noutput = \"stdout\"\naccess-log = true\n",
           "[upstreams.app]\ndiscovery = { use = \"static\", targets = [\"127.0.0.1:9001\"] }\n"
           "lb = { use = \"round-robin\" }\n# health: none\nconnect-timeout = \"5s\"\n"
-          "response-timeout = \"1m\"\nidle-timeout = \"1m\"\npool-size = 64\n",
-          "[services.web]\nlisteners = [{ address = \"127.0.0.1:8080\" }]\n", "filters = []\n",
+          "response-timeout = \"1m\"\nidle-timeout = \"1m\"\npool-size = 64\n"
+          "protocol = \"h1\"\nproxy-protocol = \"off\"\nh2-max-concurrent-streams = 100\n"
+          "# tls: none (plain TCP)\n",
+          "[services.web]\nlisteners = [{ address = \"127.0.0.1:8080\", h2c = false, "
+          "proxy-protocol-from = [] }]\n",
+          "filters = []\nserver-names = []\ntrusted-proxies = []\n",
           "[services.web.limits]\nmax-request-line = 8192\nmax-header-bytes = 32768\n"
           "max-headers = 100\nmax-body = 0\nheader-timeout = \"1m\"\nkeepalive-timeout = "
-          "\"75s\"\nsend-timeout = \"1m\"\n"}) {
+          "\"75s\"\nsend-timeout = \"1m\"\ntunnel-idle-timeout = \"5m\"\n"
+          "h2-max-concurrent-streams = 128\nh2-initial-window = 65535\n"}) {
       INFO(dump);
       CHECK(dump.find(expected) != std::string::npos);
     }
@@ -1497,4 +1536,798 @@ TEST_CASE("format_duration uses the largest exact unit") {
   CHECK(format_duration(Duration{0}) == "0s");
   for (long long ms : {0LL, 1LL, 999LL, 1000LL, 61000LL, 3600000LL, 90061001LL})
     CHECK(parse_duration(format_duration(Duration{ms})) == Duration{ms});
+}
+
+// --- upstream protocol, PROXY protocol and TLS ---------------------------------------------------
+
+namespace {
+
+// A directory with PEM-named files, removed at the end of the test.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char buf[] = "/tmp/weir-config-dir-XXXXXX";
+    REQUIRE(mkdtemp(buf) != nullptr);
+    path = buf;
+    for (const char* name : {"ca.pem", "client.pem", "client.key"}) {
+      std::ofstream out(path + "/" + name);
+      out << "-----BEGIN CERTIFICATE-----\n";
+    }
+    REQUIRE(mkdir((path + "/dir.pem").c_str(), 0700) == 0);
+  }
+  ~TempDir() {
+    for (const char* name : {"ca.pem", "client.pem", "client.key"})
+      std::remove((path + "/" + name).c_str());
+    rmdir((path + "/dir.pem").c_str());
+    rmdir(path.c_str());
+  }
+  std::string file() const { return path + "/weir.toml"; }
+};
+
+// kMinimal's upstream "app" with `extra` lines added to it (they start on line 3).
+std::string upstream_with(std::string_view extra) {
+  return "[upstreams.app]\ndiscovery = { use = \"static\", targets = [\"127.0.0.1:9001\"] }\n" +
+         std::string(extra) + "\n[services.web]\nlisteners = [{ address = \"127.0.0.1:8080\" }]\n";
+}
+
+} // namespace
+
+TEST_CASE("upstream: protocol, proxy-protocol and h2-max-concurrent-streams") {
+  SUBCASE("defaults") {
+    auto r = load(kMinimal);
+    REQUIRE(r.ok());
+    const auto& u = r.config->upstreams.at(0);
+    CHECK(u.protocol == "h1");
+    CHECK(u.proxy_protocol == "off");
+    CHECK(u.h2_max_concurrent_streams == 100);
+    CHECK_FALSE(u.tls.has_value());
+  }
+  SUBCASE("values") {
+    for (const char* protocol : {"h1", "h2"})
+      for (const char* proxy : {"off", "v1", "v2"})
+        for (int streams : {1, 10000}) {
+          auto r = load(
+              upstream_with(std::string("protocol = \"") + protocol + "\"\nproxy-protocol = \"" +
+                            proxy + "\"\nh2-max-concurrent-streams = " + std::to_string(streams)));
+          INFO(joined(r));
+          REQUIRE(r.ok());
+          const auto& u = r.config->upstreams.at(0);
+          CHECK(u.protocol == protocol);
+          CHECK(u.proxy_protocol == proxy);
+          CHECK(u.h2_max_concurrent_streams == static_cast<uint32_t>(streams));
+        }
+    auto r = load(upstream_with("protocol = \"auto\"\ntls = {}"));
+    INFO(joined(r));
+    REQUIRE(r.ok());
+    CHECK(r.config->upstreams.at(0).protocol == "auto");
+  }
+  SUBCASE("errors") {
+    auto lines = lines_of(load(upstream_with(R"(protocol = "h3"
+proxy-protocol = true
+h2-max-concurrent-streams = 0
+[upstreams.b]
+discovery = { use = "static" }
+protocol = "auto"
+proxy-protocol = "v3"
+h2-max-concurrent-streams = 10001
+[upstreams.c]
+discovery = { use = "static" }
+protocol = 2
+h2-max-concurrent-streams = "10")")));
+    REQUIRE(lines.size() == 8);
+    CHECK(
+        lines[0] ==
+        "weir.toml:3:12: upstreams.app.protocol: unknown protocol \"h3\" (allowed: h1, h2, auto)");
+    CHECK(lines[1] == "weir.toml:4:18: upstreams.app.proxy-protocol: expected a string (allowed: "
+                      "off, v1, v2), got a boolean");
+    CHECK(lines[2] == "weir.toml:5:29: upstreams.app.h2-max-concurrent-streams: must be between 1 "
+                      "and 10000 (got 0)");
+    CHECK(lines[3] == "weir.toml:8:12: upstreams.b.protocol: \"auto\" chooses h2 or http/1.1 by "
+                      "ALPN, which needs TLS: add tls = {} (or a tls table with settings), or "
+                      "choose \"h1\" or \"h2\"");
+    CHECK(lines[4] == "weir.toml:9:18: upstreams.b.proxy-protocol: unknown PROXY protocol version "
+                      "\"v3\" (allowed: off, v1, v2)");
+    CHECK(lines[5] == "weir.toml:10:29: upstreams.b.h2-max-concurrent-streams: must be between 1 "
+                      "and 10000 (got 10001)");
+    CHECK(lines[6] == "weir.toml:13:12: upstreams.c.protocol: expected a string (allowed: h1, h2, "
+                      "auto), got an integer");
+    CHECK(lines[7] == "weir.toml:14:29: upstreams.c.h2-max-concurrent-streams: expected an "
+                      "integer, got a string");
+  }
+  SUBCASE("unknown keys suggest the new ones") {
+    auto lines = lines_of(load(upstream_with("protocl = \"h2\"\nproxy-protcol = \"v1\"")));
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0] == "weir.toml:3:1: upstreams.app: unknown key \"protocl\" (did you mean "
+                      "\"protocol\"?)");
+    CHECK(lines[1] == "weir.toml:4:1: upstreams.app: unknown key \"proxy-protcol\" (did you mean "
+                      "\"proxy-protocol\"?)");
+  }
+}
+
+TEST_CASE("upstream TLS: values") {
+  TempDir dir;
+  SUBCASE("an empty table is every default") {
+    const std::string text = upstream_with("tls = {}");
+    auto r = load_string(text, dir.file(), {}, {});
+    INFO(joined(r));
+    REQUIRE(r.ok());
+    const auto& tls = r.config->upstreams.at(0).tls;
+    REQUIRE(tls.has_value());
+    CHECK(tls->verify == true);
+    CHECK(tls->ca_file.empty());
+    CHECK(tls->server_name.empty());
+    CHECK(tls->cert.empty());
+    CHECK(tls->key.empty());
+    CHECK(tls->min_version == "1.2");
+    CHECK(tls->key_path == "upstreams.app.tls");
+    CHECK(tls->loc.file == dir.file());
+    CHECK(tls->loc.line == 3);
+    CHECK(tls->loc.column == column_of(text, 3, "{}"));
+  }
+  SUBCASE("every key; relative paths resolved against the file's directory") {
+    auto r = load_string(
+        upstream_with(
+            R"(tls = { verify = false, ca-file = "ca.pem", server-name = "API.Internal", cert = "./client.pem", key = ")" +
+            dir.path + R"(/client.key", min-version = "1.3" })"),
+        dir.file(), {}, {});
+    INFO(joined(r));
+    REQUIRE(r.ok());
+    const auto& tls = *r.config->upstreams.at(0).tls;
+    CHECK(tls.verify == false);
+    CHECK(tls.ca_file == dir.path + "/ca.pem");
+    CHECK(tls.server_name == "api.internal");
+    CHECK(tls.cert == dir.path + "/client.pem");
+    CHECK(tls.key == dir.path + "/client.key");
+    CHECK(tls.min_version == "1.3");
+  }
+  SUBCASE("a table header") {
+    auto r =
+        load_string(upstream_with("[upstreams.app.tls]\nca-file = \"ca.pem\""), dir.file(), {}, {});
+    INFO(joined(r));
+    REQUIRE(r.ok());
+    const auto& tls = *r.config->upstreams.at(0).tls;
+    CHECK(tls.ca_file == dir.path + "/ca.pem");
+    CHECK(tls.key_path == "upstreams.app.tls");
+    CHECK(tls.loc.line == 3);
+  }
+}
+
+TEST_CASE("upstream TLS: errors") {
+  TempDir dir;
+  auto errors = [&](std::string_view extra) {
+    return lines_of(load_string(upstream_with(extra), dir.file(), {}, {}));
+  };
+  auto at3 = [&](std::string_view extra, std::string_view needle) {
+    return dir.file() + ":3:" + std::to_string(column_of(upstream_with(extra), 3, needle)) + ": ";
+  };
+  const std::string p = "upstreams.app.tls";
+  SUBCASE("not a table") {
+    const char* e = "tls = true";
+    auto lines = errors(e);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at3(e, "true") + p +
+                          ": expected a table like { verify = true } ({} for the defaults), got a "
+                          "boolean");
+  }
+  SUBCASE("unknown keys and types") {
+    const char* e = R"(tls = { verfy = true, verify = "yes", colour = 1 })";
+    auto lines = errors(e);
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[0] == at3(e, "verfy") + p + ": unknown key \"verfy\" (did you mean \"verify\"?)");
+    CHECK(lines[1] ==
+          at3(e, "\"yes\"") + p + ".verify: expected a boolean (true or false), got a string");
+    CHECK(lines[2] == at3(e, "colour") + p +
+                          ": unknown key \"colour\" (allowed: verify, ca-file, server-name, cert, "
+                          "key, min-version)");
+  }
+  SUBCASE("files must exist and be readable") {
+    const char* e = R"(tls = { ca-file = "missing.pem", cert = "dir.pem", key = "" })";
+    auto lines = errors(e);
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[0] == at3(e, "\"missing") + p + ".ca-file: cannot read \"" + dir.path +
+                          "/missing.pem\": No such file or directory");
+    CHECK(lines[1] == at3(e, "\"dir.pem") + p + ".cert: cannot read \"" + dir.path +
+                          "/dir.pem\": it is a directory (expected a PEM file)");
+    CHECK(lines[2] == at3(e, "\"\"") + p + ".key: must not be empty");
+    const char* e2 = R"(tls = { ca-file = "a\u0000b" })";
+    lines = errors(e2);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at3(e2, "\"a") + p + ".ca-file: must not contain a NUL character");
+  }
+  SUBCASE("cert and key go together") {
+    const char* e1 = R"(tls = { cert = "client.pem" })";
+    auto lines = errors(e1);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at3(e1, "{ cert") + p +
+                          ": missing required key \"key\" (the PEM private key for the client "
+                          "certificate \"cert\")");
+    const char* e2 = R"(tls = { key = "client.key" })";
+    lines = errors(e2);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at3(e2, "{ key") + p +
+                          ": missing required key \"cert\" (the PEM client certificate chain for "
+                          "\"key\")");
+  }
+  SUBCASE("server-name") {
+    for (auto [value, message] : std::vector<std::pair<std::string, std::string>>{
+             {"api.internal:443",
+              "invalid host name \"api.internal:443\": a host name has no port (nor brackets)"},
+             {"10.0.0.1", "\"10.0.0.1\" is an IP address; SNI carries only DNS names (leave "
+                          "server-name out to have the target's address verified against the "
+                          "certificate)"},
+             {"::1", "\"::1\" is an IP address; SNI carries only DNS names"},
+             {"*.internal", "invalid host name \"*.internal\": wildcards are not allowed here"},
+             {"a..b", "invalid host name \"a..b\": empty label"},
+             {"a_b", "invalid host name \"a_b\": only letters, digits, \"-\" and \".\" are "
+                     "allowed"},
+             {"", "must not be empty"}}) {
+      const std::string e = "tls = { server-name = \"" + value + "\" }";
+      auto lines = errors(e);
+      INFO(value);
+      REQUIRE(lines.size() == 1);
+      CHECK(lines[0].rfind(at3(e, "\"") + p + ".server-name: " + message, 0) == 0);
+    }
+  }
+  SUBCASE("min-version") {
+    const char* e = R"(tls = { min-version = "1.1" })";
+    auto lines = errors(e);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] ==
+          at3(e, "\"1.1") + p + ".min-version: unknown TLS version \"1.1\" (allowed: 1.2, 1.3)");
+    const char* e2 = R"(tls = { min-version = 1.3 })";
+    lines = errors(e2);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at3(e2, "1.3") + p +
+                          ".min-version: expected a string (allowed: 1.2, 1.3), got a float "
+                          "(write \"1.3\")");
+  }
+}
+
+// --- listeners: unix sockets, mode, h2c, PROXY protocol ------------------------------------------
+
+TEST_CASE("listeners: unix: addresses") {
+  SUBCASE("valid, with mode as an integer or an octal string") {
+    const std::string longest = "/" + std::string(106, 'x'); // 107 bytes
+    auto r = load(R"([services.web]
+listeners = [
+  { address = "unix:/run/weir.sock" },
+  { address = "unix:/run/a.sock", mode = 0o600 },
+  { address = "unix:/run/b.sock", mode = "0640" },
+  { address = "unix:/run/c.sock", mode = "777" },
+  { address = "unix:/run/d.sock", mode = 0 },
+  { address = "unix:)" +
+                  longest + R"(" },
+]
+)");
+    INFO(joined(r));
+    REQUIRE(r.ok());
+    const auto& l = r.config->services.at(0).listeners;
+    REQUIRE(l.size() == 6);
+    CHECK(l[0].address == "unix:/run/weir.sock");
+    CHECK(l[0].mode == 0660);
+    CHECK(l[1].mode == 0600);
+    CHECK(l[2].mode == 0640);
+    CHECK(l[3].mode == 0777);
+    CHECK(l[4].mode == 0);
+    CHECK(l[5].address == "unix:" + longest);
+  }
+  SUBCASE("address errors") {
+    const std::string too_long = "/" + std::string(107, 'x'); // 108 bytes
+    auto lines = lines_of(load(R"([services.web]
+listeners = [
+  { address = "unix:run/weir.sock" },
+  { address = "unix:" },
+  { address = "unix:/run/" },
+  { address = "unix:/a\u0000b" },
+  { address = "unix:)" + too_long +
+                               R"(" },
+]
+)"));
+    REQUIRE(lines.size() == 5);
+    CHECK(lines[0] == "weir.toml:3:15: services.web.listeners[0].address: invalid listener "
+                      "address \"unix:run/weir.sock\": the socket path must be absolute, like "
+                      "\"unix:/run/weir.sock\"");
+    CHECK(lines[1].find("listeners[1].address: invalid listener address \"unix:\": the socket "
+                        "path must be absolute") != std::string::npos);
+    CHECK(lines[2].find("listeners[2].address: invalid listener address \"unix:/run/\": the "
+                        "socket path must name a file, not a directory") != std::string::npos);
+    CHECK(lines[3].find("listeners[3].address: invalid listener address "
+                        "\"unix:/a\\u0000b\": the socket path must not contain a NUL "
+                        "character") != std::string::npos);
+    CHECK(lines[4].find("listeners[4].address: invalid listener address \"unix:" + too_long +
+                        "\": the socket path is 108 bytes long; at most 107 fit in a Unix "
+                        "socket address (sun_path)") != std::string::npos);
+  }
+  SUBCASE("the generic address error mentions the unix: form") {
+    auto lines = listener_errors(R"({ address = "8080" })");
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].find("or \"unix:/absolute/path\"") != std::string::npos);
+  }
+  SUBCASE("mode errors") {
+    auto lines = lines_of(load(R"([services.web]
+listeners = [
+  { address = "127.0.0.1:8080", mode = 0o600 },
+  { address = "unix:/run/a.sock", mode = 660 },
+  { address = "unix:/run/b.sock", mode = 1000 },
+  { address = "unix:/run/c.sock", mode = "rw-rw----" },
+  { address = "unix:/run/d.sock", mode = "01777" },
+  { address = "unix:/run/e.sock", mode = -1 },
+  { address = "unix:/run/f.sock", mode = true },
+]
+)"));
+    REQUIRE(lines.size() == 7);
+    CHECK(lines[0] == "weir.toml:3:40: services.web.listeners[0].mode: \"mode\" sets the "
+                      "permissions of a Unix socket file; it applies only to \"unix:/path\" "
+                      "addresses (this listener's address is \"127.0.0.1:8080\")");
+    CHECK(lines[1] == "weir.toml:4:42: services.web.listeners[1].mode: must be at most 0o777 (got "
+                      "660); a TOML integer without 0o is decimal: write 0o660 or \"0660\"");
+    CHECK(lines[2] == "weir.toml:5:42: services.web.listeners[2].mode: must be at most 0o777 (got "
+                      "1000)");
+    CHECK(lines[3] == "weir.toml:6:42: services.web.listeners[3].mode: invalid mode "
+                      "\"rw-rw----\": expected octal digits, like \"0660\"");
+    CHECK(lines[4] == "weir.toml:7:42: services.web.listeners[4].mode: must be at most \"0777\" "
+                      "(got \"01777\")");
+    CHECK(lines[5] == "weir.toml:8:42: services.web.listeners[5].mode: must not be negative (got "
+                      "-1)");
+    CHECK(lines[6] == "weir.toml:9:42: services.web.listeners[6].mode: expected a file mode, like "
+                      "0o660 or \"0660\", got a boolean");
+  }
+}
+
+TEST_CASE("listeners: h2c") {
+  SUBCASE("default and values") {
+    auto r = load_string(one_listener(R"({ address = "127.0.0.1:8080", h2c = true },
+  { address = "127.0.0.1:8081" },
+  { address = "127.0.0.1:8443", h2c = false, tls = { cert = "a.pem", key = "a.key" } },
+  { address = "unix:/run/weir.sock", h2c = true })"),
+                         "/etc/weir/weir.toml", {}, {});
+    INFO(joined(r));
+    REQUIRE(r.ok());
+    const auto& l = r.config->services.at(0).listeners;
+    CHECK(l.at(0).h2c == true);
+    CHECK(l.at(1).h2c == false);
+    CHECK(l.at(2).h2c == false);
+    CHECK(l.at(3).h2c == true);
+  }
+  SUBCASE("not with tls") {
+    const char* l =
+        R"({ address = "127.0.0.1:8443", h2c = true, tls = { cert = "a.pem", key = "a.key" } })";
+    auto lines = listener_errors(l);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at(l, "true") +
+                          "services.web.listeners[0].h2c: \"h2c\" (cleartext HTTP/2) is for "
+                          "listeners without tls: over TLS, HTTP/2 is negotiated with ALPN; list "
+                          "\"h2\" in tls.alpn instead");
+  }
+  SUBCASE("a boolean") {
+    const char* l = R"({ address = "127.0.0.1:8080", h2c = "yes" })";
+    auto lines = listener_errors(l);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at(l, "\"yes\"") +
+                          "services.web.listeners[0].h2c: expected a boolean (true or false), got "
+                          "a string");
+  }
+}
+
+TEST_CASE("listeners: proxy-protocol-from") {
+  SUBCASE("values, unix listeners included") {
+    const std::string text = one_listener(
+        R"({ address = "127.0.0.1:8080", proxy-protocol-from = ["10.0.0.0/8", "::1", "192.168.1.7/32"] },
+  { address = "unix:/run/weir.sock", proxy-protocol-from = ["127.0.0.1"] },
+  { address = "127.0.0.1:8081", proxy-protocol-from = [] })");
+    auto r = load(text);
+    INFO(joined(r));
+    REQUIRE(r.ok());
+    const auto& l = r.config->services.at(0).listeners;
+    REQUIRE(l.at(0).proxy_protocol_from.size() == 3);
+    CHECK(l[0].proxy_protocol_from[0].text == "10.0.0.0/8");
+    CHECK(l[0].proxy_protocol_from[1].text == "::1");
+    CHECK(l[0].proxy_protocol_from[2].text == "192.168.1.7/32");
+    CHECK(l[0].proxy_protocol_from[1].loc.line == 3);
+    CHECK(l[0].proxy_protocol_from[1].loc.column == column_of(text, 3, "\"::1\""));
+    REQUIRE(l.at(1).proxy_protocol_from.size() == 1);
+    CHECK(l.at(2).proxy_protocol_from.empty());
+    CHECK(load(kMinimal).config->services.at(0).listeners.at(0).proxy_protocol_from.empty());
+  }
+  SUBCASE("each range is checked where it is written") {
+    const char* l =
+        R"({ address = "127.0.0.1:8080", proxy-protocol-from = ["10.0.0.1/8", "nope", 5, "::1/129"] })";
+    auto lines = listener_errors(l);
+    const std::string p = "services.web.listeners[0].proxy-protocol-from";
+    REQUIRE(lines.size() == 4);
+    CHECK(lines[0] == at(l, "\"10.0") + p +
+                          "[0]: \"10.0.0.1/8\" has host bits set; did you mean \"10.0.0.0/8\"?");
+    CHECK(lines[1] == at(l, "\"nope\"") + p +
+                          "[1]: \"nope\" is not an address range: expected an IPv4 or IPv6 "
+                          "address, optionally with a prefix length, like \"10.0.0.0/8\" or "
+                          "\"2001:db8::/32\"");
+    CHECK(lines[2] == at(l, "5,") + p + "[2]: expected a string, got an integer");
+    CHECK(lines[3] == at(l, "\"::1/129\"") + p +
+                          "[3]: invalid prefix length in \"::1/129\": expected 0 to 128");
+    const char* l2 = R"({ address = "127.0.0.1:8080", proxy-protocol-from = "10.0.0.0/8" })";
+    lines = listener_errors(l2);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == at(l2, "\"10.0") + p +
+                          ": expected an array of address ranges like [\"10.0.0.0/8\", \"::1\"], "
+                          "got a string");
+  }
+}
+
+// --- services: server-names, trusted-proxies, limits ---------------------------------------------
+
+TEST_CASE("services: server-names") {
+  SUBCASE("lowercased; one-label wildcards") {
+    auto r = load(
+        std::string(kMinimal) +
+        R"(server-names = ["Example.COM", "*.example.com", "a-b.c0.example", "x", "10.0.0.1"])");
+    INFO(joined(r));
+    REQUIRE(r.ok());
+    CHECK(r.config->services.at(0).server_names ==
+          std::vector<std::string>{"example.com", "*.example.com", "a-b.c0.example", "x",
+                                   "10.0.0.1"});
+    CHECK(load(kMinimal).config->services.at(0).server_names.empty());
+  }
+  SUBCASE("errors") {
+    const std::string label64(64, 'a');
+    const std::string name254 = std::string(63, 'a') + "." + std::string(63, 'b') + "." +
+                                std::string(63, 'c') + "." + std::string(63, 'd'); // 255
+    auto lines = lines_of(load(std::string(kMinimal) + R"(server-names = [
+  "example.com:8080",
+  "a..b",
+  ".example.com",
+  "example.com.",
+  "a.*.com",
+  "*",
+  "*.",
+  "ex_ample.com",
+  "",
+  ")" + label64 + R"(.com",
+  ")" + name254 + R"(",
+  "EXAMPLE.com",
+  "example.com",
+  3,
+]
+)"));
+    REQUIRE(lines.size() == 13);
+    CHECK(lines[0] == "weir.toml:6:3: services.web.server-names[0]: invalid host name "
+                      "\"example.com:8080\": a host name has no port (nor brackets)");
+    CHECK(lines[1] == "weir.toml:7:3: services.web.server-names[1]: invalid host name \"a..b\": "
+                      "empty label (a leading, trailing or doubled \".\")");
+    CHECK(lines[2].find("server-names[2]: invalid host name \".example.com\": empty label") !=
+          std::string::npos);
+    CHECK(lines[3].find("server-names[3]: invalid host name \"example.com.\": empty label") !=
+          std::string::npos);
+    CHECK(lines[4].find("server-names[4]: invalid host name \"a.*.com\": a wildcard is allowed "
+                        "only as the whole first label, like \"*.example.com\"") !=
+          std::string::npos);
+    CHECK(lines[5].find("server-names[5]: invalid host name \"*\": a wildcard is allowed only") !=
+          std::string::npos);
+    CHECK(lines[6].find("server-names[6]: invalid host name \"*.\": a wildcard needs a domain "
+                        "after it") != std::string::npos);
+    CHECK(lines[7].find("server-names[7]: invalid host name \"ex_ample.com\": only letters, "
+                        "digits, \"-\" and \".\" are allowed") != std::string::npos);
+    CHECK(lines[8].find("server-names[8]: must not be empty") != std::string::npos);
+    CHECK(lines[9].find("server-names[9]: invalid host name \"" + label64 +
+                        ".com\": a label is longer than 63 characters") != std::string::npos);
+    CHECK(lines[10].find("server-names[10]: invalid host name \"" + name254 +
+                         "\": it is 255 characters long; a host name has at most 253") !=
+          std::string::npos);
+    CHECK(lines[11] == "weir.toml:18:3: services.web.server-names[12]: duplicate server name "
+                       "\"example.com\"");
+    CHECK(lines[12].find("server-names[13]: expected a string, got an integer") !=
+          std::string::npos);
+  }
+  SUBCASE("not an array") {
+    auto lines = lines_of(load(std::string(kMinimal) + "server-names = \"example.com\"\n"));
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == "weir.toml:5:16: services.web.server-names: expected an array of host names "
+                      "like [\"example.com\", \"*.example.com\"], got a string");
+  }
+}
+
+TEST_CASE("services: trusted-proxies") {
+  SUBCASE("values") {
+    auto r = load(
+        std::string(kMinimal) +
+        R"(trusted-proxies = ["10.0.0.0/8", "2001:db8::/32", "127.0.0.1", "::ffff:192.168.0.0/112"])");
+    INFO(joined(r));
+    REQUIRE(r.ok());
+    const auto& t = r.config->services.at(0).trusted_proxies;
+    REQUIRE(t.size() == 4);
+    CHECK(t[0].text == "10.0.0.0/8");
+    CHECK(t[3].text == "::ffff:192.168.0.0/112");
+    CHECK(t[1].loc.line == 5);
+    CHECK(load(kMinimal).config->services.at(0).trusted_proxies.empty());
+  }
+  SUBCASE("errors") {
+    auto lines = lines_of(load(std::string(kMinimal) +
+                               R"(trusted-proxies = ["10.0.0.0/33", "10.1.0.0/8", "", true])"));
+    REQUIRE(lines.size() == 4);
+    CHECK(lines[0] == "weir.toml:5:20: services.web.trusted-proxies[0]: invalid prefix length in "
+                      "\"10.0.0.0/33\": expected 0 to 32");
+    CHECK(lines[1] == "weir.toml:5:35: services.web.trusted-proxies[1]: \"10.1.0.0/8\" has host "
+                      "bits set; did you mean \"10.0.0.0/8\"?");
+    CHECK(lines[2] == "weir.toml:5:49: services.web.trusted-proxies[2]: must not be empty");
+    CHECK(lines[3] == "weir.toml:5:53: services.web.trusted-proxies[3]: expected a string, got a "
+                      "boolean");
+    auto lines2 = lines_of(load(std::string(kMinimal) + "trusted-proxies = {}\n"));
+    REQUIRE(lines2.size() == 1);
+    CHECK(lines2[0] == "weir.toml:5:19: services.web.trusted-proxies: expected an array of "
+                       "address ranges like [\"10.0.0.0/8\", \"::1\"], got a table");
+  }
+}
+
+TEST_CASE("limits: HTTP/2") {
+  SUBCASE("defaults") {
+    const auto& limits = load(kMinimal).config->services.at(0).limits;
+    CHECK(limits.h2_max_concurrent_streams == 128);
+    CHECK(limits.h2_initial_window == 65535);
+  }
+  SUBCASE("values") {
+    for (auto [streams, window, bytes] : std::vector<std::tuple<int, std::string, uint64_t>>{
+             {1, "1", 1},
+             {10000, "\"1MiB\"", 1048576},
+             {500, "2147483647", 2147483647},
+             {128, "\"2147483647B\"", 2147483647}}) {
+      auto r = load(std::string(kMinimal) + "[services.web.limits]\nh2-max-concurrent-streams = " +
+                    std::to_string(streams) + "\nh2-initial-window = " + window + "\n");
+      INFO(joined(r));
+      REQUIRE(r.ok());
+      CHECK(r.config->services.at(0).limits.h2_max_concurrent_streams ==
+            static_cast<uint32_t>(streams));
+      CHECK(r.config->services.at(0).limits.h2_initial_window == bytes);
+    }
+  }
+  SUBCASE("errors") {
+    auto lines = lines_of(load(std::string(kMinimal) + R"([services.web.limits]
+h2-max-concurrent-streams = 0
+h2-initial-window = 0
+[services.two]
+listeners = [{ address = "127.0.0.1:8081" }]
+[services.two.limits]
+h2-max-concurrent-streams = 10001
+h2-initial-window = "2GiB"
+[services.three]
+listeners = [{ address = "127.0.0.1:8082" }]
+[services.three.limits]
+h2-max-concurrent-streams = 1.5
+h2-initial-window = "64 KiB"
+)"));
+    REQUIRE(lines.size() == 6);
+    CHECK(lines[0] == "weir.toml:6:29: services.web.limits.h2-max-concurrent-streams: must be "
+                      "between 1 and 10000 (got 0)");
+    CHECK(lines[1] == "weir.toml:7:21: services.web.limits.h2-initial-window: must be greater "
+                      "than zero");
+    CHECK(lines[2] == "weir.toml:11:29: services.two.limits.h2-max-concurrent-streams: must be "
+                      "between 1 and 10000 (got 10001)");
+    CHECK(lines[3] == "weir.toml:12:21: services.two.limits.h2-initial-window: must be at most "
+                      "2147483647 bytes (2GiB - 1, the largest HTTP/2 window), got 2147483648");
+    CHECK(lines[4] == "weir.toml:16:29: services.three.limits.h2-max-concurrent-streams: expected "
+                      "an integer, got a float");
+    CHECK(lines[5].rfind("weir.toml:17:21: services.three.limits.h2-initial-window: invalid size "
+                         "\"64 KiB\"",
+                         0) == 0);
+  }
+}
+
+// --- virtual hosts: services sharing a listener --------------------------------------------------
+
+TEST_CASE("virtual hosts") {
+  SUBCASE("services may share an address; certificates may differ") {
+    auto r = load(R"([services.a]
+listeners = [{ address = "127.0.0.1:8443", tls = { cert = "a.pem", key = "a.key", min-version = "1.3" } }, { address = "127.0.0.1:8080" }]
+[services.b]
+listeners = [{ address = "127.0.0.1:8443", tls = { certificates = [{ cert = "b.pem", key = "b.key" }], min-version = "1.3" } }]
+server-names = ["b.example"]
+[services.c]
+listeners = [{ address = "127.0.0.1:8080" }, { address = "[::1]:0" }]
+server-names = ["c.example", "*.example"]
+[services.d]
+listeners = [{ address = "127.0.0.1:8080" }, { address = "[::1]:0" }]
+server-names = ["d.example"]
+)");
+    INFO(joined(r));
+    REQUIRE(r.ok());
+    CHECK(r.config->services.size() == 4);
+  }
+  SUBCASE("unix: addresses and PROXY protocol ranges compare by meaning") {
+    auto r = load(R"([services.a]
+listeners = [{ address = "unix:/run/w.sock", mode = "0600", proxy-protocol-from = ["::1", "10.0.0.0/8"] }]
+[services.b]
+listeners = [{ address = "unix:/run/w.sock", mode = 0o600, proxy-protocol-from = ["10.0.0.0/8", "::1/128"] }]
+server-names = ["b.example"]
+)");
+    INFO(joined(r));
+    REQUIRE(r.ok());
+  }
+  SUBCASE("listeners sharing an address must agree on everything but certificates") {
+    auto tls = [](std::string_view extra) {
+      return R"(tls = { cert = "a.pem", key = "a.key")" +
+             (extra.empty() ? std::string() : ", " + std::string(extra)) + " }";
+    };
+    auto lines = lines_of(load(R"([services.a]
+listeners = [
+  { address = "127.0.0.1:8443", )" +
+                               tls(R"(min-version = "1.2")") + R"( },
+  { address = "127.0.0.1:8080" },
+  { address = "[::1]:8080", h2c = true },
+  { address = "unix:/run/w.sock" },
+  { address = "127.0.0.1:9000", proxy-protocol-from = ["10.0.0.0/8"] },
+  { address = "127.0.0.1:9443", )" +
+                               tls(R"(alpn = ["http/1.1"])") + R"( },
+  { address = "127.0.0.1:9444", )" +
+                               tls(R"(session-timeout = "5m")") + R"( },
+]
+[services.b]
+server-names = ["b.example"]
+listeners = [
+  { address = "127.0.0.1:8443", )" +
+                               tls(R"(min-version = "1.3")") + R"( },
+  { address = "127.0.0.1:8080", )" +
+                               tls("") + R"( },
+  { address = "[0::1]:8080" },
+  { address = "unix:/run/w.sock", mode = "0666" },
+  { address = "127.0.0.1:9000" },
+  { address = "127.0.0.1:9443", )" +
+                               tls("") + R"( },
+  { address = "127.0.0.1:9444", )" +
+                               tls("") + R"( },
+]
+)"));
+    REQUIRE(lines.size() == 7);
+    const std::string tail =
+        "; services sharing a listener must agree on everything but certificates";
+    CHECK(lines[0] == "weir.toml:14:3: services.b.listeners[0]: listener \"127.0.0.1:8443\" is "
+                      "shared with service \"a\" (weir.toml:3:3), which sets tls.min-version = "
+                      "\"1.2\"" +
+                          tail);
+    CHECK(lines[1] == "weir.toml:15:3: services.b.listeners[1]: listener \"127.0.0.1:8080\" is "
+                      "shared with service \"a\" (weir.toml:4:3), which has no tls (plain HTTP)" +
+                          tail);
+    CHECK(lines[2] == "weir.toml:16:3: services.b.listeners[2]: listener \"[0::1]:8080\" is "
+                      "shared with service \"a\" (weir.toml:5:3), which sets h2c = true" +
+                          tail);
+    CHECK(lines[3] == "weir.toml:17:3: services.b.listeners[3]: listener \"unix:/run/w.sock\" is "
+                      "shared with service \"a\" (weir.toml:6:3), which sets mode = \"0660\"" +
+                          tail);
+    CHECK(lines[4] == "weir.toml:18:3: services.b.listeners[4]: listener \"127.0.0.1:9000\" is "
+                      "shared with service \"a\" (weir.toml:7:3), which sets proxy-protocol-from "
+                      "= [\"10.0.0.0/8\"]" +
+                          tail);
+    CHECK(lines[5] == "weir.toml:19:3: services.b.listeners[5]: listener \"127.0.0.1:9443\" is "
+                      "shared with service \"a\" (weir.toml:8:3), which sets tls.alpn = "
+                      "[\"http/1.1\"]" +
+                          tail);
+    CHECK(lines[6] == "weir.toml:20:3: services.b.listeners[6]: listener \"127.0.0.1:9444\" is "
+                      "shared with service \"a\" (weir.toml:9:3), which sets tls.session-timeout "
+                      "= \"5m\"" +
+                          tail);
+  }
+  SUBCASE("the other direction: the first has tls, the later one does not") {
+    auto lines = lines_of(load(R"([services.a]
+listeners = [{ address = "127.0.0.1:8443", tls = { cert = "a.pem", key = "a.key" } }]
+[services.b]
+listeners = [{ address = "127.0.0.1:8443" }]
+server-names = ["b.example"]
+)"));
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].find("services.b.listeners[0]: listener \"127.0.0.1:8443\" is shared with "
+                        "service \"a\" (weir.toml:2:14), which has tls (HTTPS); services") !=
+          std::string::npos);
+  }
+  SUBCASE("every service after the first needs server-names") {
+    auto lines = lines_of(load(R"([services.a]
+listeners = [{ address = "127.0.0.1:8080" }]
+[services.b]
+listeners = [{ address = "127.0.0.1:8080" }]
+[services.c]
+listeners = [{ address = "127.0.0.1:8080" }]
+server-names = []
+[services.d]
+listeners = [{ address = "127.0.0.1:8080" }]
+server-names = ["d.example"]
+)"));
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0] == "weir.toml:4:14: services.b.listeners[0]: listener \"127.0.0.1:8080\" is "
+                      "shared with service \"a\" (weir.toml:2:14), which is listed first and so "
+                      "answers every host name no other service lists; this service has no "
+                      "server-names, so it could never be chosen (add server-names = [\"NAME\", "
+                      "...] to it)");
+    CHECK(lines[1].rfind("weir.toml:6:14: services.c.listeners[0]: listener \"127.0.0.1:8080\" is "
+                         "shared with service \"a\"",
+                         0) == 0);
+  }
+  SUBCASE("a name belongs to one service per shared address") {
+    auto lines = lines_of(load(R"([services.a]
+listeners = [{ address = "127.0.0.1:8080" }, { address = "127.0.0.1:8081" }]
+server-names = ["a.example", "shared.example"]
+[services.b]
+listeners = [{ address = "127.0.0.1:8080" }, { address = "127.0.0.1:8081" }]
+server-names = ["b.example", "SHARED.example", "*.example"]
+[services.c]
+listeners = [{ address = "127.0.0.1:8081" }]
+server-names = ["*.example", "a.example"]
+[services.elsewhere]
+listeners = [{ address = "127.0.0.1:9090" }]
+server-names = ["a.example"]
+)"));
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[0] == "weir.toml:6:30: services.b.server-names[1]: server name \"shared.example\" "
+                      "is also listed by service \"a\" (weir.toml:3:30), which shares listener "
+                      "\"127.0.0.1:8080\" with this service; a name may belong to one service "
+                      "per listener");
+    CHECK(lines[1] == "weir.toml:9:17: services.c.server-names[0]: server name \"*.example\" is "
+                      "also listed by service \"b\" (weir.toml:6:48), which shares listener "
+                      "\"127.0.0.1:8081\" with this service; a name may belong to one service "
+                      "per listener");
+    CHECK(lines[2] == "weir.toml:9:30: services.c.server-names[1]: server name \"a.example\" is "
+                      "also listed by service \"a\" (weir.toml:3:17), which shares listener "
+                      "\"127.0.0.1:8081\" with this service; a name may belong to one service "
+                      "per listener");
+  }
+}
+
+// --- dump round trip of the new keys -------------------------------------------------------------
+
+TEST_CASE("dump round trip: upstream TLS, protocols, unix listeners, virtual hosts") {
+  TempDir dir;
+  const std::string text = R"([upstreams.plain]
+discovery = { use = "static", targets = ["127.0.0.1:9001"] }
+protocol = "h2"
+proxy-protocol = "v1"
+h2-max-concurrent-streams = 7
+[upstreams.secure]
+discovery = { use = "static", targets = ["127.0.0.1:9443"] }
+protocol = "auto"
+proxy-protocol = "v2"
+tls = { verify = false, ca-file = "ca.pem", server-name = "API.internal", cert = "client.pem", key = "client.key", min-version = "1.3" }
+[upstreams.defaults]
+discovery = { use = "static", targets = ["127.0.0.1:9444"] }
+tls = {}
+[services.a]
+listeners = [
+  { address = "unix:/run/weir.sock", mode = 0o600, h2c = true },
+  { address = "127.0.0.1:8443", proxy-protocol-from = ["10.0.0.0/8", "::1"], tls = { cert = "a.pem", key = "a.key", alpn = ["http/1.1", "h2"] } },
+]
+upstream = "plain"
+trusted-proxies = ["10.0.0.0/8", "192.168.1.7/32", "::1"]
+[services.a.limits]
+h2-max-concurrent-streams = 10
+h2-initial-window = "1MiB"
+[services.b]
+listeners = [{ address = "127.0.0.1:8443", proxy-protocol-from = ["::1/128", "10.0.0.0/8"], tls = { cert = "b.pem", key = "b.key", alpn = ["http/1.1", "h2"] } }, { address = "unix:/run/weir.sock", mode = "0600", h2c = true }]
+upstream = "secure"
+server-names = ["B.example", "*.b.example"]
+)";
+  auto first = load_string(text, dir.file(), {}, {});
+  INFO(joined(first));
+  REQUIRE(first.ok());
+  const Config& c = *first.config;
+  const std::string dump = dump_toml(c);
+  INFO(dump);
+  for (const std::string& expected : std::vector<std::string>{
+           "[upstreams.plain]\n",
+           "pool-size = 64\nprotocol = \"h2\"\nproxy-protocol = \"v1\"\n"
+           "h2-max-concurrent-streams = 7\n# tls: none (plain TCP)\n",
+           "protocol = \"auto\"\nproxy-protocol = \"v2\"\nh2-max-concurrent-streams = 100\n"
+           "tls = { verify = false, ca-file = \"" +
+               dir.path + "/ca.pem\", server-name = \"api.internal\", cert = \"" + dir.path +
+               "/client.pem\", key = \"" + dir.path + "/client.key\", min-version = \"1.3\" }\n",
+           "tls = { verify = true, min-version = \"1.2\" }\n",
+           "  { address = \"unix:/run/weir.sock\", mode = \"0600\", h2c = true, "
+           "proxy-protocol-from = [] },\n",
+           "  { address = \"127.0.0.1:8443\", h2c = false, proxy-protocol-from = [\"10.0.0.0/8\", "
+           "\"::1\"], tls = { certificates = [{ cert = \"" +
+               dir.path + "/a.pem\"",
+           "server-names = []\ntrusted-proxies = [\"10.0.0.0/8\", \"192.168.1.7/32\", \"::1\"]\n",
+           "h2-max-concurrent-streams = 10\nh2-initial-window = 1048576\n",
+           "server-names = [\"b.example\", \"*.b.example\"]\ntrusted-proxies = []\n",
+       })
+    CHECK(dump.find(expected) != std::string::npos);
+  // The dump loads back to the same configuration, and dumps the same again.
+  auto second = load_string(dump, "dump.toml", {}, {});
+  INFO(joined(second));
+  REQUIRE(second.ok());
+  CHECK(dump_toml(*second.config) == dump);
+  check_same(c, *second.config);
 }

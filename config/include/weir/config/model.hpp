@@ -35,16 +35,38 @@ struct LogConfig {
   bool access_log = true;
 };
 
+// TLS towards the targets of one upstream group. Present only when `tls` is written; verification
+// is on unless `verify = false` is written explicitly.
+struct UpstreamTlsConfig {
+  bool verify = true;
+  std::string ca_file;     // PEM bundle of trusted roots; empty: the system's default roots
+  std::string server_name; // SNI and the name the certificate must carry; empty: the target's
+                           // host name as published (no SNI for an IP literal, whose address is
+                           // then verified against the certificate's IP SANs)
+  std::string cert;        // client certificate chain (mTLS), PEM; empty: none
+  std::string key;         // its private key; set exactly when `cert` is
+  std::string min_version = "1.2"; // "1.2" or "1.3"
+  SourceLoc loc;
+  std::string key_path; // "upstreams.api.tls"
+};
+
 struct UpstreamConfig {
   std::string name;
   SourceLoc loc;
   PluginRef discovery;
-  PluginRef lb;                     // default { use = "round-robin" }
-  std::optional<PluginRef> health;  // none by default
-  Duration connect_timeout{5000};   // 502 when exceeded
-  Duration response_timeout{60000}; // time to the response head; 504 when exceeded
-  Duration idle_timeout{60000};     // pooled keep-alive connection idle time
-  uint32_t pool_size = 64;          // idle connections kept per target per worker
+  PluginRef lb;                         // default { use = "round-robin" }
+  std::optional<PluginRef> health;      // none by default
+  Duration connect_timeout{5000};       // 502 when exceeded
+  Duration response_timeout{60000};     // time to the response head; 504 when exceeded
+  Duration idle_timeout{60000};         // pooled keep-alive connection idle time
+  uint32_t pool_size = 64;              // idle connections kept per target per worker
+  std::optional<UpstreamTlsConfig> tls; // absent: plain TCP (or a Unix socket)
+  // "h1", "h2" (HTTP/2; over TLS via ALPN, else h2c with prior knowledge) or "auto" (ALPN picks
+  // h2 or http/1.1; requires tls).
+  std::string protocol = "h1";
+  // "off", "v1" or "v2": send a PROXY protocol header on each new upstream connection.
+  std::string proxy_protocol = "off";
+  uint32_t h2_max_concurrent_streams = 100; // per HTTP/2 upstream connection (capped by the peer)
 };
 
 // One certificate chain and its private key (PEM files). Relative paths are resolved against the
@@ -69,18 +91,31 @@ struct TlsConfig {
   // TLS 1.3 cipher suites (OpenSSL syntax).
   std::string ciphersuites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
                              "TLS_CHACHA20_POLY1305_SHA256";
-  std::string groups = "X25519:P-256:P-384";    // key exchange groups, in preference order
-  bool session_tickets = true;                  // stateless resumption (keys rotate)
-  Duration session_timeout{3600000};            // lifetime of a resumable session
-  std::vector<std::string> alpn = {"http/1.1"}; // protocols offered, in preference order
+  std::string groups = "X25519:P-256:P-384";          // key exchange groups, in preference order
+  bool session_tickets = true;                        // stateless resumption (keys rotate)
+  Duration session_timeout{3600000};                  // lifetime of a resumable session
+  std::vector<std::string> alpn = {"h2", "http/1.1"}; // offered, in preference order
   SourceLoc loc;
   std::string key_path; // "services.web.listeners[0].tls"
 };
 
+// An address range, as written ("10.0.0.0/8", "::1", "192.168.1.7/32"), validated.
+struct Cidr {
+  std::string text;
+  SourceLoc loc;
+};
+
 struct ListenerConfig {
-  std::string address; // "ip:port" or "[ipv6]:port"
+  std::string address; // "ip:port", "[ipv6]:port" or "unix:/absolute/path"
   SourceLoc loc;
   std::optional<TlsConfig> tls; // absent: plain HTTP
+  // Unix socket file permissions (only for unix: addresses), like 0660. The file is replaced at
+  // start if it exists and is a socket; removed at exit.
+  uint32_t mode = 0660;
+  bool h2c = false; // also accept cleartext HTTP/2 with prior knowledge (plain listeners only)
+  // PROXY protocol (v1 text or v2 binary, detected): required from connections whose address is
+  // in `proxy_protocol_from`; a header from any other address is refused. Empty list = off.
+  std::vector<Cidr> proxy_protocol_from;
 };
 
 struct RouteConfig {
@@ -92,14 +127,16 @@ struct RouteConfig {
 };
 
 struct LimitsConfig {
-  uint64_t max_request_line = 8192;     // 414 above
-  uint64_t max_header_bytes = 32768;    // whole head; 431 above
-  uint32_t max_headers = 100;           // 431 above
-  uint64_t max_body = 0;                // 0 = unlimited; 413 above
-  Duration header_timeout{60000};       // time to receive a request head (slowloris)
-  Duration keepalive_timeout{75000};    // idle client connection between requests
-  Duration send_timeout{60000};         // a client that does not read
-  Duration tunnel_idle_timeout{300000}; // an Upgrade (WebSocket) tunnel with no traffic
+  uint32_t h2_max_concurrent_streams = 128; // per client HTTP/2 connection
+  uint64_t h2_initial_window = 65535;       // per-stream receive window we advertise, bytes
+  uint64_t max_request_line = 8192;         // 414 above
+  uint64_t max_header_bytes = 32768;        // whole head; 431 above
+  uint32_t max_headers = 100;               // 431 above
+  uint64_t max_body = 0;                    // 0 = unlimited; 413 above
+  Duration header_timeout{60000};           // time to receive a request head (slowloris)
+  Duration keepalive_timeout{75000};        // idle client connection between requests
+  Duration send_timeout{60000};             // a client that does not read
+  Duration tunnel_idle_timeout{300000};     // an Upgrade (WebSocket) tunnel with no traffic
 };
 
 struct ServiceConfig {
@@ -110,6 +147,13 @@ struct ServiceConfig {
   std::vector<RouteConfig> routes;
   std::vector<PluginRef> filters; // run for every route, before the route's own
   LimitsConfig limits;
+  // Virtual hosts: names this service answers on a listener it shares with other services
+  // (exact, or "*.example.com" for one label). A request is matched by Host / :authority
+  // (without port); the first service listed on an address is the default for other names.
+  std::vector<std::string> server_names;
+  // X-Forwarded-For and Forwarded are trusted only from these peers: the client address used by
+  // logs, filters and hashing is the rightmost address in the chain that is not in this list.
+  std::vector<Cidr> trusted_proxies;
 };
 
 struct Config {
