@@ -2,13 +2,16 @@
 
 #include "core/http/exchange.hpp"
 #include "core/runtime/logging.hpp"
+#include "core/tls/cert_store.hpp"
 #include "weir/config/model.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <fmt/format.h>
 
 #include <chrono>
 #include <map>
+#include <new>
 
 namespace weir::core::plugin {
 
@@ -448,6 +451,77 @@ weir_status_t api_http_respond(weir_http_t* h, uint32_t status, weir_str_t conte
   return WEIR_OK;
 }
 
+// install_certificate and remove_certificate: only control-thread objects, i.e. instances given
+// the control thread's timers (certificate providers, discovery, health), may change what every
+// listener serves. Worker-thread objects and configurations (config_new) may not.
+bool may_manage_certificates(HostCtx* c, const char* fn) {
+  if (c->timer_context != nullptr)
+    return true;
+  c->log->error("{} refused: only control-thread plugin instances (certificate providers, "
+                "discovery, health) may call it, not load balancers, filters or config_new",
+                fn);
+  return false;
+}
+
+weir_status_t api_install_certificate(weir_host_ctx_t* ctx, const weir_certificate_t* cert) {
+  if (ctx == nullptr)
+    return WEIR_ERROR_INVALID;
+  auto* c = HostCtx::from(ctx);
+  try {
+    if (!may_manage_certificates(c, "install_certificate"))
+      return WEIR_ERROR_STATE;
+    // 1.1 has every field up to key_pem.
+    if (cert == nullptr ||
+        cert->struct_size < offsetof(weir_certificate_t, key_pem) + sizeof(weir_str_t)) {
+      c->log->error("install_certificate: {}",
+                    cert == nullptr ? "no certificate (NULL)" : "weir_certificate_t too small");
+      return WEIR_ERROR_INVALID;
+    }
+    auto r = tls::CertStore::global().install(sv(cert->cert_pem), sv(cert->key_pem));
+    using Status = tls::CertStore::InstallResult::Status;
+    if (r.status != Status::Ok) {
+      c->log->error("install_certificate: certificate not installed: {}", r.error);
+      return r.status == Status::Invalid ? WEIR_ERROR_INVALID : WEIR_ERROR;
+    }
+    c->log->info("certificate {} installed for [{}] on {} TLS listener{}{}", r.subject,
+                 fmt::join(r.names, ", "), r.listeners, r.listeners == 1 ? "" : "s",
+                 r.replaced > 0 ? ", replacing the one installed before" : "");
+    if (r.expired)
+      c->log->warn("installed certificate {} has expired", r.subject);
+    return WEIR_OK;
+  } catch (const std::bad_alloc&) {
+    return WEIR_ERROR_NOMEM;
+  } catch (const std::exception& e) {
+    c->log->error("install_certificate: {}", e.what());
+    return WEIR_ERROR;
+  }
+}
+
+weir_status_t api_remove_certificate(weir_host_ctx_t* ctx, weir_str_t name) {
+  if (ctx == nullptr)
+    return WEIR_ERROR_INVALID;
+  auto* c = HostCtx::from(ctx);
+  try {
+    if (!may_manage_certificates(c, "remove_certificate"))
+      return WEIR_ERROR_STATE;
+    if (sv(name).empty())
+      return WEIR_ERROR_INVALID;
+    const size_t removed = tls::CertStore::global().remove(sv(name));
+    if (removed == 0) {
+      c->log->debug("remove_certificate: no installed certificate serves \"{}\"", sv(name));
+      return WEIR_ERROR_NOT_FOUND;
+    }
+    c->log->info("{} installed certificate{} for \"{}\" removed", removed, removed == 1 ? "" : "s",
+                 sv(name));
+    return WEIR_OK;
+  } catch (const std::bad_alloc&) {
+    return WEIR_ERROR_NOMEM;
+  } catch (const std::exception& e) {
+    c->log->error("remove_certificate: {}", e.what());
+    return WEIR_ERROR;
+  }
+}
+
 const weir_host_api_t kApi = {
     sizeof(weir_host_api_t), WEIR_ABI_MAJOR,    WEIR_ABI_MINOR,         api_log,
     api_log_enabled,         api_config_type,   api_config_get,         api_config_at,
@@ -457,7 +531,8 @@ const weir_host_api_t kApi = {
     api_publish_targets,     api_report_health, api_http_method,        api_http_path,
     api_http_query,          api_http_host,     api_http_client_ip,     api_http_client_port,
     api_http_status,         api_header_get,    api_header_set,         api_header_add,
-    api_header_remove,       api_header_each,   api_http_respond,
+    api_header_remove,       api_header_each,   api_http_respond,       api_install_certificate,
+    api_remove_certificate,
 };
 
 } // namespace

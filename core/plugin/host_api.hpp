@@ -42,7 +42,9 @@ struct HostCtx {
   // Discovery objects: where published sets go. Health objects: where reports go.
   std::function<void(std::vector<PublishedTarget>)> on_publish;
   std::function<void(std::string_view id, bool healthy, std::string_view reason)> on_health;
-  // Timers run on this io_context (the control thread's); null = timers unavailable.
+  // Timers run on this io_context (the control thread's); null = timers unavailable. Set exactly
+  // for control-thread instances (discovery, health, certificate providers): it also allows
+  // install_certificate / remove_certificate.
   boost::asio::io_context* timer_context = nullptr;
   std::unique_ptr<TimerService> timers;
 

@@ -1,6 +1,9 @@
 #include "core/tls/server_tls.hpp"
 
 #include "core/runtime/logging.hpp"
+#include "core/tls/cert_store.hpp"
+#include "core/tls/openssl_util.hpp"
+#include "core/tls/ticket_keys.hpp"
 
 #include <boost/asio/ssl/context.hpp>
 #include <fmt/format.h>
@@ -9,35 +12,14 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
-#include <cctype>
 #include <unordered_map>
 
 namespace weir::core::tls {
 
 namespace {
 
-// Everything OpenSSL queued, oldest first, as one string; the queue is left empty.
-std::string openssl_error() {
-  std::string out;
-  while (unsigned long e = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof(buf));
-    if (!out.empty())
-      out += "; ";
-    out += buf;
-  }
-  return out.empty() ? "unknown OpenSSL error" : out;
-}
-
 int version_of(const std::string& v) {
   return v == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
 }
 
 // ALPN protocols in wire format: length-prefixed strings.
@@ -63,48 +45,21 @@ int on_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsign
   return SSL_TLSEXT_ERR_OK;
 }
 
-std::vector<std::string> names_of(X509* x) {
-  std::vector<std::string> names;
-  auto* sans =
-      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr));
-  if (sans != nullptr) {
-    for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
-      const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans, i);
-      if (gn->type != GEN_DNS)
-        continue;
-      const auto* data = ASN1_STRING_get0_data(gn->d.dNSName);
-      auto len = static_cast<size_t>(ASN1_STRING_length(gn->d.dNSName));
-      names.push_back(lower(std::string_view(reinterpret_cast<const char*>(data), len)));
-    }
-    GENERAL_NAMES_free(sans);
-  }
-  if (names.empty()) {
-    // No DNS names: fall back to the subject's CN, as clients used to.
-    char cn[256];
-    int n = X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
-    if (n > 0)
-      names.push_back(lower(std::string_view(cn, static_cast<size_t>(n))));
-  }
-  return names;
-}
-
-std::string subject_of(X509* x) {
-  char buf[512];
-  X509_NAME_oneline(X509_get_subject_name(x), buf, sizeof(buf));
-  return buf;
-}
-
 } // namespace
 
 struct ServerTls::CertSet {
-  std::vector<std::shared_ptr<const Certificate>> all; // in configuration order; [0] = default
+  CertList files;     // in configuration order; [0] = the default
+  CertList installed; // in install order
   std::unordered_map<std::string, std::shared_ptr<const Certificate>> exact;
   std::unordered_map<std::string, std::shared_ptr<const Certificate>> wildcard; // "*.x" -> "x"
 };
 
 ServerTls::ServerTls(config::TlsConfig cfg) : cfg_(std::move(cfg)) {}
 
-ServerTls::~ServerTls() = default;
+ServerTls::~ServerTls() {
+  // First: the store must not reach this listener while its members go.
+  CertStore::global().detach(*this);
+}
 
 bool ServerTls::configure(SSL_CTX* ctx, std::string& error) const {
   SSL_CTX_set_min_proto_version(ctx, version_of(cfg_.min_version));
@@ -133,6 +88,12 @@ bool ServerTls::configure(SSL_CTX* ctx, std::string& error) const {
   static const unsigned char sid_ctx[] = "weir";
   SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, const_cast<std::string*>(&alpn_));
+  // Every context of the listener shares its ticket keys: OpenSSL encrypts and decrypts tickets
+  // with the base context's callback, and the SNI callback may have moved the connection since.
+  if (ticket_keys_ && !TicketKeys::attach(ctx, ticket_keys_)) {
+    error = "cannot set the session ticket keys: " + openssl_error();
+    return false;
+  }
   return true;
 }
 
@@ -140,6 +101,16 @@ std::shared_ptr<ServerTls> ServerTls::create(const config::TlsConfig& cfg,
                                              std::vector<config::Diagnostic>& errors) {
   std::shared_ptr<ServerTls> tls(new ServerTls(cfg));
   tls->alpn_ = alpn_wire(cfg.alpn);
+  if (cfg.session_tickets) {
+    const auto interval = TicketKeys::interval_for(cfg.session_timeout);
+    std::string error;
+    tls->ticket_keys_ =
+        TicketKeys::create(interval, TicketKeys::keep_for(cfg.session_timeout, interval), error);
+    if (!tls->ticket_keys_) {
+      errors.push_back({cfg.loc, cfg.key_path, error});
+      return nullptr;
+    }
+  }
   SSL_CTX* base = SSL_CTX_new(TLS_server_method());
   if (base == nullptr) {
     errors.push_back({cfg.loc, cfg.key_path, "cannot create a TLS context: " + openssl_error()});
@@ -156,16 +127,17 @@ std::shared_ptr<ServerTls> ServerTls::create(const config::TlsConfig& cfg,
   SSL_CTX_callback_ctrl(base, SSL_CTRL_SET_TLSEXT_SERVERNAME_CB,
                         reinterpret_cast<void (*)(void)>(&ServerTls::on_servername));
   SSL_CTX_ctrl(base, SSL_CTRL_SET_TLSEXT_SERVERNAME_ARG, 0, tls.get());
-  auto set = tls->load(errors);
-  if (!set)
+  auto files = tls->load(errors);
+  if (files.empty())
     return nullptr;
-  tls->set_ = std::move(set);
+  tls->set_ = index(std::move(files), {});
+  // From now on the listener also serves the certificates installed at run time.
+  CertStore::global().attach(*tls);
   return tls;
 }
 
-std::shared_ptr<const ServerTls::CertSet>
-ServerTls::load(std::vector<config::Diagnostic>& errors) const {
-  auto set = std::make_shared<CertSet>();
+ServerTls::CertList ServerTls::load(std::vector<config::Diagnostic>& errors) const {
+  CertList files;
   bool ok = true;
   for (const auto& c : cfg_.certificates) {
     auto fail = [&](std::string message) {
@@ -205,30 +177,107 @@ ServerTls::load(std::vector<config::Diagnostic>& errors) const {
     if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0)
       logger("tls")->warn("{}: certificate \"{}\" ({}) has expired", c.key_path, c.cert,
                           cert->subject);
-    for (const auto& name : cert->names) {
-      if (name.size() > 2 && name.compare(0, 2, "*.") == 0)
-        set->wildcard.emplace(name.substr(2), cert); // the first certificate naming it wins
-      else
-        set->exact.emplace(name, cert);
-    }
-    set->all.push_back(std::move(cert));
+    files.push_back(std::move(cert));
   }
-  if (!ok || set->all.empty())
-    return nullptr;
+  if (!ok)
+    files.clear();
+  return files;
+}
+
+std::shared_ptr<const ServerTls::CertSet> ServerTls::index(CertList files, CertList installed) {
+  auto set = std::make_shared<CertSet>();
+  auto add = [&set](const std::shared_ptr<const Certificate>& cert, bool replace) {
+    for (const auto& name : cert->names) {
+      const bool wild = name.size() > 2 && name.compare(0, 2, "*.") == 0;
+      auto& map = wild ? set->wildcard : set->exact;
+      auto key = wild ? name.substr(2) : name;
+      if (replace)
+        map.insert_or_assign(std::move(key), cert);
+      else
+        map.emplace(std::move(key), cert);
+    }
+  };
+  // Configured: the first certificate naming a name wins. Installed (in install order): each one
+  // takes its names over, from the configured certificates and from earlier installs.
+  for (const auto& cert : files)
+    add(cert, false);
+  for (const auto& cert : installed)
+    add(cert, true);
+  set->files = std::move(files);
+  set->installed = std::move(installed);
   return set;
 }
 
 bool ServerTls::reload(std::vector<std::string>& errors) {
   std::vector<config::Diagnostic> diags;
-  auto set = load(diags);
-  if (!set) {
+  auto files = load(diags);
+  if (files.empty()) {
     for (const auto& d : diags)
       errors.push_back(d.to_string());
     return false;
   }
   std::lock_guard lock(mutex_);
-  set_ = std::move(set);
+  set_ = index(std::move(files), set_->installed);
   return true;
+}
+
+std::shared_ptr<const Certificate> ServerTls::prepare(const InstalledCertificate& c,
+                                                      std::string& error) const {
+  ERR_clear_error();
+  std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+  if (!ctx) {
+    error = "cannot create a TLS context: " + openssl_error();
+    return nullptr;
+  }
+  if (!configure(ctx.get(), error))
+    return nullptr;
+  bool ok = SSL_CTX_use_certificate(ctx.get(), c.leaf.get()) == 1;
+  // SSL_CTX_add1_chain_cert casts in C style; call what it expands to.
+  for (size_t i = 0; ok && i < c.chain.size(); ++i)
+    ok = SSL_CTX_ctrl(ctx.get(), SSL_CTRL_CHAIN_CERT, 1, c.chain[i].get()) == 1;
+  ok = ok && SSL_CTX_use_PrivateKey(ctx.get(), c.key.get()) == 1 &&
+       SSL_CTX_check_private_key(ctx.get()) == 1;
+  if (!ok) {
+    error = fmt::format("cannot use certificate {} on listener {}: {}", c.subject, cfg_.key_path,
+                        openssl_error());
+    return nullptr;
+  }
+  auto cert = std::make_shared<Certificate>();
+  cert->ctx = std::move(ctx);
+  cert->names = c.names;
+  cert->subject = c.subject;
+  cert->installed = true;
+  cert->serial = c.serial;
+  return cert;
+}
+
+bool ServerTls::prepare_installed(
+    const std::vector<std::shared_ptr<const InstalledCertificate>>& next, CertList& out,
+    std::string& error) const {
+  CertList current;
+  {
+    std::lock_guard lock(mutex_);
+    current = set_->installed;
+  }
+  out.clear();
+  for (const auto& c : next) {
+    auto it = std::find_if(current.begin(), current.end(),
+                           [&c](const auto& have) { return have->serial == c->serial; });
+    if (it != current.end()) {
+      out.push_back(*it);
+      continue;
+    }
+    auto cert = prepare(*c, error);
+    if (!cert)
+      return false;
+    out.push_back(std::move(cert));
+  }
+  return true;
+}
+
+void ServerTls::set_installed(CertList installed) {
+  std::lock_guard lock(mutex_);
+  set_ = index(set_->files, std::move(installed));
 }
 
 std::shared_ptr<const Certificate> ServerTls::select(std::string_view server_name) const {
@@ -237,9 +286,7 @@ std::shared_ptr<const Certificate> ServerTls::select(std::string_view server_nam
     std::lock_guard lock(mutex_);
     set = set_;
   }
-  std::string name = lower(server_name);
-  if (!name.empty() && name.back() == '.')
-    name.pop_back();
+  const std::string name = normalize_name(server_name);
   if (!name.empty()) {
     if (auto it = set->exact.find(name); it != set->exact.end())
       return it->second;
@@ -249,7 +296,7 @@ std::shared_ptr<const Certificate> ServerTls::select(std::string_view server_nam
         return it->second;
     }
   }
-  return set->all.front();
+  return set->files.front();
 }
 
 int ServerTls::on_servername(SSL* ssl, int*, void* arg) {

@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 #define WEIR_ABI_MAJOR 1
-#define WEIR_ABI_MINOR 0
+#define WEIR_ABI_MINOR 1
 
 /* Name of the one symbol a plugin exports. Its type is weir_plugin_entry_fn. */
 #define WEIR_PLUGIN_ENTRY_SYMBOL "weir_plugin_entry"
@@ -129,6 +129,14 @@ typedef struct weir_target {
   weir_str_t id;      /* stable identity; empty = the address */
 } weir_target_t;
 
+/* A certificate chain and its private key, as a certificate provider hands them to the host
+ * (api->install_certificate, ABI 1.1). Both are PEM text, not NUL-terminated. */
+typedef struct weir_certificate {
+  uint32_t struct_size;
+  weir_str_t cert_pem; /* the leaf certificate first, then its intermediates (a "full chain") */
+  weir_str_t key_pem;  /* the leaf's private key, unencrypted (ECDSA, RSA or Ed25519) */
+} weir_certificate_t;
+
 /* ------------------------------------------------------------------------------------------------
  * The host API table. One table per process, handed to every hook that needs it.
  * THREADING: every function may be called from any thread that is currently running a hook of the
@@ -214,6 +222,35 @@ typedef struct weir_host_api {
    * Only from request-stage hooks; the hook must then return WEIR_FILTER_RESPONDED. */
   weir_status_t (*http_respond)(weir_http_t* http, uint32_t status, weir_str_t content_type,
                                 weir_str_t body);
+
+  /* --- certificates (ABI 1.1: check api->abi_minor >= 1 first) ------------------------------- */
+  /* Serve `cert` on every TLS listener from the next handshake on. The host parses the chain and
+   * the key, checks that the key belongs to the leaf, and takes the names the certificate serves
+   * from its subjectAltName DNS entries (or its subject CN when it has none). A certificate
+   * installed earlier with exactly the same set of names is replaced. SNI choice: an exact name
+   * beats a wildcard; for the same kind of match an installed certificate beats one from the
+   * configuration, and a later install beats an earlier one; clients without SNI (or with a name
+   * nothing serves) keep getting the listener's first configured certificate. Connections already
+   * open are not affected. Installed certificates live in memory until removed or until weir
+   * exits, and survive the SIGHUP reload of the configured certificate files.
+   * Returns WEIR_OK; WEIR_ERROR_INVALID for a NULL or too small `cert`, unreadable PEM, a key that
+   * does not match the certificate or a certificate without names (the host logs why, under the
+   * plugin's name); WEIR_ERROR_STATE when called from a worker-thread object (load balancer,
+   * filter) or during config_new; WEIR_ERROR when a listener cannot use it (then none does);
+   * WEIR_ERROR_NOMEM.
+   * OWNERSHIP: `cert` and the PEM text are copied (parsed) before the call returns.
+   * THREADING: control thread only, from an instance of a control-thread kind. Meant for
+   * certificate providers (WEIR_KIND_CERTS, e.g. an ACME client). May block briefly while every
+   * listener builds its context for the certificate. */
+  weir_status_t (*install_certificate)(weir_host_ctx_t* ctx, const weir_certificate_t* cert);
+  /* Stop serving the installed certificate(s) whose names include `name` (compared without
+   * regard to case, a trailing dot ignored; a wildcard certificate is named by its wildcard,
+   * "*.example.test"). Certificates from the configuration are never removed: names they serve
+   * fall back to them from the next handshake on. Connections already open are not affected.
+   * Returns WEIR_OK, WEIR_ERROR_NOT_FOUND when no installed certificate lists `name`,
+   * WEIR_ERROR_INVALID for an empty name, WEIR_ERROR_STATE as for install_certificate.
+   * OWNERSHIP: `name` is valid only during the call. THREADING: as install_certificate. */
+  weir_status_t (*remove_certificate)(weir_host_ctx_t* ctx, weir_str_t name);
 } weir_host_api_t;
 
 /* ------------------------------------------------------------------------------------------------

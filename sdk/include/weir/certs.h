@@ -1,6 +1,8 @@
 /* weir plugin ABI: certificate provider modules (WEIR_KIND_CERTS), e.g. the ACME client.
- * Declared in ABI 1.0 so that providers can be named in configuration; the host services they need
- * (outbound HTTP, storage, certificate install, challenge answers) arrive in a later minor. */
+ * Declared in ABI 1.0 so that providers can be named in configuration. ABI 1.1 adds the host
+ * functions that serve and withdraw certificates (api->install_certificate and
+ * api->remove_certificate in weir/abi.h); the other services a provider needs (outbound HTTP,
+ * storage, challenge answers) arrive in a later minor. */
 #ifndef WEIR_CERTS_H
 #define WEIR_CERTS_H
 

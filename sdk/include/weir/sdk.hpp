@@ -44,7 +44,8 @@
 //               optional on_observation(const Observation&); report with Host::report_health
 //  - FILTER:    optional on_request(Http&), on_response(Http&)
 //               [void|FilterResult|weir_filter_result_t]
-//  - CERTS:     start() [void|weir_status_t]
+//  - CERTS:     start() [void|weir_status_t]; serve certificates with Host::install_certificate
+//               and withdraw them with Host::remove_certificate (ABI 1.1 hosts)
 // Constructors, the first that exists is used: Instance(Host, const Config&), Instance(const
 // Config&), Instance(Host), Instance(). A Config type must be constructible from ConfigReader&
 // (weir::sdk::NoConfig accepts no key besides `use`).
@@ -85,7 +86,7 @@
 
 /// Version of this SDK header (independent of the ABI version, which is WEIR_ABI_MAJOR/MINOR).
 #define WEIR_SDK_VERSION_MAJOR 0
-#define WEIR_SDK_VERSION_MINOR 1
+#define WEIR_SDK_VERSION_MINOR 2
 
 /// True when the host API table `api` has the function `field` (a later-minor host function is
 /// present only when the host's struct_size covers it). Every function of ABI 1.0 is always
@@ -299,6 +300,42 @@ public:
       return WEIR_ERROR_UNSUPPORTED;
     }
     return api_->report_health(ctx_, str(target_id), healthy ? 1 : 0, str(reason));
+  }
+
+  /// True when the host can install and remove certificates (ABI 1.1 and later).
+  [[nodiscard]] bool can_install_certificates() const noexcept {
+    return WEIR_SDK_HOST_HAS(api_, install_certificate) &&
+           WEIR_SDK_HOST_HAS(api_, remove_certificate);
+  }
+
+  /// Serve a certificate on every TLS listener from the next handshake on: `cert_pem` is the chain
+  /// (leaf first, then intermediates), `key_pem` the leaf's unencrypted private key, both PEM text
+  /// (copied by the host). The host takes the names from the certificate and replaces a
+  /// certificate installed before with exactly the same names. Returns WEIR_OK,
+  /// WEIR_ERROR_INVALID (bad PEM, key mismatch, no names: the host logs why), WEIR_ERROR_STATE
+  /// (not a control-thread instance), or WEIR_ERROR_UNSUPPORTED from a host older than ABI 1.1.
+  /// THREADING: control thread only (a certificate provider's hooks and timers).
+  weir_status_t install_certificate(std::string_view cert_pem,
+                                    std::string_view key_pem) const noexcept {
+    if (!WEIR_SDK_HOST_HAS(api_, install_certificate)) {
+      return WEIR_ERROR_UNSUPPORTED;
+    }
+    weir_certificate_t cert{};
+    cert.struct_size = sizeof(weir_certificate_t);
+    cert.cert_pem = str(cert_pem);
+    cert.key_pem = str(key_pem);
+    return api_->install_certificate(ctx_, &cert);
+  }
+
+  /// Stop serving the installed certificate(s) listing `name` ("*.example.test" names a wildcard
+  /// certificate); configured certificates are never removed. Returns WEIR_OK,
+  /// WEIR_ERROR_NOT_FOUND when no installed certificate lists the name, WEIR_ERROR_STATE, or
+  /// WEIR_ERROR_UNSUPPORTED from a host older than ABI 1.1. THREADING: control thread only.
+  weir_status_t remove_certificate(std::string_view name) const noexcept {
+    if (!WEIR_SDK_HOST_HAS(api_, remove_certificate)) {
+      return WEIR_ERROR_UNSUPPORTED;
+    }
+    return api_->remove_certificate(ctx_, str(name));
   }
 
 private:

@@ -26,7 +26,34 @@ _Static_assert(offsetof(weir_lb_pick_t, struct_size) == 0, "structs start with s
 _Static_assert(offsetof(weir_health_observation_t, struct_size) == 0, "structs start with size");
 _Static_assert(offsetof(weir_module_t, struct_size) == 0, "structs start with struct_size");
 _Static_assert(offsetof(weir_plugin_descriptor_t, struct_size) == 0, "structs start with size");
-_Static_assert(WEIR_ABI_MAJOR >= 1 && WEIR_ABI_MINOR >= 0, "ABI version macros");
+_Static_assert(offsetof(weir_certificate_t, struct_size) == 0, "structs start with struct_size");
+_Static_assert(WEIR_ABI_MAJOR >= 1 && WEIR_ABI_MINOR >= 1, "ABI version macros");
+/* ABI 1.1 appended the certificate functions after the last 1.0 function, in this order. */
+_Static_assert(offsetof(weir_host_api_t, install_certificate) >
+                   offsetof(weir_host_api_t, http_respond),
+               "1.1 host functions come after the 1.0 ones");
+_Static_assert(offsetof(weir_host_api_t, remove_certificate) >
+                   offsetof(weir_host_api_t, install_certificate),
+               "remove_certificate follows install_certificate");
+_Static_assert(sizeof(weir_host_api_t) ==
+                   offsetof(weir_host_api_t, remove_certificate) + sizeof(void (*)(void)),
+               "remove_certificate is the last host function");
+
+/* A certificate provider in C calls the 1.1 functions only when the host has them. */
+weir_status_t c_install(const weir_host_api_t* api, weir_host_ctx_t* ctx, weir_str_t chain,
+                        weir_str_t key);
+weir_status_t c_install(const weir_host_api_t* api, weir_host_ctx_t* ctx, weir_str_t chain,
+                        weir_str_t key) {
+  weir_certificate_t cert;
+  if (api->struct_size <
+          offsetof(weir_host_api_t, remove_certificate) + sizeof(api->remove_certificate) ||
+      api->install_certificate == NULL)
+    return WEIR_ERROR_UNSUPPORTED;
+  cert.struct_size = sizeof cert;
+  cert.cert_pem = chain;
+  cert.key_pem = key;
+  return api->install_certificate(ctx, &cert);
+}
 
 /* A complete filter plugin in C. */
 static int config_token;

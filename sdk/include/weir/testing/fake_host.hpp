@@ -14,9 +14,10 @@
 //   auto index = lb.pick();
 //
 // Everything the plugin tells the host is recorded for assertions: configuration errors with their
-// key path, log lines, published target sets, health reports, timers (fired manually with
-// fire_due()), local responses and header edits (FakeHttp), and API misuse (calls the real host
-// would refuse or that break the ABI rules, e.g. reading the configuration after config_new).
+// key path, log lines, published target sets, health reports, installed and removed certificates,
+// timers (fired manually with fire_due()), local responses and header edits (FakeHttp), and API
+// misuse (calls the real host would refuse or that break the ABI rules, e.g. reading the
+// configuration after config_new).
 //
 // Single-threaded. A FakeHost must outlive every plugin, configuration and instance it made.
 // Only the C ABI headers are used, so it also tests plugins not written with sdk.hpp. Link with
@@ -241,6 +242,21 @@ struct FakeHealthReport {
   std::string target_id;
   bool healthy = false;
   std::string reason;
+};
+
+/// A certificate a plugin installed (api->install_certificate). The fake host does not parse it:
+/// it only checks that both texts look like PEM (a "-----BEGIN CERTIFICATE-----" block and a
+/// "PRIVATE KEY-----" block), so tests can pass any well-marked text.
+struct FakeCertificate {
+  std::string source;   ///< the plugin object that installed it ("cert-installer#1")
+  std::string cert_pem; ///< the chain, as given
+  std::string key_pem;  ///< the key, as given
+};
+
+/// A certificate removal a plugin asked for (api->remove_certificate).
+struct FakeCertificateRemoval {
+  std::string source; ///< the plugin object that asked
+  std::string name;   ///< the name, as given
 };
 
 // ================================================================================================
@@ -625,6 +641,8 @@ public:
     api_.header_remove = &FakeHost::api_header_remove;
     api_.header_each = &FakeHost::api_header_each;
     api_.http_respond = &FakeHost::api_http_respond;
+    api_.install_certificate = &FakeHost::api_install_certificate;
+    api_.remove_certificate = &FakeHost::api_remove_certificate;
     current() = this;
     verbose_ = std::getenv("WEIR_FAKE_HOST_VERBOSE") != nullptr;
   }
@@ -774,6 +792,24 @@ public:
     return health_reports_;
   }
 
+  // --- certificates (ABI 1.1) --------------------------------------------------------------------
+
+  /// Every certificate installed so far (calls that returned WEIR_OK), in order.
+  [[nodiscard]] const std::vector<FakeCertificate>& certificate_installs() const noexcept {
+    return certificate_installs_;
+  }
+  /// Every removal asked for (calls that returned WEIR_OK), in order.
+  [[nodiscard]] const std::vector<FakeCertificateRemoval>& certificate_removals() const noexcept {
+    return certificate_removals_;
+  }
+  /// Make the next install_certificate calls return `status` (WEIR_OK: accept and record, the
+  /// default; anything else: refuse without recording, as the real host refuses a bad
+  /// certificate).
+  void set_install_certificate_status(weir_status_t status) noexcept { install_status_ = status; }
+  /// Make the next remove_certificate calls return `status` (WEIR_OK by default; e.g.
+  /// WEIR_ERROR_NOT_FOUND as the real host answers for a name no installed certificate lists).
+  void set_remove_certificate_status(weir_status_t status) noexcept { remove_status_ = status; }
+
   // --- misuse ------------------------------------------------------------------------------------
 
   /// Calls that break the ABI rules (e.g. config functions after config_new, timers left pending
@@ -786,6 +822,8 @@ public:
     logs_.clear();
     published_.clear();
     health_reports_.clear();
+    certificate_installs_.clear();
+    certificate_removals_.clear();
     misuse_.clear();
   }
 
@@ -1283,6 +1321,74 @@ private:
     return WEIR_OK;
   }
 
+  /// install_certificate / remove_certificate are for control-thread instances only.
+  static bool certificate_caller_ok(detail::FakeCtx* ctx, const char* fn) {
+    if (!ctx->alive) {
+      ctx->host->add_misuse(std::string(fn) + " from a destroyed object (" + ctx->name + ")");
+      return false;
+    }
+    if (ctx->is_config || ctx->kind == WEIR_KIND_LB || ctx->kind == WEIR_KIND_FILTER) {
+      ctx->host->add_misuse(std::string(fn) + " from " + ctx->name +
+                            ", which is not a control-thread instance (certs, discovery, health)");
+      return false;
+    }
+    return true;
+  }
+  static weir_status_t api_install_certificate(weir_host_ctx_t* c,
+                                               const weir_certificate_t* cert) noexcept {
+    detail::FakeCtx* ctx = ctx_of(c);
+    if (ctx == nullptr) {
+      return WEIR_ERROR_INVALID;
+    }
+    FakeHost* h = ctx->host;
+    if (!certificate_caller_ok(ctx, "install_certificate")) {
+      return WEIR_ERROR_STATE;
+    }
+    if (cert == nullptr || cert->struct_size < sizeof(weir_certificate_t)) {
+      h->add_misuse("install_certificate with a NULL or too small weir_certificate_t");
+      return WEIR_ERROR_INVALID;
+    }
+    const std::string_view chain = detail::sv(cert->cert_pem);
+    const std::string_view key = detail::sv(cert->key_pem);
+    if (chain.find("-----BEGIN CERTIFICATE-----") == std::string_view::npos ||
+        key.find("PRIVATE KEY-----") == std::string_view::npos) {
+      return WEIR_ERROR_INVALID;
+    }
+    if (h->install_status_ != WEIR_OK) {
+      return h->install_status_;
+    }
+    try {
+      h->certificate_installs_.push_back(
+          FakeCertificate{ctx->name, std::string(chain), std::string(key)});
+    } catch (...) {
+      return WEIR_ERROR_NOMEM;
+    }
+    return WEIR_OK;
+  }
+  static weir_status_t api_remove_certificate(weir_host_ctx_t* c, weir_str_t name) noexcept {
+    detail::FakeCtx* ctx = ctx_of(c);
+    if (ctx == nullptr) {
+      return WEIR_ERROR_INVALID;
+    }
+    FakeHost* h = ctx->host;
+    if (!certificate_caller_ok(ctx, "remove_certificate")) {
+      return WEIR_ERROR_STATE;
+    }
+    if (name.len == 0) {
+      return WEIR_ERROR_INVALID;
+    }
+    if (h->remove_status_ != WEIR_OK) {
+      return h->remove_status_;
+    }
+    try {
+      h->certificate_removals_.push_back(
+          FakeCertificateRemoval{ctx->name, std::string(detail::sv(name))});
+    } catch (...) {
+      return WEIR_ERROR_NOMEM;
+    }
+    return WEIR_OK;
+  }
+
   weir_host_api_t api_{};
   std::vector<std::unique_ptr<detail::FakeCtx>> contexts_;
   std::vector<std::unique_ptr<detail::FakeNode>> trees_;
@@ -1290,6 +1396,10 @@ private:
   std::vector<FakeLog> logs_;
   std::vector<std::vector<FakeTarget>> published_;
   std::vector<FakeHealthReport> health_reports_;
+  std::vector<FakeCertificate> certificate_installs_;
+  std::vector<FakeCertificateRemoval> certificate_removals_;
+  weir_status_t install_status_ = WEIR_OK;
+  weir_status_t remove_status_ = WEIR_OK;
   std::vector<std::string> misuse_;
   std::vector<detail::FakeTimer> timers_;
   weir_timer_id_t next_timer_ = 0;
