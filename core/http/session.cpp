@@ -1,18 +1,27 @@
 #include "core/http/session.hpp"
 
-#include "core/http/exchange.hpp"
 #include "core/http/head_check.hpp"
+#include "core/http/proxy.hpp"
+#include "core/net/proxy_protocol.hpp"
 #include "core/runtime/logging.hpp"
 #include "core/runtime/worker.hpp"
 #include "core/tls/server_tls.hpp"
+#include "core/upstream/conn.hpp"
+#if __has_include("core/http/h2_session.hpp")
+#include "core/http/h2_session.hpp"
+#define WEIR_HAVE_H2 1
+#endif
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
@@ -20,9 +29,11 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/serializer.hpp>
-#include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+
+#include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <chrono>
@@ -44,12 +55,10 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
-// Bodies stream through one buffer of this size per active exchange; reads are sized to match.
-constexpr size_t kRelayBufferSize = 32 * 1024;
+constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-// Call `fn` with each non-empty, trimmed element of a comma-separated header (all its lines, in
-// order); stop early when `fn` returns true. Returns whether it stopped early.
-template <class Fn> bool for_each_token(const bhttp::fields& f, bhttp::field name, Fn&& fn) {
+// Whether a comma-separated header (all its lines) lists `token`, case-insensitively.
+bool has_token(const bhttp::fields& f, bhttp::field name, std::string_view token) {
   for (auto [it, end] = f.equal_range(name); it != end; ++it) {
     std::string_view v = it->value();
     while (!v.empty()) {
@@ -59,7 +68,7 @@ template <class Fn> bool for_each_token(const bhttp::fields& f, bhttp::field nam
         item.remove_prefix(1);
       while (!item.empty() && (item.back() == ' ' || item.back() == '\t'))
         item.remove_suffix(1);
-      if (!item.empty() && fn(item))
+      if (beast::iequals(item, token))
         return true;
       if (comma == std::string_view::npos)
         break;
@@ -69,85 +78,40 @@ template <class Fn> bool for_each_token(const bhttp::fields& f, bhttp::field nam
   return false;
 }
 
-// Remove the hop-by-hop headers of RFC 9110 section 7.6.1: those named by Connection, and the
-// fixed set. Transfer-Encoding stays: it is framing, rewritten by the serializer as needed.
-void strip_hop_by_hop(bhttp::fields& f) {
-  std::vector<std::string> named;
-  for_each_token(f, bhttp::field::connection, [&](std::string_view token) {
-    if (!beast::iequals(token, "transfer-encoding") && !beast::iequals(token, "content-length") &&
-        !beast::iequals(token, "host"))
-      named.emplace_back(token);
-    return false;
-  });
-  for (const auto& n : named)
-    f.erase(n);
-  f.erase(bhttp::field::connection);
-  f.erase(bhttp::field::keep_alive);
-  f.erase(bhttp::field::te);
-  f.erase(bhttp::field::trailer);
-  f.erase(bhttp::field::upgrade);
-  for (auto it = f.begin(); it != f.end();) {
-    std::string_view name = it->name_string();
-    if (name.size() >= 6 && beast::iequals(name.substr(0, 6), "proxy-"))
-      it = f.erase(it);
-    else
-      ++it;
-  }
-}
-
-uint64_t elapsed_ns(Clock::time_point since) {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - since).count());
-}
-
-// RFC 9110 9.2.2.
-bool idempotent(bhttp::verb method) {
-  switch (method) {
-  case bhttp::verb::get:
-  case bhttp::verb::head:
-  case bhttp::verb::options:
-  case bhttp::verb::trace:
-  case bhttp::verb::put:
-  case bhttp::verb::delete_:
-    return true;
-  default:
-    return false;
-  }
-}
-
-// The size of a parsed head as it was on the wire (close enough: separators counted).
-size_t head_size(const bhttp::fields& f) {
-  size_t n = 64; // status line
-  for (const auto& field : f)
-    n += field.name_string().size() + field.value().size() + 4;
-  return n;
-}
-
-// Whether a comma-separated header (all its lines) lists `token`, case-insensitively.
-bool has_token(const bhttp::fields& f, bhttp::field name, std::string_view token) {
-  return for_each_token(f, name,
-                        [&](std::string_view item) { return beast::iequals(item, token); });
-}
-
 std::string_view reason_text(unsigned status) {
   return bhttp::obsolete_reason(static_cast<bhttp::status>(status));
 }
 
-// Stream is beast::tcp_stream (plain HTTP) or beast::ssl_stream<beast::tcp_stream> (TLS).
-template <class Stream> class Session final : public Drainable {
-  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+using UnixStream = beast::basic_stream<asio::local::stream_protocol>;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// Stream is beast::tcp_stream (plain HTTP), TlsStream (TLS) or UnixStream (a Unix socket).
+template <class Stream> class Session final : public Drainable, BodySource, ResponseSink {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+  static constexpr bool kUnix = std::is_same_v<Stream, UnixStream>;
+  using Lowest = std::conditional_t<kUnix, UnixStream, beast::tcp_stream>;
 
 public:
   template <class... StreamArgs>
-  Session(Worker& worker, const WorkerService& service, StreamArgs&&... stream_args)
-      : worker_(worker), service_(service), limits_(service.plan->cfg->limits),
-        client_(std::forward<StreamArgs>(stream_args)...) {
+  Session(Worker& worker, const WorkerListener& listener, StreamArgs&&... stream_args)
+      : worker_(worker), listener_(listener), service_(*listener.services.front()),
+        limits_(service_.plan->cfg->limits), client_(std::forward<StreamArgs>(stream_args)...) {
     error_code ec;
-    auto ep = lowest().socket().remote_endpoint(ec);
-    if (!ec) {
-      client_ip_ = ep.address().to_string();
-      client_port_ = ep.port();
+    if constexpr (kUnix) {
+      conn_.peer_ip = "unix";
+    } else {
+      auto ep = lowest().socket().remote_endpoint(ec);
+      if (!ec) {
+        conn_.peer_ip = ep.address().to_string();
+        conn_.peer_port = ep.port();
+      }
+      auto local = lowest().socket().local_endpoint(ec);
+      if (!ec) {
+        conn_.local_ip = local.address().to_string();
+        conn_.local_port = local.port();
+      }
     }
+    conn_.tls = kTls;
     head_limits_.max_request_line = limits_.max_request_line;
     head_limits_.max_header_bytes = limits_.max_header_bytes;
     head_limits_.max_headers = limits_.max_headers;
@@ -162,20 +126,43 @@ public:
   void on_drain() override {
     if (idle_) {
       error_code ec;
-      lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+      lowest().socket().shutdown(Lowest::socket_type::shutdown_both, ec);
       lowest().socket().close(ec);
     }
   }
 
   asio::awaitable<void> run() {
+    if (!listener_.plan->proxy_protocol_from.empty() && !co_await read_proxy_header()) {
+      close_now();
+      co_return;
+    }
     if constexpr (kTls) {
       // The handshake counts against header-timeout, like the head that follows it.
       lowest().expires_after(limits_.header_timeout);
       auto [ec] = co_await client_.async_handshake(asio::ssl::stream_base::server, nothrow);
       if (ec) {
-        logger("tls")->debug("{}:{}: handshake failed: {}", client_ip_, client_port_, ec.message());
-        error_code ignored;
-        lowest().socket().close(ignored);
+        logger("tls")->debug("{}:{}: handshake failed: {}", conn_.peer_ip, conn_.peer_port,
+                             ec.message());
+        close_now();
+        co_return;
+      }
+      SSL* ssl = client_.native_handle();
+      if (const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)) {
+        conn_.sni = sni;
+        for (auto& c : conn_.sni)
+          if (c >= 'A' && c <= 'Z')
+            c = static_cast<char>(c - 'A' + 'a');
+      }
+      const unsigned char* alpn = nullptr;
+      unsigned alpn_len = 0;
+      SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+      if (alpn_len == 2 && alpn[0] == 'h' && alpn[1] == '2') {
+        co_await run_h2();
+        co_return;
+      }
+    } else {
+      if (listener_.plan->cfg->h2c && co_await sniff_h2_preface()) {
+        co_await run_h2();
         co_return;
       }
     }
@@ -190,10 +177,120 @@ public:
       lowest().expires_after(std::chrono::seconds(1));
       co_await client_.async_shutdown(nothrow);
     }
-    lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+    lowest().socket().shutdown(Lowest::socket_type::shutdown_send, ec);
     if (linger_ && !ec && !kTls)
       co_await linger();
     lowest().socket().close(ec);
+  }
+
+private:
+  void close_now() {
+    error_code ec;
+    lowest().socket().close(ec);
+  }
+
+  asio::awaitable<void> run_h2() {
+#ifdef WEIR_HAVE_H2
+    idle_ = false;
+    co_await serve_h2(worker_, listener_.services, conn_, client_, buf_);
+#else
+    logger("http")->warn("{}:{}: HTTP/2 is not available in this build", conn_.peer_ip,
+                         conn_.peer_port);
+#endif
+    close_now();
+  }
+
+  // Cleartext HTTP/2 with prior knowledge: the connection starts with the client preface.
+  // Reads into buf_ until the preface is complete or the bytes differ from it.
+  asio::awaitable<bool> sniff_h2_preface() {
+    auto deadline = accepted_ + limits_.header_timeout;
+    for (;;) {
+      auto data = buf_.data();
+      std::string_view have(static_cast<const char*>(data.data()), data.size());
+      size_t n = std::min(have.size(), kH2Preface.size());
+      if (have.substr(0, n) != kH2Preface.substr(0, n))
+        co_return false;
+      if (have.size() >= kH2Preface.size())
+        co_return true;
+      lowest().expires_at(deadline);
+      auto [ec, got] = co_await client_.async_read_some(buf_.prepare(kReadSize), nothrow);
+      if (ec)
+        co_return false; // serve_one sees the same end of stream
+      buf_.commit(got);
+    }
+  }
+
+  // PROXY protocol on a listener that enables it: required from the trusted ranges, refused from
+  // anyone else. The header is read with MSG_PEEK so that nothing beyond it is consumed (a TLS
+  // ClientHello follows it on TLS listeners).
+  asio::awaitable<bool> read_proxy_header() {
+    if constexpr (kUnix) {
+      co_return true; // a Unix socket peer is never in an address range
+    } else {
+      bool trusted = config::in_any(listener_.plan->proxy_protocol_from, conn_.peer_ip);
+      auto deadline = accepted_ + limits_.header_timeout;
+      std::array<char, 4096> peek{};
+      for (;;) {
+        auto& sock = lowest().socket();
+        using namespace boost::asio::experimental::awaitable_operators;
+        asio::steady_timer timer(co_await asio::this_coro::executor);
+        timer.expires_at(deadline);
+        auto waited = co_await (sock.async_wait(tcp::socket::wait_read, nothrow) ||
+                                timer.async_wait(nothrow));
+        if (waited.index() != 0 || std::get<0>(std::get<0>(waited)) || Clock::now() >= deadline) {
+          if (trusted)
+            logger("http")->info("{}:{}: no PROXY protocol header in time", conn_.peer_ip,
+                                 conn_.peer_port);
+          co_return false;
+        }
+        ssize_t n = ::recv(sock.native_handle(), peek.data(), peek.size(), MSG_PEEK);
+        if (n <= 0)
+          co_return false;
+        std::string_view data(peek.data(), static_cast<size_t>(n));
+        net::ProxyHeader h;
+        size_t consumed = 0;
+        std::string error;
+        auto r = net::parse_proxy_header(data, h, consumed, error);
+        if (r == net::ProxyParse::invalid) {
+          if (!trusted)
+            co_return true; // not a PROXY header: an ordinary client
+          logger("http")->warn("{}:{}: bad PROXY protocol header: {}", conn_.peer_ip,
+                               conn_.peer_port, error);
+          co_return false;
+        }
+        if (r == net::ProxyParse::done && !trusted) {
+          logger("http")->warn("{}:{}: PROXY protocol header refused: {} is not in "
+                               "proxy-protocol-from",
+                               conn_.peer_ip, conn_.peer_port, conn_.peer_ip);
+          co_return false;
+        }
+        if (r == net::ProxyParse::need_more) {
+          if (static_cast<size_t>(n) >= peek.size())
+            co_return false;
+          // Wait for more bytes than we have seen: a short sleep-free retry on readability would
+          // spin on the same bytes, so wait for the next segment with a tiny timer.
+          asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(5));
+          co_await t.async_wait(nothrow);
+          continue;
+        }
+        // Consume exactly the header.
+        size_t left = consumed;
+        while (left > 0) {
+          ssize_t got = ::recv(sock.native_handle(), peek.data(), std::min(left, peek.size()), 0);
+          if (got <= 0)
+            co_return false;
+          left -= static_cast<size_t>(got);
+        }
+        if (!h.local) {
+          conn_.peer_ip = h.src_ip;
+          conn_.peer_port = h.src_port;
+          conn_.local_ip = h.dst_ip;
+          conn_.local_port = h.dst_port;
+        }
+        co_return true;
+      }
+    }
+    co_return false; // not reached: every path above returns
   }
 
   // After answering a request whose body (or rest) was not read, closing at once would make the
@@ -213,30 +310,6 @@ public:
     }
   }
 
-private:
-  // What one exchange needs across its steps.
-  struct Request {
-    unsigned version = 11;
-    std::string method;
-    std::string target; // as received, for the log
-    std::string path;
-    std::string query;
-    std::string host;
-    bool head = false;
-    bool has_body = false;
-    bool expect_continue = false;
-    std::string upgrade; // the protocol of an Upgrade request (e.g. "websocket"), else empty
-    bool keep_alive = false;
-    bool keep_alive_after = false; // the response allowed another request
-    bool logged = false;
-    Clock::time_point start;
-    std::string upstream; // the target used, for the log
-    uint64_t bytes_out = 0;
-    unsigned status = 0;
-  };
-
-  std::chrono::milliseconds ms(config::Duration d) const { return d; }
-
   // Serve one request. Returns whether the connection may carry another.
   asio::awaitable<bool> serve_one() {
     // --- read the head ---------------------------------------------------------------------
@@ -254,8 +327,7 @@ private:
       if (head_len != 0)
         break;
       if (unsigned st = check_partial_head(view.substr(skip), head_limits_); st != 0) {
-        Request r;
-        r.start = Clock::now();
+        ProxyRequest r;
         co_await reject(r, st, st == 414 ? "request line too long" : "request head too large");
         co_return false;
       }
@@ -269,7 +341,7 @@ private:
       if (head_deadline) {
         lowest().expires_at(*head_deadline);
       } else {
-        lowest().expires_after(ms(limits_.keepalive_timeout));
+        lowest().expires_after(limits_.keepalive_timeout);
       }
       auto [ec, n] = co_await client_.async_read_some(buf_.prepare(kReadSize), nothrow);
       idle_ = false;
@@ -277,12 +349,11 @@ private:
         if (ec == beast::error::timeout && buf_.size() > 0) {
           // Like nginx: logged as 408, and the connection is closed without an answer (the
           // timer already closed the socket).
-          Request r;
-          r.start = Clock::now();
+          ProxyRequest r;
           r.status = 408;
-          logger("http")->info("{}:{}: 408: timed out reading the request head", client_ip_,
-                               client_port_);
-          log_access(r);
+          logger("http")->info("{}:{}: 408: timed out reading the request head", conn_.peer_ip,
+                               conn_.peer_port);
+          log_request(service_, conn_, r);
         }
         co_return false;
       }
@@ -292,8 +363,7 @@ private:
     head_len -= skip;
     first_request_ = false;
 
-    Request req;
-    req.start = Clock::now();
+    ProxyRequest req;
     {
       auto data = buf_.data();
       std::string_view head(static_cast<const char*>(data.data()), head_len);
@@ -313,7 +383,8 @@ private:
       }
     }
 
-    bhttp::request_parser<bhttp::buffer_body> parser;
+    parser_.emplace();
+    auto& parser = *parser_;
     parser.header_limit(static_cast<uint32_t>(limits_.max_header_bytes + 1));
     if (limits_.max_body > 0) {
       parser.body_limit(limits_.max_body);
@@ -328,13 +399,14 @@ private:
       }
     }
     auto& msg = parser.get();
+    req.msg = &msg;
     req.method = std::string(msg.method_string());
     req.target = std::string(msg.target());
     req.head = msg.method() == bhttp::verb::head;
-    req.keep_alive = msg.keep_alive();
     req.host = std::string(msg[bhttp::field::host]);
     req.expect_continue = req.version == 11 && req.has_body &&
                           beast::iequals(msg[bhttp::field::expect], "100-continue");
+    keep_alive_ = msg.keep_alive();
 
     // The target: origin-form, or absolute-form (whose authority replaces Host, RFC 9112 3.2.2).
     std::string_view target = req.target;
@@ -370,7 +442,6 @@ private:
     if (qmark != std::string_view::npos)
       req.query = std::string(target.substr(qmark + 1));
 
-    // Headers as they go upstream.
     // An Upgrade request (WebSocket and others, HTTP/1.1, no body) keeps its Upgrade and
     // Connection headers: they are hop-by-hop, but the upstream must see them to switch.
     if (req.version == 11 && !req.has_body && has_token(msg, bhttp::field::connection, "upgrade"))
@@ -381,535 +452,232 @@ private:
       msg.set(bhttp::field::connection, "upgrade");
     }
     msg.erase(bhttp::field::expect);
-    // Every X-Forwarded-For line counts (a list may be split over several), then the client.
-    std::string xff;
-    // (Beast keeps fields of one name adjacent, in order.)
-    for (auto [it, end] = msg.equal_range("X-Forwarded-For"); it != end; ++it) {
-      if (!it->value().empty()) {
-        xff += it->value();
-        xff += ", ";
-      }
-    }
-    xff += client_ip_;
-    msg.set("X-Forwarded-For", xff);
-    msg.set("X-Forwarded-Proto", kTls ? "https" : "http");
-    if (!req.host.empty())
-      msg.set("X-Forwarded-Host", req.host);
-    msg.version(11);
 
-    const WorkerRoute& route = service_.match(req.path);
-    Exchange ex = exchange_for(req);
-    ex.request = &msg;
-    ex.can_respond = true;
-    for (auto* f : route.filters) {
-      if (!f->has_request())
-        continue;
-      weir_filter_result_t r = f->on_request(reinterpret_cast<weir_http_t*>(&ex));
-      if (r == WEIR_FILTER_CONTINUE)
-        continue;
-      if (r == WEIR_FILTER_RESPONDED && ex.local)
-        break;
-      logger("http")->error("{} failed on {} {}", f->config().label(), req.method, req.path);
-      ex.local = LocalResponse{500, "text/plain", "500 Internal Server Error\n"};
-      break;
-    }
-    ex.can_respond = false;
-    // A request whose body was not read cannot be followed by another on this connection.
-    bool keep = req.keep_alive && !worker_.draining();
-    if (ex.local) {
-      auto local = std::move(*ex.local);
-      co_await respond_local(req, local.status, local.content_type, std::move(local.body), &route,
-                             keep && !req.has_body);
-      co_return keep && !req.has_body;
-    }
-    if (route.upstream == nullptr) {
-      co_await respond_local(req, 404, "text/plain", "404 Not Found\n", &route,
-                             keep && !req.has_body);
-      co_return keep && !req.has_body;
-    }
-    co_return co_await proxy(req, parser, ex, route);
+    const WorkerService& service = choose_service(listener_.services, req.host, conn_.sni);
+    req_ = &req;
+    keep_after_ = false;
+    started_ = false;
+    bool ok = co_await handle_request(worker_, service, conn_, req, *this, *this);
+    req_ = nullptr;
+    res_ = nullptr;
+    rsr_.reset();
+    parser_.reset();
+    co_return ok&& keep_after_;
   }
 
-  // Forward the request to an upstream chosen by the load balancer and relay the response.
-  asio::awaitable<bool> proxy(Request& req, bhttp::request_parser<bhttp::buffer_body>& parser,
-                              Exchange& ex, const WorkerRoute& route) {
-    WorkerUpstream& up = *route.upstream;
-    const auto& ucfg = *up.plan->cfg;
-    auto targets = up.targets; // keeps this snapshot alive for the whole exchange
-    bool keep = req.keep_alive && !worker_.draining();
-    if (!targets || targets->targets.empty()) {
-      co_await respond_local(req, 503, "text/plain", "503 Service Unavailable\n", &route, false);
-      co_return false;
-    }
+  // --- BodySource ------------------------------------------------------------------------------
+  asio::awaitable<size_t> read(asio::mutable_buffer buf, error_code& ec,
+                               unsigned& status) override {
+    auto& parser = *parser_;
     auto& msg = parser.get();
-    std::vector<uint8_t> excluded(targets->targets.size(), 0);
-    unsigned failure_status = 502;
-    bool body_started = false;
-
-    for (uint32_t attempt = 0; attempt < targets->targets.size(); ++attempt) {
-      long picked = up.lb->pick(reinterpret_cast<weir_http_t*>(&ex), attempt, excluded);
-      if (picked < 0)
-        break;
-      auto idx = static_cast<size_t>(picked);
-      const upstream::Target& target = targets->targets[idx];
-      req.upstream = target.address;
-
-      // A pooled connection the peer closed in the meantime is retried once on a fresh one,
-      // which is safe because nothing of the request was consumed yet.
-      for (int fresh_try = 0; fresh_try < 2; ++fresh_try) {
-        std::unique_ptr<beast::tcp_stream> conn =
-            fresh_try == 0 ? worker_.pool().take(target.id) : nullptr;
-        bool reused = conn != nullptr;
-        // Every on_start has exactly one on_done (a failed connect included), so load balancers
-        // that count requests in flight stay balanced.
-        up.lb->on_start(idx);
-        auto t0 = Clock::now();
-        if (!conn) {
-          conn = std::make_unique<beast::tcp_stream>(worker_.context());
-          conn->expires_after(ucfg.connect_timeout);
-          auto [ec] = co_await conn->async_connect(target.endpoint, nothrow);
-          if (ec) {
-            logger("upstream")
-                ->warn("connect to {} (upstream {}) failed: {}", target.address, ucfg.name,
-                       ec == beast::error::timeout ? "timed out" : ec.message());
-            excluded[idx] = 1;
-            up.lb->on_done(idx, 0, elapsed_ns(t0));
-            break; // next target
-          }
-          error_code ec2;
-          conn->socket().set_option(tcp::no_delay(true), ec2);
-        }
-        auto outcome = co_await exchange(req, parser, msg, *conn, ucfg, route, ex, body_started);
-        up.lb->on_done(idx, req.status, elapsed_ns(t0));
-        switch (outcome) {
-        case Outcome::done_reusable:
-          worker_.pool().put(target.id, std::move(conn), ucfg.pool_size, ucfg.idle_timeout);
-          [[fallthrough]];
-        case Outcome::done:
-          log_access(req);
-          co_return keep&& req.keep_alive_after;
-        case Outcome::aborted:
-          log_access(req);
-          co_return false;
-        case Outcome::unsent:
-          if (reused && !body_started)
-            continue; // retry on a fresh connection
-          failure_status = 502;
-          break;
-        case Outcome::stale:
-          // The request went out; only an idempotent one may be sent again (RFC 9110 9.2.2):
-          // a POST could have been processed before the connection dropped.
-          if (reused && !body_started && idempotent(msg.method()))
-            continue;
-          failure_status = 502;
-          break;
-        case Outcome::timeout:
-          failure_status = 504;
-          break;
-        case Outcome::failed:
-          failure_status = 502;
-          break;
-        }
-        // The upstream failed before a response began.
-        co_await respond_local(req, failure_status, "text/plain",
-                               std::to_string(failure_status) + " " +
-                                   std::string(reason_text(failure_status)) + "\n",
-                               &route, false);
-        co_return false;
+    for (;;) {
+      if (parser.is_done())
+        co_return 0;
+      msg.body().data = buf.data();
+      msg.body().size = buf.size();
+      lowest().expires_after(limits_.header_timeout);
+      auto [e, n] = co_await bhttp::async_read_some(client_, buf_, parser, nothrow);
+      if (e == bhttp::error::need_buffer)
+        e = {};
+      if (e) {
+        ec = e;
+        // A framing or size error is answered; a vanished client is not.
+        bool http_error =
+            e.category() == bhttp::make_error_code(bhttp::error::body_limit).category();
+        status = e == bhttp::error::body_limit ? 413 : http_error ? 400 : 0;
+        co_return 0;
       }
+      size_t got = buf.size() - msg.body().size;
+      // Only a chunk-size line was parsed: read on.
+      if (got == 0 && !parser.is_done())
+        continue;
+      co_return got;
     }
-    co_await respond_local(req, failure_status, "text/plain",
-                           std::to_string(failure_status) + " " +
-                               std::string(reason_text(failure_status)) + "\n",
-                           &route, false);
-    co_return false;
   }
 
-  enum class Outcome {
-    done,          // the response was relayed; the upstream connection must close
-    done_reusable, // the response was relayed; the upstream connection can be pooled
-    aborted,       // failed after the response began (or the client went away): close everything
-    unsent,        // the request could not be written: nothing reached the upstream
-    stale,         // the upstream closed without answering after the request was written
-    timeout,       // no response head within response-timeout
-    failed,        // any other upstream failure before a response began
-  };
+  bool done() const override {
+    return !parser_ || parser_->is_done();
+  }
 
-  // One attempt on one upstream connection.
-  asio::awaitable<Outcome> exchange(Request& req, bhttp::request_parser<bhttp::buffer_body>& parser,
-                                    bhttp::request<bhttp::buffer_body>& msg,
-                                    beast::tcp_stream& conn, const config::UpstreamConfig& ucfg,
-                                    const WorkerRoute& route, Exchange& ex, bool& body_started) {
-    req.keep_alive_after = false;
-    // HTTP/1.1 upstream requires a Host; an HTTP/1.0 client may not have sent one.
-    if (msg.find(bhttp::field::host) == msg.end())
-      msg.set(bhttp::field::host, req.upstream);
-    bhttp::serializer<true, bhttp::buffer_body> sr{msg};
-    conn.expires_after(ucfg.response_timeout);
-    {
-      auto [ec, n] = co_await bhttp::async_write_header(conn, sr, nothrow);
-      if (ec)
-        co_return body_started ? Outcome::failed : Outcome::unsent;
-    }
-    if (req.expect_continue && !continue_sent_) {
-      continue_sent_ = true;
-      lowest().expires_after(ms(limits_.send_timeout));
-      static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
-      auto [ec, n] = co_await asio::async_write(client_, asio::buffer(k100), nothrow);
-      if (ec)
-        co_return Outcome::aborted;
-    }
-    // Stream the request body (if any) from the client to the upstream.
-    if (!relay_)
-      relay_ = std::make_unique<char[]>(kRelayBufferSize);
-    do {
-      if (!parser.is_done()) {
-        body_started = true;
-        msg.body().data = relay_.get();
-        msg.body().size = kRelayBufferSize;
-        lowest().expires_after(ms(limits_.header_timeout));
-        auto [ec, n] = co_await bhttp::async_read_some(client_, buf_, parser, nothrow);
-        if (ec == bhttp::error::need_buffer)
-          ec = {};
-        if (ec) {
-          req.status = ec == bhttp::error::body_limit ? 413 : 400;
-          logger("http")->info("{}:{}: request body failed: {}", client_ip_, client_port_,
-                               ec.message());
-          // A framing or size error is answered; a vanished client is not.
-          if (ec.category() == bhttp::make_error_code(bhttp::error::body_limit).category())
-            co_await write_simple(req, req.status, false);
-          co_return Outcome::aborted;
-        }
-        msg.body().size = kRelayBufferSize - msg.body().size;
-        msg.body().data = relay_.get();
-        msg.body().more = !parser.is_done();
-        // An empty buffer would be serialized as a zero-size (that is: last) chunk. When only a
-        // chunk-size line was parsed, read on; at the end, say "no buffer" instead.
-        if (msg.body().size == 0) {
-          if (msg.body().more)
-            continue;
-          msg.body().data = nullptr;
-        }
-      } else {
-        msg.body().data = nullptr;
-        msg.body().size = 0;
-        msg.body().more = false;
-      }
-      conn.expires_after(ucfg.response_timeout);
-      auto [ec, n] = co_await bhttp::async_write(conn, sr, nothrow);
-      if (ec == bhttp::error::need_buffer)
-        ec = {};
-      if (ec)
-        co_return body_started ? Outcome::failed : Outcome::unsent;
-    } while (!parser.is_done() || !sr.is_done());
-    continue_sent_ = false;
+  asio::awaitable<bool> send_continue() override {
+    lowest().expires_after(limits_.send_timeout);
+    static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+    auto [ec, n] = co_await asio::async_write(client_, asio::buffer(k100), nothrow);
+    co_return !ec;
+  }
 
-    // Read the response head, skipping interim (1xx) responses.
-    beast::flat_buffer up_buf;
-    up_buf.reserve(kRelayBufferSize);
-    std::optional<bhttp::response_parser<bhttp::buffer_body>> rp;
-    for (int interim = 0;; ++interim) {
-      if (interim > kMaxInterimResponses) {
-        logger("upstream")
-            ->warn("{} (upstream {}): more than {} interim (1xx) responses", req.upstream,
-                   ucfg.name, kMaxInterimResponses);
-        co_return Outcome::failed;
-      }
-      rp.emplace();
-      rp->body_limit(boost::none);
-      rp->header_limit(kMaxUpstreamHead); // below the 64 KiB a single field may hold
-      if (req.head)
-        rp->skip(true);
-      conn.expires_after(ucfg.response_timeout);
-      auto [ec, n] = co_await bhttp::async_read_header(conn, up_buf, *rp, nothrow);
-      if (ec) {
-        if (ec == beast::error::timeout) {
-          logger("upstream")
-              ->warn("{} (upstream {}): no response within {}ms", req.upstream, ucfg.name,
-                     ucfg.response_timeout.count());
-          co_return Outcome::timeout;
-        }
-        if ((ec == bhttp::error::end_of_stream || ec == asio::error::connection_reset ||
-             ec == asio::error::eof) &&
-            up_buf.size() == 0)
-          co_return Outcome::stale;
-        logger("upstream")
-            ->warn("{} (upstream {}): bad response: {}", req.upstream, ucfg.name, ec.message());
-        co_return Outcome::failed;
-      }
-      // Beast applies header_limit to what is left unparsed in the buffer; count it ourselves.
-      if (head_size(rp->get()) > kMaxUpstreamHead) {
-        logger("upstream")
-            ->warn("{} (upstream {}): response head larger than {} bytes", req.upstream, ucfg.name,
-                   kMaxUpstreamHead);
-        co_return Outcome::failed;
-      }
-      unsigned st = rp->get().result_int();
-      if (st >= 100 && st < 200 && st != 101)
-        continue;
-      break;
-    }
-    auto& res = rp->get();
-    req.status = res.result_int();
-    if (req.status == 101) {
-      if (req.upgrade.empty() || !has_token(res, bhttp::field::connection, "upgrade")) {
-        logger("upstream")->warn("{}: unexpected 101 Switching Protocols", req.upstream);
-        co_return Outcome::failed;
-      }
-      co_return co_await tunnel(req, res, conn, up_buf);
-    }
-    bool upstream_keep = res.keep_alive() && res.version() == 11;
-    strip_hop_by_hop(res);
-    ex.response = &res;
-    ex.status = req.status;
-    run_response_filters(route, ex);
-
-    bool no_body = req.head || req.status == 204 || req.status == 304;
-    bool keep = req.keep_alive && !worker_.draining();
-    bool delimited = res.has_content_length() || res.chunked() || no_body;
-    if (!delimited)
-      upstream_keep = false; // the body ends when the upstream closes
-    if (req.version == 10) {
+  // --- ResponseSink ----------------------------------------------------------------------------
+  asio::awaitable<bool> head(ResponseMessage& res, bool body) override {
+    started_ = true;
+    res_ = &res;
+    res_has_body_ = body;
+    // A request whose body was not read cannot be followed by another on this connection.
+    bool keep = keep_alive_ && !worker_.draining() && done();
+    if (req_->version == 10) {
       res.version(10);
-      if (res.chunked())
-        res.chunked(false);
-      if (!res.has_content_length() && !no_body)
-        keep = false;
+      if (body && !res.has_content_length())
+        keep = false; // the body ends with the connection
     } else {
       res.version(11);
-      if (!delimited && !req.head)
+      if (body && !res.has_content_length())
         res.chunked(true);
     }
+    if (!done())
+      linger_ = true;
     res.keep_alive(keep);
-    req.keep_alive_after = keep;
+    keep_after_ = keep;
+    res.body().data = nullptr;
+    res.body().size = 0;
+    res.body().more = body;
+    rsr_.emplace(res);
+    lowest().expires_after(limits_.send_timeout);
+    auto [ec, n] = co_await bhttp::async_write_header(client_, *rsr_, nothrow);
+    co_return !ec;
+  }
 
-    bhttp::serializer<false, bhttp::buffer_body> rsr{res};
-    lowest().expires_after(ms(limits_.send_timeout));
-    {
-      auto [ec, n] = co_await bhttp::async_write_header(client_, rsr, nothrow);
-      if (ec)
-        co_return Outcome::aborted;
-    }
-    if (!no_body) {
-      do {
-        if (!rp->is_done()) {
-          res.body().data = relay_.get();
-          res.body().size = kRelayBufferSize;
-          conn.expires_after(ucfg.response_timeout);
-          auto [ec, n] = co_await bhttp::async_read_some(conn, up_buf, *rp, nothrow);
-          if (ec == bhttp::error::need_buffer)
-            ec = {};
-          if (ec == bhttp::error::end_of_stream && !delimited)
-            ec = {}; // close-delimited
-          if (ec) {
-            logger("upstream")
-                ->warn("{} (upstream {}): response body failed: {}", req.upstream, ucfg.name,
-                       ec.message());
-            co_return Outcome::aborted;
-          }
-          res.body().size = kRelayBufferSize - res.body().size;
-          res.body().data = relay_.get();
-          res.body().more = !rp->is_done();
-          req.bytes_out += res.body().size;
-          if (res.body().size == 0) { // see the request loop
-            if (res.body().more)
-              continue;
-            res.body().data = nullptr;
-          }
-        } else {
-          res.body().data = nullptr;
-          res.body().size = 0;
-          res.body().more = false;
-        }
-        lowest().expires_after(ms(limits_.send_timeout));
-        auto [ec, n] = co_await bhttp::async_write(client_, rsr, nothrow);
-        if (ec == bhttp::error::need_buffer)
-          ec = {};
-        if (ec)
-          co_return Outcome::aborted;
-      } while (!rp->is_done() || !rsr.is_done());
-    } else if (!rp->is_done()) {
-      upstream_keep = false;
-    }
-    bool reusable = upstream_keep && rp->is_done() && up_buf.size() == 0;
-    co_return reusable ? Outcome::done_reusable : Outcome::done;
+  asio::awaitable<bool> data(asio::const_buffer chunk) override {
+    if (!res_has_body_ || chunk.size() == 0)
+      co_return true;
+    res_->body().data = const_cast<void*>(chunk.data());
+    res_->body().size = chunk.size();
+    res_->body().more = true;
+    lowest().expires_after(limits_.send_timeout);
+    auto [ec, n] = co_await bhttp::async_write(client_, *rsr_, nothrow);
+    if (ec == bhttp::error::need_buffer)
+      ec = {};
+    co_return !ec;
+  }
+
+  asio::awaitable<bool> finish(const bhttp::fields* trailers) override {
+    (void)trailers; // HTTP/1.1 clients rarely ask for trailers (TE: trailers); not relayed
+    if (!res_has_body_ || rsr_->is_done())
+      co_return true;
+    res_->body().data = nullptr;
+    res_->body().size = 0;
+    res_->body().more = false;
+    lowest().expires_after(limits_.send_timeout);
+    auto [ec, n] = co_await bhttp::async_write(client_, *rsr_, nothrow);
+    if (ec == bhttp::error::need_buffer)
+      ec = {};
+    co_return !ec;
   }
 
   // After 101 Switching Protocols: answer the client, then copy bytes both ways until either side
   // closes or nothing moves for tunnel-idle-timeout. The connection is not HTTP any more.
-  asio::awaitable<Outcome> tunnel(Request& req, bhttp::response<bhttp::buffer_body>& res,
-                                  beast::tcp_stream& conn, beast::flat_buffer& up_buf) {
+  asio::awaitable<bool> tunnel(ResponseMessage& res, upstream::Conn& conn,
+                               beast::flat_buffer& pending) override {
+    auto& req = *req_;
+    started_ = true;
+    keep_after_ = false;
     std::string upgrade(res[bhttp::field::upgrade]);
     strip_hop_by_hop(res);
     res.set(bhttp::field::upgrade, upgrade.empty() ? req.upgrade : upgrade);
     res.set(bhttp::field::connection, "upgrade");
+    res.body().data = nullptr;
+    res.body().size = 0;
+    res.body().more = true;
     bhttp::serializer<false, bhttp::buffer_body> sr{res};
     lowest().expires_after(limits_.send_timeout);
     if (auto [ec, n] = co_await bhttp::async_write_header(client_, sr, nothrow); ec)
-      co_return Outcome::aborted;
+      co_return true;
     // Bytes that arrived with the heads belong to the new protocol.
-    if (up_buf.size() > 0) {
-      auto [ec, n] = co_await asio::async_write(client_, up_buf.data(), nothrow);
+    if (pending.size() > 0) {
+      auto [ec, n] = co_await asio::async_write(client_, pending.data(), nothrow);
       if (ec)
-        co_return Outcome::aborted;
+        co_return true;
       req.bytes_out += n;
-      up_buf.consume(n);
+      pending.consume(n);
     }
     if (buf_.size() > 0) {
       conn.expires_after(limits_.tunnel_idle_timeout);
       auto [ec, n] = co_await asio::async_write(conn, buf_.data(), nothrow);
       if (ec)
-        co_return Outcome::aborted;
+        co_return true;
       buf_.consume(n);
     }
     using namespace boost::asio::experimental::awaitable_operators;
     auto idle = limits_.tunnel_idle_timeout;
     // Either direction ending ends both (the other is cancelled).
-    co_await (pump(client_, lowest(), conn, conn, idle, nullptr) ||
-              pump(conn, conn, client_, lowest(), idle, &req.bytes_out));
-    logger("http")->debug("{}:{}: {} tunnel to {} closed", client_ip_, client_port_, req.upgrade,
-                          req.upstream);
-    co_return Outcome::aborted; // neither connection can carry HTTP again
+    co_await (pump_to_upstream(conn, idle) || pump_to_client(conn, idle, &req.bytes_out));
+    logger("http")->debug("{}:{}: {} tunnel to {} closed", conn_.peer_ip, conn_.peer_port,
+                          req.upgrade, req.upstream);
+    co_return true;
   }
 
-  // Copy `from` -> `to` until EOF, an error, or no traffic for `idle` (each transfer pushes the
-  // deadline of both streams further).
-  template <class From, class To>
-  asio::awaitable<void> pump(From& from, beast::tcp_stream& from_low, To& to,
-                             beast::tcp_stream& to_low, std::chrono::milliseconds idle,
-                             uint64_t* counter) {
+  asio::awaitable<void> pump_to_upstream(upstream::Conn& conn, std::chrono::milliseconds idle) {
     std::array<char, 16 * 1024> buf{};
     for (;;) {
-      from_low.expires_after(idle);
-      auto [ec, n] = co_await from.async_read_some(asio::buffer(buf), nothrow);
+      lowest().expires_after(idle);
+      auto [ec, n] = co_await client_.async_read_some(asio::buffer(buf), nothrow);
       if (ec)
         break;
-      to_low.expires_after(idle);
-      auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), nothrow);
+      conn.expires_after(idle);
+      auto [wec, wn] = co_await asio::async_write(conn, asio::buffer(buf.data(), n), nothrow);
       if (wec)
         break;
-      if (counter != nullptr)
-        *counter += wn;
     }
   }
 
-  void run_response_filters(const WorkerRoute* route, Exchange& ex) {
-    if (route == nullptr)
-      return;
-    // Response filters run in reverse order: the first filter sees the request first and the
-    // response last, like layers around the upstream.
-    for (auto it = route->filters.rbegin(); it != route->filters.rend(); ++it) {
-      auto* f = *it;
-      if (!f->has_response())
-        continue;
-      weir_filter_result_t r = f->on_response(reinterpret_cast<weir_http_t*>(&ex));
-      if (r == WEIR_FILTER_FAILED)
-        logger("http")->error("{} failed on the response to {} {}", f->config().label(), ex.method,
-                              ex.path);
+  asio::awaitable<void> pump_to_client(upstream::Conn& conn, std::chrono::milliseconds idle,
+                                       uint64_t* counter) {
+    std::array<char, 16 * 1024> buf{};
+    for (;;) {
+      conn.expires_after(idle);
+      auto [ec, n] = co_await conn.async_read_some(asio::buffer(buf), nothrow);
+      if (ec)
+        break;
+      lowest().expires_after(idle);
+      auto [wec, wn] = co_await asio::async_write(client_, asio::buffer(buf.data(), n), nothrow);
+      if (wec)
+        break;
+      *counter += wn;
     }
   }
-  void run_response_filters(const WorkerRoute& route, Exchange& ex) {
-    run_response_filters(&route, ex);
-  }
 
-  // What filters and load balancers see of `req` (views into it).
-  Exchange exchange_for(const Request& req) const {
-    Exchange ex;
-    ex.method = req.method;
-    ex.path = req.path;
-    ex.query = req.query;
-    ex.host = req.host;
-    ex.client_ip = client_ip_;
-    ex.client_port = client_port_;
-    return ex;
-  }
-
-  // Answer from weir itself (an error or a filter's local response).
-  asio::awaitable<void> respond_local(Request& req, unsigned status, std::string_view content_type,
-                                      std::string body, const WorkerRoute* route, bool keep) {
-    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(status),
-                                            req.version == 10 ? 10 : 11};
-    res.set(bhttp::field::server, "weir");
-    if (!content_type.empty())
-      res.set(bhttp::field::content_type, content_type);
-    res.body() = std::move(body);
-    res.prepare_payload();
-    if (route != nullptr) {
-      Exchange ex = exchange_for(req);
-      ex.response = &res;
-      ex.status = status;
-      run_response_filters(route, ex);
-    }
-    res.keep_alive(keep);
-    if (!keep)
-      linger_ = true;
-    req.status = status;
-    req.bytes_out = req.head ? 0 : res.body().size();
-    lowest().expires_after(ms(limits_.send_timeout));
-    if (req.head) {
-      bhttp::serializer<false, bhttp::string_body> sr{res};
-      co_await bhttp::async_write_header(client_, sr, nothrow);
-    } else {
-      co_await bhttp::async_write(client_, res, nothrow);
-    }
-    log_access(req);
-  }
-
-  asio::awaitable<void> write_simple(Request& req, unsigned status, bool keep) {
-    co_await respond_local(req, status, "text/plain",
-                           std::to_string(status) + " " + std::string(reason_text(status)) + "\n",
-                           nullptr, keep);
-  }
-
-  // A request refused before routing: answer and log why.
-  asio::awaitable<void> reject(Request& req, unsigned status, std::string_view why) {
-    logger("http")->info("{}:{}: {} {}: {}", client_ip_, client_port_, status, reason_text(status),
-                         why);
-    co_await write_simple(req, status, false);
-  }
-
-  void log_access(Request& req) {
-    if (req.logged || !access_log_enabled())
-      return;
-    req.logged = true;
-    AccessRecord r;
-    r.client_ip = client_ip_;
-    r.client_port = client_port_;
-    r.method = req.method.empty() ? std::string_view("-") : std::string_view(req.method);
-    r.target = req.target.empty() ? std::string_view("-") : std::string_view(req.target);
-    r.version = req.version;
-    r.status = req.status;
-    r.bytes = req.bytes_out;
-    r.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - req.start).count();
-    r.upstream = req.upstream;
-    r.service = service_.plan->cfg->name;
-    core::log_access(r);
+  // A request refused before routing: answer (and close) and log why.
+  asio::awaitable<void> reject(ProxyRequest& req, unsigned status, std::string_view why) {
+    logger("http")->info("{}:{}: {} {}: {}", conn_.peer_ip, conn_.peer_port, status,
+                         reason_text(status), why);
+    req_ = &req;
+    keep_alive_ = false;
+    started_ = false;
+    co_await respond_error(service_, conn_, req, *this, status);
+    linger_ = true;
+    req_ = nullptr;
+    res_ = nullptr;
+    rsr_.reset();
   }
 
   static constexpr size_t kMaxBuffer = 1024 * 1024;
   static constexpr size_t kReadSize = 16 * 1024;
-  static constexpr uint32_t kMaxUpstreamHead = 60000;
-  static constexpr int kMaxInterimResponses = 16;
   static constexpr std::chrono::seconds kLingerTime{5};
   static constexpr std::chrono::seconds kLingerRead{1};
 
   Worker& worker_;
-  const WorkerService& service_;
+  const WorkerListener& listener_;
+  const WorkerService& service_; // the default service: its limits apply to the connection
   const config::LimitsConfig& limits_;
   HeadLimits head_limits_;
-  beast::tcp_stream& lowest() { return beast::get_lowest_layer(client_); }
+  Lowest& lowest() {
+    return beast::get_lowest_layer(client_);
+  }
 
   Stream client_;
+  ConnInfo conn_;
   beast::flat_buffer buf_;
-  std::string client_ip_;
-  uint16_t client_port_ = 0;
   std::list<Drainable*>::iterator registration_;
-  std::unique_ptr<char[]> relay_;
   Clock::time_point accepted_ = Clock::now();
   bool first_request_ = true;
   bool idle_ = false;
-  bool continue_sent_ = false;
   bool linger_ = false; // close with a lingering read (see linger())
+  // The exchange in progress.
+  std::optional<bhttp::request_parser<bhttp::buffer_body>> parser_;
+  ProxyRequest* req_ = nullptr;
+  ResponseMessage* res_ = nullptr;
+  std::optional<bhttp::serializer<false, bhttp::buffer_body>> rsr_;
+  bool res_has_body_ = false;
+  bool keep_alive_ = false; // the request allows another after it
+  bool keep_after_ = false; // the response said the connection stays open
 };
 
 template <class Stream> asio::awaitable<void> serve(std::unique_ptr<Session<Stream>> session) {
@@ -924,16 +692,20 @@ template <class Stream> asio::awaitable<void> serve(std::unique_ptr<Session<Stre
 
 } // namespace
 
-void start_session(Worker& worker, const WorkerService& service, tcp::socket socket) {
-  auto session = std::make_unique<Session<beast::tcp_stream>>(worker, service, std::move(socket));
+void start_session(Worker& worker, const WorkerListener& listener, tcp::socket socket) {
+  if (listener.plan->tls) {
+    auto session = std::make_unique<Session<TlsStream>>(worker, listener, std::move(socket),
+                                                        listener.plan->tls->context());
+    asio::co_spawn(worker.context(), serve(std::move(session)), asio::detached);
+    return;
+  }
+  auto session = std::make_unique<Session<beast::tcp_stream>>(worker, listener, std::move(socket));
   asio::co_spawn(worker.context(), serve(std::move(session)), asio::detached);
 }
 
-void start_tls_session(Worker& worker, const WorkerService& service, tcp::socket socket,
-                       tls::ServerTls& tls) {
-  using TlsStream = beast::ssl_stream<beast::tcp_stream>;
-  auto session =
-      std::make_unique<Session<TlsStream>>(worker, service, std::move(socket), tls.context());
+void start_unix_session(Worker& worker, const WorkerListener& listener,
+                        asio::local::stream_protocol::socket socket) {
+  auto session = std::make_unique<Session<UnixStream>>(worker, listener, std::move(socket));
   asio::co_spawn(worker.context(), serve(std::move(session)), asio::detached);
 }
 

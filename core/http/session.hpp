@@ -1,23 +1,23 @@
-// One downstream HTTP/1.x connection: read requests, route, filter, proxy, answer.
+// One downstream connection: TLS handshake (when the listener has TLS), PROXY protocol header
+// (when the listener trusts the peer for it), then HTTP/1.x, or HTTP/2 when ALPN chose "h2" or an
+// h2c listener sees the HTTP/2 preface.
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 
 namespace weir::core {
 class Worker;
-struct WorkerService;
+struct WorkerListener;
 } // namespace weir::core
-namespace weir::core::tls {
-class ServerTls;
-}
 
 namespace weir::core::http {
 
-// Serve `socket` on `worker` for `service` until the connection ends. Runs on the worker's thread.
-void start_session(Worker& worker, const WorkerService& service,
+// Serve `socket` on `worker` for the services of `listener` until the connection ends. Runs on
+// the worker's thread.
+void start_session(Worker& worker, const WorkerListener& listener,
                    boost::asio::ip::tcp::socket socket);
-// The same over TLS: handshake first, with the listener's certificates.
-void start_tls_session(Worker& worker, const WorkerService& service,
-                       boost::asio::ip::tcp::socket socket, tls::ServerTls& tls);
+void start_unix_session(Worker& worker, const WorkerListener& listener,
+                        boost::asio::local::stream_protocol::socket socket);
 
 } // namespace weir::core::http

@@ -1,5 +1,9 @@
 #include "core/runtime/plan.hpp"
 
+#include "core/upstream/conn.hpp"
+
+#include <boost/asio/ssl/context.hpp>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -46,6 +50,19 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
     cu.lb = make(WEIR_KIND_LB, up.lb);
     if (up.health)
       cu.health = make(WEIR_KIND_HEALTH, *up.health);
+    if (up.protocol != "h1")
+      diags.push_back(
+          {up.loc, "upstreams." + up.name + ".protocol",
+           "protocol \"" + up.protocol + "\" is not supported by this weir build yet; use \"h1\""});
+    if (up.tls) {
+      std::string error;
+      cu.client_tls =
+          upstream::make_client_tls(up.tls->verify, up.tls->ca_file, up.tls->cert, up.tls->key,
+                                    up.tls->min_version, up.protocol, error);
+      if (!cu.client_tls)
+        diags.push_back({up.tls->loc, up.tls->key_path, error});
+    }
+    cu.proxy_protocol = up.proxy_protocol == "v1" ? 1 : up.proxy_protocol == "v2" ? 2 : 0;
     plan->upstreams.push_back(std::move(cu));
   }
   auto upstream_index = [&](const std::string& name) -> size_t {
@@ -57,6 +74,11 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
   for (const auto& svc : c.services) {
     CompiledService cs;
     cs.cfg = &svc;
+    for (const auto& tp : svc.trusted_proxies) {
+      std::string error;
+      if (auto r = config::CidrRange::parse(tp.text, error))
+        cs.trusted_proxies.push_back(*r);
+    }
     for (const auto& f : svc.filters)
       cs.filters.push_back(make(WEIR_KIND_FILTER, f));
     for (const auto& r : svc.routes) {
@@ -85,12 +107,40 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
       cs.fallback = std::move(fb);
     }
     plan->services.push_back(std::move(cs));
+  }
 
-    // Certificates are loaded here, so `weir check` finds a missing file or a mismatched key.
-    std::vector<std::shared_ptr<tls::ServerTls>> tls_per_listener;
-    for (const auto& l : svc.listeners)
-      tls_per_listener.push_back(l.tls ? tls::ServerTls::create(*l.tls, diags) : nullptr);
-    plan->listener_tls.push_back(std::move(tls_per_listener));
+  // Listeners by address: services sharing one are virtual hosts on it (the config layer checked
+  // that they agree on everything but certificates). Certificates are loaded here, so
+  // `weir check` finds a missing file or a mismatched key.
+  for (size_t si = 0; si < c.services.size(); ++si) {
+    for (const auto& l : c.services[si].listeners) {
+      auto it =
+          std::find_if(plan->listeners.begin(), plan->listeners.end(),
+                       [&](const CompiledListener& cl) { return cl.cfg->address == l.address; });
+      if (it == plan->listeners.end()) {
+        CompiledListener cl;
+        cl.cfg = &l;
+        for (const auto& cidr : l.proxy_protocol_from) {
+          std::string error;
+          if (auto r = config::CidrRange::parse(cidr.text, error))
+            cl.proxy_protocol_from.push_back(*r);
+        }
+        plan->listeners.push_back(std::move(cl));
+        it = std::prev(plan->listeners.end());
+      }
+      it->services.push_back(si);
+    }
+  }
+  for (auto& cl : plan->listeners) {
+    if (!cl.cfg->tls)
+      continue;
+    config::TlsConfig merged = *cl.cfg->tls;
+    for (size_t k = 1; k < cl.services.size(); ++k)
+      for (const auto& l : c.services[cl.services[k]].listeners)
+        if (l.address == cl.cfg->address && l.tls)
+          merged.certificates.insert(merged.certificates.end(), l.tls->certificates.begin(),
+                                     l.tls->certificates.end());
+    cl.tls = tls::ServerTls::create(merged, diags);
   }
 
   std::stable_sort(diags.begin(), diags.end(), [](const auto& a, const auto& b) {

@@ -5,6 +5,7 @@
 #include "core/plugin/loader.hpp"
 #include "core/plugin/modules.hpp"
 #include "core/tls/server_tls.hpp"
+#include "weir/config/cidr.hpp"
 #include "weir/config/model.hpp"
 
 #include <cstddef>
@@ -12,6 +13,10 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace weir::core {
 
@@ -21,7 +26,9 @@ struct CompiledUpstream {
   const config::UpstreamConfig* cfg = nullptr;
   ModuleConfigPtr discovery;
   ModuleConfigPtr lb;
-  ModuleConfigPtr health; // may be null
+  ModuleConfigPtr health;                                // may be null
+  std::shared_ptr<boost::asio::ssl::context> client_tls; // null: no TLS to the targets
+  int proxy_protocol = 0;                                // PROXY header version to send, 0 = none
 };
 
 struct CompiledRoute {
@@ -36,6 +43,16 @@ struct CompiledService {
   std::vector<CompiledRoute> routes;     // exact first, then longest prefix first
   std::optional<CompiledRoute> fallback; // the service's default upstream, if any
   std::vector<ModuleConfigPtr> filters;  // used when nothing matches and there is no fallback
+  std::vector<config::CidrRange> trusted_proxies;
+};
+
+// One listening address and the services on it (several: virtual hosts, chosen by Host / SNI;
+// the first is the default).
+struct CompiledListener {
+  const config::ListenerConfig* cfg = nullptr; // of the first service
+  std::vector<size_t> services;
+  std::shared_ptr<tls::ServerTls> tls; // every certificate of every service here; null: plain
+  std::vector<config::CidrRange> proxy_protocol_from;
 };
 
 class Plan {
@@ -50,8 +67,7 @@ public:
   std::vector<std::string> plugin_dirs;
   std::vector<CompiledUpstream> upstreams;
   std::vector<CompiledService> services;
-  // Per service, per listener: the TLS setup, or null for plain HTTP.
-  std::vector<std::vector<std::shared_ptr<tls::ServerTls>>> listener_tls;
+  std::vector<CompiledListener> listeners; // by address, in file order of first appearance
 };
 
 } // namespace weir::core

@@ -108,7 +108,9 @@ private:
       }
       upstream::Target t;
       std::string error;
-      if (!upstream::resolve_address(p.address, t.endpoint, error)) {
+      if (p.address.starts_with("unix:")) {
+        t.unix_path = p.address.substr(5);
+      } else if (!upstream::resolve_address(p.address, t.endpoint, error, &t.host)) {
         log_->error("upstream {}: target {} skipped: {}", name(), p.address, error);
         continue;
       }
@@ -197,28 +199,57 @@ int run_server(std::unique_ptr<Plan> plan) {
     workers.push_back(std::make_unique<Worker>(i, *plan));
 
   // Bind every listener in every worker (SO_REUSEPORT); port 0 becomes one port shared by all.
-  for (size_t s = 0; s < cfg.services.size(); ++s) {
-    const auto& svc = cfg.services[s];
-    for (size_t li = 0; li < svc.listeners.size(); ++li) {
-      const auto& l = svc.listeners[li];
+  std::vector<std::string> unix_paths; // removed at exit
+  for (size_t li = 0; li < plan->listeners.size(); ++li) {
+    const auto& cl = plan->listeners[li];
+    const auto& l = *cl.cfg;
+    std::vector<std::string> names;
+    for (size_t s : cl.services)
+      names.push_back(cfg.services[s].name);
+    std::string who =
+        fmt::format("service{} {}", names.size() == 1 ? "" : "s", fmt::join(names, ", "));
+    std::string shown = l.address;
+    if (l.address.starts_with("unix:")) {
+      std::string path = l.address.substr(5);
+      int fd = -1;
+      for (auto& w : workers) {
+        boost::system::error_code ec;
+        fd = w->listen_unix(li, path, l.mode, fd, ec);
+        if (ec) {
+          log->error("{}: cannot listen on {}: {}", who, l.address,
+                     ec.value() == EEXIST ? "the file exists and is not a socket" : ec.message());
+          return 1;
+        }
+      }
+      unix_paths.push_back(path);
+    } else {
       tcp::endpoint ep;
       if (!parse_listen_address(l.address, ep)) {
-        log->error("service {}: invalid listener address \"{}\"", svc.name, l.address);
+        log->error("{}: invalid listener address \"{}\"", who, l.address);
         return 1;
       }
       for (auto& w : workers) {
         boost::system::error_code ec;
-        auto bound = w->listen(s, ep, plan->listener_tls[s][li], ec);
+        auto bound = w->listen(li, ep, ec);
         if (ec) {
-          log->error("service {}: cannot listen on {}: {}", svc.name, l.address, ec.message());
+          log->error("{}: cannot listen on {}: {}", who, l.address, ec.message());
           return 1;
         }
         ep = bound;
       }
-      log->info("listening on {} (service {}){}", format_endpoint(ep), svc.name,
-                l.tls ? " with TLS" : "");
+      shown = format_endpoint(ep);
     }
+    log->info("listening on {} ({}){}{}{}", shown, who, l.tls ? " with TLS" : "",
+              l.h2c ? " with h2c" : "",
+              l.proxy_protocol_from.empty() ? "" : " with PROXY protocol");
   }
+  struct UnlinkAtExit {
+    std::vector<std::string>& paths;
+    ~UnlinkAtExit() {
+      for (const auto& p : paths)
+        ::unlink(p.c_str());
+    }
+  } unlink_at_exit{unix_paths};
 
   std::vector<std::unique_ptr<Group>> groups;
   try {
@@ -277,17 +308,15 @@ int run_server(std::unique_ptr<Plan> plan) {
         // Until the full reload lands, SIGHUP re-reads the TLS certificates (as renewed by an
         // external tool); a file that fails keeps that listener's current certificates.
         size_t reloaded = 0;
-        for (size_t s = 0; s < plan->listener_tls.size(); ++s) {
-          for (const auto& t : plan->listener_tls[s]) {
-            if (!t)
-              continue;
-            std::vector<std::string> errors;
-            if (t->reload(errors)) {
-              ++reloaded;
-            } else {
-              for (const auto& e : errors)
-                log->error("certificate reload failed, keeping the current ones: {}", e);
-            }
+        for (const auto& cl : plan->listeners) {
+          if (!cl.tls)
+            continue;
+          std::vector<std::string> errors;
+          if (cl.tls->reload(errors)) {
+            ++reloaded;
+          } else {
+            for (const auto& e : errors)
+              log->error("certificate reload failed, keeping the current ones: {}", e);
           }
         }
         log->info("SIGHUP received: certificates of {} TLS listener{} reloaded; the rest of the "

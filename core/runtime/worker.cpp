@@ -8,6 +8,8 @@
 #include <boost/asio/socket_base.hpp>
 
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <future>
 
@@ -42,10 +44,24 @@ Worker::~Worker() {
   join();
 }
 
-tcp::endpoint Worker::listen(size_t service, const tcp::endpoint& ep,
-                             std::shared_ptr<tls::ServerTls> tls, boost::system::error_code& ec) {
-  auto l = std::make_unique<Listener>(Listener{service, tcp::acceptor(*ioc_), std::move(tls)});
-  auto& a = l->acceptor;
+void Worker::Listener::close() {
+  boost::system::error_code ec;
+  if (tcp)
+    tcp->close(ec);
+  if (unix_socket)
+    unix_socket->close(ec);
+}
+
+bool Worker::Listener::is_open() const {
+  return (tcp && tcp->is_open()) || (unix_socket && unix_socket->is_open());
+}
+
+tcp::endpoint Worker::listen(size_t listener, const tcp::endpoint& ep,
+                             boost::system::error_code& ec) {
+  auto l = std::make_unique<Listener>();
+  l->index = listener;
+  l->tcp.emplace(*ioc_);
+  auto& a = *l->tcp;
   a.open(ep.protocol(), ec);
   if (ec)
     return {};
@@ -66,6 +82,53 @@ tcp::endpoint Worker::listen(size_t service, const tcp::endpoint& ep,
   auto bound = a.local_endpoint(ec);
   listeners_.push_back(std::move(l));
   return bound;
+}
+
+int Worker::listen_unix(size_t listener, const std::string& path, uint32_t mode, int fd,
+                        boost::system::error_code& ec) {
+  using local = asio::local::stream_protocol;
+  auto l = std::make_unique<Listener>();
+  l->index = listener;
+  l->view.unix_socket = true;
+  if (fd >= 0) {
+    // Unix sockets have no SO_REUSEPORT balancing: every worker accepts on the same socket.
+    int copy = ::dup(fd);
+    if (copy < 0) {
+      ec = boost::system::error_code(errno, boost::system::system_category());
+      return -1;
+    }
+    l->unix_socket.emplace(*ioc_, local(), copy);
+    int result = l->unix_socket->native_handle();
+    listeners_.push_back(std::move(l));
+    return result;
+  }
+  // A stale socket file from an earlier run is replaced; any other kind of file is not touched.
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      ec = boost::system::error_code(EEXIST, boost::system::system_category());
+      return -1;
+    }
+    ::unlink(path.c_str());
+  }
+  l->unix_socket.emplace(*ioc_);
+  auto& a = *l->unix_socket;
+  a.open(local(), ec);
+  if (ec)
+    return -1;
+  a.bind(local::endpoint(path), ec);
+  if (ec)
+    return -1;
+  if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0) {
+    ec = boost::system::error_code(errno, boost::system::system_category());
+    return -1;
+  }
+  a.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    return -1;
+  int result = a.native_handle();
+  listeners_.push_back(std::move(l));
+  return result;
 }
 
 void Worker::build_instances() {
@@ -99,6 +162,12 @@ void Worker::build_instances() {
     }
     ws.unmatched.plan = nullptr;
   }
+  for (auto& l : listeners_) {
+    const auto& cl = plan_.listeners[l->index];
+    l->view.plan = &cl;
+    for (size_t s : cl.services)
+      l->view.services.push_back(&services_[s]);
+  }
 }
 
 bool Worker::start(std::string& error) {
@@ -111,8 +180,12 @@ bool Worker::start(std::string& error) {
       ready.set_value(e.what());
       return;
     }
-    for (size_t i = 0; i < listeners_.size(); ++i)
-      accept_loop(i);
+    for (size_t i = 0; i < listeners_.size(); ++i) {
+      if (listeners_[i]->tcp)
+        accept_loop(i);
+      else
+        accept_unix_loop(i);
+    }
     schedule_sweep();
     ready.set_value(std::string());
     ioc_->run();
@@ -142,9 +215,9 @@ bool Worker::start(std::string& error) {
 
 void Worker::accept_loop(size_t index) {
   auto& l = *listeners_[index];
-  l.acceptor.async_accept([this, index](boost::system::error_code ec, tcp::socket socket) {
+  l.tcp->async_accept([this, index](boost::system::error_code ec, tcp::socket socket) {
     auto& listener = *listeners_[index];
-    if (!listener.acceptor.is_open() || draining_)
+    if (!listener.is_open() || draining_)
       return;
     if (ec) {
       if (ec == asio::error::operation_aborted)
@@ -156,12 +229,30 @@ void Worker::accept_loop(size_t index) {
       return;
     }
     socket.set_option(tcp::no_delay(true), ec);
-    if (listener.tls)
-      http::start_tls_session(*this, services_[listener.service], std::move(socket), *listener.tls);
-    else
-      http::start_session(*this, services_[listener.service], std::move(socket));
+    http::start_session(*this, listener.view, std::move(socket));
     accept_loop(index);
   });
+}
+
+void Worker::accept_unix_loop(size_t index) {
+  auto& l = *listeners_[index];
+  l.unix_socket->async_accept(
+      [this, index](boost::system::error_code ec, asio::local::stream_protocol::socket socket) {
+        auto& listener = *listeners_[index];
+        if (!listener.is_open() || draining_)
+          return;
+        if (ec) {
+          if (ec == asio::error::operation_aborted)
+            return;
+          logger("core")->warn("accept failed on worker {}: {}", index_, ec.message());
+          auto timer = std::make_shared<asio::steady_timer>(*ioc_, std::chrono::milliseconds(50));
+          timer->async_wait(
+              [this, index, timer](boost::system::error_code) { accept_unix_loop(index); });
+          return;
+        }
+        http::start_unix_session(*this, listener.view, std::move(socket));
+        accept_unix_loop(index);
+      });
 }
 
 void Worker::schedule_sweep() {
@@ -193,9 +284,8 @@ void Worker::post_drain() {
     return;
   asio::post(*ioc_, [this] {
     draining_ = true;
-    boost::system::error_code ec;
     for (auto& l : listeners_)
-      l->acceptor.close(ec);
+      l->close();
     sweep_timer_->cancel();
     pool_.clear();
     // Copy: on_drain may remove the session from the list.

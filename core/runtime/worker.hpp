@@ -9,6 +9,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
@@ -44,6 +45,13 @@ struct WorkerService {
   const WorkerRoute& match(std::string_view path) const;
 };
 
+// A listening address as the sessions on it see it.
+struct WorkerListener {
+  const CompiledListener* plan = nullptr;
+  std::vector<const WorkerService*> services; // never empty; the first is the default
+  bool unix_socket = false;
+};
+
 // Something the worker can ask to close when it drains (an idle client connection).
 class Drainable {
 public:
@@ -60,11 +68,14 @@ public:
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Bind a listener's socket for this worker (called on the main thread before start).
+  // Bind plan listener `listener` for this worker (called on the main thread before start).
   // `endpoint` may carry port 0 the first time; returns the bound endpoint.
-  boost::asio::ip::tcp::endpoint listen(size_t service, const boost::asio::ip::tcp::endpoint& ep,
-                                        std::shared_ptr<tls::ServerTls> tls,
+  boost::asio::ip::tcp::endpoint listen(size_t listener, const boost::asio::ip::tcp::endpoint& ep,
                                         boost::system::error_code& ec);
+  // The same for a Unix socket: the first worker binds `path` (fd < 0); the others share its
+  // socket (pass the fd it returned). Returns the listening fd.
+  int listen_unix(size_t listener, const std::string& path, uint32_t mode, int fd,
+                  boost::system::error_code& ec);
   // Start the thread: make the plugin instances there, then serve. Blocks until the instances
   // exist; false (with `error`) when one could not be made.
   bool start(std::string& error);
@@ -88,6 +99,7 @@ public:
 private:
   void build_instances();
   void accept_loop(size_t listener);
+  void accept_unix_loop(size_t listener);
   void schedule_sweep();
   void check_finished();
 
@@ -102,9 +114,12 @@ private:
   std::vector<WorkerService> services_;
   std::vector<std::unique_ptr<plugin::FilterInstance>> filters_;
   struct Listener {
-    size_t service;
-    boost::asio::ip::tcp::acceptor acceptor;
-    std::shared_ptr<tls::ServerTls> tls; // null: plain HTTP
+    size_t index; // into plan.listeners
+    std::optional<boost::asio::ip::tcp::acceptor> tcp;
+    std::optional<boost::asio::local::stream_protocol::acceptor> unix_socket;
+    WorkerListener view;
+    void close();
+    bool is_open() const;
   };
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::list<Drainable*> sessions_;

@@ -10,11 +10,10 @@ namespace {
 
 // An idle connection is usable when it has nothing to read: no EOF, no stray bytes.
 bool still_open(Pool::Stream& stream) {
-  auto& sock = stream.socket();
-  if (!sock.is_open())
+  if (!stream.is_open())
     return false;
   char byte;
-  ssize_t n = ::recv(sock.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  ssize_t n = ::recv(stream.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n == 0)
     return false; // peer closed
   if (n > 0)
@@ -35,8 +34,7 @@ std::unique_ptr<Pool::Stream> Pool::take(const std::string& key) {
     list.pop_back();
     if (idle.expires > now && still_open(*idle.stream))
       return std::move(idle.stream);
-    boost::system::error_code ec;
-    idle.stream->socket().close(ec);
+    idle.stream->close();
   }
   return nullptr;
 }
@@ -44,9 +42,8 @@ std::unique_ptr<Pool::Stream> Pool::take(const std::string& key) {
 void Pool::put(const std::string& key, std::unique_ptr<Stream> stream, size_t max_idle,
                std::chrono::milliseconds idle_timeout) {
   auto& list = idle_[key];
-  boost::system::error_code ec;
   if (list.size() >= max_idle) {
-    stream->socket().close(ec);
+    stream->close();
     return;
   }
   stream->expires_never();
@@ -59,8 +56,7 @@ void Pool::sweep() {
     auto& list = it->second;
     for (size_t i = 0; i < list.size();) {
       if (list[i].expires <= now || !still_open(*list[i].stream)) {
-        boost::system::error_code ec;
-        list[i].stream->socket().close(ec);
+        list[i].stream->close();
         list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
       } else {
         ++i;
@@ -72,10 +68,8 @@ void Pool::sweep() {
 
 void Pool::clear() {
   for (auto& [key, list] : idle_)
-    for (auto& idle : list) {
-      boost::system::error_code ec;
-      idle.stream->socket().close(ec);
-    }
+    for (auto& idle : list)
+      idle.stream->close();
   idle_.clear();
 }
 

@@ -2,7 +2,7 @@
 // belongs to one worker's io_context.
 #pragma once
 
-#include <boost/beast/core/tcp_stream.hpp>
+#include "core/upstream/conn.hpp"
 
 #include <chrono>
 #include <cstddef>
@@ -15,7 +15,7 @@ namespace weir::core::upstream {
 
 class Pool {
 public:
-  using Stream = boost::beast::tcp_stream;
+  using Stream = Conn;
   using Clock = std::chrono::steady_clock;
 
   // A usable idle connection to `key`, or null. Connections the peer closed are discarded here.

@@ -25,7 +25,7 @@ std::shared_ptr<const TargetSet> make_target_set(std::vector<Target> targets, ui
 }
 
 bool resolve_address(std::string_view address, boost::asio::ip::tcp::endpoint& out,
-                     std::string& error) {
+                     std::string& error, std::string* host_out) {
   std::string_view host;
   std::string_view port_text;
   if (!address.empty() && address.front() == '[') {
@@ -58,6 +58,8 @@ bool resolve_address(std::string_view address, boost::asio::ip::tcp::endpoint& o
     out = boost::asio::ip::tcp::endpoint(ip, static_cast<uint16_t>(port));
     return true;
   }
+  if (host_out != nullptr)
+    *host_out = std::string(host);
   boost::asio::io_context ioc;
   boost::asio::ip::tcp::resolver resolver(ioc);
   auto results = resolver.resolve(std::string(host), std::string(port_text), aec);

@@ -19,7 +19,9 @@ struct Target {
   std::string id;      // stable identity (pool key, health reports)
   uint32_t weight = 1;
   bool healthy = true;
-  boost::asio::ip::tcp::endpoint endpoint;
+  boost::asio::ip::tcp::endpoint endpoint; // TCP targets
+  std::string unix_path;                   // Unix socket targets ("unix:/path" published)
+  std::string host;                        // the host part as published (SNI source), or ""
 };
 
 struct TargetSet {
@@ -30,9 +32,10 @@ struct TargetSet {
 
 std::shared_ptr<const TargetSet> make_target_set(std::vector<Target> targets, uint64_t version);
 
-// "1.2.3.4:80", "[::1]:80" or "host:80" -> endpoint. Host names are resolved synchronously (the
-// control thread only). Returns false and sets `error` when that fails.
+// "1.2.3.4:80", "[::1]:80" or "host:80" -> endpoint ("unix:/path" is handled by the caller). Host
+// names are resolved synchronously (the control thread only). Returns false and sets `error` when
+// that fails. `host` (optional) receives the host part when it is a name, not an IP literal.
 bool resolve_address(std::string_view address, boost::asio::ip::tcp::endpoint& out,
-                     std::string& error);
+                     std::string& error, std::string* host = nullptr);
 
 } // namespace weir::core::upstream

@@ -23,7 +23,8 @@
 
 namespace {
 
-constexpr std::string_view kForms = "expected \"ip:port\", \"[ipv6]:port\" or \"host:port\"";
+constexpr std::string_view kForms =
+    "expected \"ip:port\", \"[ipv6]:port\", \"host:port\" or \"unix:/path\"";
 
 bool all_digits(std::string_view s) {
   return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
@@ -82,10 +83,18 @@ std::string check_address(std::string_view address) {
     return "empty address; " + std::string(kForms);
   }
   if (address.starts_with("unix:")) {
-    // The core cannot connect to unix sockets upstream yet; refusing here keeps `weir check`
-    // honest instead of skipping the target at run time.
-    return "invalid address " + quoted +
-           ": unix socket upstreams are not supported by this weir release; use ip:port";
+    const std::string_view path = address.substr(5);
+    if (path.empty() || path.front() != '/') {
+      return "invalid address " + quoted + ": a unix socket path must be absolute, like " +
+             "'unix:/run/app.sock'";
+    }
+    if (path.size() > 107) {
+      return "invalid address " + quoted + ": a unix socket path is at most 107 bytes";
+    }
+    if (path.find('\0') != std::string_view::npos) {
+      return "invalid address " + quoted + ": NUL byte in the path";
+    }
+    return {};
   }
   if (address.front() == '[') {
     const size_t close = address.find(']');

@@ -88,7 +88,7 @@ TEST_CASE("static: rejected addresses name the problem") {
       {"-bad:80", "'-bad' is not a valid host name"},
       {"a..b:80", "'a..b' is not a valid host name"},
       {":80", "missing host"},
-      {"unix:/run/app.sock", "unix socket upstreams are not supported by this weir release"},
+      {"unix:run/app.sock", "a unix socket path must be absolute"},
       {"", "empty address"},
   };
   for (const Case& c : cases) {

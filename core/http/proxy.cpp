@@ -1,0 +1,653 @@
+#include "core/http/proxy.hpp"
+
+#include "core/http/exchange.hpp"
+#include "core/http/forwarded.hpp"
+#include "core/net/proxy_protocol.hpp"
+#include "core/runtime/logging.hpp"
+#include "core/runtime/worker.hpp"
+#include "core/upstream/conn.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <algorithm>
+#include <memory>
+
+namespace weir::core::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+// Bodies stream through one buffer of this size per active exchange.
+constexpr size_t kRelayBufferSize = 32 * 1024;
+constexpr uint32_t kMaxUpstreamHead = 60000; // below the 64 KiB a single Beast field may hold
+constexpr int kMaxInterimResponses = 16;
+
+// Call `fn` with each non-empty, trimmed element of a comma-separated header (all its lines, in
+// order); stop early when `fn` returns true. Returns whether it stopped early.
+template <class Fn> bool for_each_token(const bhttp::fields& f, bhttp::field name, Fn&& fn) {
+  for (auto [it, end] = f.equal_range(name); it != end; ++it) {
+    std::string_view v = it->value();
+    while (!v.empty()) {
+      auto comma = v.find(',');
+      auto item = v.substr(0, comma);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t'))
+        item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t'))
+        item.remove_suffix(1);
+      if (!item.empty() && fn(item))
+        return true;
+      if (comma == std::string_view::npos)
+        break;
+      v.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
+bool has_token(const bhttp::fields& f, bhttp::field name, std::string_view token) {
+  return for_each_token(f, name,
+                        [&](std::string_view item) { return beast::iequals(item, token); });
+}
+
+uint64_t elapsed_ns(Clock::time_point since) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - since).count());
+}
+
+// RFC 9110 9.2.2.
+bool idempotent(bhttp::verb method) {
+  switch (method) {
+  case bhttp::verb::get:
+  case bhttp::verb::head:
+  case bhttp::verb::options:
+  case bhttp::verb::trace:
+  case bhttp::verb::put:
+  case bhttp::verb::delete_:
+    return true;
+  default:
+    return false;
+  }
+}
+
+// The size of a parsed head as it was on the wire (close enough: separators counted).
+size_t head_size(const bhttp::fields& f) {
+  size_t n = 64; // status line
+  for (const auto& field : f)
+    n += field.name_string().size() + field.value().size() + 4;
+  return n;
+}
+
+std::string_view reason_text(unsigned status) {
+  return bhttp::obsolete_reason(static_cast<bhttp::status>(status));
+}
+
+std::string status_body(unsigned status) {
+  return std::to_string(status) + " " + std::string(reason_text(status)) + "\n";
+}
+
+// "Example.COM:8080" -> "example.com"; "[::1]:80" -> "[::1]".
+std::string host_without_port(std::string_view host) {
+  if (!host.empty() && host.front() == '[') {
+    auto close = host.find(']');
+    host = host.substr(0, close == std::string_view::npos ? host.size() : close + 1);
+  } else if (auto colon = host.rfind(':'); colon != std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  std::string out(host);
+  std::transform(out.begin(), out.end(), out.begin(), [](char c) {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  });
+  if (!out.empty() && out.back() == '.')
+    out.pop_back(); // "example.com." is "example.com"
+  return out;
+}
+
+bool wildcard_match(std::string_view pattern, std::string_view name) {
+  // "*.example.com" matches exactly one more label: "a.example.com", not "a.b.example.com".
+  std::string_view suffix = pattern.substr(1); // ".example.com"
+  if (name.size() <= suffix.size() || name.substr(name.size() - suffix.size()) != suffix)
+    return false;
+  return name.substr(0, name.size() - suffix.size()).find('.') == std::string_view::npos;
+}
+
+const WorkerService* find_service(const std::vector<const WorkerService*>& services,
+                                  std::string_view name) {
+  if (name.empty())
+    return nullptr;
+  for (const auto* s : services)
+    for (const auto& n : s->plan->cfg->server_names)
+      if (n == name)
+        return s;
+  for (const auto* s : services)
+    for (const auto& n : s->plan->cfg->server_names)
+      if (n.starts_with("*.") && wildcard_match(n, name))
+        return s;
+  return nullptr;
+}
+
+void run_response_filters(const WorkerRoute* route, Exchange& ex) {
+  if (route == nullptr)
+    return;
+  // Response filters run in reverse order: the first filter sees the request first and the
+  // response last, like layers around the upstream.
+  for (auto it = route->filters.rbegin(); it != route->filters.rend(); ++it) {
+    auto* f = *it;
+    if (!f->has_response())
+      continue;
+    weir_filter_result_t r = f->on_response(reinterpret_cast<weir_http_t*>(&ex));
+    if (r == WEIR_FILTER_FAILED)
+      logger("http")->error("{} failed on the response to {} {}", f->config().label(), ex.method,
+                            ex.path);
+  }
+}
+
+// An answer from weir itself, through the downstream protocol.
+asio::awaitable<void> respond_local(const WorkerService& service, const ConnInfo& conn,
+                                    ProxyRequest& req, ResponseSink& sink, unsigned status,
+                                    std::string_view content_type, std::string body,
+                                    const WorkerRoute* route, Exchange* ex) {
+  ResponseMessage res{static_cast<bhttp::status>(status), 11};
+  res.set(bhttp::field::server, "weir");
+  if (!content_type.empty())
+    res.set(bhttp::field::content_type, content_type);
+  bool no_body = req.head || status == 204 || status == 304 || (status >= 100 && status < 200);
+  if (status != 204 && status != 304)
+    res.content_length(body.size());
+  if (route != nullptr && ex != nullptr) {
+    ex->response = &res;
+    ex->status = status;
+    run_response_filters(route, *ex);
+    ex->response = nullptr;
+  }
+  req.status = status;
+  req.bytes_out = 0;
+  bool send_body = !no_body && !body.empty();
+  if (co_await sink.head(res, send_body)) {
+    bool ok = true;
+    if (send_body) {
+      ok = co_await sink.data(asio::buffer(body));
+      if (ok)
+        req.bytes_out = body.size();
+    }
+    if (ok)
+      co_await sink.finish(nullptr);
+  }
+  log_request(service, conn, req);
+}
+
+enum class Outcome {
+  done,          // the response was relayed; the upstream connection must close
+  done_reusable, // the response was relayed; the upstream connection can be pooled
+  aborted,       // failed after the response began (or the client went away): close everything
+  unsent,        // the request could not be written: nothing reached the upstream
+  stale,         // the upstream closed without answering after the request was written
+  timeout,       // no response head within response-timeout
+  failed,        // any other upstream failure before a response began
+  client_failed, // the client's body failed before a response began; `req.status` says how
+};
+
+// Forwarding one request: the load balancer's choice, connections, retries, relaying.
+class Forwarder {
+public:
+  Forwarder(Worker& worker, const WorkerService& service, const ConnInfo& conn, ProxyRequest& req,
+            BodySource& body, ResponseSink& sink, const WorkerRoute& route, Exchange& ex)
+      : worker_(worker), service_(service), conn_(conn), req_(req), body_(body), sink_(sink),
+        route_(route), ex_(ex), up_(*route.upstream), ucfg_(*up_.plan->cfg) {}
+
+  asio::awaitable<bool> run() {
+    auto targets = up_.targets; // keeps this snapshot alive for the whole exchange
+    if (!targets || targets->targets.empty()) {
+      logger("upstream")
+          ->warn("upstream {}: no targets for {} {}", ucfg_.name, req_.method, req_.path);
+      co_await fail(503);
+      co_return false;
+    }
+    auto& msg = *req_.msg;
+    std::vector<uint8_t> excluded(targets->targets.size(), 0);
+    unsigned failure_status = 502;
+
+    for (uint32_t attempt = 0; attempt < targets->targets.size(); ++attempt) {
+      long picked = up_.lb->pick(reinterpret_cast<weir_http_t*>(&ex_), attempt, excluded);
+      if (picked < 0)
+        break;
+      auto idx = static_cast<size_t>(picked);
+      const upstream::Target& target = targets->targets[idx];
+      req_.upstream = target.address;
+      std::string key = pool_key(target);
+
+      // A pooled connection the peer closed in the meantime is retried once on a fresh one,
+      // which is safe because nothing of the request was consumed yet.
+      for (int fresh_try = 0; fresh_try < 2; ++fresh_try) {
+        std::unique_ptr<upstream::Conn> conn = fresh_try == 0 ? worker_.pool().take(key) : nullptr;
+        bool reused = conn != nullptr;
+        // Every on_start has exactly one on_done (a failed connect included), so load balancers
+        // that count requests in flight stay balanced.
+        up_.lb->on_start(idx);
+        auto t0 = Clock::now();
+        if (!conn) {
+          std::string error;
+          conn = co_await upstream::connect(worker_.context().get_executor(), target,
+                                            connect_options(), error);
+          if (!conn) {
+            logger("upstream")
+                ->warn("connect to {} (upstream {}) failed: {}", target.address, ucfg_.name, error);
+            excluded[idx] = 1;
+            up_.lb->on_done(idx, 0, elapsed_ns(t0));
+            break; // next target
+          }
+        }
+        auto outcome = co_await exchange(*conn);
+        up_.lb->on_done(idx, req_.status, elapsed_ns(t0));
+        switch (outcome) {
+        case Outcome::done_reusable:
+          worker_.pool().put(key, std::move(conn), ucfg_.pool_size, ucfg_.idle_timeout);
+          [[fallthrough]];
+        case Outcome::done:
+          log_request(service_, conn_, req_);
+          co_return true;
+        case Outcome::aborted:
+          log_request(service_, conn_, req_);
+          co_return false;
+        case Outcome::client_failed:
+          co_await fail(req_.status);
+          co_return false;
+        case Outcome::unsent:
+          if (reused && !body_started_)
+            continue; // retry on a fresh connection
+          failure_status = 502;
+          break;
+        case Outcome::stale:
+          // The request went out; only an idempotent one may be sent again (RFC 9110 9.2.2):
+          // a POST could have been processed before the connection dropped.
+          if (reused && !body_started_ && idempotent(msg.method()))
+            continue;
+          failure_status = 502;
+          break;
+        case Outcome::timeout:
+          failure_status = 504;
+          break;
+        case Outcome::failed:
+          failure_status = 502;
+          break;
+        }
+        // The upstream failed before a response began.
+        co_await fail(failure_status);
+        co_return false;
+      }
+    }
+    co_await fail(failure_status);
+    co_return false;
+  }
+
+private:
+  std::string pool_key(const upstream::Target& target) const {
+    // A PROXY header describes one client connection: such upstream connections are reused
+    // only for requests from the same client connection.
+    if (up_.plan->proxy_protocol != 0)
+      return target.id + '\n' + conn_.peer_ip + ':' + std::to_string(conn_.peer_port);
+    return target.id;
+  }
+
+  upstream::ConnectOptions connect_options() const {
+    upstream::ConnectOptions o;
+    o.connect_timeout = ucfg_.connect_timeout;
+    o.tls = up_.plan->client_tls.get();
+    if (ucfg_.tls) {
+      o.verify = ucfg_.tls->verify;
+      o.server_name = ucfg_.tls->server_name;
+    }
+    o.proxy_protocol = up_.plan->proxy_protocol;
+    if (o.proxy_protocol != 0) {
+      net::ProxyHeader h;
+      h.src_ip = conn_.peer_ip;
+      h.src_port = conn_.peer_port;
+      h.dst_ip = conn_.local_ip;
+      h.dst_port = conn_.local_port;
+      h.local = conn_.peer_ip == "unix" || conn_.local_ip.empty();
+      o.proxy_header = o.proxy_protocol == 2 ? net::make_proxy_v2(h) : net::make_proxy_v1(h);
+    }
+    o.upstream_name = ucfg_.name;
+    return o;
+  }
+
+  asio::awaitable<void> fail(unsigned status) {
+    if (sink_.started()) {
+      log_request(service_, conn_, req_);
+      co_return;
+    }
+    co_await respond_local(service_, conn_, req_, sink_, status, "text/plain", status_body(status),
+                           &route_, &ex_);
+  }
+
+  // One attempt on one upstream connection (HTTP/1.1).
+  asio::awaitable<Outcome> exchange(upstream::Conn& conn) {
+    auto& msg = *req_.msg;
+    // HTTP/1.1 upstream requires a Host; an HTTP/1.0 client may not have sent one.
+    if (msg.find(bhttp::field::host) == msg.end())
+      msg.set(bhttp::field::host, req_.upstream);
+    bhttp::serializer<true, bhttp::buffer_body> sr{msg};
+    conn.expires_after(ucfg_.response_timeout);
+    {
+      auto [ec, n] = co_await bhttp::async_write_header(conn, sr, nothrow);
+      if (ec)
+        co_return body_started_ ? Outcome::failed : Outcome::unsent;
+    }
+    if (req_.expect_continue && !continue_sent_) {
+      continue_sent_ = true;
+      if (!co_await body_.send_continue())
+        co_return Outcome::aborted;
+    }
+    // Stream the request body (if any) from the client to the upstream.
+    if (!relay_)
+      relay_ = std::make_unique<char[]>(kRelayBufferSize);
+    do {
+      if (!body_.done()) {
+        body_started_ = true;
+        error_code ec;
+        unsigned status = 0;
+        size_t n = co_await body_.read(asio::buffer(relay_.get(), kRelayBufferSize), ec, status);
+        if (ec) {
+          logger("http")->info("{}:{}: request body failed: {}", conn_.peer_ip, conn_.peer_port,
+                               ec.message());
+          if (status == 0) {
+            req_.status = 400;
+            co_return Outcome::aborted;
+          }
+          req_.status = status;
+          co_return Outcome::client_failed;
+        }
+        msg.body().data = relay_.get();
+        msg.body().size = n;
+        msg.body().more = !body_.done();
+        // An empty buffer would be serialized as a zero-size (that is: last) chunk.
+        if (n == 0) {
+          if (msg.body().more)
+            continue;
+          msg.body().data = nullptr;
+        }
+      } else {
+        msg.body().data = nullptr;
+        msg.body().size = 0;
+        msg.body().more = false;
+      }
+      conn.expires_after(ucfg_.response_timeout);
+      auto [ec, n] = co_await bhttp::async_write(conn, sr, nothrow);
+      if (ec == bhttp::error::need_buffer)
+        ec = {};
+      if (ec)
+        co_return body_started_ ? Outcome::failed : Outcome::unsent;
+    } while (!body_.done() || !sr.is_done());
+
+    // Read the response head, skipping interim (1xx) responses.
+    beast::flat_buffer up_buf;
+    up_buf.reserve(kRelayBufferSize);
+    std::optional<bhttp::response_parser<bhttp::buffer_body>> rp;
+    for (int interim = 0;; ++interim) {
+      if (interim > kMaxInterimResponses) {
+        logger("upstream")
+            ->warn("{} (upstream {}): more than {} interim (1xx) responses", req_.upstream,
+                   ucfg_.name, kMaxInterimResponses);
+        co_return Outcome::failed;
+      }
+      rp.emplace();
+      rp->body_limit(boost::none);
+      rp->header_limit(kMaxUpstreamHead);
+      if (req_.head)
+        rp->skip(true);
+      conn.expires_after(ucfg_.response_timeout);
+      auto [ec, n] = co_await bhttp::async_read_header(conn, up_buf, *rp, nothrow);
+      if (ec) {
+        if (ec == beast::error::timeout) {
+          logger("upstream")
+              ->warn("{} (upstream {}): no response within {}ms", req_.upstream, ucfg_.name,
+                     ucfg_.response_timeout.count());
+          co_return Outcome::timeout;
+        }
+        if ((ec == bhttp::error::end_of_stream || ec == asio::error::connection_reset ||
+             ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) &&
+            up_buf.size() == 0)
+          co_return Outcome::stale;
+        logger("upstream")
+            ->warn("{} (upstream {}): bad response: {}", req_.upstream, ucfg_.name, ec.message());
+        co_return Outcome::failed;
+      }
+      // Beast applies header_limit to what is left unparsed in the buffer; count it ourselves.
+      if (head_size(rp->get()) > kMaxUpstreamHead) {
+        logger("upstream")
+            ->warn("{} (upstream {}): response head larger than {} bytes", req_.upstream,
+                   ucfg_.name, kMaxUpstreamHead);
+        co_return Outcome::failed;
+      }
+      unsigned st = rp->get().result_int();
+      if (st >= 100 && st < 200 && st != 101)
+        continue;
+      break;
+    }
+    auto& res = rp->get();
+    req_.status = res.result_int();
+    if (req_.status == 101) {
+      if (req_.upgrade.empty() || !has_token(res, bhttp::field::connection, "upgrade")) {
+        logger("upstream")->warn("{}: unexpected 101 Switching Protocols", req_.upstream);
+        co_return Outcome::failed;
+      }
+      if (!co_await sink_.tunnel(res, conn, up_buf)) {
+        if (!sink_.started())
+          co_return Outcome::failed;
+      }
+      co_return Outcome::aborted; // neither connection can carry HTTP again
+    }
+    bool upstream_keep = res.keep_alive() && res.version() == 11;
+    bool no_body = req_.head || req_.status == 204 || req_.status == 304;
+    bool delimited = res.has_content_length() || res.chunked() || no_body;
+    if (!delimited)
+      upstream_keep = false; // the body ends when the upstream closes
+    strip_hop_by_hop(res);
+    res.erase(bhttp::field::transfer_encoding);
+    ex_.response = &res;
+    ex_.status = req_.status;
+    run_response_filters(&route_, ex_);
+    ex_.response = nullptr;
+
+    if (!co_await sink_.head(res, !no_body))
+      co_return Outcome::aborted;
+    if (!no_body) {
+      bool eof = false;
+      while (!rp->is_done() && !eof) {
+        res.body().data = relay_.get();
+        res.body().size = kRelayBufferSize;
+        conn.expires_after(ucfg_.response_timeout);
+        auto [ec, n] = co_await bhttp::async_read_some(conn, up_buf, *rp, nothrow);
+        if (ec == bhttp::error::need_buffer)
+          ec = {};
+        if ((ec == bhttp::error::end_of_stream || ec == asio::ssl::error::stream_truncated ||
+             ec == asio::error::eof) &&
+            !delimited) {
+          ec = {}; // close-delimited: the end of the connection is the end of the body
+          eof = true;
+        }
+        if (ec) {
+          logger("upstream")
+              ->warn("{} (upstream {}): response body failed: {}", req_.upstream, ucfg_.name,
+                     ec.message());
+          co_return Outcome::aborted;
+        }
+        size_t got = kRelayBufferSize - res.body().size;
+        if (got > 0) {
+          if (!co_await sink_.data(asio::buffer(relay_.get(), got)))
+            co_return Outcome::aborted;
+          req_.bytes_out += got;
+        }
+      }
+    } else if (!rp->is_done()) {
+      upstream_keep = false;
+    }
+    if (!co_await sink_.finish(nullptr))
+      co_return Outcome::aborted;
+    bool reusable = upstream_keep && rp->is_done() && up_buf.size() == 0;
+    co_return reusable ? Outcome::done_reusable : Outcome::done;
+  }
+
+  Worker& worker_;
+  const WorkerService& service_;
+  const ConnInfo& conn_;
+  ProxyRequest& req_;
+  BodySource& body_;
+  ResponseSink& sink_;
+  const WorkerRoute& route_;
+  Exchange& ex_;
+  WorkerUpstream& up_;
+  const config::UpstreamConfig& ucfg_;
+  std::unique_ptr<char[]> relay_;
+  bool body_started_ = false;
+  bool continue_sent_ = false;
+};
+
+} // namespace
+
+void strip_hop_by_hop(bhttp::fields& f) {
+  std::vector<std::string> named;
+  for_each_token(f, bhttp::field::connection, [&](std::string_view token) {
+    if (!beast::iequals(token, "transfer-encoding") && !beast::iequals(token, "content-length") &&
+        !beast::iequals(token, "host"))
+      named.emplace_back(token);
+    return false;
+  });
+  for (const auto& n : named)
+    f.erase(n);
+  f.erase(bhttp::field::connection);
+  f.erase(bhttp::field::keep_alive);
+  f.erase(bhttp::field::te);
+  f.erase(bhttp::field::trailer);
+  f.erase(bhttp::field::upgrade);
+  for (auto it = f.begin(); it != f.end();) {
+    std::string_view name = it->name_string();
+    if (name.size() >= 6 && beast::iequals(name.substr(0, 6), "proxy-"))
+      it = f.erase(it);
+    else
+      ++it;
+  }
+}
+
+const WorkerService& choose_service(const std::vector<const WorkerService*>& services,
+                                    std::string_view host, std::string_view sni) {
+  if (services.size() == 1)
+    return *services.front();
+  if (const auto* s = find_service(services, host_without_port(host)))
+    return *s;
+  if (const auto* s = find_service(services, sni))
+    return *s;
+  return *services.front();
+}
+
+void log_request(const WorkerService& service, const ConnInfo& conn, ProxyRequest& req) {
+  if (req.logged || !access_log_enabled())
+    return;
+  req.logged = true;
+  AccessRecord r;
+  r.client_ip = req.client_ip.empty() ? std::string_view(conn.peer_ip) : req.client_ip;
+  r.client_port = req.client_ip.empty() ? conn.peer_port : req.client_port;
+  r.method = req.method.empty() ? std::string_view("-") : std::string_view(req.method);
+  r.target = req.target.empty() ? std::string_view("-") : std::string_view(req.target);
+  r.version = req.version;
+  r.status = req.status;
+  r.bytes = req.bytes_out;
+  r.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - req.start).count();
+  r.upstream = req.upstream;
+  r.service = service.plan->cfg->name;
+  core::log_access(r);
+}
+
+asio::awaitable<void> respond_error(const WorkerService& service, const ConnInfo& conn,
+                                    ProxyRequest& req, ResponseSink& sink, unsigned status) {
+  co_await respond_local(service, conn, req, sink, status, "text/plain", status_body(status),
+                         nullptr, nullptr);
+}
+
+asio::awaitable<bool> handle_request(Worker& worker, const WorkerService& service,
+                                     const ConnInfo& conn, ProxyRequest& req, BodySource& body,
+                                     ResponseSink& sink) {
+  auto& msg = *req.msg;
+  // The client address: the peer, or (from trusted proxies) the rightmost untrusted hop.
+  std::vector<std::string_view> xff;
+  std::string chain;
+  for (auto [it, end] = msg.equal_range("X-Forwarded-For"); it != end; ++it) {
+    if (!it->value().empty()) {
+      xff.push_back(it->value());
+      chain += it->value();
+      chain += ", ";
+    }
+  }
+  req.client_ip = conn.peer_ip;
+  req.client_port = conn.peer_port;
+  if (!service.plan->trusted_proxies.empty()) {
+    std::vector<std::string_view> forwarded;
+    for (auto [it, end] = msg.equal_range(bhttp::field::forwarded); it != end; ++it)
+      forwarded.push_back(it->value());
+    std::string client =
+        effective_client(conn.peer_ip, xff, forwarded, service.plan->trusted_proxies);
+    if (client != conn.peer_ip) {
+      req.client_ip = std::move(client);
+      req.client_port = 0;
+    }
+  }
+  // Every X-Forwarded-For line counts (a list may be split over several), then the peer.
+  chain += conn.peer_ip;
+  msg.set("X-Forwarded-For", chain);
+  msg.set("X-Forwarded-Proto", conn.tls ? "https" : "http");
+  if (!req.host.empty())
+    msg.set("X-Forwarded-Host", req.host);
+  msg.version(11);
+
+  const WorkerRoute& route = service.match(req.path);
+  Exchange ex;
+  ex.method = req.method;
+  ex.path = req.path;
+  ex.query = req.query;
+  ex.host = req.host;
+  ex.client_ip = req.client_ip;
+  ex.client_port = req.client_port;
+  ex.request = &msg;
+  ex.can_respond = true;
+  for (auto* f : route.filters) {
+    if (!f->has_request())
+      continue;
+    weir_filter_result_t r = f->on_request(reinterpret_cast<weir_http_t*>(&ex));
+    if (r == WEIR_FILTER_CONTINUE)
+      continue;
+    if (r == WEIR_FILTER_RESPONDED && ex.local)
+      break;
+    logger("http")->error("{} failed on {} {}", f->config().label(), req.method, req.path);
+    ex.local = LocalResponse{500, "text/plain", "500 Internal Server Error\n"};
+    break;
+  }
+  ex.can_respond = false;
+  if (ex.local) {
+    auto local = std::move(*ex.local);
+    ex.local.reset();
+    co_await respond_local(service, conn, req, sink, local.status, local.content_type,
+                           std::move(local.body), &route, &ex);
+    co_return true;
+  }
+  if (route.upstream == nullptr) {
+    co_await respond_local(service, conn, req, sink, 404, "text/plain", status_body(404), &route,
+                           &ex);
+    co_return true;
+  }
+  Forwarder fwd(worker, service, conn, req, body, sink, route, ex);
+  co_return co_await fwd.run();
+}
+
+} // namespace weir::core::http

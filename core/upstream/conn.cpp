@@ -1,0 +1,202 @@
+#include "core/upstream/conn.hpp"
+
+#include "core/upstream/targets.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+
+namespace weir::core::upstream {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using boost::system::error_code;
+
+namespace {
+
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+template <class F>
+decltype(auto) on_lowest(std::variant<beast::tcp_stream, TlsStream, UnixStream>& v, F&& f) {
+  return std::visit(
+      [&](auto& s) -> decltype(auto) {
+        using S = std::decay_t<decltype(s)>;
+        if constexpr (std::is_same_v<S, TlsStream>)
+          return f(beast::get_lowest_layer(s));
+        else
+          return f(s);
+      },
+      v);
+}
+
+std::string ssl_error_text(SSL* ssl, const error_code& ec) {
+  if (ssl != nullptr) {
+    long vr = SSL_get_verify_result(ssl);
+    if (vr != X509_V_OK)
+      return std::string("certificate verification failed: ") + X509_verify_cert_error_string(vr);
+  }
+  return ec.message();
+}
+
+} // namespace
+
+void Conn::expires_after(std::chrono::steady_clock::duration d) {
+  on_lowest(s_, [&](auto& low) { low.expires_after(d); });
+}
+
+void Conn::expires_never() {
+  on_lowest(s_, [](auto& low) { low.expires_never(); });
+}
+
+void Conn::close() {
+  on_lowest(s_, [](auto& low) {
+    error_code ec;
+    low.socket().close(ec);
+  });
+}
+
+bool Conn::is_open() {
+  return on_lowest(s_, [](auto& low) { return low.socket().is_open(); });
+}
+
+int Conn::native_handle() {
+  return on_lowest(s_, [](auto& low) { return static_cast<int>(low.socket().native_handle()); });
+}
+
+std::string Conn::alpn() const {
+  if (const auto* t = std::get_if<TlsStream>(&s_)) {
+    const unsigned char* p = nullptr;
+    unsigned len = 0;
+    SSL_get0_alpn_selected(const_cast<TlsStream*>(t)->native_handle(), &p, &len);
+    return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p), len);
+  }
+  return {};
+}
+
+asio::awaitable<std::unique_ptr<Conn>> connect(asio::any_io_executor ex, const Target& target,
+                                               const ConnectOptions& opts, std::string& error) {
+  // The PROXY header goes first, on the raw connection (before any TLS).
+  auto send_proxy = [&](auto& raw) -> asio::awaitable<bool> {
+    if (opts.proxy_protocol == 0 || opts.proxy_header.empty())
+      co_return true;
+    auto [ec, n] = co_await asio::async_write(raw, asio::buffer(opts.proxy_header), nothrow);
+    if (ec)
+      error = "sending the PROXY header: " + ec.message();
+    co_return !ec;
+  };
+  std::unique_ptr<Conn> conn;
+  if (!target.unix_path.empty()) {
+    if (opts.tls != nullptr) {
+      error = "TLS over a Unix socket is not supported";
+      co_return nullptr;
+    }
+    UnixStream s(ex);
+    s.expires_after(opts.connect_timeout);
+    auto [ec] =
+        co_await s.async_connect(asio::local::stream_protocol::endpoint(target.unix_path), nothrow);
+    if (ec) {
+      error = ec == beast::error::timeout ? "timed out" : ec.message();
+      co_return nullptr;
+    }
+    if (!co_await send_proxy(s))
+      co_return nullptr;
+    conn = std::make_unique<Conn>(std::in_place_type<UnixStream>, std::move(s));
+  } else {
+    beast::tcp_stream tcp(ex);
+    tcp.expires_after(opts.connect_timeout);
+    auto [ec] = co_await tcp.async_connect(target.endpoint, nothrow);
+    if (ec) {
+      error = ec == beast::error::timeout ? "timed out" : ec.message();
+      co_return nullptr;
+    }
+    error_code ignored;
+    tcp.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
+    if (!co_await send_proxy(tcp))
+      co_return nullptr;
+    if (opts.tls != nullptr)
+      conn = std::make_unique<Conn>(std::in_place_type<TlsStream>, std::move(tcp), *opts.tls);
+    else
+      conn = std::make_unique<Conn>(std::in_place_type<beast::tcp_stream>, std::move(tcp));
+  }
+  if (auto* tls = std::get_if<TlsStream>(&conn->variant())) {
+    SSL* ssl = tls->native_handle();
+    // SNI and the name to verify: the configured server name, else the published host name.
+    // An IP literal gets no SNI (RFC 6066) and is checked against the certificate's IP SANs.
+    std::string name = opts.server_name.empty() ? target.host : opts.server_name;
+    if (!name.empty()) {
+      // SSL_set_tlsext_host_name without its C cast.
+      SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+               const_cast<char*>(name.c_str()));
+      if (opts.verify)
+        SSL_set1_host(ssl, name.c_str());
+    } else if (opts.verify) {
+      auto ip = target.endpoint.address().to_string();
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ip.c_str());
+    }
+    beast::get_lowest_layer(*tls).expires_after(opts.connect_timeout);
+    auto [ec] = co_await tls->async_handshake(asio::ssl::stream_base::client, nothrow);
+    if (ec) {
+      error = "TLS handshake: " + ssl_error_text(ssl, ec);
+      co_return nullptr;
+    }
+  }
+  co_return conn;
+}
+
+std::shared_ptr<asio::ssl::context> make_client_tls(bool verify, const std::string& ca_file,
+                                                    const std::string& cert, const std::string& key,
+                                                    const std::string& min_version,
+                                                    const std::string& protocol,
+                                                    std::string& error) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  SSL_CTX* c = ctx->native_handle();
+  SSL_CTX_set_min_proto_version(c, min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
+  SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  auto fail = [&](const std::string& what) {
+    unsigned long e = ERR_get_error();
+    char buf[256] = {};
+    if (e != 0)
+      ERR_error_string_n(e, buf, sizeof buf);
+    ERR_clear_error();
+    error = what + (e != 0 ? std::string(": ") + buf : std::string());
+    return nullptr;
+  };
+  if (verify) {
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);
+    if (!ca_file.empty()) {
+      if (SSL_CTX_load_verify_locations(c, ca_file.c_str(), nullptr) != 1)
+        return fail("cannot load CA file " + ca_file);
+    } else if (SSL_CTX_set_default_verify_paths(c) != 1) {
+      return fail("cannot load the system's trusted roots");
+    }
+  } else {
+    SSL_CTX_set_verify(c, SSL_VERIFY_NONE, nullptr);
+  }
+  if (!cert.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(c, cert.c_str()) != 1)
+      return fail("cannot load client certificate " + cert);
+    if (SSL_CTX_use_PrivateKey_file(c, key.c_str(), SSL_FILETYPE_PEM) != 1)
+      return fail("cannot load client key " + key);
+    if (SSL_CTX_check_private_key(c) != 1)
+      return fail("client key " + key + " does not match certificate " + cert);
+  }
+  // ALPN: what we can speak to this group.
+  static constexpr unsigned char kH1[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  static constexpr unsigned char kH2[] = {2, 'h', '2'};
+  static constexpr unsigned char kBoth[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  if (protocol == "h2")
+    SSL_CTX_set_alpn_protos(c, kH2, sizeof kH2);
+  else if (protocol == "auto")
+    SSL_CTX_set_alpn_protos(c, kBoth, sizeof kBoth);
+  else
+    SSL_CTX_set_alpn_protos(c, kH1, sizeof kH1);
+  return ctx;
+}
+
+} // namespace weir::core::upstream
