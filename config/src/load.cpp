@@ -1104,6 +1104,7 @@ private:
         }
       }
       listener.address = *text;
+      listener.share_key = canonical;
       listener.loc = item.loc;
       out.listeners.push_back(std::move(listener));
       sites.listeners.push_back(ListenerSite{std::move(canonical), item.loc, item.path});

@@ -50,10 +50,6 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
     cu.lb = make(WEIR_KIND_LB, up.lb);
     if (up.health)
       cu.health = make(WEIR_KIND_HEALTH, *up.health);
-    if (up.protocol != "h1")
-      diags.push_back(
-          {up.loc, "upstreams." + up.name + ".protocol",
-           "protocol \"" + up.protocol + "\" is not supported by this weir build yet; use \"h1\""});
     if (up.tls) {
       std::string error;
       cu.client_tls =
@@ -114,9 +110,10 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
   // `weir check` finds a missing file or a mismatched key.
   for (size_t si = 0; si < c.services.size(); ++si) {
     for (const auto& l : c.services[si].listeners) {
-      auto it =
-          std::find_if(plan->listeners.begin(), plan->listeners.end(),
-                       [&](const CompiledListener& cl) { return cl.cfg->address == l.address; });
+      auto it = std::find_if(plan->listeners.begin(), plan->listeners.end(),
+                             [&](const CompiledListener& cl) {
+                               return !l.share_key.empty() && cl.cfg->share_key == l.share_key;
+                             });
       if (it == plan->listeners.end()) {
         CompiledListener cl;
         cl.cfg = &l;

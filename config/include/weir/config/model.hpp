@@ -107,6 +107,9 @@ struct Cidr {
 
 struct ListenerConfig {
   std::string address; // "ip:port", "[ipv6]:port" or "unix:/absolute/path"
+  // The normalised address ("[::1]:80" for "[0::1]:80"); listeners of several services with the
+  // same key share one socket. "" for port 0: such a listener is never shared.
+  std::string share_key;
   SourceLoc loc;
   std::optional<TlsConfig> tls; // absent: plain HTTP
   // Unix socket file permissions (only for unix: addresses), like 0660. The file is replaced at
