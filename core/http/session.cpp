@@ -37,6 +37,7 @@
 
 #include <array>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -221,8 +222,11 @@ private:
   }
 
   // PROXY protocol on a listener that enables it: required from the trusted ranges, refused from
-  // anyone else. The header is read with MSG_PEEK so that nothing beyond it is consumed (a TLS
-  // ClientHello follows it on TLS listeners).
+  // anyone else. Nothing beyond the header may be consumed (a TLS ClientHello follows it on TLS
+  // listeners), so the bytes are first looked at with MSG_PEEK. When they are only the beginning
+  // of a header, they are taken off the socket (they all belong to the header) before waiting for
+  // more: peeking again at bytes still in the socket would find it readable at once and spin
+  // until header-timeout, for any peer that sends "PROXY" and stalls.
   asio::awaitable<bool> read_proxy_header() {
     if constexpr (kUnix) {
       co_return true; // a Unix socket peer is never in an address range
@@ -230,6 +234,19 @@ private:
       bool trusted = config::in_any(listener_.plan->proxy_protocol_from, conn_.peer_ip);
       auto deadline = accepted_ + limits_.header_timeout;
       std::array<char, 4096> peek{};
+      std::string taken; // the beginning of a header, already read from the socket
+      // Read (and drop) `count` bytes that MSG_PEEK has shown already.
+      auto take = [&](size_t count) {
+        std::array<char, 512> scratch{};
+        while (count > 0) {
+          ssize_t got = ::recv(lowest().socket().native_handle(), scratch.data(),
+                               std::min(count, scratch.size()), 0);
+          if (got <= 0)
+            return false;
+          count -= static_cast<size_t>(got);
+        }
+        return true;
+      };
       for (;;) {
         auto& sock = lowest().socket();
         using namespace boost::asio::experimental::awaitable_operators;
@@ -246,14 +263,30 @@ private:
         ssize_t n = ::recv(sock.native_handle(), peek.data(), peek.size(), MSG_PEEK);
         if (n <= 0)
           co_return false;
-        std::string_view data(peek.data(), static_cast<size_t>(n));
+        std::string data = taken;
+        data.append(peek.data(), static_cast<size_t>(n));
         net::ProxyHeader h;
         size_t consumed = 0;
         std::string error;
         auto r = net::parse_proxy_header(data, h, consumed, error);
         if (r == net::ProxyParse::invalid) {
-          if (!trusted)
-            co_return true; // not a PROXY header: an ordinary client
+          if (!trusted) {
+            // Not a PROXY header: an ordinary client. Bytes already taken go back in front of
+            // its request (they can only be empty lines or the like on a plain listener; a TLS
+            // ClientHello never looks like the start of a header).
+            if (taken.empty())
+              co_return true;
+            if constexpr (kTls) {
+              logger("http")->info("{}:{}: neither a PROXY protocol header nor TLS", conn_.peer_ip,
+                                   conn_.peer_port);
+              co_return false;
+            } else {
+              auto mb = buf_.prepare(taken.size());
+              std::memcpy(mb.data(), taken.data(), taken.size());
+              buf_.commit(taken.size());
+              co_return true;
+            }
+          }
           logger("http")->warn("{}:{}: bad PROXY protocol header: {}", conn_.peer_ip,
                                conn_.peer_port, error);
           co_return false;
@@ -265,22 +298,17 @@ private:
           co_return false;
         }
         if (r == net::ProxyParse::need_more) {
-          if (static_cast<size_t>(n) >= peek.size())
+          // Every byte so far belongs to the header: take them, then sleep until more arrive.
+          if (taken.size() + static_cast<size_t>(n) > kMaxProxyHeader)
             co_return false;
-          // Wait for more bytes than we have seen: a short sleep-free retry on readability would
-          // spin on the same bytes, so wait for the next segment with a tiny timer.
-          asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(5));
-          co_await t.async_wait(nothrow);
+          taken.append(peek.data(), static_cast<size_t>(n));
+          if (!take(static_cast<size_t>(n)))
+            co_return false;
           continue;
         }
-        // Consume exactly the header.
-        size_t left = consumed;
-        while (left > 0) {
-          ssize_t got = ::recv(sock.native_handle(), peek.data(), std::min(left, peek.size()), 0);
-          if (got <= 0)
-            co_return false;
-          left -= static_cast<size_t>(got);
-        }
+        // Consume exactly the rest of the header.
+        if (!take(consumed - taken.size()))
+          co_return false;
         if (!h.local) {
           conn_.peer_ip = h.src_ip;
           conn_.peer_port = h.src_port;
@@ -446,6 +474,7 @@ private:
     // Connection headers: they are hop-by-hop, but the upstream must see them to switch.
     if (req.version == 11 && !req.has_body && has_token(msg, bhttp::field::connection, "upgrade"))
       req.upgrade = std::string(msg[bhttp::field::upgrade]);
+    req.te_trailers = has_token(msg, bhttp::field::te, "trailers");
     strip_hop_by_hop(msg);
     if (!req.upgrade.empty()) {
       msg.set(bhttp::field::upgrade, req.upgrade);
@@ -649,6 +678,8 @@ private:
   }
 
   static constexpr size_t kMaxBuffer = 1024 * 1024;
+  // More than any PROXY header the parser accepts (v2 is refused above 4096 bytes).
+  static constexpr size_t kMaxProxyHeader = 8192;
   static constexpr size_t kReadSize = 16 * 1024;
   static constexpr std::chrono::seconds kLingerTime{5};
   static constexpr std::chrono::seconds kLingerRead{1};

@@ -217,9 +217,15 @@ void log_access(const AccessRecord& r) {
   static const auto lg = logger("access");
   std::string line;
   line.reserve(256);
+  // An IPv6 client in brackets, so that the port stays apart: "[2001:db8::7]:40000".
+  bool v6 = r.client_ip.find(':') != std::string_view::npos;
   if (state().json) {
     line += "\"client\":\"";
+    if (v6)
+      line += '[';
     append_json_escaped(line, r.client_ip);
+    if (v6)
+      line += ']';
     fmt::format_to(std::back_inserter(line), ":{}\",\"method\":\"", r.client_port);
     append_json_escaped(line, r.method);
     line += "\",\"path\":\"";
@@ -236,10 +242,10 @@ void log_access(const AccessRecord& r) {
     std::string target;
     append_json_escaped(target, r.target); // keeps control bytes out of the text log
     fmt::format_to(std::back_inserter(line),
-                   "{}:{} \"{} {} HTTP/{}.{}\" {} {} {:.3f}ms upstream={} service={}", r.client_ip,
-                   r.client_port, r.method, target, r.version / 10, r.version % 10, r.status,
-                   r.bytes, r.duration_ms, r.upstream.empty() ? std::string_view("-") : r.upstream,
-                   r.service);
+                   "{}{}{}:{} \"{} {} HTTP/{}.{}\" {} {} {:.3f}ms upstream={} service={}",
+                   v6 ? "[" : "", r.client_ip, v6 ? "]" : "", r.client_port, r.method, target,
+                   r.version / 10, r.version % 10, r.status, r.bytes, r.duration_ms,
+                   r.upstream.empty() ? std::string_view("-") : r.upstream, r.service);
   }
   lg->info(line);
 }

@@ -198,8 +198,18 @@ int run_server(std::unique_ptr<Plan> plan) {
   for (size_t i = 0; i < nworkers; ++i)
     workers.push_back(std::make_unique<Worker>(i, *plan));
 
+  // Unix socket files weir created: removed when this function returns, including when start-up
+  // fails after some of them were bound (a later listener's address in use, a plugin failing).
+  std::vector<std::string> unix_paths;
+  struct UnlinkAtExit {
+    std::vector<std::string>& paths;
+    ~UnlinkAtExit() {
+      for (const auto& p : paths)
+        ::unlink(p.c_str());
+    }
+  } unlink_at_exit{unix_paths};
+
   // Bind every listener in every worker (SO_REUSEPORT); port 0 becomes one port shared by all.
-  std::vector<std::string> unix_paths; // removed at exit
   for (size_t li = 0; li < plan->listeners.size(); ++li) {
     const auto& cl = plan->listeners[li];
     const auto& l = *cl.cfg;
@@ -220,8 +230,9 @@ int run_server(std::unique_ptr<Plan> plan) {
                      ec.value() == EEXIST ? "the file exists and is not a socket" : ec.message());
           return 1;
         }
+        if (&w == &workers.front())
+          unix_paths.push_back(path); // the first worker created the file; the others share it
       }
-      unix_paths.push_back(path);
     } else {
       tcp::endpoint ep;
       if (!parse_listen_address(l.address, ep)) {
@@ -243,14 +254,6 @@ int run_server(std::unique_ptr<Plan> plan) {
               l.h2c ? " with h2c" : "",
               l.proxy_protocol_from.empty() ? "" : " with PROXY protocol");
   }
-  struct UnlinkAtExit {
-    std::vector<std::string>& paths;
-    ~UnlinkAtExit() {
-      for (const auto& p : paths)
-        ::unlink(p.c_str());
-    }
-  } unlink_at_exit{unix_paths};
-
   std::vector<std::unique_ptr<Group>> groups;
   try {
     for (size_t i = 0; i < plan->upstreams.size(); ++i) {

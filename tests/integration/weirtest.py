@@ -3,7 +3,8 @@
 Provides:
   * paths: weir_bin(), build_dir(), source_dir(), builtin_plugin_dir()
   * Weir: runs `weir run -c FILE` with a config text, waits for `weir ready`, parses
-    `listening on ADDR (service NAME)`, captures every output line, stops with a signal, VmHWM.
+    `listening on ADDR (service NAME)` / `(services A, B)` (addr(); unix_path() for `unix:`
+    listeners), captures every output line, stops with a signal, VmHWM.
   * Origin: a threaded raw-socket HTTP/1.1 origin with configurable behaviours, counting
     connections and recording every request.
   * RawConn: a raw-socket HTTP/1.x client connection with a response parser.
@@ -46,12 +47,15 @@ def source_dir() -> str:
 
 
 def weir_bin() -> str:
-    return os.environ.get("WEIR_BIN") or os.path.join(source_dir(), "build", "dev", "bin", "weir")
+    # Absolute: weir runs with its own temporary directory as the working directory, so a relative
+    # WEIR_BIN (WEIR_BIN=build/ci/bin/weir) would not be found there.
+    path = os.environ.get("WEIR_BIN") or os.path.join(source_dir(), "build", "dev", "bin", "weir")
+    return os.path.abspath(path)
 
 
 def build_dir() -> str:
     if os.environ.get("WEIR_BUILD_DIR"):
-        return os.environ["WEIR_BUILD_DIR"]
+        return os.path.abspath(os.environ["WEIR_BUILD_DIR"])
     return os.path.dirname(os.path.dirname(os.path.abspath(weir_bin())))
 
 
@@ -89,12 +93,25 @@ def toml_str(s: str) -> str:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 with nothing listening on it (bound then released)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    """A TCP port on 127.0.0.1 with nothing listening on it (bound then released).
+
+    Use it for listeners that several services must share (virtual hosts): two listeners on
+    "127.0.0.1:0" are never meant to be one address (each should get a port of its own), so a
+    shared address needs a real port number."""
+    # The kernel may hand out a just-released port again: never return one twice in a run, or two
+    # listeners of one test could be given the same address.
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _ports_given:
+            break
+    _ports_given.add(port)
     return port
+
+
+_ports_given: set[int] = set()
 
 
 def addr_str(addr: tuple[str, int]) -> str:
@@ -134,7 +151,10 @@ def run_weir_cmd(args: list[str], env: dict[str, str] | None = None, timeout: fl
 # weir process
 # --------------------------------------------------------------------------------------------------
 
-_LISTEN_RE = re.compile(r"listening on (\S+) \(service ([^)\s]+)\)")
+# "listening on 127.0.0.1:41627 (service web)", "listening on [::1]:8443 (services a, b) with TLS",
+# "listening on unix:/run/weir.sock (service web)". Services sharing one address (virtual hosts)
+# are listed together after "services".
+_LISTEN_RE = re.compile(r"listening on (\S+) \(services? ([^)]+)\)")
 
 
 class WeirStartError(AssertionError):
@@ -162,6 +182,7 @@ class Weir:
         self.proc: subprocess.Popen | None = None
         self._readers: list[threading.Thread] = []
         self.listeners: dict[str, list[tuple[str, int]]] = {}
+        self.unix_listeners: dict[str, list[str]] = {}  # service -> socket paths (no "unix:")
         self.returncode: int | None = None
 
     # -- lifecycle
@@ -218,20 +239,35 @@ class Weir:
                                  f"{self.config_text()}\noutput:\n{self.log_text()}")
         for text in self.text_lines():
             m = _LISTEN_RE.search(text)
-            if m:
-                addr = parse_addr(m.group(1))
-                lst = self.listeners.setdefault(m.group(2), [])
+            if not m:
+                continue
+            services = [n.strip() for n in m.group(2).split(",") if n.strip()]
+            if m.group(1).startswith("unix:"):
+                table, addr = self.unix_listeners, m.group(1)[len("unix:"):]
+            else:
+                table, addr = self.listeners, parse_addr(m.group(1))
+            for service in services:
+                lst = table.setdefault(service, [])
                 if addr not in lst:
                     lst.append(addr)
-        if not self.listeners:
+        if not self.listeners and not self.unix_listeners:
             raise WeirStartError("weir is ready but logged no 'listening on ADDR (service NAME)' line"
                                  f"\noutput:\n{self.log_text()}")
 
     def addr(self, service: str = "web", index: int = 0) -> tuple[str, int]:
+        """The index-th TCP listener address of a service (Unix sockets: see unix_path)."""
         if service not in self.listeners:
-            raise AssertionError(f"no listener logged for service {service!r}; have "
-                                 f"{self.listeners}\noutput:\n{self.log_text()}")
+            raise AssertionError(f"no TCP listener logged for service {service!r}; have "
+                                 f"{self.listeners} (unix: {self.unix_listeners})"
+                                 f"\noutput:\n{self.log_text()}")
         return self.listeners[service][index]
+
+    def unix_path(self, service: str = "web", index: int = 0) -> str:
+        """The index-th Unix socket listener of a service: the path, without "unix:"."""
+        if service not in self.unix_listeners:
+            raise AssertionError(f"no unix: listener logged for service {service!r}; have "
+                                 f"{self.unix_listeners}\noutput:\n{self.log_text()}")
+        return self.unix_listeners[service][index]
 
     def url(self, path: str = "/", service: str = "web") -> str:
         return url(self.addr(service), path)
@@ -578,7 +614,8 @@ _CHUNK = b"x" * (1 << 20)
 
 
 class Origin:
-    """A threaded HTTP/1.1 origin on 127.0.0.1:0 written with raw sockets.
+    """A threaded HTTP/1.1 origin on 127.0.0.1:0 (or, with unix_path, on a Unix socket at that
+    path: its address is then "unix:PATH") written with raw sockets.
 
     behaviour: the default Behaviour; paths: {path: Behaviour} matched on the path (no query)
     exactly, or by prefix for keys ending in '*'.
@@ -589,7 +626,7 @@ class Origin:
 
     def __init__(self, name: str = "origin", behaviour: Behaviour | None = None,
                  paths: dict[str, Behaviour] | None = None, send_continue: bool = True,
-                 idle_timeout: float = 120.0):
+                 idle_timeout: float = 120.0, unix_path: str | None = None):
         self.name = name
         self.behaviour = behaviour or fixed(name)
         self.paths = dict(paths or {})
@@ -603,12 +640,21 @@ class Origin:
         self._stop = threading.Event()
         self._socks: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(256)
-        self.addr = self.sock.getsockname()
-        self.address = f"{self.addr[0]}:{self.addr[1]}"
+        self.unix_path = unix_path
+        if unix_path is not None:
+            # An origin on a Unix socket: address is "unix:/path", as static discovery takes it.
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(unix_path)
+            self.sock.listen(256)
+            self.addr = unix_path
+            self.address = f"unix:{unix_path}"
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(("127.0.0.1", 0))
+            self.sock.listen(256)
+            self.addr = self.sock.getsockname()
+            self.address = f"{self.addr[0]}:{self.addr[1]}"
         self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True,
                                                name=f"origin-{name}-accept")
         self._accept_thread.start()
@@ -666,7 +712,8 @@ class Origin:
         return best[1] if best else self.behaviour
 
     def _serve(self, c: socket.socket, conn_id: int) -> None:
-        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if c.family != socket.AF_UNIX:
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         rd = SockReader(c, self._stop, self.idle_timeout)
         try:
             while not self._stop.is_set():
@@ -810,6 +857,11 @@ class Origin:
                 pass
         for t in self._threads:
             t.join(timeout=2)
+        if self.unix_path is not None:
+            try:
+                os.unlink(self.unix_path)
+            except OSError:
+                pass
 
 
 # --------------------------------------------------------------------------------------------------
