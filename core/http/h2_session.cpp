@@ -10,6 +10,7 @@
 #include "core/http/h2_session.hpp"
 
 #include "core/http/proxy.hpp"
+#include "core/net/h2_common.hpp"
 #include "core/runtime/logging.hpp"
 #include "core/runtime/worker.hpp"
 
@@ -101,75 +102,12 @@ private:
   uint32_t count_ = 0;
 };
 
-// A wake-up for one waiting coroutine (a timer cancelled to notify). Waiters always re-check
-// their condition, so a notification that nobody waits for is simply dropped.
-class Notifier {
-public:
-  explicit Notifier(const asio::any_io_executor& ex) : timer_(ex) {}
-  void notify() { timer_.cancel(); }
-  // Until notify() or `deadline`; true when notified (or cancelled).
-  asio::awaitable<bool> wait(Clock::time_point deadline = Clock::time_point::max()) {
-    timer_.expires_at(deadline);
-    auto [ec] = co_await timer_.async_wait(nothrow);
-    co_return ec == asio::error::operation_aborted;
-  }
-
-private:
-  asio::steady_timer timer_;
-};
-
-std::string_view as_view(const uint8_t* p, size_t n) {
-  return {reinterpret_cast<const char*>(p), n};
-}
-
-nghttp2_nv make_nv(std::string_view name, std::string_view value) {
-  nghttp2_nv nv{};
-  nv.name = reinterpret_cast<uint8_t*>(const_cast<char*>(name.data()));
-  nv.namelen = name.size();
-  nv.value = reinterpret_cast<uint8_t*>(const_cast<char*>(value.data()));
-  nv.valuelen = value.size();
-  nv.flags = NGHTTP2_NV_FLAG_NONE;
-  return nv;
-}
-
-std::string lowercase(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out)
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
-// Fields that have no place in an HTTP/2 message (RFC 9113 8.2.2), dropped from what we send.
-bool connection_specific(std::string_view lower) {
-  return lower.empty() || lower.front() == ':' || lower == "connection" || lower == "keep-alive" ||
-         lower == "transfer-encoding" || lower == "upgrade" || lower == "proxy-connection" ||
-         lower == "te";
-}
-
-// Name/value pairs for nghttp2 (which copies them when a frame is submitted).
-struct HeaderList {
-  std::vector<std::pair<std::string, std::string>> fields;
-  std::vector<nghttp2_nv> nva;
-
-  void add(std::string name, std::string_view value) {
-    fields.emplace_back(std::move(name), std::string(value));
-  }
-  void add_all(const bhttp::fields& f) {
-    for (const auto& field : f) {
-      std::string name = lowercase(field.name_string());
-      if (!connection_specific(name))
-        add(std::move(name), field.value());
-    }
-  }
-  const nghttp2_nv* build() {
-    nva.clear();
-    nva.reserve(fields.size());
-    for (const auto& [n, v] : fields)
-      nva.push_back(make_nv(n, v));
-    return nva.data();
-  }
-};
+using net::as_view;
+using net::connection_specific;
+using net::HeaderList;
+using net::lowercase;
+using net::make_nv;
+using net::Notifier;
 
 class Core;
 
@@ -858,6 +796,7 @@ private:
       msg.set(bhttp::field::cookie, st.cookie_);
     if (!st.authority_.empty())
       msg.set(bhttp::field::host, st.authority_);
+    req.te_trailers = beast::iequals(msg[bhttp::field::te], "trailers"); // gRPC sends it
     strip_hop_by_hop(msg);
     msg.erase(bhttp::field::expect);
     // An HTTP/2 body without Content-Length goes upstream chunked.

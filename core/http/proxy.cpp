@@ -6,6 +6,7 @@
 #include "core/runtime/logging.hpp"
 #include "core/runtime/worker.hpp"
 #include "core/upstream/conn.hpp"
+#include "core/upstream/h2_client.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -18,6 +19,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <tuple>
 
 namespace weir::core::http {
 
@@ -215,10 +217,17 @@ public:
       co_await fail(503);
       co_return false;
     }
-    auto& msg = *req_.msg;
+    if (ucfg_.protocol == "h2" && !req_.upgrade.empty()) {
+      logger("upstream")
+          ->warn("upstream {} speaks HTTP/2 only: cannot pass an Upgrade ({}) request; use "
+                 "protocol \"h1\" or \"auto\"",
+                 ucfg_.name, req_.upgrade);
+      co_await fail(502);
+      co_return false;
+    }
+    // HTTP/2 to the targets ("h2"), or by ALPN ("auto"; an Upgrade request needs HTTP/1.1).
+    bool h2 = ucfg_.protocol == "h2" || (ucfg_.protocol == "auto" && req_.upgrade.empty());
     std::vector<uint8_t> excluded(targets->targets.size(), 0);
-    unsigned failure_status = 502;
-
     for (uint32_t attempt = 0; attempt < targets->targets.size(); ++attempt) {
       long picked = up_.lb->pick(reinterpret_cast<weir_http_t*>(&ex_), attempt, excluded);
       if (picked < 0)
@@ -226,79 +235,281 @@ public:
       auto idx = static_cast<size_t>(picked);
       const upstream::Target& target = targets->targets[idx];
       req_.upstream = target.address;
-      std::string key = pool_key(target);
-
-      // A pooled connection the peer closed in the meantime is retried once on a fresh one,
-      // which is safe because nothing of the request was consumed yet.
-      for (int fresh_try = 0; fresh_try < 2; ++fresh_try) {
-        std::unique_ptr<upstream::Conn> conn = fresh_try == 0 ? worker_.pool().take(key) : nullptr;
-        bool reused = conn != nullptr;
-        // Every on_start has exactly one on_done (a failed connect included), so load balancers
-        // that count requests in flight stay balanced.
-        up_.lb->on_start(idx);
-        auto t0 = Clock::now();
-        if (!conn) {
-          std::string error;
-          conn = co_await upstream::connect(worker_.context().get_executor(), target,
-                                            connect_options(), error);
-          if (!conn) {
-            logger("upstream")
-                ->warn("connect to {} (upstream {}) failed: {}", target.address, ucfg_.name, error);
-            excluded[idx] = 1;
-            up_.lb->on_done(idx, 0, elapsed_ns(t0));
-            break; // next target
-          }
-        }
-        auto outcome = co_await exchange(*conn);
-        up_.lb->on_done(idx, req_.status, elapsed_ns(t0));
-        switch (outcome) {
-        case Outcome::done_reusable:
-          worker_.pool().put(key, std::move(conn), ucfg_.pool_size, ucfg_.idle_timeout);
-          [[fallthrough]];
-        case Outcome::done:
-          log_request(service_, conn_, req_);
-          co_return true;
-        case Outcome::aborted:
-          log_request(service_, conn_, req_);
-          co_return false;
-        case Outcome::client_failed:
-          co_await fail(req_.status);
-          co_return false;
-        case Outcome::unsent:
-          if (reused && !body_started_)
-            continue; // retry on a fresh connection
-          failure_status = 502;
-          break;
-        case Outcome::stale:
-          // The request went out; only an idempotent one may be sent again (RFC 9110 9.2.2):
-          // a POST could have been processed before the connection dropped.
-          if (reused && !body_started_ && idempotent(msg.method()))
-            continue;
-          failure_status = 502;
-          break;
-        case Outcome::timeout:
-          failure_status = 504;
-          break;
-        case Outcome::failed:
-          failure_status = 502;
-          break;
-        }
-        // The upstream failed before a response began.
-        co_await fail(failure_status);
-        co_return false;
-      }
+      std::optional<bool> done =
+          h2 ? co_await try_h2(idx, target) : co_await try_h1(idx, target, nullptr, nullptr);
+      if (done)
+        co_return *done;
+      excluded[idx] = 1; // could not connect: the next target
     }
-    co_await fail(failure_status);
+    co_await fail(failure_status_);
     co_return false;
   }
 
 private:
+  // What to do after one exchange: a final answer (the request is done, true when the
+  // downstream connection may carry another), or nullopt with `retry` set when it may go again
+  // on a fresh connection to the same target.
+  asio::awaitable<std::optional<bool>> conclude(Outcome outcome, bool reused, bool& retry) {
+    retry = false;
+    switch (outcome) {
+    case Outcome::done_reusable:
+    case Outcome::done:
+      log_request(service_, conn_, req_);
+      co_return true;
+    case Outcome::aborted:
+      log_request(service_, conn_, req_);
+      co_return false;
+    case Outcome::client_failed:
+      co_await fail(req_.status);
+      co_return false;
+    case Outcome::unsent:
+      if (reused && !body_started_) {
+        retry = true; // nothing reached the upstream
+        co_return std::nullopt;
+      }
+      failure_status_ = 502;
+      break;
+    case Outcome::stale:
+      // The request went out; only an idempotent one may be sent again (RFC 9110 9.2.2):
+      // a POST could have been processed before the connection dropped.
+      if (reused && !body_started_ && idempotent(req_.msg->method())) {
+        retry = true;
+        co_return std::nullopt;
+      }
+      failure_status_ = 502;
+      break;
+    case Outcome::timeout:
+      failure_status_ = 504;
+      break;
+    case Outcome::failed:
+      failure_status_ = 502;
+      break;
+    }
+    // The upstream failed before a response began.
+    co_await fail(failure_status_);
+    co_return false;
+  }
+
+  void connect_failed(size_t idx, const upstream::Target& target, const std::string& error,
+                      Clock::time_point t0) {
+    logger("upstream")
+        ->warn("connect to {} (upstream {}) failed: {}", target.address, ucfg_.name, error);
+    up_.lb->on_done(idx, 0, elapsed_ns(t0));
+  }
+
+  // HTTP/1.1 to one target: a pooled connection, else a new one (`pre`, when the caller made it
+  // for "auto" and ALPN chose http/1.1; `started` then holds when its on_start was called).
+  // nullopt: the target could not be reached.
+  asio::awaitable<std::optional<bool>> try_h1(size_t idx, const upstream::Target& target,
+                                              std::unique_ptr<upstream::Conn> pre,
+                                              const Clock::time_point* started) {
+    std::string key = pool_key(target);
+    // A pooled connection the peer closed in the meantime is retried once on a fresh one,
+    // which is safe because nothing of the request was consumed yet.
+    for (int fresh_try = 0; fresh_try < 2; ++fresh_try) {
+      std::unique_ptr<upstream::Conn> conn = std::move(pre);
+      bool reused = false;
+      if (!conn && fresh_try == 0) {
+        conn = worker_.pool().take(key);
+        reused = conn != nullptr;
+      }
+      // Every on_start has exactly one on_done (a failed connect included), so load balancers
+      // that count requests in flight stay balanced.
+      auto t0 = Clock::now();
+      if (started != nullptr && fresh_try == 0)
+        t0 = *started;
+      else
+        up_.lb->on_start(idx);
+      if (!conn) {
+        std::string error;
+        auto opts = connect_options();
+        opts.h1_only = true;
+        conn = co_await upstream::connect(worker_.context().get_executor(), target, opts, error);
+        if (!conn) {
+          connect_failed(idx, target, error, t0);
+          co_return std::nullopt;
+        }
+      }
+      auto outcome = co_await exchange(*conn);
+      up_.lb->on_done(idx, req_.status, elapsed_ns(t0));
+      if (outcome == Outcome::done_reusable)
+        worker_.pool().put(key, std::move(conn), ucfg_.pool_size, ucfg_.idle_timeout);
+      bool retry = false;
+      auto result = co_await conclude(outcome, reused, retry);
+      if (!retry)
+        co_return result.has_value() ? result : std::optional<bool>(false);
+    }
+    co_await fail(failure_status_);
+    co_return false;
+  }
+
+  // HTTP/2 to one target: a stream on a shared connection, opening one when none has room.
+  asio::awaitable<std::optional<bool>> try_h2(size_t idx, const upstream::Target& target) {
+    std::string key = pool_key(target);
+    auto& pool = worker_.h2_pool();
+    bool is_auto = ucfg_.protocol == "auto";
+    upstream::H2Settings settings;
+    settings.max_concurrent_streams = ucfg_.h2_max_concurrent_streams;
+    settings.upstream_name = ucfg_.name;
+    settings.target = target.address;
+    for (int fresh_try = 0; fresh_try < 2; ++fresh_try) {
+      std::shared_ptr<upstream::H2Conn> hc = fresh_try == 0 ? pool.find(key) : nullptr;
+      bool reused = hc != nullptr;
+      // "auto" with an idle HTTP/1.1 connection kept (ALPN chose http/1.1 before): use it.
+      if (!hc && is_auto && fresh_try == 0 && worker_.pool().has_idle(key))
+        co_return co_await try_h1(idx, target, nullptr, nullptr);
+      up_.lb->on_start(idx);
+      auto t0 = Clock::now();
+      if (!hc) {
+        if (!is_auto) // registered at once: concurrent requests wait for this one
+          hc = pool.add(key, settings, ucfg_.idle_timeout);
+        std::string error;
+        auto conn = co_await upstream::connect(worker_.context().get_executor(), target,
+                                               connect_options(), error);
+        if (conn && conn->tls() && !is_auto && conn->alpn() != "h2") {
+          error = "the target did not agree to HTTP/2 (ALPN chose \"" +
+                  (conn->alpn().empty() ? std::string("nothing") : conn->alpn()) + "\")";
+          conn.reset();
+        }
+        if (!conn) {
+          if (hc)
+            upstream::H2Pool::failed(hc, error);
+          connect_failed(idx, target, error, t0);
+          co_return std::nullopt;
+        }
+        if (is_auto && conn->alpn() != "h2")
+          co_return co_await try_h1(idx, target, std::move(conn), &t0);
+        if (is_auto)
+          hc = pool.adopt(key, std::move(conn), settings, ucfg_.idle_timeout);
+        else
+          upstream::H2Pool::start(hc, std::move(conn));
+      } else if (upstream::H2Pool::connecting(hc)) {
+        std::string error;
+        if (!co_await upstream::H2Pool::wait_ready(hc, t0 + ucfg_.connect_timeout, error)) {
+          connect_failed(idx, target, error, t0);
+          co_return std::nullopt;
+        }
+      }
+      auto call = upstream::H2Pool::open(hc);
+      Outcome outcome = Outcome::unsent;
+      if (call)
+        outcome = co_await exchange_h2(*call, reused);
+      up_.lb->on_done(idx, req_.status, elapsed_ns(t0));
+      bool retry = false;
+      auto result = co_await conclude(outcome, reused || !call, retry);
+      if (!retry)
+        co_return result.has_value() ? result : std::optional<bool>(false);
+    }
+    co_await fail(failure_status_);
+    co_return false;
+  }
+
+  // One attempt on one HTTP/2 stream.
+  asio::awaitable<Outcome> exchange_h2(upstream::H2Call& call, bool reused) {
+    auto& msg = *req_.msg;
+    std::string_view authority = msg[bhttp::field::host];
+    if (authority.empty())
+      authority = req_.upstream;
+    if (!call.submit(msg.method_string(), msg.target(), ucfg_.tls ? "https" : "http", authority,
+                     msg, req_.has_body, req_.te_trailers))
+      co_return Outcome::unsent;
+    if (req_.expect_continue && !continue_sent_) {
+      continue_sent_ = true;
+      if (!co_await body_.send_continue())
+        co_return Outcome::aborted;
+    }
+    if (!relay_)
+      relay_ = std::make_unique<char[]>(kRelayBufferSize);
+    bool body_ok = true;
+    while (req_.has_body && !body_.done() && body_ok) {
+      body_started_ = true;
+      error_code ec;
+      unsigned status = 0;
+      size_t n = co_await body_.read(asio::buffer(relay_.get(), kRelayBufferSize), ec, status);
+      if (ec) {
+        logger("http")->info("{}:{}: request body failed: {}", conn_.peer_ip, conn_.peer_port,
+                             ec.message());
+        req_.status = status == 0 ? 400 : status;
+        co_return status == 0 ? Outcome::aborted : Outcome::client_failed;
+      }
+      if (n > 0)
+        body_ok = co_await call.write(asio::buffer(relay_.get(), n),
+                                      Clock::now() + ucfg_.response_timeout);
+    }
+    if (body_ok)
+      call.end_body(body_.trailers());
+    // The upstream may answer before (or instead of) taking the whole body.
+    auto head = co_await call.read_head(Clock::now() + ucfg_.response_timeout);
+    switch (head) {
+    case upstream::H2Head::ok:
+      break;
+    case upstream::H2Head::timeout:
+      logger("upstream")
+          ->warn("{} (upstream {}): no response within {}ms", req_.upstream, ucfg_.name,
+                 ucfg_.response_timeout.count());
+      co_return Outcome::timeout;
+    case upstream::H2Head::refused:
+      co_return body_started_ ? Outcome::failed : Outcome::unsent;
+    case upstream::H2Head::failed:
+      if (reused && !body_started_)
+        co_return Outcome::stale;
+      logger("upstream")
+          ->warn("{} (upstream {}): HTTP/2 stream failed before a response", req_.upstream,
+                 ucfg_.name);
+      co_return Outcome::failed;
+    }
+    ResponseMessage res{static_cast<bhttp::status>(call.status()), 11};
+    for (const auto& f : call.head())
+      res.insert(f.name_string(), f.value());
+    req_.status = call.status();
+    bool no_body = req_.head || req_.status == 204 || req_.status == 304;
+    strip_hop_by_hop(res);
+    ex_.response = &res;
+    ex_.status = req_.status;
+    run_response_filters(&route_, ex_);
+    ex_.response = nullptr;
+    if (!co_await sink_.head(res, !no_body))
+      co_return Outcome::aborted;
+    if (!no_body) {
+      for (;;) {
+        std::string error;
+        size_t n = co_await call.read(asio::buffer(relay_.get(), kRelayBufferSize),
+                                      Clock::now() + ucfg_.response_timeout, error);
+        if (n == 0 && !error.empty()) {
+          logger("upstream")
+              ->warn("{} (upstream {}): response body failed: {}", req_.upstream, ucfg_.name,
+                     error);
+          co_return Outcome::aborted;
+        }
+        if (n == 0)
+          break;
+        if (!co_await sink_.data(asio::buffer(relay_.get(), n)))
+          co_return Outcome::aborted;
+        req_.bytes_out += n;
+      }
+    }
+    if (!co_await sink_.finish(call.trailers()))
+      co_return Outcome::aborted;
+    co_return Outcome::done;
+  }
+
   std::string pool_key(const upstream::Target& target) const {
-    // A PROXY header describes one client connection: such upstream connections are reused
-    // only for requests from the same client connection.
+    // Connections belong to their upstream group: two groups may reach one address with
+    // different TLS settings (verification, client certificate, server name).
+    std::string key = ucfg_.name + '\n' + target.id;
+    // A PROXY header describes one client: such connections carry only that client's requests.
     if (up_.plan->proxy_protocol != 0)
-      return target.id + '\n' + conn_.peer_ip + ':' + std::to_string(conn_.peer_port);
-    return target.id;
+      key += '\n' + proxy_client().first + ':' + std::to_string(proxy_client().second);
+    return key;
+  }
+
+  // The client a PROXY header towards the upstream names: the request's client address (trusted
+  // proxies and an incoming PROXY header applied), with the connection's port when that address
+  // is the connection's own.
+  std::pair<std::string, uint16_t> proxy_client() const {
+    if (req_.client_ip.empty())
+      return {conn_.peer_ip, conn_.peer_port};
+    return {req_.client_ip, req_.client_port};
   }
 
   upstream::ConnectOptions connect_options() const {
@@ -312,11 +523,10 @@ private:
     o.proxy_protocol = up_.plan->proxy_protocol;
     if (o.proxy_protocol != 0) {
       net::ProxyHeader h;
-      h.src_ip = conn_.peer_ip;
-      h.src_port = conn_.peer_port;
+      std::tie(h.src_ip, h.src_port) = proxy_client();
       h.dst_ip = conn_.local_ip;
       h.dst_port = conn_.local_port;
-      h.local = conn_.peer_ip == "unix" || conn_.local_ip.empty();
+      h.local = h.src_ip == "unix" || conn_.local_ip.empty();
       o.proxy_header = o.proxy_protocol == 2 ? net::make_proxy_v2(h) : net::make_proxy_v1(h);
     }
     o.upstream_name = ucfg_.name;
@@ -513,6 +723,7 @@ private:
   std::unique_ptr<char[]> relay_;
   bool body_started_ = false;
   bool continue_sent_ = false;
+  unsigned failure_status_ = 502;
 };
 
 } // namespace

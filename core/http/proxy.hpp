@@ -107,6 +107,7 @@ struct ProxyRequest {
   bool head = false;     // a HEAD request: the response has no body
   bool has_body = false; // a body follows the head
   bool expect_continue = false;
+  bool te_trailers = false; // the client accepts trailers (TE: trailers): passed to h2 upstreams
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
 
   // Results, for the caller and the log.

@@ -37,6 +37,7 @@ const WorkerRoute& WorkerService::match(std::string_view path) const {
 
 Worker::Worker(size_t index, const Plan& plan)
     : index_(index), plan_(plan), ioc_(std::make_unique<asio::io_context>(1)),
+      h2_pool_(std::make_unique<upstream::H2Pool>(ioc_->get_executor())),
       sweep_timer_(std::make_unique<asio::steady_timer>(*ioc_)) {}
 
 Worker::~Worker() {
@@ -195,6 +196,7 @@ bool Worker::start(std::string& error) {
     listeners_.clear();
     sweep_timer_.reset();
     pool_.clear();
+    h2_pool_->clear();
     {
       std::lock_guard lock(ioc_mutex_);
       ioc_.reset();
@@ -261,6 +263,7 @@ void Worker::schedule_sweep() {
     if (ec || draining_)
       return;
     pool_.sweep();
+    h2_pool_->sweep();
     schedule_sweep();
   });
 }
@@ -288,6 +291,7 @@ void Worker::post_drain() {
       l->close();
     sweep_timer_->cancel();
     pool_.clear();
+    h2_pool_->clear(); // connections still carrying requests close when those are done
     // Copy: on_drain may remove the session from the list.
     std::vector<Drainable*> sessions(sessions_.begin(), sessions_.end());
     for (auto* s : sessions)

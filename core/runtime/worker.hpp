@@ -4,6 +4,7 @@
 
 #include "core/plugin/modules.hpp"
 #include "core/runtime/plan.hpp"
+#include "core/upstream/h2_client.hpp"
 #include "core/upstream/pool.hpp"
 #include "core/upstream/targets.hpp"
 
@@ -91,6 +92,7 @@ public:
   // --- used by sessions, on the worker's thread ---
   boost::asio::io_context& context() { return *ioc_; }
   upstream::Pool& pool() { return pool_; }
+  upstream::H2Pool& h2_pool() { return *h2_pool_; }
   bool draining() const { return draining_; }
   std::list<Drainable*>::iterator add_session(Drainable* s);
   void remove_session(std::list<Drainable*>::iterator it);
@@ -110,6 +112,7 @@ private:
   std::unique_ptr<boost::asio::io_context> ioc_;
   std::mutex ioc_mutex_;
   upstream::Pool pool_;
+  std::unique_ptr<upstream::H2Pool> h2_pool_;
   std::vector<WorkerUpstream> upstreams_;
   std::vector<WorkerService> services_;
   std::vector<std::unique_ptr<plugin::FilterInstance>> filters_;

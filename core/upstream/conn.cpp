@@ -21,6 +21,7 @@ using boost::system::error_code;
 namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr unsigned char kAlpnH1[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 template <class F>
 decltype(auto) on_lowest(std::variant<beast::tcp_stream, TlsStream, UnixStream>& v, F&& f) {
@@ -126,6 +127,9 @@ asio::awaitable<std::unique_ptr<Conn>> connect(asio::any_io_executor ex, const T
   }
   if (auto* tls = std::get_if<TlsStream>(&conn->variant())) {
     SSL* ssl = tls->native_handle();
+    if (opts.h1_only) {
+      SSL_set_alpn_protos(ssl, kAlpnH1, sizeof kAlpnH1);
+    }
     // SNI and the name to verify: the configured server name, else the published host name.
     // An IP literal gets no SNI (RFC 6066) and is checked against the certificate's IP SANs.
     std::string name = opts.server_name.empty() ? target.host : opts.server_name;
@@ -187,7 +191,6 @@ std::shared_ptr<asio::ssl::context> make_client_tls(bool verify, const std::stri
       return fail("client key " + key + " does not match certificate " + cert);
   }
   // ALPN: what we can speak to this group.
-  static constexpr unsigned char kH1[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
   static constexpr unsigned char kH2[] = {2, 'h', '2'};
   static constexpr unsigned char kBoth[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
   if (protocol == "h2")
@@ -195,7 +198,7 @@ std::shared_ptr<asio::ssl::context> make_client_tls(bool verify, const std::stri
   else if (protocol == "auto")
     SSL_CTX_set_alpn_protos(c, kBoth, sizeof kBoth);
   else
-    SSL_CTX_set_alpn_protos(c, kH1, sizeof kH1);
+    SSL_CTX_set_alpn_protos(c, kAlpnH1, sizeof kAlpnH1);
   return ctx;
 }
 

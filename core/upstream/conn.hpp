@@ -78,6 +78,7 @@ struct ConnectOptions {
   int proxy_protocol = 0;    // 0 off, 1 or 2
   std::string proxy_header;  // the header to send (built by the caller), when proxy_protocol
   std::string upstream_name; // for log lines
+  bool h1_only = false;      // offer only http/1.1 in ALPN (an Upgrade request on "auto")
 };
 
 // Connect to `target` (TCP or Unix socket), send the PROXY header if asked, then do the TLS

@@ -80,4 +80,9 @@ size_t Pool::idle_count() const {
   return n;
 }
 
+bool Pool::has_idle(const std::string& key) const {
+  auto it = idle_.find(key);
+  return it != idle_.end() && !it->second.empty();
+}
+
 } // namespace weir::core::upstream

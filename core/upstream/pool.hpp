@@ -26,6 +26,8 @@ public:
   // Close connections idle past their timeout.
   void sweep();
   void clear();
+  // Whether an idle connection to `key` is kept (it may still turn out closed on take()).
+  bool has_idle(const std::string& key) const;
   size_t idle_count() const;
 
 private:

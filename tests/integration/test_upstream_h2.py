@@ -1,0 +1,324 @@
+"""HTTP/2 towards upstreams (docs/http2.md, "Upstream HTTP/2"): protocol "h2" over TLS (ALPN) and
+cleartext (h2c with prior knowledge), protocol "auto" choosing h2 or http/1.1 by ALPN, trailers
+passing h2 to h2, request bodies streamed both ways, h2load through weir with many requests
+multiplexed over few upstream connections, an upstream that goes away and comes back.
+
+The HTTP/2 origin is nghttpd (Debian package nghttp2-server), started here on 127.0.0.1.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import weirtest as wt
+
+MIB = 1 << 20
+
+
+def openssl(*args: str) -> None:
+    p = subprocess.run(["openssl", *args], capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stderr.decode()
+
+
+class Pki:
+    """A throw-away CA and a leaf for origin.test and 127.0.0.1 (ECDSA P-256)."""
+
+    def __init__(self, d: str):
+        self.ca_key, self.ca = os.path.join(d, "ca.key"), os.path.join(d, "ca.pem")
+        self.key, self.cert = os.path.join(d, "o.key"), os.path.join(d, "o.pem")
+        csr = os.path.join(d, "o.csr")
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", self.ca_key, "-out", self.ca, "-days", "2", "-subj", "/CN=weir up CA")
+        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", self.key, "-out", csr, "-subj", "/CN=origin.test",
+                "-addext", "subjectAltName=DNS:origin.test,IP:127.0.0.1")
+        openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
+                "-CAcreateserial", "-days", "2", "-out", self.cert, "-copy_extensions", "copy")
+
+
+class Nghttpd:
+    """nghttpd serving `docroot` on 127.0.0.1:port, h2c (no TLS) or TLS with ALPN h2."""
+
+    def __init__(self, docroot: str, port: int, tls: Pki | None = None, extra=()):
+        self.port = port
+        cmd = ["nghttpd", "-a", "127.0.0.1", "-d", docroot, "--echo-upload", *extra]
+        if tls is None:
+            cmd += ["--no-tls", str(port)]
+        else:
+            cmd += [str(port), tls.key, tls.cert]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        ok = wt.wait_until(lambda: self._accepts() or self.proc.poll() is not None, 10)
+        if not ok or self.proc.poll() is not None:
+            err = self.proc.stderr.read().decode() if self.proc.poll() is not None else ""
+            raise AssertionError(f"nghttpd did not start: {err}")
+
+    def _accepts(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def established_to(port: int) -> int:
+    """TCP connections in ESTABLISHED state to 127.0.0.1:port (from /proc/net/tcp)."""
+    n = 0
+    want = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            parts = line.split()
+            if parts[2] == want and parts[3] == "01":
+                n += 1
+    return n
+
+
+class H1TlsOrigin:
+    """A one-connection HTTP/1.1 origin over TLS that offers only http/1.1 in ALPN (Python's ssl).
+    Records the ALPN protocol chosen and the request line."""
+
+    def __init__(self, pki: Pki):
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ctx.load_cert_chain(pki.cert, pki.key)
+        self.ctx.set_alpn_protocols(["http/1.1"])
+        self.srv = socket.create_server(("127.0.0.1", 0))
+        self.srv.settimeout(20)
+        self.address = f"127.0.0.1:{self.srv.getsockname()[1]}"
+        self.seen: list = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                raw, _ = self.srv.accept()
+            except OSError:
+                return
+            try:
+                with self.ctx.wrap_socket(raw, server_side=True) as c:
+                    c.settimeout(10)
+                    self.seen.append(c.selected_alpn_protocol())
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = c.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    if data:
+                        self.seen.append(data.split(b"\r\n", 1)[0].decode())
+                        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+                                  b"Connection: close\r\n\r\nh1!")
+            except (OSError, ssl.SSLError) as e:
+                self.seen.append(f"error: {e}")
+
+    def stop(self) -> None:
+        self.srv.close()
+        self.thread.join(5)
+
+
+class UpstreamH2Test(wt.WeirTestCase):
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()
+        for tool in ("nghttpd", "nghttp", "h2load", "curl", "openssl"):
+            if shutil.which(tool) is None:
+                raise unittest.SkipTest(f"{tool} is not installed")
+        cls.dir = tempfile.mkdtemp(prefix="weir-up-h2-")
+        cls.pki = Pki(cls.dir)
+        cls.docroot = os.path.join(cls.dir, "www")
+        os.mkdir(cls.docroot)
+        with open(os.path.join(cls.docroot, "hello.txt"), "w") as f:
+            f.write("hello from nghttpd\n")
+        cls.big = os.urandom(3 * MIB + 12345)
+        with open(os.path.join(cls.docroot, "big.bin"), "wb") as f:
+            f.write(cls.big)
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def nghttpd(self, tls: bool = False, port: int | None = None, extra=()) -> Nghttpd:
+        n = Nghttpd(self.docroot, port or wt.free_port(), self.pki if tls else None, extra)
+        self.addCleanup(n.stop)
+        return n
+
+    def start(self, target: str, protocol: str = "h2", tls: bool = False, workers: int = 1,
+              upstream_extra: str = "") -> wt.Weir:
+        tls_line = f"tls = {{ ca-file = {wt.toml_str(self.pki.ca)} }}\n" if tls else ""
+        text = f"""
+[system]
+workers = {workers}
+[log]
+format = "json"
+access-log = true
+[upstreams.app]
+discovery = {{ use = "static", targets = ["{target}"] }}
+lb = {{ use = "round-robin" }}
+protocol = "{protocol}"
+{tls_line}{upstream_extra}
+[services.web]
+listeners = [{{ address = "127.0.0.1:{wt.free_port()}", h2c = true }}]
+upstream = "app"
+"""
+        self.w = self.start_weir(text)
+        self.addr = self.w.addr("web")
+        return self.w
+
+    # -- protocols ----------------------------------------------------------------------------
+    def test_h2c_upstream(self):
+        o = self.nghttpd()
+        self.start(o.address)
+        r = wt.curl("--http1.1", wt.url(self.addr, "/hello.txt"))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, b"hello from nghttpd\n")
+        r = wt.curl("--http2-prior-knowledge", wt.url(self.addr, "/missing"))
+        self.assertEqual(r.status, 404, r)
+        logs = self.w.wait_access_logs(2)
+        self.assertEqual([a["upstream"] for a in logs], [o.address, o.address])
+
+    def test_h2_over_tls_with_verification(self):
+        o = self.nghttpd(tls=True)
+        self.start(o.address, tls=True)
+        r = wt.curl("--http2-prior-knowledge", wt.url(self.addr, "/big.bin"))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(hashlib.sha256(r.body).hexdigest(), hashlib.sha256(self.big).hexdigest())
+
+    def h1_tls_origin(self) -> H1TlsOrigin:
+        o = H1TlsOrigin(self.pki)
+        self.addCleanup(o.stop)
+        return o
+
+    def test_h2_refused_when_alpn_does_not_agree(self):
+        # A TLS origin that speaks only http/1.1: "h2" must not fall back silently.
+        o = self.h1_tls_origin()
+        self.start(o.address, tls=True)
+        r = wt.curl("--http1.1", wt.url(self.addr, "/x"))
+        self.assertEqual(r.status, 502, r)
+        line = self.w.wait_for_line(lambda l: "did not agree to HTTP/2" in l, 5)
+        self.assertIsNotNone(line, self.w.log_text(20))
+
+    def test_auto_chooses_h2_or_http11_by_alpn(self):
+        o = self.nghttpd(tls=True)
+        self.start(o.address, protocol="auto", tls=True)
+        r = wt.curl("--http1.1", wt.url(self.addr, "/hello.txt"))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, b"hello from nghttpd\n")
+
+        # The same config towards an http/1.1-only TLS origin.
+        h1 = self.h1_tls_origin()
+        self.start(h1.address, protocol="auto", tls=True)
+        r = wt.curl("--http2-prior-knowledge", wt.url(self.addr, "/y"))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, b"h1!")
+        self.assertTrue(wt.wait_until(lambda: len(h1.seen) >= 2, 5), h1.seen)
+        self.assertEqual(h1.seen[:2], ["http/1.1", "GET /y HTTP/1.1"])
+
+    # -- bodies and trailers --------------------------------------------------------------------
+    def test_request_bodies_stream_both_ways(self):
+        o = self.nghttpd()
+        self.start(o.address)
+        body = os.urandom(5 * MIB + 7)
+        with tempfile.NamedTemporaryFile(dir=self.dir) as f:
+            f.write(body)
+            f.flush()
+            for args in (["--http2-prior-knowledge"], ["--http1.1"],
+                         ["--http1.1", "-H", "Transfer-Encoding: chunked"]):
+                r = wt.curl(*args, "-X", "POST", "--data-binary", f"@{f.name}",
+                            wt.url(self.addr, "/hello.txt"), timeout=60)
+                self.assertEqual(r.status, 200, (args, r.status, r.stderr))
+                self.assertEqual(len(r.body), len(body), args)
+                self.assertEqual(hashlib.sha256(r.body).digest(), hashlib.sha256(body).digest())
+
+    def test_trailers_pass_h2_to_h2(self):
+        o = self.nghttpd(extra=["--trailer", "grpc-status: 0", "--trailer", "grpc-message: fine"])
+        self.start(o.address)
+        p = subprocess.run(["nghttp", "-v", "-H", "te: trailers", wt.url(self.addr, "/hello.txt")],
+                           capture_output=True, timeout=30)
+        out = p.stdout.decode(errors="replace")
+        self.assertEqual(p.returncode, 0, out + p.stderr.decode())
+        # The trailers arrive in a HEADERS frame after the DATA, ending the stream.
+        data_at = out.find("recv DATA frame")
+        self.assertGreater(data_at, 0, out)
+        tail = out[data_at:]
+        self.assertRegex(tail, r"recv HEADERS frame <[^>]*>\s*; END_STREAM", tail)
+        self.assertIn("grpc-status: 0", tail)
+        self.assertIn("grpc-message: fine", tail)
+
+    # -- load and connection sharing -------------------------------------------------------------
+    def test_h2load_multiplexed_over_few_connections(self):
+        o = self.nghttpd()
+        self.start(o.address, workers=2, upstream_extra="h2-max-concurrent-streams = 100\n")
+        p = subprocess.run(["h2load", "-n", "20000", "-c", "10", "-m", "10",
+                            wt.url(self.addr, "/hello.txt")], capture_output=True, timeout=240)
+        out = p.stdout.decode()
+        self.assertEqual(p.returncode, 0, out + p.stderr.decode())
+        m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                      r"(\d+) failed, (\d+) errored", out)
+        self.assertIsNotNone(m, out)
+        self.assertEqual(m.group(4), "20000", out)
+        self.assertEqual((m.group(5), m.group(6)), ("0", "0"), out)
+        self.assertIn("status codes: 20000 2xx", out)
+        # 10 clients x 10 streams over two workers fit in one connection per worker, or a few
+        # while the first ones were still connecting.
+        conns = established_to(o.port)
+        self.assertGreaterEqual(conns, 1)
+        self.assertLessEqual(conns, 4, f"{conns} upstream connections")
+
+    def test_stream_limit_opens_more_connections(self):
+        o = self.nghttpd()
+        self.start(o.address, upstream_extra="h2-max-concurrent-streams = 2\n")
+        p = subprocess.run(["h2load", "-n", "400", "-c", "2", "-m", "8",
+                            wt.url(self.addr, "/hello.txt")], capture_output=True, timeout=120)
+        out = p.stdout.decode()
+        self.assertIn("status codes: 400 2xx", out, out + p.stderr.decode())
+        self.assertGreater(established_to(o.port), 1)
+
+    # -- failures ------------------------------------------------------------------------------
+    def test_upstream_goes_away_and_comes_back(self):
+        port = wt.free_port()
+        o = self.nghttpd(port=port)
+        self.start(o.address)
+        self.assertEqual(wt.curl(wt.url(self.addr, "/hello.txt")).status, 200)
+        o.stop()
+        r = wt.curl(wt.url(self.addr, "/hello.txt"))
+        self.assertEqual(r.status, 502, r)
+        o2 = self.nghttpd(port=port)
+        ok = wt.wait_until(lambda: wt.curl(wt.url(self.addr, "/hello.txt")).status == 200, 10,
+                           interval=0.2)
+        self.assertTrue(ok, self.w.log_text(20))
+        self.assertTrue(self.w.alive())
+        del o2
+
+    def test_upgrade_request_refused_on_h2_only_upstream(self):
+        o = self.nghttpd()
+        self.start(o.address)
+        r = wt.curl("--http1.1", "-H", "Connection: Upgrade", "-H", "Upgrade: websocket",
+                    "-H", "Sec-WebSocket-Version: 13", "-H", "Sec-WebSocket-Key: dGhlIHNhbXBsZQ==",
+                    wt.url(self.addr, "/ws"))
+        self.assertEqual(r.status, 502, r)
+        self.assertIsNotNone(self.w.wait_for_line(lambda l: "speaks HTTP/2 only" in l, 5))
+
+
+if __name__ == "__main__":
+    unittest.main()
