@@ -8,7 +8,7 @@ packages=(
   libboost1.81-all-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libnghttp2-dev libtomlplusplus-dev libspdlog-dev libfmt-dev doctest-dev
   libc-ares-dev
-  python3 curl procps openssl nghttp2-client
+  python3 curl procps openssl nghttp2-client nghttp2-server testssl.sh
 )
 
 missing=()
