@@ -1088,6 +1088,10 @@ private:
         error(*address, std::move(problem));
         continue;
       }
+      if (tls_node && is_unix_address(*text))
+        error(*tls_node, "tls is not available on a Unix socket listener (" + quoted(*text) +
+                             "): local clients speak plain HTTP to it; use an ip:port address "
+                             "for TLS");
       if (mode && !is_unix_address(*text))
         error(*mode, "\"mode\" sets the permissions of a Unix socket file; it applies only to "
                      "\"unix:/path\" addresses (this listener's address is " +

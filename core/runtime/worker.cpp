@@ -103,12 +103,24 @@ int Worker::listen_unix(size_t listener, const std::string& path, uint32_t mode,
     listeners_.push_back(std::move(l));
     return result;
   }
-  // A stale socket file from an earlier run is replaced; any other kind of file is not touched.
+  // A stale socket file from an earlier run is replaced; a socket some process still accepts on
+  // is not taken over, and any other kind of file is not touched.
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
       ec = boost::system::error_code(EEXIST, boost::system::system_category());
       return -1;
+    }
+    local::socket probe(*ioc_);
+    boost::system::error_code probe_ec;
+    probe.open(local(), probe_ec);
+    if (!probe_ec) {
+      probe.non_blocking(true, probe_ec);
+      probe.connect(local::endpoint(path), probe_ec);
+      if (!probe_ec || probe_ec == asio::error::would_block || probe_ec == asio::error::try_again) {
+        ec = asio::error::address_in_use; // someone listens there
+        return -1;
+      }
     }
     ::unlink(path.c_str());
   }

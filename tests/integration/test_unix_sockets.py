@@ -148,6 +148,23 @@ upstream = "app"
                 self.assertFalse(os.path.exists(path), f"socket file left after {sig.name}")
                 leave_stale_file()  # again, for the next round
 
+    def test_socket_of_a_running_server_is_not_taken_over(self):
+        o = self.origin("o")
+        path = os.path.join(self.tmp, "busy.sock")
+        live = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        live.bind(path)
+        live.listen(4)
+        self.addCleanup(live.close)
+        w = self.start_weir(self.config(o.address, f'{{ address = "unix:{path}" }}'),
+                            wait_ready=False)
+        self.assertEqual(w.wait(15), 1, w.log_text(10))
+        self.assertRegex(w.log_text(), r"cannot listen on unix:.*busy\.sock: .*[Aa]ddress already "
+                                       r"in use")
+        # The other server's socket is still there and still answers.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+            c.settimeout(5)
+            c.connect(path)
+
     def test_regular_file_is_not_replaced(self):
         o = self.origin("o")
         path = os.path.join(self.tmp, "precious.txt")

@@ -1838,6 +1838,16 @@ listeners = [
                         "\": the socket path is 108 bytes long; at most 107 fit in a Unix "
                         "socket address (sun_path)") != std::string::npos);
   }
+  SUBCASE("tls is refused on a unix: listener") {
+    auto lines = listener_errors(
+        R"({ address = "unix:/run/weir.sock", tls = { cert = "c.pem", key = "k.pem" } })");
+    bool found = false;
+    for (const auto& line : lines)
+      found = found || line.find("listeners[0].tls: tls is not available on a Unix socket "
+                                 "listener (\"unix:/run/weir.sock\")") != std::string::npos;
+    INFO(lines.size());
+    CHECK(found);
+  }
   SUBCASE("the generic address error mentions the unix: form") {
     auto lines = listener_errors(R"({ address = "8080" })");
     REQUIRE(lines.size() == 1);
