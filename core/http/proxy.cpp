@@ -444,6 +444,7 @@ private:
     case upstream::H2Head::ok:
       break;
     case upstream::H2Head::timeout:
+      call.suspect();
       logger("upstream")
           ->warn("{} (upstream {}): no response within {}ms", req_.upstream, ucfg_.name,
                  ucfg_.response_timeout.count());
@@ -476,6 +477,8 @@ private:
         size_t n = co_await call.read(asio::buffer(relay_.get(), kRelayBufferSize),
                                       Clock::now() + ucfg_.response_timeout, error);
         if (n == 0 && !error.empty()) {
+          if (error == "timed out")
+            call.suspect();
           logger("upstream")
               ->warn("{} (upstream {}): response body failed: {}", req_.upstream, ucfg_.name,
                      error);

@@ -39,6 +39,19 @@ constexpr size_t kMaxQueuedBody = 64 * 1024;           // request bytes queued p
 constexpr int32_t kStreamWindow = 256 * 1024;          // response bytes in flight per stream
 constexpr int32_t kConnectionWindow = 8 * 1024 * 1024; // and per connection
 constexpr size_t kMaxResponseHead = 64 * 1024;         // decoded response header bytes
+constexpr std::chrono::seconds kPingTimeout{5};
+
+// Drop the consumed front of a queue once it is most of the buffer, so that a queue that never
+// quite empties (a steady stream) does not keep every byte that passed through it.
+void compact(std::string& buf, size_t& off) {
+  if (off == buf.size()) {
+    buf.clear();
+    off = 0;
+  } else if (off >= 16 * 1024 && off * 2 >= buf.size()) {
+    buf.erase(0, off);
+    off = 0;
+  }
+}
 } // namespace
 
 // What one call knows; owned by H2Call, reachable from nghttp2's callbacks through the
@@ -88,17 +101,49 @@ public:
     if (state_ == State::dead || goaway_ || retiring_)
       return false;
     uint32_t cap = settings_.max_concurrent_streams;
-    if (session_ != nullptr)
+    if (session_ != nullptr) {
+      if (nghttp2_session_check_request_allowed(session_) == 0)
+        return false; // stream ids used up, or GOAWAY sent
       cap = std::min(cap, nghttp2_session_get_remote_settings(
                               session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS));
-    return calls_ < cap;
+    }
+    return calls_ + reserved_ < cap;
   }
-  bool idle_expired(Clock::time_point now) const {
+  // A request that found this connection while it connects holds a place until it opens its call.
+  void reserve() { ++reserved_; }
+  void unreserve() {
+    if (reserved_ > 0)
+      --reserved_;
+    if (retiring_ && state_ == State::ready)
+      write_wait_.notify(); // the writer closes a retired connection nobody uses
+  }
+
+  // For the pool's sweep: whether to drop the connection (dead, idle too long, or silent after a
+  // PING sent because a request timed out on it).
+  bool expired(Clock::time_point now) {
+    if (state_ == State::ready && ping_outstanding_ && now >= ping_deadline_)
+      fail("no answer to a PING within " + std::to_string(kPingTimeout.count()) +
+           "s after a request timed out");
     return state_ == State::dead ||
            (state_ == State::ready && calls_ == 0 && now - idle_since_ >= idle_timeout_);
   }
 
+  // A request timed out on this connection: check that the upstream still answers at all.
+  void suspect() {
+    if (state_ != State::ready || ping_outstanding_ || session_ == nullptr)
+      return;
+    if (nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr) == 0) {
+      ping_outstanding_ = true;
+      ping_deadline_ = Clock::now() + kPingTimeout;
+      write_wait_.notify();
+    }
+  }
+
   void start(std::unique_ptr<Conn> conn) {
+    if (state_ == State::dead) { // failed while connecting
+      conn->close();
+      return;
+    }
     conn_ = std::move(conn);
     conn_->expires_never();
     if (!init_session()) {
@@ -146,16 +191,22 @@ public:
     }
   }
 
-  // No new streams; close once the ones in flight are done.
+  // No new streams; close once the ones in flight are done (a connection still connecting
+  // closes once the requests waiting for it are done).
   void retire() {
     retiring_ = true;
-    if (calls_ == 0)
+    if (state_ == State::ready && calls_ == 0 && reserved_ == 0)
       shutdown();
   }
 
   asio::awaitable<bool> wait_ready(Clock::time_point deadline, std::string& error) {
     // Several requests may wait for the same connection: each with its own timer, which a
-    // change of state cancels.
+    // change of state cancels. Each holds a place among the connection's streams meanwhile.
+    reserve();
+    struct Unreserve {
+      H2Conn* c;
+      ~Unreserve() { c->unreserve(); }
+    } unreserve_at_exit{this};
     while (state_ == State::connecting) {
       asio::steady_timer timer(ex_, deadline);
       ready_waiters_.push_back(&timer);
@@ -177,7 +228,7 @@ public:
   bool submit(H2CallState& st, std::string_view method, std::string_view path,
               std::string_view scheme, std::string_view authority, const bhttp::fields& fields,
               bool has_body, bool te_trailers) {
-    if (state_ != State::ready || goaway_ || retiring_)
+    if (state_ != State::ready || goaway_)
       return false;
     net::HeaderList h;
     h.add(":method", method);
@@ -202,6 +253,7 @@ public:
       logger("upstream")
           ->warn("{} (upstream {}): cannot submit an HTTP/2 request: {}", settings_.target,
                  settings_.upstream_name, nghttp2_strerror(id));
+      retire(); // stream ids used up or the session is going away: open a new connection
       return false;
     }
     st.id = id;
@@ -221,13 +273,13 @@ public:
     write_wait_.notify();
   }
 
+  // The Forwarder took `n` response bytes: the stream's window may open again. (The
+  // connection's window was credited when the bytes arrived: one slow client must not stall
+  // every other stream on the connection; each stream's buffer is bounded by its own window.)
   void consumed(H2CallState& st, size_t n) {
-    if (session_ == nullptr || n == 0 || state_ == State::dead)
+    if (session_ == nullptr || n == 0 || state_ == State::dead || st.closed)
       return;
-    if (!st.closed)
-      nghttp2_session_consume(session_, st.id, n);
-    else
-      nghttp2_session_consume_connection(session_, n);
+    nghttp2_session_consume_stream(session_, st.id, n);
     write_wait_.notify();
   }
 
@@ -238,9 +290,6 @@ public:
         streams_.erase(st.id);
         nghttp2_session_set_stream_user_data(session_, st.id, nullptr);
         nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, st.id, NGHTTP2_CANCEL);
-        size_t unread = st.data.size() - st.data_off;
-        if (unread > 0)
-          nghttp2_session_consume_connection(session_, unread);
         write_wait_.notify();
       }
       if (calls_ > 0 && --calls_ == 0) {
@@ -335,6 +384,11 @@ private:
         }
         continue;
       }
+      if (retiring_ && calls_ == 0 && reserved_ == 0 && !closing_) {
+        nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);
+        closing_ = true;
+        continue; // send the GOAWAY, then close
+      }
       if (closing_ || (goaway_ && calls_ == 0) ||
           (!nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_))) {
         fail("");
@@ -365,10 +419,7 @@ private:
     if (n > 0) {
       std::memcpy(buf, st->body.data() + st->body_off, n);
       st->body_off += n;
-      if (st->body_off == st->body.size()) {
-        st->body.clear();
-        st->body_off = 0;
-      }
+      compact(st->body, st->body_off);
       st->wake.notify(); // room for more
     }
     if (st->body_end && st->body.size() == st->body_off) {
@@ -443,6 +494,10 @@ private:
       self->goaway_ = true;
       return 0;
     }
+    if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+      self->ping_outstanding_ = false;
+      return 0;
+    }
     H2CallState* st = frame->hd.stream_id != 0 ? call(s, frame->hd.stream_id) : nullptr;
     if (st == nullptr)
       return 0;
@@ -472,10 +527,9 @@ private:
       self->write_wait_.notify();
       return 0;
     }
-    if (st->data_off > 0 && st->data_off == st->data.size()) {
-      st->data.clear();
-      st->data_off = 0;
-    }
+    nghttp2_session_consume_connection(s, len);
+    self->write_wait_.notify();
+    compact(st->data, st->data_off);
     st->data.append(reinterpret_cast<const char*>(data), len);
     st->wake.notify();
     return 0;
@@ -506,6 +560,9 @@ private:
   bool goaway_ = false;
   bool closing_ = false;
   bool retiring_ = false;
+  bool ping_outstanding_ = false;
+  Clock::time_point ping_deadline_{};
+  uint32_t reserved_ = 0;
   uint32_t calls_ = 0;
   std::map<int32_t, H2CallState*> streams_;
   std::vector<asio::steady_timer*> ready_waiters_;
@@ -531,11 +588,12 @@ bool H2Call::submit(std::string_view method, std::string_view path, std::string_
 
 asio::awaitable<bool> H2Call::write(asio::const_buffer data, Clock::time_point deadline) {
   auto& st = *st_;
-  while (!st.closed && st.body.size() - st.body_off >= kMaxQueuedBody) {
+  while (!st.closed && !st.head_done && st.body.size() - st.body_off >= kMaxQueuedBody) {
     if (!co_await st.wake.wait(deadline) && Clock::now() >= deadline)
       co_return false;
   }
-  if (st.closed || conn_->state() != H2Conn::State::ready)
+  // A final response before the whole body (a 413, say) ends the upload.
+  if (st.closed || st.head_done || conn_->state() != H2Conn::State::ready)
     co_return false;
   st.body.append(static_cast<const char*>(data.data()), data.size());
   conn_->body_changed(st);
@@ -574,6 +632,9 @@ bhttp::fields& H2Call::head() {
 const bhttp::fields* H2Call::trailers() const {
   return st_->has_trailers_in ? &st_->trailers : nullptr;
 }
+void H2Call::suspect() {
+  conn_->suspect();
+}
 bool H2Call::request_sent() const {
   return st_->body_end && st_->body.size() == st_->body_off;
 }
@@ -587,16 +648,18 @@ asio::awaitable<size_t> H2Call::read(asio::mutable_buffer buf, Clock::time_point
       size_t n = std::min(have, buf.size());
       std::memcpy(buf.data(), st.data.data() + st.data_off, n);
       st.data_off += n;
+      compact(st.data, st.data_off);
       conn_->consumed(st, n);
       co_return n;
     }
     if (st.end_stream)
       co_return 0;
-    if (st.closed) {
-      if (st.error == NGHTTP2_NO_ERROR && conn_->state() != H2Conn::State::dead)
-        co_return 0;
-      error = st.error != 0 ? std::string("stream reset: ") + nghttp2_http2_strerror(st.error)
-                            : "connection closed: " + conn_->error();
+    if (st.closed) { // closed without END_STREAM: the body is cut short, whatever the code
+      if (conn_->state() == H2Conn::State::dead)
+        error = "connection closed: " +
+                (conn_->error().empty() ? std::string("by weir") : conn_->error());
+      else
+        error = std::string("stream reset: ") + nghttp2_http2_strerror(st.error);
       co_return 0;
     }
     if (!co_await st.wake.wait(deadline) && st.data.size() == st.data_off && !st.closed &&
@@ -627,6 +690,8 @@ std::shared_ptr<H2Conn> H2Pool::find(const std::string& key) {
 std::shared_ptr<H2Conn> H2Pool::add(const std::string& key, const H2Settings& settings,
                                     std::chrono::milliseconds idle_timeout) {
   auto c = std::make_shared<H2Conn>(ex_, settings, idle_timeout);
+  if (draining_)
+    c->retire(); // made for a request still in flight while the worker drains: close after it
   conns_[key].push_back(c);
   return c;
 }
@@ -644,7 +709,7 @@ void H2Pool::sweep() {
   for (auto it = conns_.begin(); it != conns_.end();) {
     auto& v = it->second;
     for (auto c = v.begin(); c != v.end();) {
-      if ((*c)->idle_expired(now)) {
+      if ((*c)->expired(now)) {
         (*c)->shutdown();
         c = v.erase(c);
       } else {
@@ -656,6 +721,7 @@ void H2Pool::sweep() {
 }
 
 void H2Pool::clear() {
+  draining_ = true;
   for (auto& [key, v] : conns_)
     for (auto& c : v)
       c->retire();

@@ -62,6 +62,8 @@ public:
                                       std::string& error);
   // Trailer fields after the response body, or null.
   const boost::beast::http::fields* trailers() const;
+  // A deadline passed on this call: have the connection prove it is alive (PING), else drop it.
+  void suspect();
   // Whether the request body was accepted completely (the stream may still fail).
   bool request_sent() const;
 
@@ -92,7 +94,8 @@ public:
                                 const H2Settings& settings, std::chrono::milliseconds idle_timeout);
   // Close connections that are dead or idle past their timeout.
   void sweep();
-  // Close everything (the worker stops).
+  // The worker drains or stops: connections close once their requests are done, and any made
+  // from now on close after the request they were made for.
   void clear();
   size_t connection_count() const;
 
@@ -108,6 +111,7 @@ public:
 
 private:
   boost::asio::any_io_executor ex_;
+  bool draining_ = false;
   std::unordered_map<std::string, std::vector<std::shared_ptr<H2Conn>>> conns_;
 };
 

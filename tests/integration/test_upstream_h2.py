@@ -294,6 +294,33 @@ upstream = "app"
         self.assertIn("status codes: 400 2xx", out, out + p.stderr.decode())
         self.assertGreater(established_to(o.port), 1)
 
+    def test_stalled_clients_do_not_stall_the_shared_connection(self):
+        """Clients that stop reading hold their streams' windows, never the connection's: other
+        requests on the same upstream connection still flow."""
+        big = os.path.join(self.docroot, "huge.bin")
+        with open(big, "wb") as f:
+            f.write(os.urandom(12 * MIB))
+        self.addCleanup(os.unlink, big)
+        o = self.nghttpd()
+        self.start(o.address)
+        self.assertEqual(wt.curl(wt.url(self.addr, "/hello.txt")).status, 200)
+        stalled = []
+        for _ in range(48):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(10)
+            s.connect(self.addr)
+            s.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            stalled.append(s)
+        self.addCleanup(lambda: [c.close() for c in stalled])
+        time.sleep(1.5)  # let every stream fill its window
+        self.assertEqual(established_to(o.port), 1, "expected one shared upstream connection")
+        t0 = time.monotonic()
+        r = wt.curl(wt.url(self.addr, "/big.bin"), timeout=20)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(len(r.body), len(self.big))
+        self.assertLess(time.monotonic() - t0, 10, "the shared connection was stalled")
+
     # -- failures ------------------------------------------------------------------------------
     def test_upstream_goes_away_and_comes_back(self):
         port = wt.free_port()
