@@ -232,7 +232,10 @@ class UpstreamTlsTest(wt.WeirTestCase):
     def test_host_name_target_is_sent_and_verified(self):
         """Without server-name, a target published as a host name is checked against that name
         and gets it as SNI."""
-        first = socket.getaddrinfo("localhost", None, type=socket.SOCK_STREAM)[0][4][0]
+        try:
+            first = socket.getaddrinfo("localhost", None, type=socket.SOCK_STREAM)[0][4][0]
+        except socket.gaierror as e:  # a bare chroot may have no /etc/hosts
+            self.skipTest(f"the name localhost does not resolve here: {e}")
         local = self.ca.leaf("localhost", "localhost", dns=["localhost"])
         named = self.tls_origin(local, name="localhost", host=first)
         wrong = self.tls_origin(self.good, name="not-localhost", host=first)
