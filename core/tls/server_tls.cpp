@@ -3,6 +3,7 @@
 #include "core/runtime/logging.hpp"
 #include "core/tls/cert_store.hpp"
 #include "core/tls/openssl_util.hpp"
+#include "core/tls/session_cache.hpp"
 #include "core/tls/ticket_keys.hpp"
 
 #include <boost/asio/ssl/context.hpp>
@@ -12,6 +13,7 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <atomic>
 #include <unordered_map>
 
 namespace weir::core::tls {
@@ -54,7 +56,10 @@ struct ServerTls::CertSet {
   std::unordered_map<std::string, std::shared_ptr<const Certificate>> wildcard; // "*.x" -> "x"
 };
 
-ServerTls::ServerTls(config::TlsConfig cfg) : cfg_(std::move(cfg)) {}
+ServerTls::ServerTls(config::TlsConfig cfg) : cfg_(std::move(cfg)) {
+  static std::atomic<uint64_t> next{0};
+  sid_ctx_ = "weir-" + std::to_string(++next);
+}
 
 ServerTls::~ServerTls() {
   // First: the store must not reach this listener while its members go.
@@ -83,10 +88,11 @@ bool ServerTls::configure(SSL_CTX* ctx, std::string& error) const {
   SSL_CTX_set_options(ctx, options);
   // Idle connections give their read and write buffers back.
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+  use_worker_session_cache(ctx);
   SSL_CTX_set_timeout(ctx, static_cast<long>(cfg_.session_timeout.count() / 1000));
-  static const unsigned char sid_ctx[] = "weir";
-  SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+  // Per listener: a session from one listener never resumes on another (OpenSSL compares it).
+  SSL_CTX_set_session_id_context(ctx, reinterpret_cast<const unsigned char*>(sid_ctx_.data()),
+                                 static_cast<unsigned int>(sid_ctx_.size()));
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, const_cast<std::string*>(&alpn_));
   // Every context of the listener shares its ticket keys: OpenSSL encrypts and decrypts tickets
   // with the base context's callback, and the SNI callback may have moved the connection since.

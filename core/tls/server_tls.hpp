@@ -82,7 +82,8 @@ private:
   static int on_servername(SSL* ssl, int* alert, void* arg);
 
   config::TlsConfig cfg_;
-  std::string alpn_; // our ALPN protocols in wire format
+  std::string sid_ctx_; // session id context, unique per listener
+  std::string alpn_;    // our ALPN protocols in wire format
   std::shared_ptr<TicketKeys> ticket_keys_;
   std::unique_ptr<boost::asio::ssl::context> base_;
   mutable std::mutex mutex_;

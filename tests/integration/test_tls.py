@@ -176,6 +176,29 @@ upstream = "app"
                 self.assertEqual(second.returncode, 0, second.stderr.decode())
                 self.assertIn("Reused,", second.stdout.decode())
 
+    def test_session_cache_without_tickets(self):
+        """With session-tickets = false, resumption uses the worker's session cache: a session id
+        (TLS 1.2) or a stateful ticket (TLS 1.3). One worker, so the second connection meets the
+        cache that holds the session."""
+        w = self.start_weir(self.config("session-tickets = false").replace("workers = 2",
+                                                                          "workers = 1"))
+        host, port = w.addr()
+        req = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n"
+        for version in ["-tls1_2", "-tls1_3"]:
+            with self.subTest(version=version):
+                sess = os.path.join(self.tmp, f"cache{version}")
+                first = openssl("s_client", "-connect", f"{host}:{port}", "-servername", "a.test",
+                                version, "-sess_out", sess, "-ign_eof", stdin=req)
+                self.assertEqual(first.returncode, 0, first.stderr.decode())
+                self.assertIn("New,", first.stdout.decode())
+                if version == "-tls1_2":
+                    # No ticket: the session id is what resumes.
+                    self.assertNotIn("TLS session ticket:", first.stdout.decode())
+                second = openssl("s_client", "-connect", f"{host}:{port}", "-servername",
+                                 "a.test", version, "-sess_in", sess, "-ign_eof", stdin=req)
+                self.assertEqual(second.returncode, 0, second.stderr.decode())
+                self.assertIn("Reused,", second.stdout.decode())
+
     def test_certificate_replaced_at_run_time(self):
         w = self.start_weir(self.config())
         addr = w.addr()
