@@ -1,6 +1,7 @@
 #include "core/http/forwarded.hpp"
 
 #include <arpa/inet.h>
+#include <boost/beast/core/string.hpp>
 
 #include <array>
 #include <cstdint>
@@ -19,22 +20,6 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
     s.remove_suffix(1);
   return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size())
-    return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    auto x = static_cast<unsigned char>(a[i]);
-    auto y = static_cast<unsigned char>(b[i]);
-    if (x >= 'A' && x <= 'Z')
-      x = static_cast<unsigned char>(x + 32);
-    if (y >= 'A' && y <= 'Z')
-      y = static_cast<unsigned char>(y + 32);
-    if (x != y)
-      return false;
-  }
-  return true;
 }
 
 bool is_ip(std::string_view text, int family) {
@@ -161,7 +146,7 @@ std::string forwarded_for(std::string_view element) {
     const size_t eq = pair.find('=');
     if (eq == std::string_view::npos)
       return {};
-    if (!iequals(trim(pair.substr(0, eq)), "for"))
+    if (!boost::beast::iequals(trim(pair.substr(0, eq)), "for"))
       continue;
     if (have_for) // the same parameter twice: ambiguous
       return {};

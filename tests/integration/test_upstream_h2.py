@@ -19,30 +19,19 @@ import threading
 import time
 import unittest
 
+import tlsutil
 import weirtest as wt
 
 MIB = 1 << 20
 
 
-def openssl(*args: str) -> None:
-    p = subprocess.run(["openssl", *args], capture_output=True, timeout=30)
-    assert p.returncode == 0, p.stderr.decode()
-
-
 class Pki:
-    """A throw-away CA and a leaf for origin.test and 127.0.0.1 (ECDSA P-256)."""
+    """A throw-away CA (tlsutil) and a leaf for origin.test and 127.0.0.1."""
 
     def __init__(self, d: str):
-        self.ca_key, self.ca = os.path.join(d, "ca.key"), os.path.join(d, "ca.pem")
-        self.key, self.cert = os.path.join(d, "o.key"), os.path.join(d, "o.pem")
-        csr = os.path.join(d, "o.csr")
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", self.ca_key, "-out", self.ca, "-days", "2", "-subj", "/CN=weir up CA")
-        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", self.key, "-out", csr, "-subj", "/CN=origin.test",
-                "-addext", "subjectAltName=DNS:origin.test,IP:127.0.0.1")
-        openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
-                "-CAcreateserial", "-days", "2", "-out", self.cert, "-copy_extensions", "copy")
+        ca = tlsutil.Pki(d, "ca", "weir up CA")
+        self.ca = ca.ca
+        self.cert, self.key = ca.leaf("o", "origin.test", dns=["origin.test"], ips=["127.0.0.1"])
 
 
 class Nghttpd:
