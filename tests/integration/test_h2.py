@@ -23,6 +23,7 @@ import time
 import unittest
 
 import h2raw
+import tlsutil
 import weirtest as wt
 from h2raw import H2Conn
 
@@ -34,25 +35,13 @@ RSS_CEILING_KIB = 128 * 1024
 MIB = 1 << 20
 
 
-def openssl(*args: str) -> None:
-    p = subprocess.run(["openssl", *args], capture_output=True, timeout=30)
-    assert p.returncode == 0, p.stderr.decode()
-
-
 class Certs:
-    """A throw-away CA and one leaf for a.test (ECDSA P-256)."""
+    """A throw-away CA and one leaf for a.test (tlsutil, ECDSA P-256)."""
 
     def __init__(self, d: str):
-        self.ca_key, self.ca = os.path.join(d, "ca.key"), os.path.join(d, "ca.pem")
-        self.key, self.cert = os.path.join(d, "a.key"), os.path.join(d, "a.pem")
-        csr = os.path.join(d, "a.csr")
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", self.ca_key, "-out", self.ca, "-days", "2", "-subj", "/CN=weir h2 CA")
-        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", self.key, "-out", csr, "-subj", "/CN=a.test",
-                "-addext", "subjectAltName=DNS:a.test")
-        openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
-                "-CAcreateserial", "-days", "2", "-out", self.cert, "-copy_extensions", "copy")
+        ca = tlsutil.Pki(d, "ca", "weir h2 CA")
+        self.ca = ca.ca
+        self.cert, self.key = ca.leaf("a", "a.test", dns=["a.test"])
 
 
 class GoodClient(threading.Thread):
