@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 #define WEIR_ABI_MAJOR 1
-#define WEIR_ABI_MINOR 1
+#define WEIR_ABI_MINOR 2
 
 /* Name of the one symbol a plugin exports. Its type is weir_plugin_entry_fn. */
 #define WEIR_PLUGIN_ENTRY_SYMBOL "weir_plugin_entry"
@@ -136,6 +136,81 @@ typedef struct weir_certificate {
   weir_str_t cert_pem; /* the leaf certificate first, then its intermediates (a "full chain") */
   weir_str_t key_pem;  /* the leaf's private key, unencrypted (ECDSA, RSA or Ed25519) */
 } weir_certificate_t;
+
+/* ------------------------------------------------------------------------------------------------
+ * Outbound checks and requests (ABI 1.2): the host owns the sockets, so a health checker (or a
+ * certificate provider) asks the host to connect or to make an HTTP request and is called back.
+ * --------------------------------------------------------------------------------------------- */
+
+/* Identifies one outbound operation of a plugin object; 0 means "not started". */
+typedef uint64_t weir_request_id_t;
+
+typedef uint32_t weir_probe_kind_t;
+#define WEIR_PROBE_TCP 0 /* open a connection (TCP, or a Unix socket), then close it */
+#define WEIR_PROBE_TLS 1 /* open a connection and complete a TLS handshake, then close it */
+
+/* A connection probe (api->probe_start). */
+typedef struct weir_probe {
+  uint32_t struct_size;
+  weir_str_t address;     /* as weir_target_t.address: "ip:port", "[ipv6]:port", "host:port",
+                             "unix:/path" */
+  weir_probe_kind_t kind; /* WEIR_PROBE_TCP or WEIR_PROBE_TLS */
+  uint64_t timeout_ms;    /* for the whole probe; 0 = 5000 */
+} weir_probe_t;
+
+/* Flags of weir_fetch_t. */
+#define WEIR_FETCH_UPSTREAM_TLS 1u /* https: use the TLS settings of the upstream group the calling
+                                      health checker belongs to (CA, client certificate, server
+                                      name, verification), as proxied requests do */
+#define WEIR_FETCH_NO_VERIFY 2u    /* https: do not verify the server's certificate */
+
+/* An HTTP/1.1 request made by the host for a plugin (api->fetch_start). */
+typedef struct weir_fetch {
+  uint32_t struct_size;
+  weir_str_t method;         /* empty = "GET" */
+  weir_str_t url;            /* absolute "http://authority/path?query" or "https://..." */
+  weir_str_t connect_to;     /* empty = the URL's host and port; else an address as for
+                                weir_target_t.address to connect to instead (the Host header and
+                                the TLS server name still come from the URL) */
+  const weir_str_t* headers; /* 2 * header_count strings: name, value, name, value, ... */
+  size_t header_count;       /* extra request headers; Host, Content-Length, Transfer-Encoding
+                                and Connection are the host's and ignored here; a User-Agent
+                                replaces the host's ("weir") */
+  weir_str_t body;           /* request body; sent with Content-Length when non-empty */
+  uint64_t timeout_ms;       /* for the whole exchange, connect included; 0 = 10000 */
+  uint64_t max_body;         /* response body bytes kept; the rest is read and dropped;
+                                0 = 65536 */
+  uint32_t flags;            /* WEIR_FETCH_* */
+  weir_str_t ca_file;        /* https: PEM file of trusted roots; empty = the system's roots */
+} weir_fetch_t;
+
+/* The outcome of a probe. */
+typedef struct weir_probe_result {
+  uint32_t struct_size;
+  weir_status_t status; /* WEIR_OK: connected (and handshake done); else WEIR_ERROR */
+  weir_str_t error;     /* why it failed: exactly "timed out" when the timeout ran out, else a
+                           reason like "Connection refused" or a TLS error; empty on success */
+  uint64_t duration_ns;
+} weir_probe_result_t;
+
+/* The outcome of a fetch. */
+typedef struct weir_fetch_result {
+  uint32_t struct_size;
+  weir_status_t status;      /* WEIR_OK: a complete response was received; else WEIR_ERROR */
+  weir_str_t error;          /* why it failed: exactly "timed out" when the timeout ran out,
+                                else a reason; empty on success */
+  uint32_t http_status;      /* the final status (1xx skipped); 0 without a response */
+  const weir_str_t* headers; /* 2 * header_count strings: name, value, ... as received */
+  size_t header_count;
+  weir_str_t body;    /* at most max_body bytes of the (de-chunked) body */
+  uint32_t truncated; /* 1 when the body was longer than max_body */
+  uint64_t duration_ns;
+} weir_fetch_result_t;
+
+/* Completion callbacks. OWNERSHIP: `result` and every view in it are valid only during the call.
+ * THREADING: the control thread, never from inside the *_start call that began the operation. */
+typedef void (*weir_probe_cb)(void* user, const weir_probe_result_t* result);
+typedef void (*weir_fetch_cb)(void* user, const weir_fetch_result_t* result);
 
 /* ------------------------------------------------------------------------------------------------
  * The host API table. One table per process, handed to every hook that needs it.
@@ -251,6 +326,28 @@ typedef struct weir_host_api {
    * WEIR_ERROR_INVALID for an empty name, WEIR_ERROR_STATE as for install_certificate.
    * OWNERSHIP: `name` is valid only during the call. THREADING: as install_certificate. */
   weir_status_t (*remove_certificate)(weir_host_ctx_t* ctx, weir_str_t name);
+
+  /* --- outbound checks and requests (ABI 1.2: check api->abi_minor >= 2 first) ---------------- */
+  /* Start a connection probe; `cb(user, result)` runs exactly once when it ends, unless cancelled.
+   * A TLS probe uses the TLS settings of the upstream group the calling object belongs to (a
+   * group without `tls` gets the system's roots and full verification, the server name being the
+   * host part of the address). Returns the operation's id, or 0 when it could not start
+   * (a NULL or too small `probe`, an empty address, a caller that is not a control-thread object;
+   * the host logs why) and then `cb` never runs.
+   * OWNERSHIP: `probe` is copied before the call returns. THREADING: control thread only, from an
+   * instance of a control-thread kind (health, discovery, certs). Every operation still running
+   * when the instance is destroyed is cancelled. */
+  weir_request_id_t (*probe_start)(weir_host_ctx_t* ctx, const weir_probe_t* probe,
+                                   weir_probe_cb cb, void* user);
+  /* Start an HTTP/1.1 request (one connection per request, closed afterwards); `cb` runs exactly
+   * once when it ends, unless cancelled. Returns the id, or 0 as for probe_start (also for a URL
+   * that is not absolute http or https, a bad header, or WEIR_FETCH_UPSTREAM_TLS from an object
+   * that belongs to no upstream group). OWNERSHIP and THREADING: as for probe_start. */
+  weir_request_id_t (*fetch_start)(weir_host_ctx_t* ctx, const weir_fetch_t* fetch,
+                                   weir_fetch_cb cb, void* user);
+  /* Cancel a running probe or fetch: its callback will not run. Unknown or finished ids are
+   * ignored. THREADING: control thread only. */
+  void (*request_cancel)(weir_host_ctx_t* ctx, weir_request_id_t id);
 } weir_host_api_t;
 
 /* ------------------------------------------------------------------------------------------------

@@ -11,12 +11,17 @@ extern "C" {
 /* A health checker: one per upstream group that uses the module. Lives on the control thread. */
 typedef struct weir_health_instance weir_health_instance_t;
 
-/* The outcome of one proxied request, for passive checks. Delivered on the control thread. */
+/* The outcome of one proxied request (one attempt on one target), for passive checks. Delivered on
+ * the control thread shortly after the attempt ended; attempts made by one worker thread arrive in
+ * the order they ended. */
 typedef struct weir_health_observation {
   uint32_t struct_size;
   weir_str_t target_id;
   uint32_t status;         /* HTTP status, 0 when no response was received */
-  uint32_t connect_failed; /* 1 when the connection could not be made */
+  uint32_t connect_failed; /* 1 when the connection (or its TLS handshake) could not be made */
+  /* ABI 1.2 (check struct_size): */
+  uint32_t timed_out;   /* 1 when no response head came within the response timeout */
+  uint64_t duration_ns; /* from the start of the attempt to its end */
 } weir_health_observation_t;
 
 typedef struct weir_health_vtable {

@@ -32,20 +32,27 @@
 //    into WEIR_ERROR (WEIR_ERROR_NOMEM for std::bad_alloc), WEIR_ERROR_CONFIG (config_new, also
 //    reported at the module's node) or WEIR_FILTER_FAILED (filter hooks);
 //  - reads configuration with precise errors (ConfigReader), wraps an exchange (Http, Headers),
-//    logging (Host), timers (Timers) and targets (Target).
+//    logging (Host), timers (Timers), targets (Target), and the outbound checks and requests of
+//    ABI 1.2 (Host::probe, Host::fetch: callbacks behind the same barrier, their state freed on
+//    completion, cancellation or destruction of the instance).
 //
 // Instance types per kind (hooks marked optional may be omitted; return types in brackets are all
 // accepted, `void` meaning success):
 //  - LB:        on_targets(const std::vector<Target>&) [void|weir_status_t];
 //               pick(const PickRequest&) -> std::optional<size_t> (nullopt: NOT_FOUND);
 //               optional on_start(size_t), on_done(size_t, uint32_t status, uint64_t ns)
-//  - DISCOVERY: start() [void|weir_status_t]; publish with Host::publish_targets
+//  - DISCOVERY: start() [void|weir_status_t]; publish with Host::publish_targets (may use
+//               Host::fetch on ABI 1.2 hosts)
 //  - HEALTH:    on_targets(const std::vector<Target>&) [void|weir_status_t];
-//               optional on_observation(const Observation&); report with Host::report_health
+//               optional on_observation(const Observation&) (timed_out and duration_ns from ABI
+//               1.2 hosts); report with Host::report_health; check targets actively with
+//               Host::probe (TCP/TLS connect) or Host::fetch (HTTP) on ABI 1.2 hosts
+//               (Host::can_probe)
 //  - FILTER:    optional on_request(Http&), on_response(Http&)
 //               [void|FilterResult|weir_filter_result_t]
 //  - CERTS:     start() [void|weir_status_t]; serve certificates with Host::install_certificate
-//               and withdraw them with Host::remove_certificate (ABI 1.1 hosts)
+//               and withdraw them with Host::remove_certificate (ABI 1.1 hosts); may use
+//               Host::fetch (ABI 1.2 hosts)
 // Constructors, the first that exists is used: Instance(Host, const Config&), Instance(const
 // Config&), Instance(Host), Instance(). A Config type must be constructible from ConfigReader&
 // (weir::sdk::NoConfig accepts no key besides `use`).
@@ -73,6 +80,7 @@
 #include <iterator>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <optional>
 #include <span>
@@ -81,12 +89,13 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 /// Version of this SDK header (independent of the ABI version, which is WEIR_ABI_MAJOR/MINOR).
 #define WEIR_SDK_VERSION_MAJOR 0
-#define WEIR_SDK_VERSION_MINOR 2
+#define WEIR_SDK_VERSION_MINOR 3
 
 /// True when the host API table `api` has the function `field` (a later-minor host function is
 /// present only when the host's struct_size covers it). Every function of ABI 1.0 is always
@@ -243,6 +252,72 @@ enum class LogLevel : weir_log_level_t {
 
 struct Target;
 
+// --- outbound checks and requests (ABI 1.2): what Host::probe and Host::fetch take and give ------
+
+/// What a connection probe does.
+enum class ProbeKind : weir_probe_kind_t {
+  Tcp = WEIR_PROBE_TCP, ///< open a connection (TCP, or a Unix socket), then close it
+  Tls = WEIR_PROBE_TLS, ///< also complete a TLS handshake (the upstream group's TLS settings)
+};
+
+/// A connection probe (Host::probe). The host copies it when the probe starts.
+struct ProbeRequest {
+  std::string address;                  ///< as Target::address ("ip:port", "unix:/path", ...)
+  ProbeKind kind = ProbeKind::Tcp;      ///< TCP connect, or connect plus TLS handshake
+  std::chrono::milliseconds timeout{0}; ///< for the whole probe; 0 = the host's default (5s)
+};
+
+/// The outcome of a probe. The views are valid only during the completion callback.
+struct ProbeResult {
+  bool ok = false;          ///< connected (and, for TLS, the handshake completed)
+  std::string_view error;   ///< why it failed ("connection refused", "timed out", ...); empty if ok
+  uint64_t duration_ns = 0; ///< how long the probe took
+};
+
+/// An HTTP/1.1 request the host makes for the plugin (Host::fetch), one connection per request.
+/// The host copies it when the request starts.
+struct FetchRequest {
+  std::string method;     ///< empty = "GET"
+  std::string url;        ///< absolute "http://authority/path?query" or "https://..."
+  std::string connect_to; ///< empty = the URL's host and port; else an address (as
+                          ///< Target::address) to connect to instead; the Host header and the TLS
+                          ///< server name still come from the URL
+  /// Extra request headers, in order. Host, Content-Length, Transfer-Encoding and Connection are
+  /// the host's (weir drops them from this list).
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;                     ///< sent with Content-Length when non-empty
+  std::chrono::milliseconds timeout{0}; ///< whole exchange, connect included; 0 = 10s
+  uint64_t max_body = 0;                ///< response body bytes kept; 0 = 65536
+  uint32_t flags = 0;                   ///< WEIR_FETCH_UPSTREAM_TLS, WEIR_FETCH_NO_VERIFY
+  std::string ca_file;                  ///< https: PEM file of trusted roots; empty = the system's
+};
+
+/// The outcome of a fetch. The views are valid only during the completion callback.
+struct FetchResult {
+  bool ok = false;        ///< a complete response was received (whatever its status)
+  std::string_view error; ///< why it failed; empty if ok
+  uint32_t status = 0;    ///< the final HTTP status (1xx skipped); 0 without a response
+  std::vector<std::pair<std::string_view, std::string_view>> headers; ///< as received, in order
+  std::string_view body;    ///< at most max_body bytes of the (de-chunked) body
+  bool truncated = false;   ///< the body was longer than max_body
+  uint64_t duration_ns = 0; ///< how long the exchange took
+
+  /// The first header named `name` (ASCII case-insensitive); nullopt when absent.
+  [[nodiscard]] std::optional<std::string_view> header(std::string_view name) const noexcept {
+    for (const auto& [n, v] : headers) {
+      if (iequals(n, name)) {
+        return v;
+      }
+    }
+    return std::nullopt;
+  }
+};
+
+/// Completion of Host::probe: runs once on the control thread, never inside Host::probe.
+using ProbeCallback = std::function<void(const ProbeResult&)>;
+/// Completion of Host::fetch: runs once on the control thread, never inside Host::fetch.
+using FetchCallback = std::function<void(const FetchResult&)>;
+
 /// The host as one plugin object sees it: the API table and the object's context. Cheap to copy;
 /// valid while the object (configuration or instance) that received the context lives.
 class Host {
@@ -337,6 +412,45 @@ public:
     }
     return api_->remove_certificate(ctx_, str(name));
   }
+
+  /// True when the host can run probes and fetches (ABI 1.2 and later: probe_start, fetch_start
+  /// and request_cancel are all present).
+  [[nodiscard]] bool can_probe() const noexcept {
+    return WEIR_SDK_HOST_HAS(api_, probe_start) && WEIR_SDK_HOST_HAS(api_, fetch_start) &&
+           WEIR_SDK_HOST_HAS(api_, request_cancel);
+  }
+
+  /// Ask the host to open a connection to `req.address` (and, for ProbeKind::Tls, to complete a
+  /// TLS handshake with the upstream group's TLS settings), then close it. `done` runs exactly
+  /// once with the outcome, on the control thread and never from inside this call, unless the
+  /// request is cancelled first (cancel_request, cancel_all_requests, or the destruction of the
+  /// instance, which cancels what is still running). Returns the request's id, or 0 when the
+  /// probe could not start (a host older than ABI 1.2, an empty address, a caller that is not a
+  /// control-thread instance: the host logs why); then `done` never runs.
+  /// An exception thrown by `done` is logged and goes no further (the SDK's barrier).
+  /// THREADING: control thread only, from an instance of a control-thread kind (health,
+  /// discovery, certs). May throw std::bad_alloc.
+  weir_request_id_t probe(const ProbeRequest& req, ProbeCallback done) const;
+
+  /// Ask the host to make an HTTP/1.1 request (one connection, closed afterwards). `done` runs
+  /// exactly once with the response or the failure, as for probe(). Returns the request's id, or
+  /// 0 when it could not start (as for probe(), plus a URL that is not absolute http or https, a
+  /// bad header, or WEIR_FETCH_UPSTREAM_TLS from an object that belongs to no upstream group).
+  /// THREADING: as probe(). May throw std::bad_alloc.
+  weir_request_id_t fetch(const FetchRequest& req, FetchCallback done) const;
+
+  /// Cancel a running probe or fetch of this object: its callback will not run, and its state is
+  /// freed now. Unknown or finished ids are ignored. THREADING: control thread only.
+  void cancel_request(weir_request_id_t id) const noexcept;
+
+  /// Cancel every probe and fetch this object started through the SDK and that is still
+  /// running. The SDK calls it when it destroys an instance (after the Instance's destructor);
+  /// a plugin that does not use the SDK's module machinery calls it in its instance_destroy.
+  void cancel_all_requests() const noexcept;
+
+  /// Number of probes and fetches this object started through the SDK that have neither
+  /// completed nor been cancelled.
+  [[nodiscard]] size_t pending_requests() const noexcept;
 
 private:
   const weir_host_api_t* api_ = nullptr;
@@ -476,6 +590,281 @@ private:
   Host host_;
   std::vector<std::unique_ptr<Entry>> entries_;
 };
+
+// ================================================================================================
+// Outbound checks and requests (ABI 1.2)
+// ================================================================================================
+
+namespace detail {
+
+/// A probe or fetch started through Host that has neither completed nor been cancelled.
+struct PendingRequest {
+  const weir_host_api_t* api = nullptr;
+  weir_host_ctx_t* ctx = nullptr; ///< the object that started it
+  weir_request_id_t id = 0;       ///< the host's id
+  ProbeCallback on_probe;         ///< set for a probe
+  FetchCallback on_fetch;         ///< set for a fetch
+};
+
+/// The running requests of every object of this plugin. The host gets a token, not a pointer, as
+/// the callback's `user`: a completion the host delivers for a request that was cancelled (or
+/// twice) finds nothing and is ignored instead of touching freed memory. Completions take their
+/// entry out before calling back, so a callback may start or cancel requests. Locked, although
+/// the ABI allows these calls on the control thread only, so that a misplaced call from a worker
+/// thread cannot corrupt it.
+class RequestRegistry {
+public:
+  static RequestRegistry& instance() noexcept {
+    static RequestRegistry registry;
+    return registry;
+  }
+
+  uint64_t next_token() noexcept {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return ++last_token_;
+  }
+  void add(uint64_t token, PendingRequest&& req) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    pending_.emplace(token, std::move(req));
+  }
+  /// The request of `token`, removed; nullopt when unknown (cancelled or already completed).
+  std::optional<PendingRequest> take(uint64_t token) noexcept {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    auto it = pending_.find(token);
+    if (it == pending_.end()) {
+      return std::nullopt;
+    }
+    std::optional<PendingRequest> out(std::move(it->second));
+    pending_.erase(it);
+    return out;
+  }
+  /// The request `id` of `ctx` (or any request of `ctx` when id is 0), removed.
+  std::optional<PendingRequest> take(weir_host_ctx_t* ctx, weir_request_id_t id) noexcept {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+      if (it->second.ctx == ctx && (id == 0 || it->second.id == id)) {
+        std::optional<PendingRequest> out(std::move(it->second));
+        pending_.erase(it);
+        return out;
+      }
+    }
+    return std::nullopt;
+  }
+  /// Number of running requests of `ctx`.
+  size_t count(weir_host_ctx_t* ctx) noexcept {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return static_cast<size_t>(std::count_if(pending_.begin(), pending_.end(),
+                                             [ctx](const auto& p) { return p.second.ctx == ctx; }));
+  }
+
+private:
+  std::mutex mutex_;
+  uint64_t last_token_ = 0;
+  std::unordered_map<uint64_t, PendingRequest> pending_;
+};
+
+inline void* token_to_user(uint64_t token) noexcept {
+  return reinterpret_cast<void*>(static_cast<uintptr_t>(token));
+}
+inline uint64_t user_to_token(void* user) noexcept {
+  return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(user));
+}
+
+/// True when a struct whose struct_size is `size` has the field at [offset, offset + len).
+constexpr bool covers(uint32_t size, size_t offset, size_t len) noexcept {
+  return size >= offset + len;
+}
+
+/// The C++ view of a probe result; only the fields the host's struct_size covers are read.
+inline ProbeResult read_probe_result(const weir_probe_result_t* raw) {
+  ProbeResult r;
+  if (raw == nullptr ||
+      !covers(raw->struct_size, offsetof(weir_probe_result_t, status), sizeof(raw->status))) {
+    r.error = "the host delivered no result";
+    return r;
+  }
+  r.ok = raw->status == WEIR_OK;
+  if (covers(raw->struct_size, offsetof(weir_probe_result_t, error), sizeof(raw->error))) {
+    r.error = view(raw->error);
+  }
+  if (covers(raw->struct_size, offsetof(weir_probe_result_t, duration_ns),
+             sizeof(raw->duration_ns))) {
+    r.duration_ns = raw->duration_ns;
+  }
+  if (!r.ok && r.error.empty()) {
+    r.error = "failed";
+  }
+  return r;
+}
+
+/// The C++ view of a fetch result; only the fields the host's struct_size covers are read.
+inline FetchResult read_fetch_result(const weir_fetch_result_t* raw) {
+  FetchResult r;
+  if (raw == nullptr ||
+      !covers(raw->struct_size, offsetof(weir_fetch_result_t, status), sizeof(raw->status))) {
+    r.error = "the host delivered no result";
+    return r;
+  }
+  const uint32_t size = raw->struct_size;
+  r.ok = raw->status == WEIR_OK;
+  if (covers(size, offsetof(weir_fetch_result_t, error), sizeof(raw->error))) {
+    r.error = view(raw->error);
+  }
+  if (covers(size, offsetof(weir_fetch_result_t, http_status), sizeof(raw->http_status))) {
+    r.status = raw->http_status;
+  }
+  if (covers(size, offsetof(weir_fetch_result_t, header_count), sizeof(raw->header_count)) &&
+      raw->headers != nullptr) {
+    r.headers.reserve(raw->header_count);
+    for (size_t i = 0; i < raw->header_count; ++i) {
+      r.headers.emplace_back(view(raw->headers[2 * i]), view(raw->headers[2 * i + 1]));
+    }
+  }
+  if (covers(size, offsetof(weir_fetch_result_t, body), sizeof(raw->body))) {
+    r.body = view(raw->body);
+  }
+  if (covers(size, offsetof(weir_fetch_result_t, truncated), sizeof(raw->truncated))) {
+    r.truncated = raw->truncated != 0;
+  }
+  if (covers(size, offsetof(weir_fetch_result_t, duration_ns), sizeof(raw->duration_ns))) {
+    r.duration_ns = raw->duration_ns;
+  }
+  if (!r.ok && r.error.empty()) {
+    r.error = "failed";
+  }
+  return r;
+}
+
+/// weir_probe_cb of every probe started through Host.
+inline void probe_done(void* user, const weir_probe_result_t* raw) noexcept {
+  std::optional<PendingRequest> req = RequestRegistry::instance().take(user_to_token(user));
+  if (!req) {
+    return; // cancelled, or delivered twice: the callback already ran or never will
+  }
+  guard_void(Host(req->api, req->ctx), "probe callback", [&] {
+    const ProbeResult result = read_probe_result(raw);
+    if (req->on_probe) {
+      req->on_probe(result);
+    }
+  });
+}
+
+/// weir_fetch_cb of every fetch started through Host.
+inline void fetch_done(void* user, const weir_fetch_result_t* raw) noexcept {
+  std::optional<PendingRequest> req = RequestRegistry::instance().take(user_to_token(user));
+  if (!req) {
+    return;
+  }
+  guard_void(Host(req->api, req->ctx), "fetch callback", [&] {
+    const FetchResult result = read_fetch_result(raw);
+    if (req->on_fetch) {
+      req->on_fetch(result);
+    }
+  });
+}
+
+/// Keep `req` (started as `id` with `token`) until it completes or is cancelled. Should keeping it
+/// fail (out of memory), the request is cancelled with the host before the exception goes on.
+inline void track_request(uint64_t token, PendingRequest&& req) {
+  const weir_host_api_t* api = req.api;
+  weir_host_ctx_t* ctx = req.ctx;
+  const weir_request_id_t id = req.id;
+  try {
+    RequestRegistry::instance().add(token, std::move(req));
+  } catch (...) {
+    api->request_cancel(ctx, id);
+    throw;
+  }
+}
+
+inline uint64_t timeout_ms(std::chrono::milliseconds t) noexcept {
+  return t.count() > 0 ? static_cast<uint64_t>(t.count()) : 0;
+}
+
+} // namespace detail
+
+inline weir_request_id_t Host::probe(const ProbeRequest& req, ProbeCallback done) const {
+  if (!can_probe()) {
+    return 0;
+  }
+  weir_probe_t raw{};
+  raw.struct_size = sizeof(weir_probe_t);
+  raw.address = str(req.address);
+  raw.kind = static_cast<weir_probe_kind_t>(req.kind);
+  raw.timeout_ms = detail::timeout_ms(req.timeout);
+  detail::PendingRequest pending;
+  pending.api = api_;
+  pending.ctx = ctx_;
+  pending.on_probe = std::move(done);
+  const uint64_t token = detail::RequestRegistry::instance().next_token();
+  pending.id = api_->probe_start(ctx_, &raw, &detail::probe_done, detail::token_to_user(token));
+  if (pending.id == 0) {
+    return 0;
+  }
+  const weir_request_id_t id = pending.id;
+  detail::track_request(token, std::move(pending));
+  return id;
+}
+
+inline weir_request_id_t Host::fetch(const FetchRequest& req, FetchCallback done) const {
+  if (!can_probe()) {
+    return 0;
+  }
+  std::vector<weir_str_t> headers;
+  headers.reserve(2 * req.headers.size());
+  for (const auto& [name, value] : req.headers) {
+    headers.push_back(str(name));
+    headers.push_back(str(value));
+  }
+  weir_fetch_t raw{};
+  raw.struct_size = sizeof(weir_fetch_t);
+  raw.method = str(req.method);
+  raw.url = str(req.url);
+  raw.connect_to = str(req.connect_to);
+  raw.headers = headers.empty() ? nullptr : headers.data();
+  raw.header_count = req.headers.size();
+  raw.body = str(req.body);
+  raw.timeout_ms = detail::timeout_ms(req.timeout);
+  raw.max_body = req.max_body;
+  raw.flags = req.flags;
+  raw.ca_file = str(req.ca_file);
+  detail::PendingRequest pending;
+  pending.api = api_;
+  pending.ctx = ctx_;
+  pending.on_fetch = std::move(done);
+  const uint64_t token = detail::RequestRegistry::instance().next_token();
+  pending.id = api_->fetch_start(ctx_, &raw, &detail::fetch_done, detail::token_to_user(token));
+  if (pending.id == 0) {
+    return 0;
+  }
+  const weir_request_id_t id = pending.id;
+  detail::track_request(token, std::move(pending));
+  return id;
+}
+
+inline void Host::cancel_request(weir_request_id_t id) const noexcept {
+  if (id == 0 || !WEIR_SDK_HOST_HAS(api_, request_cancel)) {
+    return;
+  }
+  // Taken out first and destroyed after the host call, so that a callback object whose
+  // destructor calls back into the SDK finds the registry unlocked.
+  std::optional<detail::PendingRequest> req = detail::RequestRegistry::instance().take(ctx_, id);
+  api_->request_cancel(ctx_, id);
+}
+
+inline void Host::cancel_all_requests() const noexcept {
+  if (!WEIR_SDK_HOST_HAS(api_, request_cancel)) {
+    return;
+  }
+  while (std::optional<detail::PendingRequest> req =
+             detail::RequestRegistry::instance().take(ctx_, 0)) {
+    api_->request_cancel(ctx_, req->id);
+  }
+}
+
+inline size_t Host::pending_requests() const noexcept {
+  return detail::RequestRegistry::instance().count(ctx_);
+}
 
 // ================================================================================================
 // Targets
@@ -971,9 +1360,15 @@ private:
   template <class V, class L>
   static std::string range_message(V v, L min, L max, L type_min, L type_max) {
     std::ostringstream os;
-    if (min != type_min && max == type_max) {
+    bool below = false; // else above: one bound is named only when it is the one crossed
+    if constexpr (std::is_integral_v<V> && std::is_integral_v<L>) {
+      below = std::cmp_less(v, min);
+    } else {
+      below = v < min;
+    }
+    if (below && min != type_min && max == type_max) {
       os << "must be at least " << +min;
-    } else if (min == type_min && max != type_max) {
+    } else if (!below && min == type_min && max != type_max) {
       os << "must be at most " << +max;
     } else {
       os << "must be between " << +min << " and " << +max;
@@ -1173,7 +1568,11 @@ struct PickRequest {
 struct Observation {
   std::string_view target_id;  ///< id (or address) of the target
   uint32_t status = 0;         ///< HTTP status, 0 when no response
-  bool connect_failed = false; ///< the connection could not be made
+  bool connect_failed = false; ///< the connection (or its TLS handshake) could not be made
+  bool timed_out = false;      ///< no response head within the response timeout (ABI 1.2 hosts;
+                               ///< always false from older hosts)
+  uint64_t duration_ns = 0;    ///< from the start of the attempt to its end (ABI 1.2 hosts; 0
+                               ///< from older hosts)
 };
 
 // ================================================================================================
@@ -1314,6 +1713,12 @@ weir_status_t instance_new(const weir_host_api_t* api, weir_host_ctx_t* ctx,
   });
 }
 
+/// True for the instances of the control-thread kinds, which may start probes and fetches.
+template <class Handle>
+inline constexpr bool is_control_instance = std::is_same_v<Handle, weir_health_instance_t> ||
+                                            std::is_same_v<Handle, weir_discovery_instance_t> ||
+                                            std::is_same_v<Handle, weir_certs_instance_t>;
+
 template <class I, class Handle> void instance_destroy(Handle* inst) noexcept {
   auto* box = reinterpret_cast<InstanceBox<I>*>(inst);
   if (box == nullptr) {
@@ -1321,6 +1726,10 @@ template <class I, class Handle> void instance_destroy(Handle* inst) noexcept {
   }
   const Host host = box->host;
   guard_void(host, "instance_destroy", [box] { delete box; });
+  if constexpr (is_control_instance<Handle>) {
+    // Probes and fetches the Instance left running: their callbacks would reach a dead object.
+    host.cancel_all_requests();
+  }
 }
 
 template <class I, class Handle> InstanceBox<I>* unbox(Handle* inst) noexcept {
@@ -1562,6 +1971,14 @@ template <class C, class I> struct HealthModule {
         o.target_id = view(obs->target_id);
         o.status = obs->status;
         o.connect_failed = obs->connect_failed != 0;
+        if (detail::covers(obs->struct_size, offsetof(weir_health_observation_t, timed_out),
+                           sizeof(obs->timed_out))) {
+          o.timed_out = obs->timed_out != 0;
+        }
+        if (detail::covers(obs->struct_size, offsetof(weir_health_observation_t, duration_ns),
+                           sizeof(obs->duration_ns))) {
+          o.duration_ns = obs->duration_ns;
+        }
         box->value.on_observation(o);
       });
     }

@@ -35,9 +35,23 @@ _Static_assert(offsetof(weir_host_api_t, install_certificate) >
 _Static_assert(offsetof(weir_host_api_t, remove_certificate) >
                    offsetof(weir_host_api_t, install_certificate),
                "remove_certificate follows install_certificate");
-_Static_assert(sizeof(weir_host_api_t) ==
+/* ABI 1.2 appended the outbound check and request functions after them, in this order. */
+_Static_assert(offsetof(weir_host_api_t, probe_start) ==
                    offsetof(weir_host_api_t, remove_certificate) + sizeof(void (*)(void)),
-               "remove_certificate is the last host function");
+               "1.2 host functions come right after the 1.1 ones");
+_Static_assert(offsetof(weir_host_api_t, fetch_start) > offsetof(weir_host_api_t, probe_start),
+               "fetch_start follows probe_start");
+_Static_assert(sizeof(weir_host_api_t) ==
+                   offsetof(weir_host_api_t, request_cancel) + sizeof(void (*)(void)),
+               "request_cancel is the last host function");
+_Static_assert(offsetof(weir_probe_t, struct_size) == 0, "structs start with struct_size");
+_Static_assert(offsetof(weir_fetch_t, struct_size) == 0, "structs start with struct_size");
+_Static_assert(offsetof(weir_probe_result_t, struct_size) == 0, "structs start with struct_size");
+_Static_assert(offsetof(weir_fetch_result_t, struct_size) == 0, "structs start with struct_size");
+/* The observation grew at its end (1.2); its 1.0 fields did not move. */
+_Static_assert(offsetof(weir_health_observation_t, timed_out) >
+                   offsetof(weir_health_observation_t, connect_failed),
+               "1.2 observation fields come after the 1.0 ones");
 
 /* A certificate provider in C calls the 1.1 functions only when the host has them. */
 weir_status_t c_install(const weir_host_api_t* api, weir_host_ctx_t* ctx, weir_str_t chain,
@@ -53,6 +67,25 @@ weir_status_t c_install(const weir_host_api_t* api, weir_host_ctx_t* ctx, weir_s
   cert.cert_pem = chain;
   cert.key_pem = key;
   return api->install_certificate(ctx, &cert);
+}
+
+/* A health checker in C starts a TCP probe only when the host has the 1.2 functions. */
+static void c_probe_done(void* user, const weir_probe_result_t* result) {
+  *(int*)user = result != NULL && result->status == WEIR_OK;
+}
+weir_request_id_t c_probe(const weir_host_api_t* api, weir_host_ctx_t* ctx, weir_str_t address,
+                          int* healthy);
+weir_request_id_t c_probe(const weir_host_api_t* api, weir_host_ctx_t* ctx, weir_str_t address,
+                          int* healthy) {
+  weir_probe_t probe;
+  if (api->struct_size < offsetof(weir_host_api_t, request_cancel) + sizeof(api->request_cancel) ||
+      api->probe_start == NULL)
+    return 0;
+  probe.struct_size = sizeof probe;
+  probe.address = address;
+  probe.kind = WEIR_PROBE_TCP;
+  probe.timeout_ms = 2000;
+  return api->probe_start(ctx, &probe, c_probe_done, healthy);
 }
 
 /* A complete filter plugin in C. */

@@ -301,3 +301,22 @@ TEST_CASE("sdk helpers: edit distance, suggestions, header syntax") {
   CHECK_FALSE(weir::sdk::iequals("a", "ab"));
   CHECK(weir::sdk::cat("a", 1, '-', 2.5) == "a1-2.5");
 }
+
+TEST_CASE("config: a range error names the bound that was crossed") {
+  FakeHost host;
+  auto cfg = read(host, {{"neg", -1}, {"big", 70000}, {"low", 0}, {"small", -0.5}, {"large", 2.5}},
+                  [&](ConfigReader& r) {
+                    CHECK(r.get_int<uint32_t>("neg", 5, 0, 1000) == 5); // below an unsigned 0
+                    CHECK(r.get_int<uint16_t>("big", 5, 1) == 5);       // above the type's max
+                    CHECK(r.get_int<uint32_t>("low", 5, 1) == 5);
+                    CHECK(r.get_double("small", 1.0, 0.0) == doctest::Approx(1.0));
+                    CHECK(r.get_double("large", 1.0, -std::numeric_limits<double>::infinity(),
+                                       2.0) == doctest::Approx(1.0));
+                  });
+  CHECK_MESSAGE(cfg.has_error("m.neg", "must be between 0 and 1000, got -1"), cfg.errors_text());
+  CHECK(cfg.has_error("m.big", "must be between 1 and 65535, got 70000"));
+  CHECK(cfg.has_error("m.low", "must be at least 1, got 0"));
+  CHECK(cfg.has_error("m.small", "must be at least 0, got -0.5"));
+  CHECK(cfg.has_error("m.large", "must be at most 2, got 2.5"));
+  CHECK(cfg.errors().size() == 5);
+}

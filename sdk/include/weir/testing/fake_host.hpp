@@ -15,9 +15,16 @@
 //
 // Everything the plugin tells the host is recorded for assertions: configuration errors with their
 // key path, log lines, published target sets, health reports, installed and removed certificates,
-// timers (fired manually with fire_due()), local responses and header edits (FakeHttp), and API
-// misuse (calls the real host would refuse or that break the ABI rules, e.g. reading the
-// configuration after config_new).
+// timers (fired manually with fire_due()), probes and fetches (ABI 1.2: they stay pending until the
+// test completes them with complete_probe() / complete_fetch() / fail_fetch()), local responses
+// and header edits (FakeHttp), and API misuse (calls the real host would refuse or that break the
+// ABI rules, e.g. reading the configuration after config_new).
+//
+//   auto health = cfg.health();
+//   health.set_targets({{"10.0.0.1:80"}});
+//   host.fire_due(5000);                                  // the checker's timer starts a probe
+//   auto probes = host.pending_probes();
+//   host.complete_probe(probes.at(0).id, false, "connection refused");
 //
 // Single-threaded. A FakeHost must outlive every plugin, configuration and instance it made.
 // Only the C ABI headers are used, so it also tests plugins not written with sdk.hpp. Link with
@@ -43,6 +50,7 @@
 #include <cstring>
 #include <functional>
 #include <initializer_list>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -385,6 +393,62 @@ public:
 };
 
 // ================================================================================================
+// Outbound checks and requests (ABI 1.2)
+// ================================================================================================
+
+/// What became of a probe or fetch a plugin started.
+enum class FakeRequestState {
+  Pending,   ///< running: waiting for the test to complete it
+  Completed, ///< completed by the test (complete_probe, complete_fetch, fail_fetch)
+  Cancelled, ///< cancelled by the plugin (request_cancel)
+  Abandoned, ///< its object was destroyed while it ran, so the host cancelled it (as weir does)
+};
+
+/// A connection probe a plugin started (api->probe_start), as the host copied it.
+struct FakeProbe {
+  weir_request_id_t id = 0;
+  std::string source;                      ///< the plugin object that started it ("tcp#3")
+  std::string address;                     ///< as given
+  weir_probe_kind_t kind = WEIR_PROBE_TCP; ///< WEIR_PROBE_TCP or WEIR_PROBE_TLS
+  uint64_t timeout_ms = 0;                 ///< as given (0 means the host's default, 5000)
+  uint64_t started_ns = 0;                 ///< the fake clock when it started
+  FakeRequestState state = FakeRequestState::Pending;
+};
+
+/// An HTTP request a plugin started (api->fetch_start), as the host copied it.
+struct FakeFetch {
+  weir_request_id_t id = 0;
+  std::string source;      ///< the plugin object that started it
+  std::string method;      ///< as given ("" means GET)
+  std::string url;         ///< as given
+  std::string connect_to;  ///< as given ("" means the URL's host and port)
+  FakeHeaders headers;     ///< the extra request headers, in order, without those weir drops
+                           ///< (Host, Content-Length, Transfer-Encoding, Connection: the host's)
+  std::string body;        ///< the request body
+  uint64_t timeout_ms = 0; ///< as given (0 means the host's default, 10000)
+  uint64_t max_body = 0;   ///< as given (0 means 65536)
+  uint32_t flags = 0;      ///< WEIR_FETCH_*
+  std::string ca_file;     ///< as given
+  uint64_t started_ns = 0; ///< the fake clock when it started
+  FakeRequestState state = FakeRequestState::Pending;
+
+  /// The method the host would send: `method`, or "GET" when empty.
+  [[nodiscard]] std::string effective_method() const { return method.empty() ? "GET" : method; }
+};
+
+/// A passive observation as the host delivers it to a health checker (FakeHealth::observe).
+struct FakeObservation {
+  std::string target_id;       ///< id (or address) of the target
+  uint32_t status = 0;         ///< HTTP status, 0 when no response was received
+  bool connect_failed = false; ///< the connection (or its TLS handshake) could not be made
+  bool timed_out = false;      ///< no response head within the response timeout (ABI 1.2)
+  uint64_t duration_ns = 0;    ///< from the start of the attempt to its end (ABI 1.2)
+  /// struct_size stamped on the observation: 0 means sizeof(weir_health_observation_t); use
+  /// offsetof(weir_health_observation_t, timed_out) to act as a host older than ABI 1.2.
+  uint32_t struct_size = 0;
+};
+
+// ================================================================================================
 // The host
 // ================================================================================================
 
@@ -422,6 +486,15 @@ struct FakeTimer {
   FakeCtx* ctx;
   uint64_t due_ns;
   weir_timer_cb cb;
+  void* user;
+};
+
+/// A running probe or fetch: where to deliver its result.
+struct FakeRequestSlot {
+  weir_request_id_t id;
+  FakeCtx* ctx;
+  weir_probe_cb probe_cb; ///< set for a probe
+  weir_fetch_cb fetch_cb; ///< set for a fetch
   void* user;
 };
 
@@ -643,6 +716,9 @@ public:
     api_.http_respond = &FakeHost::api_http_respond;
     api_.install_certificate = &FakeHost::api_install_certificate;
     api_.remove_certificate = &FakeHost::api_remove_certificate;
+    api_.probe_start = &FakeHost::api_probe_start;
+    api_.fetch_start = &FakeHost::api_fetch_start;
+    api_.request_cancel = &FakeHost::api_request_cancel;
     current() = this;
     verbose_ = std::getenv("WEIR_FAKE_HOST_VERBOSE") != nullptr;
   }
@@ -810,13 +886,81 @@ public:
   /// WEIR_ERROR_NOT_FOUND as the real host answers for a name no installed certificate lists).
   void set_remove_certificate_status(weir_status_t status) noexcept { remove_status_ = status; }
 
+  // --- outbound checks and requests (ABI 1.2) ----------------------------------------------------
+
+  /// Every probe started (probe_start returned an id), in order, with what became of it.
+  [[nodiscard]] const std::vector<FakeProbe>& probes() const noexcept { return probes_; }
+  /// Every fetch started (fetch_start returned an id), in order, with what became of it.
+  [[nodiscard]] const std::vector<FakeFetch>& fetches() const noexcept { return fetches_; }
+  /// The probes still running, in start order (copies).
+  [[nodiscard]] std::vector<FakeProbe> pending_probes() const {
+    std::vector<FakeProbe> out;
+    std::copy_if(probes_.begin(), probes_.end(), std::back_inserter(out),
+                 [](const FakeProbe& p) { return p.state == FakeRequestState::Pending; });
+    return out;
+  }
+  /// The fetches still running, in start order (copies).
+  [[nodiscard]] std::vector<FakeFetch> pending_fetches() const {
+    std::vector<FakeFetch> out;
+    std::copy_if(fetches_.begin(), fetches_.end(), std::back_inserter(out),
+                 [](const FakeFetch& f) { return f.state == FakeRequestState::Pending; });
+    return out;
+  }
+  /// Number of probes and fetches still running.
+  [[nodiscard]] size_t pending_requests() const noexcept { return slots_.size(); }
+
+  /// Finish the running probe `id`: connected when `ok`, else failed with `error` (e.g.
+  /// "connection refused"; empty gives "connection refused"). The plugin's callback runs now,
+  /// with duration_ns = the fake time since the probe started. Returns false, calling nothing,
+  /// when `id` is not a running probe (never started, completed, cancelled or abandoned).
+  bool complete_probe(weir_request_id_t id, bool ok = true, std::string_view error = {}) {
+    const auto slot = take_slot(id, /*fetch=*/false);
+    if (!slot) {
+      return false;
+    }
+    FakeProbe& record = probe_record(id);
+    record.state = FakeRequestState::Completed;
+    const std::string err =
+        ok ? std::string() : std::string(error.empty() ? "connection refused" : error);
+    weir_probe_result_t r{};
+    r.struct_size = sizeof(r);
+    r.status = ok ? WEIR_OK : WEIR_ERROR;
+    r.error = detail::ws(err);
+    r.duration_ns = now_ns_ - record.started_ns;
+    slot->probe_cb(slot->user, &r);
+    return true;
+  }
+  /// Finish the running fetch `id` with a complete response: `status`, `headers` and `body`. The
+  /// body is cut to the request's max_body (0 = 65536), which sets `truncated` as the host does;
+  /// `truncated` forces the flag. The callback runs now; false when `id` is not a running fetch.
+  bool complete_fetch(weir_request_id_t id, uint32_t status, const FakeHeaders& headers = {},
+                      std::string_view body = {}, bool truncated = false) {
+    return finish_fetch(id, WEIR_OK, {}, status, headers, body, truncated);
+  }
+  /// Finish the running fetch `id` without a (complete) response: WEIR_ERROR, `error` (e.g.
+  /// "connection refused", "timed out"; empty gives "connection refused") and HTTP status 0.
+  bool fail_fetch(weir_request_id_t id, std::string_view error = {}) {
+    return finish_fetch(id, WEIR_ERROR, error.empty() ? "connection refused" : error, 0, {}, {},
+                        false);
+  }
+  /// Why each probe_start / fetch_start was refused for what it asked (an empty address, a URL
+  /// that is not absolute http(s), a bad header, ...): it returned 0, as the real host does after
+  /// logging. Calls that break the ABI rules (wrong caller, NULL or short struct) go to misuse().
+  [[nodiscard]] const std::vector<std::string>& request_refusals() const noexcept {
+    return refusals_;
+  }
+  /// While set, probe_start and fetch_start return 0 (a host that cannot start them), recorded in
+  /// request_refusals().
+  void set_refuse_requests(bool refuse) noexcept { refuse_requests_ = refuse; }
+
   // --- misuse ------------------------------------------------------------------------------------
 
   /// Calls that break the ABI rules (e.g. config functions after config_new, timers left pending
   /// at destroy, publishing from a non-discovery object). A correct plugin leaves this empty.
   [[nodiscard]] const std::vector<std::string>& misuse() const noexcept { return misuse_; }
 
-  /// Forget recorded errors, logs, reports and misuse (not timers).
+  /// Forget recorded errors, logs, reports, misuse and finished probes and fetches (not timers,
+  /// nor the probes and fetches still running).
   void clear_records() {
     config_errors_.clear();
     logs_.clear();
@@ -825,6 +969,10 @@ public:
     certificate_installs_.clear();
     certificate_removals_.clear();
     misuse_.clear();
+    refusals_.clear();
+    std::erase_if(probes_, [](const FakeProbe& p) { return p.state != FakeRequestState::Pending; });
+    std::erase_if(fetches_,
+                  [](const FakeFetch& f) { return f.state != FakeRequestState::Pending; });
   }
 
   // --- used by the drivers -----------------------------------------------------------------------
@@ -839,9 +987,18 @@ public:
     contexts_.push_back(std::move(ctx));
     return contexts_.back().get();
   }
-  /// Mark a context dead (its object was destroyed) and drop its pending timers.
+  /// Mark a context dead (its object was destroyed), drop its pending timers, and cancel its
+  /// running probes and fetches (Abandoned; weir does the same, so it is not misuse).
   void retire_ctx(detail::FakeCtx* ctx) {
     ctx->alive = false;
+    for (auto it = slots_.begin(); it != slots_.end();) {
+      if (it->ctx == ctx) {
+        set_state(it->id, FakeRequestState::Abandoned);
+        it = slots_.erase(it);
+      } else {
+        ++it;
+      }
+    }
     const auto before = timers_.size();
     timers_.erase(std::remove_if(timers_.begin(), timers_.end(),
                                  [ctx](const detail::FakeTimer& t) { return t.ctx == ctx; }),
@@ -1389,6 +1546,236 @@ private:
     return WEIR_OK;
   }
 
+  // --- outbound checks and requests
+  // ----------------------------------------------------------------
+
+  /// probe_start / fetch_start are for live control-thread instances, with a callback.
+  static bool request_caller_ok(detail::FakeCtx* ctx, const void* request, size_t min_size,
+                                uint32_t struct_size, bool has_cb, const char* fn) {
+    FakeHost* h = ctx->host;
+    if (!ctx->alive) {
+      h->add_misuse(std::string(fn) + " from a destroyed object (" + ctx->name + ")");
+      return false;
+    }
+    if (ctx->is_config) {
+      h->add_misuse(std::string(fn) + " from " + ctx->name +
+                    " during config_new (only instances may start requests)");
+      return false;
+    }
+    if (ctx->kind == WEIR_KIND_LB || ctx->kind == WEIR_KIND_FILTER) {
+      h->add_misuse(std::string(fn) + " from " + ctx->name +
+                    ", which is not a control-thread instance (health, discovery, certs)");
+      return false;
+    }
+    if (request == nullptr || struct_size < min_size) {
+      h->add_misuse(std::string(fn) + " from " + ctx->name + " with a NULL or too small struct");
+      return false;
+    }
+    if (!has_cb) {
+      h->add_misuse(std::string(fn) + " from " + ctx->name + " with a NULL callback");
+      return false;
+    }
+    return true;
+  }
+  weir_request_id_t refuse(const std::string& why) {
+    refusals_.push_back(why);
+    if (verbose_) {
+      std::fprintf(stderr, "[fake-host] request refused: %s\n", why.c_str());
+    }
+    return 0;
+  }
+  static weir_request_id_t api_probe_start(weir_host_ctx_t* c, const weir_probe_t* probe,
+                                           weir_probe_cb cb, void* user) noexcept {
+    detail::FakeCtx* ctx = ctx_of(c);
+    if (ctx == nullptr) {
+      return 0;
+    }
+    FakeHost* h = ctx->host;
+    try {
+      if (!request_caller_ok(ctx, probe, sizeof(weir_probe_t),
+                             probe != nullptr ? probe->struct_size : 0, cb != nullptr,
+                             "probe_start")) {
+        return 0;
+      }
+      if (h->refuse_requests_) {
+        return h->refuse("probe_start from " + ctx->name + ": refused (set_refuse_requests)");
+      }
+      if (probe->address.len == 0) {
+        return h->refuse("probe_start from " + ctx->name + ": empty address");
+      }
+      if (probe->kind != WEIR_PROBE_TCP && probe->kind != WEIR_PROBE_TLS) {
+        return h->refuse("probe_start from " + ctx->name + ": unknown probe kind " +
+                         std::to_string(probe->kind));
+      }
+      FakeProbe record;
+      record.id = ++h->next_request_;
+      record.source = ctx->name;
+      record.address = std::string(detail::sv(probe->address));
+      record.kind = probe->kind;
+      record.timeout_ms = probe->timeout_ms;
+      record.started_ns = h->now_ns_;
+      h->probes_.push_back(std::move(record));
+      h->slots_.push_back(detail::FakeRequestSlot{h->next_request_, ctx, cb, nullptr, user});
+      return h->next_request_;
+    } catch (...) {
+      return 0;
+    }
+  }
+  static weir_request_id_t api_fetch_start(weir_host_ctx_t* c, const weir_fetch_t* fetch,
+                                           weir_fetch_cb cb, void* user) noexcept {
+    detail::FakeCtx* ctx = ctx_of(c);
+    if (ctx == nullptr) {
+      return 0;
+    }
+    FakeHost* h = ctx->host;
+    try {
+      if (!request_caller_ok(ctx, fetch, sizeof(weir_fetch_t),
+                             fetch != nullptr ? fetch->struct_size : 0, cb != nullptr,
+                             "fetch_start")) {
+        return 0;
+      }
+      if (fetch->header_count > 0 && fetch->headers == nullptr) {
+        h->add_misuse("fetch_start from " + ctx->name + ": header_count > 0 and headers NULL");
+        return 0;
+      }
+      const std::string from = "fetch_start from " + ctx->name + ": ";
+      if (h->refuse_requests_) {
+        return h->refuse(from + "refused (set_refuse_requests)");
+      }
+      const std::string_view method = detail::sv(fetch->method);
+      if (!method.empty() && !detail::token(method)) {
+        return h->refuse(from + "method '" + std::string(method) + "' is not a token");
+      }
+      const std::string_view url = detail::sv(fetch->url);
+      const size_t scheme_end = url.find("://");
+      const std::string_view scheme =
+          scheme_end == std::string_view::npos ? std::string_view() : url.substr(0, scheme_end);
+      if (!detail::ieq(scheme, "http") && !detail::ieq(scheme, "https")) {
+        return h->refuse(from + "URL '" + std::string(url) + "' is not absolute http or https");
+      }
+      const std::string_view rest = url.substr(scheme_end + 3);
+      if (rest.empty() || rest.front() == '/' || rest.front() == '?' || !detail::field_value(url) ||
+          url.find(' ') != std::string_view::npos) {
+        return h->refuse(from + "URL '" + std::string(url) + "' has no host or is malformed");
+      }
+      if ((fetch->flags & WEIR_FETCH_UPSTREAM_TLS) != 0 && ctx->kind == WEIR_KIND_CERTS) {
+        return h->refuse(from + "WEIR_FETCH_UPSTREAM_TLS from an object that belongs to no " +
+                         "upstream group");
+      }
+      FakeFetch record;
+      for (size_t i = 0; i < fetch->header_count; ++i) {
+        const std::string_view name = detail::sv(fetch->headers[2 * i]);
+        const std::string_view value = detail::sv(fetch->headers[2 * i + 1]);
+        if (!detail::token(name) || !detail::field_value(value)) {
+          return h->refuse(from + "bad header '" + std::string(name) + "'");
+        }
+        if (detail::ieq(name, "host") || detail::ieq(name, "content-length") ||
+            detail::ieq(name, "transfer-encoding") || detail::ieq(name, "connection")) {
+          continue; // the host's: weir drops them as well (Host comes from the URL)
+        }
+        record.headers.add(name, value);
+      }
+      record.id = ++h->next_request_;
+      record.source = ctx->name;
+      record.method = std::string(method);
+      record.url = std::string(url);
+      record.connect_to = std::string(detail::sv(fetch->connect_to));
+      record.body = std::string(detail::sv(fetch->body));
+      record.timeout_ms = fetch->timeout_ms;
+      record.max_body = fetch->max_body;
+      record.flags = fetch->flags;
+      record.ca_file = std::string(detail::sv(fetch->ca_file));
+      record.started_ns = h->now_ns_;
+      h->fetches_.push_back(std::move(record));
+      h->slots_.push_back(detail::FakeRequestSlot{h->next_request_, ctx, nullptr, cb, user});
+      return h->next_request_;
+    } catch (...) {
+      return 0;
+    }
+  }
+  static void api_request_cancel(weir_host_ctx_t* c, weir_request_id_t id) noexcept {
+    detail::FakeCtx* ctx = ctx_of(c);
+    if (ctx == nullptr) {
+      return;
+    }
+    FakeHost* h = ctx->host;
+    if (!ctx->alive) {
+      h->add_misuse("request_cancel from a destroyed object (" + ctx->name + ")");
+      return;
+    }
+    auto it =
+        std::find_if(h->slots_.begin(), h->slots_.end(),
+                     [&](const detail::FakeRequestSlot& s) { return s.id == id && s.ctx == ctx; });
+    if (it != h->slots_.end()) {
+      h->set_state(id, FakeRequestState::Cancelled);
+      h->slots_.erase(it);
+    }
+  }
+  /// The running request `id`, removed from the running set (nullopt when not running).
+  std::optional<detail::FakeRequestSlot> take_slot(weir_request_id_t id, bool fetch) {
+    auto it = std::find_if(slots_.begin(), slots_.end(), [&](const detail::FakeRequestSlot& s) {
+      return s.id == id && (fetch ? s.fetch_cb != nullptr : s.probe_cb != nullptr);
+    });
+    if (it == slots_.end()) {
+      return std::nullopt;
+    }
+    const detail::FakeRequestSlot slot = *it;
+    slots_.erase(it);
+    return slot;
+  }
+  FakeProbe& probe_record(weir_request_id_t id) {
+    return *std::find_if(probes_.begin(), probes_.end(),
+                         [id](const FakeProbe& p) { return p.id == id; });
+  }
+  FakeFetch& fetch_record(weir_request_id_t id) {
+    return *std::find_if(fetches_.begin(), fetches_.end(),
+                         [id](const FakeFetch& f) { return f.id == id; });
+  }
+  void set_state(weir_request_id_t id, FakeRequestState state) {
+    for (FakeProbe& p : probes_) {
+      if (p.id == id) {
+        p.state = state;
+      }
+    }
+    for (FakeFetch& f : fetches_) {
+      if (f.id == id) {
+        f.state = state;
+      }
+    }
+  }
+  bool finish_fetch(weir_request_id_t id, weir_status_t status, std::string_view error,
+                    uint32_t http_status, const FakeHeaders& headers, std::string_view body,
+                    bool truncated) {
+    const auto slot = take_slot(id, /*fetch=*/true);
+    if (!slot) {
+      return false;
+    }
+    FakeFetch& record = fetch_record(id);
+    record.state = FakeRequestState::Completed;
+    const uint64_t max_body = record.max_body == 0 ? 65536u : record.max_body;
+    // Views for the callback, alive until it returns (the callback may start requests, which
+    // moves `record`).
+    const std::string err(error);
+    const std::string kept(body.substr(0, std::min<uint64_t>(body.size(), max_body)));
+    std::vector<weir_str_t> raw_headers;
+    for (const auto& [n, v] : headers.all()) {
+      raw_headers.push_back(detail::ws(n));
+      raw_headers.push_back(detail::ws(v));
+    }
+    weir_fetch_result_t r{};
+    r.struct_size = sizeof(r);
+    r.status = status;
+    r.error = detail::ws(err);
+    r.http_status = http_status;
+    r.headers = raw_headers.empty() ? nullptr : raw_headers.data();
+    r.header_count = headers.size();
+    r.body = detail::ws(kept);
+    r.truncated = (truncated || body.size() > max_body) ? 1 : 0;
+    r.duration_ns = now_ns_ - record.started_ns;
+    slot->fetch_cb(slot->user, &r);
+    return true;
+  }
+
   weir_host_api_t api_{};
   std::vector<std::unique_ptr<detail::FakeCtx>> contexts_;
   std::vector<std::unique_ptr<detail::FakeNode>> trees_;
@@ -1403,6 +1790,12 @@ private:
   std::vector<std::string> misuse_;
   std::vector<detail::FakeTimer> timers_;
   weir_timer_id_t next_timer_ = 0;
+  std::vector<FakeProbe> probes_;
+  std::vector<FakeFetch> fetches_;
+  std::vector<detail::FakeRequestSlot> slots_;
+  std::vector<std::string> refusals_;
+  weir_request_id_t next_request_ = 0;
+  bool refuse_requests_ = false;
   uint64_t now_ns_ = 1'000'000'000'000u; // an arbitrary non-zero start
   weir_log_level_t min_level_ = WEIR_LOG_TRACE;
   int configuring_ = 0;
@@ -1493,6 +1886,18 @@ public:
   /// Everything this instance published (discovery).
   [[nodiscard]] const std::vector<std::vector<FakeTarget>>& published() const noexcept {
     return holder_->ctx_->published;
+  }
+  /// The probes this instance started that are still running (ABI 1.2).
+  [[nodiscard]] std::vector<FakeProbe> pending_probes() const {
+    std::vector<FakeProbe> out = host().pending_probes();
+    std::erase_if(out, [this](const FakeProbe& p) { return p.source != name(); });
+    return out;
+  }
+  /// The fetches this instance started that are still running (ABI 1.2).
+  [[nodiscard]] std::vector<FakeFetch> pending_fetches() const {
+    std::vector<FakeFetch> out = host().pending_fetches();
+    std::erase_if(out, [this](const FakeFetch& f) { return f.source != name(); });
+    return out;
   }
 
 protected:
@@ -1602,16 +2007,32 @@ public:
     return vtable()->on_targets(raw(), raw_set.data(), raw_set.size());
   }
   /// Deliver a passive observation when the module takes them (returns false otherwise).
-  bool observe(std::string_view target_id, uint32_t status, bool connect_failed = false) {
+  bool observe(std::string_view target_id, uint32_t status, bool connect_failed = false,
+               bool timed_out = false, uint64_t duration_ns = 0) {
+    FakeObservation o;
+    o.target_id = std::string(target_id);
+    o.status = status;
+    o.connect_failed = connect_failed;
+    o.timed_out = timed_out;
+    o.duration_ns = duration_ns;
+    return observe(o);
+  }
+  /// Deliver `o` (its struct_size can make it look like an older host's) when the module takes
+  /// observations (returns false otherwise).
+  bool observe(const FakeObservation& o) {
     require_ok("observe");
     if (vtable()->on_observation == nullptr) {
       return false;
     }
     weir_health_observation_t obs{};
-    obs.struct_size = sizeof(obs);
-    obs.target_id = detail::ws(target_id);
-    obs.status = status;
-    obs.connect_failed = connect_failed ? 1 : 0;
+    obs.struct_size = o.struct_size != 0 ? o.struct_size : sizeof(obs);
+    obs.target_id = detail::ws(o.target_id);
+    obs.status = o.status;
+    obs.connect_failed = o.connect_failed ? 1 : 0;
+    // Filled even beyond a short struct_size: a plugin that reads past it sees values it must not
+    // have, and a test can catch that.
+    obs.timed_out = o.timed_out ? 1 : 0;
+    obs.duration_ns = o.duration_ns;
     vtable()->on_observation(raw(), &obs);
     return true;
   }
