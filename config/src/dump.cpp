@@ -168,16 +168,34 @@ std::string dump_toml(const Config& config) {
   w.str("output", config.log.output);
   w.boolean("access-log", config.log.access_log);
 
+  if (!config.admin.listen.empty()) {
+    w.header("admin");
+    w.str("listen", config.admin.listen);
+  } else {
+    w.comment("admin: none (no admin endpoint)");
+  }
+
   for (const auto& u : config.upstreams) {
     w.header("upstreams." + toml_key(u.name));
     w.line("discovery", plugin_to_toml(u.discovery));
     w.line("lb", plugin_to_toml(u.lb));
-    if (u.health)
-      w.line("health", plugin_to_toml(*u.health));
+    if (u.health.size() == 1) // as written: one table (key paths stay "...health")
+      w.line("health", plugin_to_toml(u.health[0]));
+    else if (!u.health.empty())
+      w.line("health", plugins_to_toml(u.health));
     else
       w.comment("health: none");
     w.dur("connect-timeout", u.connect_timeout);
     w.dur("response-timeout", u.response_timeout);
+    if (u.request_timeout)
+      w.dur("request-timeout", *u.request_timeout);
+    else
+      w.comment("request-timeout: none");
+    w.num("max-tries", u.max_tries);
+    if (u.retry_timeout)
+      w.dur("retry-timeout", *u.retry_timeout);
+    else
+      w.comment("retry-timeout: none");
     w.dur("idle-timeout", u.idle_timeout);
     w.num("pool-size", u.pool_size);
     w.str("protocol", u.protocol);
@@ -200,6 +218,9 @@ std::string dump_toml(const Config& config) {
     w.line("filters", plugins_to_toml(s.filters));
     w.line("server-names", strings_to_toml(s.server_names));
     w.line("trusted-proxies", cidrs_to_toml(s.trusted_proxies));
+    w.line("no-route", "{ status = " + std::to_string(s.no_route.status) +
+                           ", body = " + toml_quote(s.no_route.body) +
+                           ", content-type = " + toml_quote(s.no_route.content_type) + " }");
 
     w.header(base + ".limits");
     w.num("max-request-line", s.limits.max_request_line);
@@ -219,7 +240,23 @@ std::string dump_toml(const Config& config) {
         w.str("path-prefix", *r.path_prefix);
       if (r.path_exact)
         w.str("path-exact", *r.path_exact);
+      if (r.path_regex)
+        w.str("path-regex", *r.path_regex);
+      if (!r.hosts.empty())
+        w.line("host", strings_to_toml(r.hosts));
+      if (!r.methods.empty())
+        w.line("methods", strings_to_toml(r.methods));
       w.str("upstream", r.upstream);
+      if (r.connect_timeout)
+        w.dur("connect-timeout", *r.connect_timeout);
+      if (r.response_timeout)
+        w.dur("response-timeout", *r.response_timeout);
+      if (r.request_timeout)
+        w.dur("request-timeout", *r.request_timeout);
+      if (r.max_tries)
+        w.num("max-tries", *r.max_tries);
+      if (r.retry_timeout)
+        w.dur("retry-timeout", *r.retry_timeout);
       w.line("filters", plugins_to_toml(r.filters));
     }
   }

@@ -3,6 +3,7 @@
 #include "weir/config/model.hpp"
 
 #include "weir/config/cidr.hpp"
+#include "weir/config/regex.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -27,17 +28,30 @@ using Keys = std::vector<std::string>;
 
 const Keys kLogLevels{"trace", "debug", "info", "warn", "error"};
 const Keys kLogFormats{"text", "json"};
-const Keys kRootKeys{"system", "log", "upstreams", "services"};
+const Keys kRootKeys{"system", "log", "admin", "upstreams", "services"};
+const Keys kAdminKeys{"listen"};
 const Keys kSystemKeys{"workers", "plugin-dirs", "shutdown-grace"};
 const Keys kLogKeys{"level", "format", "output", "access-log"};
-const Keys kUpstreamKeys{
-    "discovery", "lb",  "health",   "connect-timeout", "response-timeout",         "idle-timeout",
-    "pool-size", "tls", "protocol", "proxy-protocol",  "h2-max-concurrent-streams"};
+const Keys kUpstreamKeys{"discovery",
+                         "lb",
+                         "health",
+                         "connect-timeout",
+                         "response-timeout",
+                         "request-timeout",
+                         "idle-timeout",
+                         "max-tries",
+                         "retry-timeout",
+                         "pool-size",
+                         "tls",
+                         "protocol",
+                         "proxy-protocol",
+                         "h2-max-concurrent-streams"};
 const Keys kUpstreamTlsKeys{"verify", "ca-file", "server-name", "cert", "key", "min-version"};
 const Keys kUpstreamProtocols{"h1", "h2", "auto"};
 const Keys kProxyProtocolVersions{"off", "v1", "v2"};
-const Keys kServiceKeys{"listeners", "upstream",     "routes",         "filters",
-                        "limits",    "server-names", "trusted-proxies"};
+const Keys kServiceKeys{"listeners", "upstream",     "routes",          "filters",
+                        "limits",    "server-names", "trusted-proxies", "no-route"};
+const Keys kNoRouteKeys{"status", "body", "content-type"};
 const Keys kListenerKeys{"address", "tls", "mode", "h2c", "proxy-protocol-from"};
 const Keys kTlsKeys{"cert",    "key",          "certificates", "min-version",     "max-version",
                     "ciphers", "ciphersuites", "groups",       "session-tickets", "session-timeout",
@@ -45,7 +59,10 @@ const Keys kTlsKeys{"cert",    "key",          "certificates", "min-version",   
 const Keys kTlsCertificateKeys{"cert", "key"};
 const Keys kTlsVersions{"1.2", "1.3"};       // in increasing order
 const Keys kAlpnProtocols{"h2", "http/1.1"}; // what this release serves
-const Keys kRouteKeys{"path-prefix", "path-exact", "upstream", "filters"};
+const Keys kRouteKeys{"path-prefix",      "path-exact",      "path-regex", "host",
+                      "methods",          "upstream",        "filters",    "connect-timeout",
+                      "response-timeout", "request-timeout", "max-tries",  "retry-timeout"};
+constexpr int64_t kMaxTries = 100;
 const Keys kLimitsKeys{"max-request-line", "max-header-bytes",    "max-body",
                        "max-headers",      "header-timeout",      "keepalive-timeout",
                        "send-timeout",     "tunnel-idle-timeout", "h2-max-concurrent-streams",
@@ -329,6 +346,8 @@ public:
         load_system(value, cfg.system);
       else if (key == "log")
         load_log(value, cfg.log);
+      else if (key == "admin")
+        load_admin(value, cfg.admin);
       else if (key == "upstreams")
         upstreams = &value;
       else if (key == "services")
@@ -957,8 +976,10 @@ private:
           if (auto p = plugin(v))
             u.lb = std::move(*p);
         } else if (key == "health") {
-          if (auto p = plugin(v))
-            u.health = std::move(*p);
+          if (v.type == Node::Type::Array)
+            u.health = plugin_list(v);
+          else if (auto p = plugin(v))
+            u.health.push_back(std::move(*p));
         } else if (key == "connect-timeout") {
           if (auto d = duration(v, false))
             u.connect_timeout = *d;
@@ -968,6 +989,15 @@ private:
         } else if (key == "idle-timeout") {
           if (auto d = duration(v, false))
             u.idle_timeout = *d;
+        } else if (key == "request-timeout") {
+          if (auto d = duration(v, false))
+            u.request_timeout = *d;
+        } else if (key == "max-tries") {
+          if (auto i = integer(v, 1, kMaxTries))
+            u.max_tries = static_cast<uint32_t>(*i);
+        } else if (key == "retry-timeout") {
+          if (auto d = duration(v, false))
+            u.retry_timeout = *d;
         } else if (key == "pool-size") {
           if (auto i = integer(v, 1, 65536))
             u.pool_size = static_cast<uint32_t>(*i);
@@ -1264,11 +1294,29 @@ private:
     bool have_upstream = false;
     const Node* prefix = nullptr;
     const Node* exact = nullptr;
+    const Node* regex = nullptr;
     for (const auto& [key, v] : n.table) {
       if (key == "path-prefix") {
         prefix = &v;
       } else if (key == "path-exact") {
         exact = &v;
+      } else if (key == "path-regex") {
+        regex = &v;
+      } else if (key == "host") {
+        route_hosts(v, out);
+      } else if (key == "methods") {
+        route_methods(v, out);
+      } else if (key == "connect-timeout") {
+        out.connect_timeout = duration(v, false);
+      } else if (key == "response-timeout") {
+        out.response_timeout = duration(v, false);
+      } else if (key == "request-timeout") {
+        out.request_timeout = duration(v, false);
+      } else if (key == "retry-timeout") {
+        out.retry_timeout = duration(v, false);
+      } else if (key == "max-tries") {
+        if (auto i = integer(v, 1, kMaxTries))
+          out.max_tries = static_cast<uint32_t>(*i);
       } else if (key == "upstream") {
         have_upstream = true;
         if (auto u = upstream_ref(v))
@@ -1287,16 +1335,138 @@ private:
       }
       return s;
     };
-    if (prefix && exact)
-      error(*exact, "a route has either \"path-prefix\" or \"path-exact\", not both");
-    else if (!prefix && !exact)
-      error(n, "missing \"path-prefix\" or \"path-exact\" (exactly one is required)");
-    if (prefix)
-      out.path_prefix = path_value(*prefix);
-    if (exact && !prefix)
-      out.path_exact = path_value(*exact);
+    int paths = (prefix ? 1 : 0) + (exact ? 1 : 0) + (regex ? 1 : 0);
+    if (paths > 1) {
+      const Node& second = exact && prefix ? *exact : *regex;
+      error(second, "a route has at most one of \"path-prefix\", \"path-exact\" and "
+                    "\"path-regex\"");
+    } else if (paths == 0 && !has_key(n, "host") && !has_key(n, "methods")) {
+      error(n, "a route needs something to match: \"path-prefix\", \"path-exact\", "
+               "\"path-regex\", \"host\" or \"methods\"");
+    }
+    if (paths <= 1) {
+      if (prefix)
+        out.path_prefix = path_value(*prefix);
+      if (exact)
+        out.path_exact = path_value(*exact);
+      if (regex) {
+        if (auto r = string(*regex)) {
+          std::string problem = check_regex(*r);
+          if (problem.empty())
+            out.path_regex = std::move(*r);
+          else
+            error(*regex, "invalid regular expression " + quoted(*r) + ": " + problem);
+        }
+      }
+    }
     if (!have_upstream)
       error(n, "missing required key \"upstream\"");
+  }
+
+  static bool has_key(const Node& n, std::string_view key) {
+    for (const auto& [k, v] : n.table)
+      if (k == key)
+        return true;
+    return false;
+  }
+
+  // `host` of a route: one name or an array of names ("*.example.com" allowed).
+  void route_hosts(const Node& n, RouteConfig& out) {
+    std::vector<const Node*> items;
+    if (n.type == Node::Type::Array) {
+      for (const auto& item : n.array)
+        items.push_back(&item);
+      if (items.empty())
+        error(n, "must not be empty (leave \"host\" out to match every host)");
+    } else if (n.type == Node::Type::String) {
+      items.push_back(&n);
+    } else {
+      type_error(n, "a host name or an array of host names like [\"example.com\", "
+                    "\"*.example.com\"]");
+      return;
+    }
+    for (const Node* item : items) {
+      auto name = string(*item, true);
+      if (!name)
+        continue;
+      std::string problem = check_host_name(*name, true);
+      if (!problem.empty())
+        error(*item, std::move(problem));
+      else
+        out.hosts.push_back(std::move(*name));
+    }
+  }
+
+  // `methods` of a route: an array of method names (HTTP tokens, case-sensitive).
+  void route_methods(const Node& n, RouteConfig& out) {
+    if (n.type != Node::Type::Array) {
+      type_error(n, "an array of methods like [\"GET\", \"HEAD\"]");
+      return;
+    }
+    if (n.array.empty())
+      error(n, "must not be empty (leave \"methods\" out to match every method)");
+    for (const auto& item : n.array) {
+      auto m = string(item);
+      if (!m)
+        continue;
+      bool token = std::all_of(m->begin(), m->end(), [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+               std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+      });
+      if (!token)
+        error(item, "invalid method " + quoted(*m) + ": a method is a token like \"GET\"");
+      else
+        out.methods.push_back(std::move(*m));
+    }
+  }
+
+  void load_no_route(const Node& n, NoRouteResponse& out) {
+    if (!expect_table(n))
+      return;
+    for (const auto& [key, v] : n.table) {
+      if (key == "status") {
+        if (auto i = integer(v, 200, 599))
+          out.status = static_cast<uint32_t>(*i);
+      } else if (key == "body") {
+        if (auto b = string(v, true))
+          out.body = std::move(*b);
+      } else if (key == "content-type") {
+        if (auto t = string(v, true)) {
+          if (t->find_first_of("\r\n") != std::string::npos)
+            error(v, "must not contain a line break");
+          else
+            out.content_type = std::move(*t);
+        }
+      } else {
+        unknown_key(n, key, v, kNoRouteKeys);
+      }
+    }
+  }
+
+  void load_admin(const Node& n, AdminConfig& out) {
+    if (!expect_table(n))
+      return;
+    for (const auto& [key, v] : n.table) {
+      if (key == "listen") {
+        auto a = string(v);
+        if (!a)
+          continue;
+        std::string canonical;
+        uint32_t port = 0;
+        std::string problem = check_address(*a, canonical, port);
+        if (problem.empty() && is_unix_address(*a))
+          problem = "the admin endpoint listens on TCP only: expected \"ip:port\" like "
+                    "\"127.0.0.1:9901\"";
+        if (!problem.empty()) {
+          error(v, std::move(problem));
+          continue;
+        }
+        out.listen = std::move(*a);
+        out.loc = v.loc;
+      } else {
+        unknown_key(n, key, v, kAdminKeys);
+      }
+    }
   }
 
   void load_limits(const Node& n, LimitsConfig& out) {
@@ -1400,6 +1570,8 @@ private:
           server_names(v, s, sites);
         } else if (key == "trusted-proxies") {
           s.trusted_proxies = cidr_list(v);
+        } else if (key == "no-route") {
+          load_no_route(v, s.no_route);
         } else {
           unknown_key(value, key, v, kServiceKeys);
         }

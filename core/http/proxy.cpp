@@ -2,6 +2,7 @@
 
 #include "core/http/exchange.hpp"
 #include "core/http/forwarded.hpp"
+#include "core/http/host_match.hpp"
 #include "core/net/proxy_protocol.hpp"
 #include "core/runtime/logging.hpp"
 #include "core/runtime/worker.hpp"
@@ -16,6 +17,8 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <memory>
@@ -100,31 +103,6 @@ std::string status_body(unsigned status) {
   return std::to_string(status) + " " + std::string(reason_text(status)) + "\n";
 }
 
-// "Example.COM:8080" -> "example.com"; "[::1]:80" -> "[::1]".
-std::string host_without_port(std::string_view host) {
-  if (!host.empty() && host.front() == '[') {
-    auto close = host.find(']');
-    host = host.substr(0, close == std::string_view::npos ? host.size() : close + 1);
-  } else if (auto colon = host.rfind(':'); colon != std::string_view::npos) {
-    host = host.substr(0, colon);
-  }
-  std::string out(host);
-  std::transform(out.begin(), out.end(), out.begin(), [](char c) {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-  });
-  if (!out.empty() && out.back() == '.')
-    out.pop_back(); // "example.com." is "example.com"
-  return out;
-}
-
-bool wildcard_match(std::string_view pattern, std::string_view name) {
-  // "*.example.com" matches exactly one more label: "a.example.com", not "a.b.example.com".
-  std::string_view suffix = pattern.substr(1); // ".example.com"
-  if (name.size() <= suffix.size() || name.substr(name.size() - suffix.size()) != suffix)
-    return false;
-  return name.substr(0, name.size() - suffix.size()).find('.') == std::string_view::npos;
-}
-
 const WorkerService* find_service(const std::vector<const WorkerService*>& services,
                                   std::string_view name) {
   if (name.empty())
@@ -207,10 +185,15 @@ public:
   Forwarder(Worker& worker, const WorkerService& service, const ConnInfo& conn, ProxyRequest& req,
             BodySource& body, ResponseSink& sink, const WorkerRoute& route, Exchange& ex)
       : worker_(worker), service_(service), conn_(conn), req_(req), body_(body), sink_(sink),
-        route_(route), ex_(ex), up_(*route.upstream), ucfg_(*up_.plan->cfg) {}
+        route_(route), ex_(ex), up_(*route.upstream), ucfg_(*up_.plan->cfg),
+        pol_(route.plan->policy) {
+    if (pol_.request_timeout)
+      deadline_ = req_.start + *pol_.request_timeout;
+  }
 
   asio::awaitable<bool> run() {
     auto targets = up_.targets; // keeps this snapshot alive for the whole exchange
+    snapshot_ = targets.get();
     if (!targets || targets->targets.empty()) {
       logger("upstream")
           ->warn("upstream {}: no targets for {} {}", ucfg_.name, req_.method, req_.path);
@@ -228,7 +211,28 @@ public:
     // HTTP/2 to the targets ("h2"), or by ALPN ("auto"; an Upgrade request needs HTTP/1.1).
     bool h2 = ucfg_.protocol == "h2" || (ucfg_.protocol == "auto" && req_.upgrade.empty());
     std::vector<uint8_t> excluded(targets->targets.size(), 0);
+    // Each try goes to a target not tried yet for this request, while tries and time remain:
+    // after a connect failure (nothing was sent), or after a reset before any response byte when
+    // sending the request again is safe (try_h1/try_h2 decide).
+    const auto first_try = Clock::now();
     for (uint32_t attempt = 0; attempt < targets->targets.size(); ++attempt) {
+      if (attempt >= pol_.max_tries) {
+        if (attempt > 0)
+          logger("upstream")
+              ->warn("upstream {}: {} {} failed after {} tr{} (max-tries)", ucfg_.name, req_.method,
+                     req_.path, attempt, attempt == 1 ? "y" : "ies");
+        break;
+      }
+      if (attempt > 0 && pol_.retry_timeout && Clock::now() - first_try >= *pol_.retry_timeout) {
+        logger("upstream")
+            ->warn("upstream {}: {} {}: no further try after {}ms (retry-timeout)", ucfg_.name,
+                   req_.method, req_.path, pol_.retry_timeout->count());
+        break;
+      }
+      if (deadline_ && Clock::now() >= *deadline_) {
+        failure_status_ = 504;
+        break;
+      }
       long picked = up_.lb->pick(reinterpret_cast<weir_http_t*>(&ex_), attempt, excluded);
       if (picked < 0)
         break;
@@ -239,7 +243,7 @@ public:
           h2 ? co_await try_h2(idx, target) : co_await try_h1(idx, target, nullptr, nullptr);
       if (done)
         co_return *done;
-      excluded[idx] = 1; // could not connect: the next target
+      excluded[idx] = 1; // not reached, or safely retryable: the next target
     }
     co_await fail(failure_status_);
     co_return false;
@@ -249,8 +253,13 @@ private:
   // What to do after one exchange: a final answer (the request is done, true when the
   // downstream connection may carry another), or nullopt with `retry` set when it may go again
   // on a fresh connection to the same target.
-  asio::awaitable<std::optional<bool>> conclude(Outcome outcome, bool reused, bool& retry) {
+  // `other` is set (and nullopt returned) when the request may go to another target: nothing of
+  // it reached this one, or it is idempotent, had no body and the connection closed before any
+  // byte of a response.
+  asio::awaitable<std::optional<bool>> conclude(Outcome outcome, bool reused, bool& retry,
+                                                bool& other) {
     retry = false;
+    other = false;
     switch (outcome) {
     case Outcome::done_reusable:
     case Outcome::done:
@@ -263,8 +272,10 @@ private:
       co_await fail(req_.status);
       co_return false;
     case Outcome::unsent:
-      if (reused && !body_started_) {
-        retry = true; // nothing reached the upstream
+      if (!body_started_) {
+        // Nothing (or not even a whole head) reached the upstream.
+        (reused ? retry : other) = true;
+        failure_status_ = 502;
         co_return std::nullopt;
       }
       failure_status_ = 502;
@@ -272,10 +283,19 @@ private:
     case Outcome::stale:
       // The request went out; only an idempotent one may be sent again (RFC 9110 9.2.2):
       // a POST could have been processed before the connection dropped.
-      if (reused && !body_started_ && idempotent(req_.msg->method())) {
-        retry = true;
+      if (!body_started_ && idempotent(req_.msg->method())) {
+        (reused ? retry : other) = true;
+        failure_status_ = 502;
+        if (other)
+          logger("upstream")
+              ->warn("{} (upstream {}): connection closed before a response to {} {}; trying "
+                     "another target",
+                     req_.upstream, ucfg_.name, req_.method, req_.path);
         co_return std::nullopt;
       }
+      logger("upstream")
+          ->warn("{} (upstream {}): connection closed before a response to {} {}", req_.upstream,
+                 ucfg_.name, req_.method, req_.path);
       failure_status_ = 502;
       break;
     case Outcome::timeout:
@@ -294,7 +314,60 @@ private:
                       Clock::time_point t0) {
     logger("upstream")
         ->warn("connect to {} (upstream {}) failed: {}", target.address, ucfg_.name, error);
-    up_.lb->on_done(idx, 0, elapsed_ns(t0));
+    lb_done(idx, 0, elapsed_ns(t0));
+    observe(target, 0, true, false, t0);
+  }
+
+  // on_done for the target the request started on: indices refer to the set the load balancer
+  // had at on_start; when a new set arrived since, the same target is found by id (the load
+  // balancer kept its state by target), and a target that left gets no on_done.
+  void lb_done(size_t idx, uint32_t status, uint64_t ns) {
+    const upstream::TargetSet* now = up_.targets.get();
+    if (now == snapshot_ || now == nullptr || snapshot_ == nullptr) {
+      up_.lb->on_done(idx, status, ns);
+      return;
+    }
+    const std::string& id = snapshot_->targets[idx].id;
+    for (size_t i = 0; i < now->targets.size(); ++i) {
+      if (now->targets[i].id == id) {
+        up_.lb->on_done(i, status, ns);
+        return;
+      }
+    }
+  }
+
+  // Tell passive health checkers (if the upstream has any) how an attempt ended.
+  void observe(const upstream::Target& target, uint32_t status, bool connect_failed, bool timed_out,
+               Clock::time_point t0) {
+    if (!up_.observed)
+      return;
+    Observation o;
+    o.target_id = target.id;
+    o.status = status;
+    o.connect_failed = connect_failed;
+    o.timed_out = timed_out;
+    o.duration_ns = elapsed_ns(t0);
+    worker_.observe(up_.index, std::move(o));
+  }
+
+  // The time a wait may last: `limit`, cut short by the request's deadline.
+  Clock::duration wait_limit(Clock::duration limit) const {
+    if (!deadline_)
+      return limit;
+    auto left = *deadline_ - Clock::now();
+    if (left < Clock::duration::zero())
+      left = Clock::duration::zero();
+    return std::min(limit, left);
+  }
+  Clock::time_point wait_deadline(Clock::duration limit) const {
+    return Clock::now() + wait_limit(limit);
+  }
+  bool past_deadline() const { return deadline_ && Clock::now() >= *deadline_; }
+  // The log text for a timeout: which limit ran out.
+  std::string timeout_text() const {
+    if (past_deadline())
+      return fmt::format("request-timeout of {}ms reached", pol_.request_timeout->count());
+    return fmt::format("no response within {}ms", pol_.response_timeout.count());
   }
 
   // HTTP/1.1 to one target: a pooled connection, else a new one (`pre`, when the caller made it
@@ -331,11 +404,16 @@ private:
         }
       }
       auto outcome = co_await exchange(*conn);
-      up_.lb->on_done(idx, req_.status, elapsed_ns(t0));
+      lb_done(idx, req_.status, elapsed_ns(t0));
+      if (outcome != Outcome::client_failed)
+        observe(target, req_.status, false, outcome == Outcome::timeout, t0);
       if (outcome == Outcome::done_reusable)
         worker_.pool().put(key, std::move(conn), ucfg_.pool_size, ucfg_.idle_timeout);
       bool retry = false;
-      auto result = co_await conclude(outcome, reused, retry);
+      bool other = false;
+      auto result = co_await conclude(outcome, reused, retry, other);
+      if (other)
+        co_return std::nullopt;
       if (!retry)
         co_return result.has_value() ? result : std::optional<bool>(false);
     }
@@ -385,7 +463,8 @@ private:
           upstream::H2Pool::start(hc, std::move(conn));
       } else if (upstream::H2Pool::connecting(hc)) {
         std::string error;
-        if (!co_await upstream::H2Pool::wait_ready(hc, t0 + ucfg_.connect_timeout, error)) {
+        if (!co_await upstream::H2Pool::wait_ready(hc, t0 + wait_limit(pol_.connect_timeout),
+                                                   error)) {
           connect_failed(idx, target, error, t0);
           co_return std::nullopt;
         }
@@ -393,10 +472,15 @@ private:
       auto call = upstream::H2Pool::open(hc);
       Outcome outcome = Outcome::unsent;
       if (call)
-        outcome = co_await exchange_h2(*call, reused);
-      up_.lb->on_done(idx, req_.status, elapsed_ns(t0));
+        outcome = co_await exchange_h2(*call);
+      lb_done(idx, req_.status, elapsed_ns(t0));
+      if (outcome != Outcome::client_failed)
+        observe(target, req_.status, false, outcome == Outcome::timeout, t0);
       bool retry = false;
-      auto result = co_await conclude(outcome, reused || !call, retry);
+      bool other = false;
+      auto result = co_await conclude(outcome, reused || !call, retry, other);
+      if (other)
+        co_return std::nullopt;
       if (!retry)
         co_return result.has_value() ? result : std::optional<bool>(false);
     }
@@ -405,7 +489,7 @@ private:
   }
 
   // One attempt on one HTTP/2 stream.
-  asio::awaitable<Outcome> exchange_h2(upstream::H2Call& call, bool reused) {
+  asio::awaitable<Outcome> exchange_h2(upstream::H2Call& call) {
     auto& msg = *req_.msg;
     std::string_view authority = msg[bhttp::field::host];
     if (authority.empty())
@@ -434,25 +518,23 @@ private:
       }
       if (n > 0)
         body_ok = co_await call.write(asio::buffer(relay_.get(), n),
-                                      Clock::now() + ucfg_.response_timeout);
+                                      wait_deadline(pol_.response_timeout));
     }
     if (body_ok)
       call.end_body(body_.trailers());
     // The upstream may answer before (or instead of) taking the whole body.
-    auto head = co_await call.read_head(Clock::now() + ucfg_.response_timeout);
+    auto head = co_await call.read_head(wait_deadline(pol_.response_timeout));
     switch (head) {
     case upstream::H2Head::ok:
       break;
     case upstream::H2Head::timeout:
       call.suspect();
-      logger("upstream")
-          ->warn("{} (upstream {}): no response within {}ms", req_.upstream, ucfg_.name,
-                 ucfg_.response_timeout.count());
+      logger("upstream")->warn("{} (upstream {}): {}", req_.upstream, ucfg_.name, timeout_text());
       co_return Outcome::timeout;
     case upstream::H2Head::refused:
       co_return body_started_ ? Outcome::failed : Outcome::unsent;
     case upstream::H2Head::failed:
-      if (reused && !body_started_)
+      if (!body_started_)
         co_return Outcome::stale;
       logger("upstream")
           ->warn("{} (upstream {}): HTTP/2 stream failed before a response", req_.upstream,
@@ -475,7 +557,7 @@ private:
       for (;;) {
         std::string error;
         size_t n = co_await call.read(asio::buffer(relay_.get(), kRelayBufferSize),
-                                      Clock::now() + ucfg_.response_timeout, error);
+                                      wait_deadline(pol_.response_timeout), error);
         if (n == 0 && !error.empty()) {
           if (error == "timed out")
             call.suspect();
@@ -517,7 +599,8 @@ private:
 
   upstream::ConnectOptions connect_options() const {
     upstream::ConnectOptions o;
-    o.connect_timeout = ucfg_.connect_timeout;
+    o.connect_timeout =
+        std::chrono::duration_cast<std::chrono::milliseconds>(wait_limit(pol_.connect_timeout));
     o.tls = up_.plan->client_tls.get();
     if (ucfg_.tls) {
       o.verify = ucfg_.tls->verify;
@@ -552,7 +635,7 @@ private:
     if (msg.find(bhttp::field::host) == msg.end())
       msg.set(bhttp::field::host, req_.upstream);
     bhttp::serializer<true, bhttp::buffer_body> sr{msg};
-    conn.expires_after(ucfg_.response_timeout);
+    conn.expires_after(wait_limit(pol_.response_timeout));
     {
       auto [ec, n] = co_await bhttp::async_write_header(conn, sr, nothrow);
       if (ec)
@@ -596,7 +679,7 @@ private:
         msg.body().size = 0;
         msg.body().more = false;
       }
-      conn.expires_after(ucfg_.response_timeout);
+      conn.expires_after(wait_limit(pol_.response_timeout));
       auto [ec, n] = co_await bhttp::async_write(conn, sr, nothrow);
       if (ec == bhttp::error::need_buffer)
         ec = {};
@@ -620,13 +703,12 @@ private:
       rp->header_limit(kMaxUpstreamHead);
       if (req_.head)
         rp->skip(true);
-      conn.expires_after(ucfg_.response_timeout);
+      conn.expires_after(wait_limit(pol_.response_timeout));
       auto [ec, n] = co_await bhttp::async_read_header(conn, up_buf, *rp, nothrow);
       if (ec) {
         if (ec == beast::error::timeout) {
           logger("upstream")
-              ->warn("{} (upstream {}): no response within {}ms", req_.upstream, ucfg_.name,
-                     ucfg_.response_timeout.count());
+              ->warn("{} (upstream {}): {}", req_.upstream, ucfg_.name, timeout_text());
           co_return Outcome::timeout;
         }
         if ((ec == bhttp::error::end_of_stream || ec == asio::error::connection_reset ||
@@ -681,7 +763,7 @@ private:
       while (!rp->is_done() && !eof) {
         res.body().data = relay_.get();
         res.body().size = kRelayBufferSize;
-        conn.expires_after(ucfg_.response_timeout);
+        conn.expires_after(wait_limit(pol_.response_timeout));
         auto [ec, n] = co_await bhttp::async_read_some(conn, up_buf, *rp, nothrow);
         if (ec == bhttp::error::need_buffer)
           ec = {};
@@ -723,6 +805,9 @@ private:
   Exchange& ex_;
   WorkerUpstream& up_;
   const config::UpstreamConfig& ucfg_;
+  const ForwardPolicy& pol_;
+  const upstream::TargetSet* snapshot_ = nullptr; // the set indices refer to (kept alive by run)
+  std::optional<Clock::time_point> deadline_;     // request-timeout
   std::unique_ptr<char[]> relay_;
   bool body_started_ = false;
   bool continue_sent_ = false;
@@ -825,7 +910,7 @@ asio::awaitable<bool> handle_request(Worker& worker, const WorkerService& servic
     msg.set("X-Forwarded-Host", req.host);
   msg.version(11);
 
-  const WorkerRoute& route = service.match(req.path);
+  const WorkerRoute& route = service.match(req.method, host_without_port(req.host), req.path);
   Exchange ex;
   ex.method = req.method;
   ex.path = req.path;
@@ -856,7 +941,8 @@ asio::awaitable<bool> handle_request(Worker& worker, const WorkerService& servic
     co_return true;
   }
   if (route.upstream == nullptr) {
-    co_await respond_local(service, conn, req, sink, 404, "text/plain", status_body(404), &route,
+    const auto& nr = service.plan->cfg->no_route;
+    co_await respond_local(service, conn, req, sink, nr.status, nr.content_type, nr.body, &route,
                            &ex);
     co_return true;
   }

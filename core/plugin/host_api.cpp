@@ -1,6 +1,7 @@
 #include "core/plugin/host_api.hpp"
 
 #include "core/http/exchange.hpp"
+#include "core/plugin/outbound.hpp"
 #include "core/runtime/logging.hpp"
 #include "core/tls/cert_store.hpp"
 #include "weir/config/model.hpp"
@@ -58,6 +59,7 @@ HostCtx::~HostCtx() = default;
 
 void HostCtx::cancel_timers() {
   timers.reset();
+  outbound.reset();
 }
 
 namespace {
@@ -522,6 +524,55 @@ weir_status_t api_remove_certificate(weir_host_ctx_t* ctx, weir_str_t name) {
   }
 }
 
+// probe_start / fetch_start: control-thread objects only (they own a control-thread context).
+OutboundService* outbound_of(HostCtx* c, const char* fn) {
+  if (c->timer_context == nullptr) {
+    c->log->error("{} refused: only control-thread plugin instances (health, discovery, "
+                  "certificate providers) may call it",
+                  fn);
+    return nullptr;
+  }
+  if (!c->outbound)
+    c->outbound = std::make_unique<OutboundService>(*c->timer_context);
+  return c->outbound.get();
+}
+
+weir_request_id_t api_probe_start(weir_host_ctx_t* ctx, const weir_probe_t* probe, weir_probe_cb cb,
+                                  void* user) {
+  if (ctx == nullptr || probe == nullptr)
+    return 0;
+  auto* c = HostCtx::from(ctx);
+  try {
+    auto* out = outbound_of(c, "probe_start");
+    return out != nullptr ? out->probe(*c, *probe, cb, user) : 0;
+  } catch (const std::exception& e) {
+    c->log->error("probe_start: {}", e.what());
+    return 0;
+  }
+}
+
+weir_request_id_t api_fetch_start(weir_host_ctx_t* ctx, const weir_fetch_t* fetch, weir_fetch_cb cb,
+                                  void* user) {
+  if (ctx == nullptr || fetch == nullptr)
+    return 0;
+  auto* c = HostCtx::from(ctx);
+  try {
+    auto* out = outbound_of(c, "fetch_start");
+    return out != nullptr ? out->fetch(*c, *fetch, cb, user) : 0;
+  } catch (const std::exception& e) {
+    c->log->error("fetch_start: {}", e.what());
+    return 0;
+  }
+}
+
+void api_request_cancel(weir_host_ctx_t* ctx, weir_request_id_t id) {
+  if (ctx == nullptr)
+    return;
+  auto* c = HostCtx::from(ctx);
+  if (c->outbound)
+    c->outbound->cancel(id);
+}
+
 const weir_host_api_t kApi = {
     sizeof(weir_host_api_t), WEIR_ABI_MAJOR,    WEIR_ABI_MINOR,         api_log,
     api_log_enabled,         api_config_type,   api_config_get,         api_config_at,
@@ -532,7 +583,7 @@ const weir_host_api_t kApi = {
     api_http_query,          api_http_host,     api_http_client_ip,     api_http_client_port,
     api_http_status,         api_header_get,    api_header_set,         api_header_add,
     api_header_remove,       api_header_each,   api_http_respond,       api_install_certificate,
-    api_remove_certificate,
+    api_remove_certificate,  api_probe_start,   api_fetch_start,        api_request_cancel,
 };
 
 } // namespace

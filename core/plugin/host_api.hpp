@@ -25,7 +25,9 @@ struct PublishedTarget {
   uint32_t weight = 1;
 };
 
-class TimerService; // control-thread timers of one plugin object
+class TimerService;    // control-thread timers of one plugin object
+class OutboundService; // probes and fetches of one plugin object
+struct GroupTls;
 
 // Behind weir_host_ctx_t: who is calling (for logs and errors) and where its calls go.
 struct HostCtx {
@@ -47,8 +49,13 @@ struct HostCtx {
   // install_certificate / remove_certificate.
   boost::asio::io_context* timer_context = nullptr;
   std::unique_ptr<TimerService> timers;
+  std::unique_ptr<OutboundService> outbound; // made on first use (control-thread objects)
+  // Health checkers: the TLS settings of their upstream group (for TLS probes and
+  // WEIR_FETCH_UPSTREAM_TLS); null for objects outside a group.
+  std::shared_ptr<const GroupTls> group_tls;
+  bool in_group = false;
 
-  // Cancel every pending timer; no callback of this object runs afterwards.
+  // Cancel every pending timer, probe and fetch; no callback of this object runs afterwards.
   void cancel_timers();
 
   weir_host_ctx_t* handle() { return reinterpret_cast<weir_host_ctx_t*>(this); }

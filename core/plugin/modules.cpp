@@ -187,6 +187,22 @@ HealthInstance::~HealthInstance() {
   ctx_->cancel_timers();
 }
 
+bool HealthInstance::observes(const ModuleConfig& config) {
+  return vtable_of<weir_health_vtable_t>(config)->on_observation != nullptr;
+}
+
+void HealthInstance::observe(std::string_view target_id, uint32_t status, bool connect_failed,
+                             bool timed_out, uint64_t duration_ns) {
+  weir_health_observation_t o{};
+  o.struct_size = sizeof o;
+  o.target_id = weir_str_t{target_id.data(), target_id.size()};
+  o.status = status;
+  o.connect_failed = connect_failed ? 1 : 0;
+  o.timed_out = timed_out ? 1 : 0;
+  o.duration_ns = duration_ns;
+  vt_->on_observation(inst_, &o);
+}
+
 void HealthInstance::set_targets(const std::vector<weir_target_t>& targets) {
   weir_status_t st = vt_->on_targets(inst_, targets.data(), targets.size());
   if (st != WEIR_OK)

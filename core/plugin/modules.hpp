@@ -106,6 +106,11 @@ public:
                  std::function<void(HostCtx&)> prepare); // throws on failure
   ~HealthInstance() override;
   void set_targets(const std::vector<weir_target_t>& targets);
+  bool wants_observations() const { return vt_->on_observation != nullptr; }
+  void observe(std::string_view target_id, uint32_t status, bool connect_failed, bool timed_out,
+               uint64_t duration_ns);
+  // Whether a module's configuration makes instances that want observations.
+  static bool observes(const ModuleConfig& config);
 
 private:
   const weir_health_vtable_t* vt_;

@@ -48,8 +48,11 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
     cu.cfg = &up;
     cu.discovery = make(WEIR_KIND_DISCOVERY, up.discovery);
     cu.lb = make(WEIR_KIND_LB, up.lb);
-    if (up.health)
-      cu.health = make(WEIR_KIND_HEALTH, *up.health);
+    for (const auto& h : up.health) {
+      cu.health.push_back(make(WEIR_KIND_HEALTH, h));
+      if (cu.health.back() && plugin::HealthInstance::observes(*cu.health.back()))
+        cu.observed = true;
+    }
     if (up.tls) {
       std::string error;
       cu.client_tls =
@@ -77,28 +80,60 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
     }
     for (const auto& f : svc.filters)
       cs.filters.push_back(make(WEIR_KIND_FILTER, f));
+    auto policy_of = [&](size_t upstream) {
+      const auto& u = c.upstreams[upstream];
+      ForwardPolicy p;
+      p.connect_timeout = u.connect_timeout;
+      p.response_timeout = u.response_timeout;
+      p.request_timeout = u.request_timeout;
+      p.max_tries = u.max_tries;
+      p.retry_timeout = u.retry_timeout;
+      return p;
+    };
     for (const auto& r : svc.routes) {
       CompiledRoute cr;
       cr.exact = r.path_exact;
       cr.prefix = r.path_prefix;
+      if (r.path_regex)
+        cr.regex = std::make_shared<const config::Regex>(*r.path_regex);
+      cr.hosts = r.hosts;
+      cr.methods = r.methods;
+      cr.file_order = cs.routes.size();
       cr.upstream = upstream_index(r.upstream);
+      cr.policy = policy_of(cr.upstream);
+      if (r.connect_timeout)
+        cr.policy.connect_timeout = *r.connect_timeout;
+      if (r.response_timeout)
+        cr.policy.response_timeout = *r.response_timeout;
+      if (r.request_timeout)
+        cr.policy.request_timeout = *r.request_timeout;
+      if (r.max_tries)
+        cr.policy.max_tries = *r.max_tries;
+      if (r.retry_timeout)
+        cr.policy.retry_timeout = *r.retry_timeout;
       cr.filters = cs.filters;
       for (const auto& f : r.filters)
         cr.filters.push_back(make(WEIR_KIND_FILTER, f));
       cs.routes.push_back(std::move(cr));
     }
-    // Precedence: exact matches, then the longest prefix; file order breaks ties.
+    // Precedence: exact matches, then the longest prefix (a route without a path matches like
+    // an empty prefix), then regular expressions; file order breaks ties.
+    auto rank = [](const CompiledRoute& r) { return r.exact ? 0 : r.regex ? 2 : 1; };
     std::stable_sort(cs.routes.begin(), cs.routes.end(),
-                     [](const CompiledRoute& a, const CompiledRoute& b) {
-                       if (a.exact.has_value() != b.exact.has_value())
-                         return a.exact.has_value();
-                       if (a.prefix && b.prefix)
-                         return a.prefix->size() > b.prefix->size();
+                     [&](const CompiledRoute& a, const CompiledRoute& b) {
+                       if (rank(a) != rank(b))
+                         return rank(a) < rank(b);
+                       if (rank(a) == 1) {
+                         size_t la = a.prefix ? a.prefix->size() : 0;
+                         size_t lb = b.prefix ? b.prefix->size() : 0;
+                         return la > lb;
+                       }
                        return false;
                      });
     if (!svc.upstream.empty()) {
       CompiledRoute fb;
       fb.upstream = upstream_index(svc.upstream);
+      fb.policy = policy_of(fb.upstream);
       fb.filters = cs.filters;
       cs.fallback = std::move(fb);
     }

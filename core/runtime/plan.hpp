@@ -7,6 +7,9 @@
 #include "core/tls/server_tls.hpp"
 #include "weir/config/cidr.hpp"
 #include "weir/config/model.hpp"
+#include "weir/config/regex.hpp"
+
+#include <chrono>
 
 #include <cstddef>
 #include <memory>
@@ -26,21 +29,37 @@ struct CompiledUpstream {
   const config::UpstreamConfig* cfg = nullptr;
   ModuleConfigPtr discovery;
   ModuleConfigPtr lb;
-  ModuleConfigPtr health;                                // may be null
+  std::vector<ModuleConfigPtr> health; // may be empty
+  bool observed = false; // a health module wants passive observations (on_observation)
   std::shared_ptr<boost::asio::ssl::context> client_tls; // null: no TLS to the targets
   int proxy_protocol = 0;                                // PROXY header version to send, 0 = none
+};
+
+// How requests of one route are forwarded: the upstream's values with the route's overrides.
+struct ForwardPolicy {
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds response_timeout{60000};
+  std::optional<std::chrono::milliseconds> request_timeout; // the whole exchange; none = no limit
+  uint32_t max_tries = 3;                                   // attempts, the first included
+  std::optional<std::chrono::milliseconds> retry_timeout;   // no new attempt after it
 };
 
 struct CompiledRoute {
   std::optional<std::string> exact;
   std::optional<std::string> prefix;
+  std::shared_ptr<const config::Regex> regex;
+  std::vector<std::string> hosts;   // lowercase names or "*.example.com"; empty = any
+  std::vector<std::string> methods; // empty = any
+  size_t file_order = 0;
   size_t upstream = 0;
+  ForwardPolicy policy;
   std::vector<ModuleConfigPtr> filters; // the service's filters, then the route's
 };
 
 struct CompiledService {
   const config::ServiceConfig* cfg = nullptr;
-  std::vector<CompiledRoute> routes;     // exact first, then longest prefix first
+  std::vector<CompiledRoute> routes;     // exact first, then longest prefix, then regex, in
+                                         // file order among equals
   std::optional<CompiledRoute> fallback; // the service's default upstream, if any
   std::vector<ModuleConfigPtr> filters;  // used when nothing matches and there is no fallback
   std::vector<config::CidrRange> trusted_proxies;

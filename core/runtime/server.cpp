@@ -1,14 +1,19 @@
 #include "core/runtime/server.hpp"
 
 #include "core/plugin/modules.hpp"
+#include "core/plugin/outbound.hpp"
+#include "core/runtime/admin.hpp"
 #include "core/runtime/logging.hpp"
 #include "core/runtime/worker.hpp"
 #include "core/upstream/targets.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
 
 #include <fmt/format.h>
 
@@ -68,20 +73,32 @@ public:
   Group(size_t index, const CompiledUpstream& plan, asio::io_context& control,
         std::vector<std::unique_ptr<Worker>>& workers)
       : index_(index), plan_(plan), control_(control), workers_(workers), log_(logger("upstream")) {
+    auto tls = std::make_shared<plugin::GroupTls>();
+    tls->context = plan_.client_tls;
+    if (plan_.cfg->tls) {
+      tls->verify = plan_.cfg->tls->verify;
+      tls->server_name = plan_.cfg->tls->server_name;
+    }
+    group_tls_ = std::move(tls);
   }
 
   void start() {
-    if (plan_.health) {
-      health_ = std::make_unique<plugin::HealthInstance>(plan_.health, [this](plugin::HostCtx& c) {
-        c.timer_context = &control_;
-        c.on_health = [this](std::string_view id, bool healthy, std::string_view reason) {
-          on_health(id, healthy, reason);
-        };
-      });
+    for (size_t i = 0; i < plan_.health.size(); ++i) {
+      health_.push_back(
+          std::make_unique<plugin::HealthInstance>(plan_.health[i], [this, i](plugin::HostCtx& c) {
+            c.timer_context = &control_;
+            c.group_tls = group_tls_;
+            c.in_group = true;
+            c.on_health = [this, i](std::string_view id, bool healthy, std::string_view reason) {
+              on_health(i, id, healthy, reason);
+            };
+          }));
     }
     discovery_ =
         std::make_unique<plugin::DiscoveryInstance>(plan_.discovery, [this](plugin::HostCtx& c) {
           c.timer_context = &control_;
+          c.in_group = true;
+          c.group_tls = group_tls_;
           c.on_publish = [this](std::vector<plugin::PublishedTarget> targets) {
             on_publish(std::move(targets));
           };
@@ -92,10 +109,58 @@ public:
 
   void stop() {
     discovery_.reset();
-    health_.reset();
+    health_.clear();
   }
 
   const std::string& name() const { return plan_.cfg->name; }
+
+  // A proxied request's attempt ended (posted by a worker).
+  void observe(const Observation& o) {
+    for (auto& h : health_)
+      if (h->wants_observations())
+        h->observe(o.target_id, o.status, o.connect_failed, o.timed_out, o.duration_ns);
+  }
+
+  // The group's state for the admin endpoint.
+  boost::json::object describe() const {
+    boost::json::object g;
+    g["name"] = name();
+    boost::json::array checkers;
+    for (const auto& h : health_)
+      checkers.emplace_back(h->config().label());
+    g["health-checkers"] = std::move(checkers);
+    boost::json::array targets;
+    size_t healthy = 0;
+    for (const auto& t : targets_) {
+      boost::json::object o;
+      o["id"] = t.id;
+      o["address"] = t.address;
+      o["weight"] = t.weight;
+      auto it = down_.find(t.id);
+      bool up = it == down_.end() || it->second.empty();
+      healthy += up ? 1 : 0;
+      o["healthy"] = up;
+      if (!up) {
+        boost::json::array why;
+        for (const auto& [checker, reason] : it->second) {
+          boost::json::object r;
+          r["checker"] = health_[checker]->config().label();
+          r["reason"] = reason;
+          why.push_back(std::move(r));
+        }
+        o["unhealthy-because"] = std::move(why);
+      }
+      auto since = since_.find(t.id);
+      if (since != since_.end())
+        o["state-since-seconds"] =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - since->second).count();
+      targets.push_back(std::move(o));
+    }
+    g["targets-total"] = targets_.size();
+    g["targets-healthy"] = healthy;
+    g["targets"] = std::move(targets);
+    return g;
+  }
 
 private:
   void on_publish(std::vector<plugin::PublishedTarget> published) {
@@ -125,42 +190,75 @@ private:
     std::set<std::string> now;
     for (const auto& t : next) {
       now.insert(t.id);
-      if (!current_ids_.count(t.id))
+      if (!current_ids_.count(t.id)) {
         added.push_back(t.id);
+        since_[t.id] = std::chrono::steady_clock::now();
+      }
     }
-    for (const auto& id : current_ids_)
-      if (!now.count(id))
+    for (const auto& id : current_ids_) {
+      if (!now.count(id)) {
         removed.push_back(id);
+        down_.erase(id);
+        since_.erase(id);
+      }
+    }
     if (!added.empty() || !removed.empty() || version_ == 0)
       log_->info("upstream {}: {} targets (added: [{}], removed: [{}])", name(), next.size(),
                  fmt::join(added, ", "), fmt::join(removed, ", "));
     current_ids_ = std::move(now);
     targets_ = std::move(next);
     publish();
-    if (health_)
-      health_->set_targets(snapshot_->abi);
+    for (auto& h : health_)
+      h->set_targets(snapshot_->abi);
   }
 
-  void on_health(std::string_view id, bool healthy, std::string_view reason) {
+  // A checker's report. A target is healthy while no checker holds it down; each transition of
+  // the combined state is logged once, with the reason.
+  void on_health(size_t checker, std::string_view id, bool healthy, std::string_view reason) {
     std::string key(id);
-    auto it = unhealthy_.find(key);
-    bool was_healthy = it == unhealthy_.end();
-    if (was_healthy == healthy)
-      return;
-    if (healthy) {
-      unhealthy_.erase(it);
-    } else {
-      unhealthy_.insert(key);
+    if (!current_ids_.count(key)) {
+      // Reports may name a target by address.
+      auto it = std::find_if(targets_.begin(), targets_.end(),
+                             [&](const upstream::Target& t) { return t.address == key; });
+      if (it == targets_.end())
+        return;
+      key = it->id;
     }
-    log_->warn("upstream {}: target {} is now {}{}{}", name(), key,
-               healthy ? "healthy" : "unhealthy", reason.empty() ? "" : ": ", reason);
+    auto& by = down_[key];
+    bool was_healthy = by.empty();
+    bool had = by.count(checker) != 0;
+    const std::string& label = health_[checker]->config().label();
+    if (healthy) {
+      if (!had)
+        return;
+      by.erase(checker);
+    } else {
+      by[checker] = reason.empty() ? std::string("no reason given") : std::string(reason);
+      if (had)
+        return;
+    }
+    bool is_healthy = by.empty();
+    if (is_healthy)
+      down_.erase(key);
+    if (was_healthy == is_healthy) {
+      log_->info("upstream {}: target {} {} by {}{}{} (still unhealthy)", name(), key,
+                 healthy ? "cleared" : "also failed", label, reason.empty() ? "" : ": ", reason);
+      return;
+    }
+    since_[key] = std::chrono::steady_clock::now();
+    if (is_healthy)
+      log_->warn("upstream {}: target {} is now healthy ({}{}{})", name(), key, label,
+                 reason.empty() ? "" : ": ", reason);
+    else
+      log_->warn("upstream {}: target {} is now unhealthy ({}: {})", name(), key, label,
+                 by[checker]);
     publish();
   }
 
   void publish() {
     std::vector<upstream::Target> copy = targets_;
     for (auto& t : copy)
-      t.healthy = !unhealthy_.count(t.id);
+      t.healthy = !down_.count(t.id);
     snapshot_ = upstream::make_target_set(std::move(copy), ++version_);
     for (auto& w : workers_)
       w->post_targets(index_, snapshot_);
@@ -171,11 +269,14 @@ private:
   asio::io_context& control_;
   std::vector<std::unique_ptr<Worker>>& workers_;
   std::shared_ptr<spdlog::logger> log_;
+  std::shared_ptr<const plugin::GroupTls> group_tls_;
   std::unique_ptr<plugin::DiscoveryInstance> discovery_;
-  std::unique_ptr<plugin::HealthInstance> health_;
+  std::vector<std::unique_ptr<plugin::HealthInstance>> health_;
   std::vector<upstream::Target> targets_;
   std::set<std::string> current_ids_;
-  std::set<std::string> unhealthy_;
+  // Targets some checker holds down: checker index -> reason.
+  std::map<std::string, std::map<size_t, std::string>> down_;
+  std::map<std::string, std::chrono::steady_clock::time_point> since_; // last state change
   std::shared_ptr<const upstream::TargetSet> snapshot_;
   uint64_t version_ = 0;
 };
@@ -264,6 +365,37 @@ int run_server(std::unique_ptr<Plan> plan) {
     log->error("{}", e.what());
     return 1;
   }
+  // Observations of proxied requests go to the passive health checkers on this thread.
+  for (auto& w : workers)
+    w->set_observation_sink([&control, &groups](size_t upstream, Observation o) {
+      Group* g = groups[upstream].get();
+      asio::post(control, [g, o = std::move(o)] { g->observe(o); });
+    });
+
+  std::unique_ptr<AdminServer> admin;
+  if (!cfg.admin.listen.empty()) {
+    tcp::endpoint ep;
+    if (!parse_listen_address(cfg.admin.listen, ep)) {
+      log->error("admin: invalid address \"{}\"", cfg.admin.listen);
+      return 1;
+    }
+    admin = std::make_unique<AdminServer>(control);
+    admin->route("/upstreams", [&groups] {
+      boost::json::array all;
+      for (const auto& g : groups)
+        all.push_back(g->describe());
+      boost::json::object o;
+      o["upstreams"] = std::move(all);
+      return o;
+    });
+    std::string error;
+    if (!admin->listen(ep, error)) {
+      log->error("admin: cannot listen on {}: {}", cfg.admin.listen, error);
+      return 1;
+    }
+    log->info("admin endpoint on http://{}/ (upstreams, healthz)",
+              format_endpoint(admin->endpoint()));
+  }
 
   for (auto& w : workers) {
     std::string error;
@@ -271,6 +403,8 @@ int run_server(std::unique_ptr<Plan> plan) {
       log->error("worker {}: {}", w->index(), error);
       for (auto& other : workers)
         other->stop();
+      for (auto& other : workers)
+        other->join(); // before `groups` goes: a worker's observation sink refers to it
       return 1;
     }
   }
@@ -354,6 +488,7 @@ int run_server(std::unique_ptr<Plan> plan) {
 
   for (auto& w : workers)
     w->join();
+  admin.reset();
   for (auto& g : groups)
     g->stop();
   workers.clear();

@@ -1,5 +1,7 @@
 #include "core/runtime/worker.hpp"
 
+#include "core/http/host_match.hpp"
+
 #include "core/http/session.hpp"
 #include "core/runtime/logging.hpp"
 
@@ -18,14 +20,30 @@ namespace weir::core {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
-const WorkerRoute& WorkerService::match(std::string_view path) const {
+const WorkerRoute& WorkerService::match(std::string_view method, std::string_view host,
+                                        std::string_view path) const {
   for (const auto& r : routes) {
-    if (r.plan->exact) {
-      if (path == *r.plan->exact)
+    const CompiledRoute& p = *r.plan;
+    if (!p.methods.empty() &&
+        std::find(p.methods.begin(), p.methods.end(), method) == p.methods.end())
+      continue;
+    if (!p.hosts.empty() && std::none_of(p.hosts.begin(), p.hosts.end(), [&](const auto& h) {
+          return http::host_matches(h, host);
+        }))
+      continue;
+    if (p.exact) {
+      if (path == *p.exact)
         return r;
       continue;
     }
-    const std::string& prefix = *r.plan->prefix;
+    if (p.regex) {
+      if (p.regex->search(path))
+        return r;
+      continue;
+    }
+    if (!p.prefix)
+      return r; // host and/or methods only
+    const std::string& prefix = *p.prefix;
     if (path.substr(0, prefix.size()) != prefix)
       continue;
     // On a segment boundary: "/static" matches "/static" and "/static/x", not "/staticx".
@@ -148,6 +166,8 @@ void Worker::build_instances() {
   upstreams_.resize(plan_.upstreams.size());
   for (size_t i = 0; i < plan_.upstreams.size(); ++i) {
     upstreams_[i].plan = &plan_.upstreams[i];
+    upstreams_[i].index = i;
+    upstreams_[i].observed = plan_.upstreams[i].observed;
     upstreams_[i].lb = std::make_unique<plugin::LbInstance>(plan_.upstreams[i].lb);
   }
   auto make_route = [&](const CompiledRoute& r, bool with_upstream) {

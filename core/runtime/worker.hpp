@@ -15,18 +15,32 @@
 
 #include <atomic>
 #include <cstddef>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
 namespace weir::core {
 
+// How one attempt on one target ended, for passive health checkers (control thread).
+struct Observation {
+  std::string target_id;
+  uint32_t status = 0; // 0: no response
+  bool connect_failed = false;
+  bool timed_out = false;
+  uint64_t duration_ns = 0;
+};
+using ObservationSink = std::function<void(size_t upstream, Observation)>;
+
 struct WorkerUpstream {
   const CompiledUpstream* plan = nullptr;
+  size_t index = 0;
+  bool observed = false; // some health checker of the group wants observations
   std::unique_ptr<plugin::LbInstance> lb;
   std::shared_ptr<const upstream::TargetSet> targets;
 };
@@ -42,8 +56,11 @@ struct WorkerService {
   std::vector<WorkerRoute> routes;
   std::optional<WorkerRoute> fallback;
   WorkerRoute unmatched; // service filters only, no upstream
-  // The route for `path`: exact, then longest prefix on a segment boundary, then the fallback.
-  const WorkerRoute& match(std::string_view path) const;
+  // The route for a request, among the routes whose host (`host`: lowercase, without port) and
+  // method match: exact path, then longest prefix on a segment boundary, then the first regex
+  // that matches; else the fallback (the service's upstream), else `unmatched`.
+  const WorkerRoute& match(std::string_view method, std::string_view host,
+                           std::string_view path) const;
 };
 
 // A listening address as the sessions on it see it.
@@ -82,6 +99,9 @@ public:
   bool start(std::string& error);
   // Thread-safe: hand the worker a new target set for upstream `index`.
   void post_targets(size_t index, std::shared_ptr<const upstream::TargetSet> set);
+  // Before start: where observations of upstreams with passive health checkers go (called on the
+  // worker's thread; it must hand them to the control thread itself).
+  void set_observation_sink(ObservationSink sink) { observation_sink_ = std::move(sink); }
   // Thread-safe: stop accepting, close idle connections, finish in-flight requests.
   void post_drain();
   // Thread-safe: stop now.
@@ -97,6 +117,10 @@ public:
   std::list<Drainable*>::iterator add_session(Drainable* s);
   void remove_session(std::list<Drainable*>::iterator it);
   size_t index() const { return index_; }
+  void observe(size_t upstream, Observation o) {
+    if (observation_sink_)
+      observation_sink_(upstream, std::move(o));
+  }
 
 private:
   void build_instances();
@@ -130,6 +154,7 @@ private:
   bool draining_ = false;
   bool tearing_down_ = false;
   std::atomic<bool> finished_{false};
+  ObservationSink observation_sink_;
   std::thread thread_;
 };
 

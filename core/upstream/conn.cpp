@@ -146,7 +146,8 @@ asio::awaitable<std::unique_ptr<Conn>> connect(asio::any_io_executor ex, const T
     beast::get_lowest_layer(*tls).expires_after(opts.connect_timeout);
     auto [ec] = co_await tls->async_handshake(asio::ssl::stream_base::client, nothrow);
     if (ec) {
-      error = "TLS handshake: " + ssl_error_text(ssl, ec);
+      error =
+          ec == beast::error::timeout ? "timed out" : "TLS handshake: " + ssl_error_text(ssl, ec);
       co_return nullptr;
     }
   }

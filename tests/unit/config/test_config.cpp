@@ -138,6 +138,7 @@ void check_same(const Config& a, const Config& b) {
   CHECK(a.log.format == b.log.format);
   CHECK(a.log.output == b.log.output);
   CHECK(a.log.access_log == b.log.access_log);
+  CHECK(a.admin.listen == b.admin.listen);
   REQUIRE(a.upstreams.size() == b.upstreams.size());
   for (size_t i = 0; i < a.upstreams.size(); ++i) {
     const auto& x = a.upstreams[i];
@@ -145,10 +146,11 @@ void check_same(const Config& a, const Config& b) {
     CHECK(x.name == y.name);
     check_same(x.discovery, y.discovery);
     check_same(x.lb, y.lb);
-    REQUIRE(x.health.has_value() == y.health.has_value());
-    if (x.health)
-      check_same(*x.health, *y.health);
+    check_same(x.health, y.health);
     CHECK(x.connect_timeout == y.connect_timeout);
+    CHECK(x.request_timeout == y.request_timeout);
+    CHECK(x.max_tries == y.max_tries);
+    CHECK(x.retry_timeout == y.retry_timeout);
     CHECK(x.response_timeout == y.response_timeout);
     CHECK(x.idle_timeout == y.idle_timeout);
     CHECK(x.pool_size == y.pool_size);
@@ -186,10 +188,21 @@ void check_same(const Config& a, const Config& b) {
     for (size_t j = 0; j < x.routes.size(); ++j) {
       CHECK(x.routes[j].path_prefix == y.routes[j].path_prefix);
       CHECK(x.routes[j].path_exact == y.routes[j].path_exact);
+      CHECK(x.routes[j].path_regex == y.routes[j].path_regex);
+      CHECK(x.routes[j].hosts == y.routes[j].hosts);
+      CHECK(x.routes[j].methods == y.routes[j].methods);
+      CHECK(x.routes[j].connect_timeout == y.routes[j].connect_timeout);
+      CHECK(x.routes[j].response_timeout == y.routes[j].response_timeout);
+      CHECK(x.routes[j].request_timeout == y.routes[j].request_timeout);
+      CHECK(x.routes[j].max_tries == y.routes[j].max_tries);
+      CHECK(x.routes[j].retry_timeout == y.routes[j].retry_timeout);
       CHECK(x.routes[j].upstream == y.routes[j].upstream);
       check_same(x.routes[j].filters, y.routes[j].filters);
     }
     check_same(x.filters, y.filters);
+    CHECK(x.no_route.status == y.no_route.status);
+    CHECK(x.no_route.body == y.no_route.body);
+    CHECK(x.no_route.content_type == y.no_route.content_type);
     CHECK(x.limits.max_request_line == y.limits.max_request_line);
     CHECK(x.limits.max_header_bytes == y.limits.max_header_bytes);
     CHECK(x.limits.max_headers == y.limits.max_headers);
@@ -239,7 +252,7 @@ TEST_CASE("the contract example loads as written") {
   CHECK(app.loc.line == 8);
   CHECK(app.discovery.use == "static");
   CHECK(app.lb.use == "round-robin");
-  CHECK_FALSE(app.health.has_value());
+  CHECK(app.health.empty());
   CHECK(c.find_upstream("app") == &app);
   CHECK(c.find_upstream("nope") == nullptr);
 
@@ -351,8 +364,8 @@ level = 5
   CHECK(u.discovery.use == "static");
   CHECK(u.discovery.node.loc.line == 2);
   CHECK(u.discovery.node.get("targets")->array[0].loc.line == 4);
-  REQUIRE(u.health.has_value());
-  CHECK(u.health->node.get("use")->loc.line == 6);
+  REQUIRE(u.health.size() == 1);
+  CHECK(u.health[0].node.get("use")->loc.line == 6);
   const auto& f = r.config->services.at(0).routes.at(0).filters.at(0);
   CHECK(f.use == "gzip");
   CHECK(f.node.path == "services.web.routes[0].filters[0]");
@@ -389,7 +402,7 @@ TEST_CASE("every default") {
   CHECK(c.log.access_log == true);
   const auto& u = c.upstreams.at(0);
   CHECK(u.lb.use == "round-robin");
-  CHECK_FALSE(u.health.has_value());
+  CHECK(u.health.empty());
   CHECK(u.connect_timeout == 5s);
   CHECK(u.response_timeout == 60s);
   CHECK(u.idle_timeout == 60s);
@@ -452,9 +465,9 @@ upstream = "api"
   CHECK_FALSE(c.log.access_log);
   const auto& u = c.upstreams.at(0);
   CHECK(u.lb.use == "least-conn");
-  REQUIRE(u.health.has_value());
-  CHECK(u.health->use == "http-check");
-  CHECK(u.health->node.get("interval")->string == "5s");
+  REQUIRE(u.health.size() == 1);
+  CHECK(u.health[0].use == "http-check");
+  CHECK(u.health[0].node.get("interval")->string == "5s");
   CHECK(u.connect_timeout == 250ms);
   CHECK(u.response_timeout == 2min);
   CHECK(u.idle_timeout == 1h);
@@ -544,7 +557,7 @@ TEST_CASE("unknown keys") {
     REQUIRE(r.errors.size() == 1);
     CHECK(r.errors[0].to_string() ==
           "weir.toml:5:1: services.web: unknown key \"colour\" (allowed: listeners, upstream, "
-          "routes, filters, limits, server-names, trusted-proxies)");
+          "routes, filters, limits, server-names, trusted-proxies, no-route)");
   }
   SUBCASE("in limits, routes and listeners") {
     auto r = load(R"([upstreams.app]
@@ -1260,15 +1273,187 @@ filters = [{ use = "headers" }, { nope = 1 }]
 )");
   auto lines = lines_of(r);
   REQUIRE(lines.size() == 5);
-  CHECK(lines[0] == "weir.toml:7:14: services.web.routes[0].path-exact: a route has either "
-                    "\"path-prefix\" or \"path-exact\", not both");
-  CHECK(lines[1] == "weir.toml:9:1: services.web.routes[1]: missing \"path-prefix\" or "
-                    "\"path-exact\" (exactly one is required)");
+  CHECK(lines[0] == "weir.toml:7:14: services.web.routes[0].path-exact: a route has at most one "
+                    "of \"path-prefix\", \"path-exact\" and \"path-regex\"");
+  CHECK(lines[1] == "weir.toml:9:1: services.web.routes[1]: a route needs something to match: "
+                    "\"path-prefix\", \"path-exact\", \"path-regex\", \"host\" or \"methods\"");
   CHECK(lines[2] == "weir.toml:11:1: services.web.routes[2]: missing required key \"upstream\"");
   CHECK(lines[3] == "weir.toml:12:15: services.web.routes[2].path-prefix: must start with \"/\" "
                     "(got \"static\")");
   CHECK(lines[4].rfind("weir.toml:16:33: services.web.routes[3].filters[1]: missing key \"use\"",
                        0) == 0);
+}
+
+TEST_CASE("routes: host, methods, path-regex, timeouts and retries") {
+  const std::string text = R"([upstreams.app]
+discovery = { use = "static" }
+max-tries = 5
+retry-timeout = "3s"
+request-timeout = "30s"
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+no-route = { status = 421, body = "no such site\n", content-type = "text/html" }
+[[services.web.routes]]
+path-regex = "^/v[0-9]+/users/[^/]+$"
+host = ["API.example.com", "*.api.example.com"]
+methods = ["GET", "HEAD"]
+upstream = "app"
+connect-timeout = "1s"
+response-timeout = "2s"
+request-timeout = "4s"
+max-tries = 1
+retry-timeout = "500ms"
+[[services.web.routes]]
+host = "www.example.com"
+upstream = "app"
+[[services.web.routes]]
+methods = ["POST"]
+upstream = "app"
+)";
+  auto r = load(text);
+  INFO(joined(r));
+  REQUIRE(r.ok());
+  const auto& up = r.config->upstreams[0];
+  CHECK(up.max_tries == 5);
+  CHECK(up.retry_timeout == 3000ms);
+  CHECK(up.request_timeout == 30000ms);
+  const auto& s = r.config->services[0];
+  CHECK(s.no_route.status == 421);
+  CHECK(s.no_route.body == "no such site\n");
+  CHECK(s.no_route.content_type == "text/html");
+  REQUIRE(s.routes.size() == 3);
+  const auto& a = s.routes[0];
+  CHECK(a.path_regex == "^/v[0-9]+/users/[^/]+$");
+  CHECK(a.hosts == std::vector<std::string>{"api.example.com", "*.api.example.com"});
+  CHECK(a.methods == std::vector<std::string>{"GET", "HEAD"});
+  CHECK(a.connect_timeout == 1000ms);
+  CHECK(a.response_timeout == 2000ms);
+  CHECK(a.request_timeout == 4000ms);
+  CHECK(a.max_tries == 1u);
+  CHECK(a.retry_timeout == 500ms);
+  CHECK(s.routes[1].hosts == std::vector<std::string>{"www.example.com"});
+  CHECK_FALSE(s.routes[1].max_tries.has_value());
+  CHECK(s.routes[2].methods == std::vector<std::string>{"POST"});
+
+  auto again = load(dump_toml(*r.config));
+  INFO(dump_toml(*r.config));
+  REQUIRE(again.ok());
+  check_same(*r.config, *again.config);
+
+  auto defaults = load(R"([upstreams.app]
+discovery = { use = "static" }
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+)");
+  REQUIRE(defaults.ok());
+  CHECK(defaults.config->upstreams[0].max_tries == 3);
+  CHECK_FALSE(defaults.config->upstreams[0].retry_timeout.has_value());
+  CHECK_FALSE(defaults.config->upstreams[0].request_timeout.has_value());
+  CHECK(defaults.config->services[0].no_route.status == 404);
+}
+
+TEST_CASE("routes: errors in host, methods, path-regex, no-route and retries") {
+  auto r = load(R"([upstreams.app]
+discovery = { use = "static" }
+max-tries = 0
+retry-timeout = 5
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+no-route = { status = 99, nope = 1 }
+[[services.web.routes]]
+path-regex = "^/(a"
+upstream = "app"
+[[services.web.routes]]
+host = ["a.example", "bad host", "x:80"]
+methods = ["GET", "PO ST"]
+upstream = "app"
+[[services.web.routes]]
+host = []
+methods = "GET"
+upstream = "app"
+[[services.web.routes]]
+path-prefix = "/a"
+path-regex = "/b"
+max-tries = 101
+upstream = "app"
+)");
+  auto lines = lines_of(r);
+  INFO(joined(r));
+  REQUIRE(lines.size() == 12);
+  CHECK(lines[0] == "weir.toml:3:13: upstreams.app.max-tries: must be between 1 and 100 (got 0)");
+  CHECK(lines[1].rfind("weir.toml:4:17: upstreams.app.retry-timeout: expected a duration string",
+                       0) == 0);
+  CHECK(lines[2].rfind("weir.toml:7:23: services.web.no-route.status: must be between 200 and 599",
+                       0) == 0);
+  CHECK(lines[3].rfind("weir.toml:7:27: services.web.no-route: unknown key \"nope\"", 0) == 0);
+  CHECK(lines[4].rfind("weir.toml:9:14: services.web.routes[0].path-regex: invalid regular "
+                       "expression \"^/(a\": ",
+                       0) == 0);
+  CHECK(lines[5].rfind("weir.toml:12:22: services.web.routes[1].host[1]: invalid host name \"bad "
+                       "host\"",
+                       0) == 0);
+  CHECK(
+      lines[6].rfind("weir.toml:12:34: services.web.routes[1].host[2]: invalid host name \"x:80\": "
+                     "a host name has no port",
+                     0) == 0);
+  CHECK(lines[7] == "weir.toml:13:19: services.web.routes[1].methods[1]: invalid method \"PO ST\": "
+                    "a method is a token like \"GET\"");
+  CHECK(lines[8] == "weir.toml:16:8: services.web.routes[2].host: must not be empty (leave "
+                    "\"host\" out to match every host)");
+  CHECK(lines[9].rfind("weir.toml:17:11: services.web.routes[2].methods: expected an array of "
+                       "methods",
+                       0) == 0);
+  CHECK(lines[10].rfind("weir.toml:21:14: services.web.routes[3].path-regex: a route has at most "
+                        "one of",
+                        0) == 0);
+  CHECK(lines[11] == "weir.toml:22:13: services.web.routes[3].max-tries: must be between 1 and "
+                     "100 (got 101)");
+}
+
+TEST_CASE("upstream health: one plugin table or an array of them") {
+  auto one = load(R"([upstreams.app]
+discovery = { use = "static" }
+health = { use = "tcp", interval = "1s" }
+[upstreams.two]
+discovery = { use = "static" }
+health = [{ use = "http", path = "/healthz" }, { use = "outlier" }]
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+)");
+  INFO(joined(one));
+  REQUIRE(one.ok());
+  REQUIRE(one.config->upstreams[0].health.size() == 1);
+  CHECK(one.config->upstreams[0].health[0].use == "tcp");
+  REQUIRE(one.config->upstreams[1].health.size() == 2);
+  CHECK(one.config->upstreams[1].health[1].use == "outlier");
+  auto again = load(dump_toml(*one.config));
+  REQUIRE(again.ok());
+  check_same(*one.config, *again.config);
+}
+
+TEST_CASE("admin: listen") {
+  auto ok = load(R"([admin]
+listen = "127.0.0.1:9901"
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+)");
+  INFO(joined(ok));
+  REQUIRE(ok.ok());
+  CHECK(ok.config->admin.listen == "127.0.0.1:9901");
+  auto again = load(dump_toml(*ok.config));
+  REQUIRE(again.ok());
+  CHECK(again.config->admin.listen == "127.0.0.1:9901");
+  auto bad = load(R"([admin]
+listen = "unix:/tmp/a.sock"
+port = 1
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+)");
+  auto lines = lines_of(bad);
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0] == "weir.toml:2:10: admin.listen: the admin endpoint listens on TCP only: "
+                    "expected \"ip:port\" like \"127.0.0.1:9901\"");
+  CHECK(lines[1].rfind("weir.toml:3:1: admin: unknown key \"port\"", 0) == 0);
 }
 
 TEST_CASE("TOML syntax error is one diagnostic at the parser's position") {
@@ -1459,12 +1644,15 @@ filters = [{ use = "gzip" }, { use = "headers", request-set = { "X-A" = "1" } }]
           "[log]\nlevel = \"info\"\nformat = \"text\"\noutput = \"stdout\"\naccess-log = true\n",
           "[upstreams.app]\ndiscovery = { use = \"static\", targets = [\"127.0.0.1:9001\"] }\n"
           "lb = { use = \"round-robin\" }\n# health: none\nconnect-timeout = \"5s\"\n"
-          "response-timeout = \"1m\"\nidle-timeout = \"1m\"\npool-size = 64\n"
+          "response-timeout = \"1m\"\n# request-timeout: none\nmax-tries = 3\n"
+          "# retry-timeout: none\nidle-timeout = \"1m\"\npool-size = 64\n"
           "protocol = \"h1\"\nproxy-protocol = \"off\"\nh2-max-concurrent-streams = 100\n"
           "# tls: none (plain TCP)\n",
           "[services.web]\nlisteners = [{ address = \"127.0.0.1:8080\", h2c = false, "
           "proxy-protocol-from = [] }]\n",
-          "filters = []\nserver-names = []\ntrusted-proxies = []\n",
+          "filters = []\nserver-names = []\ntrusted-proxies = []\n"
+          "no-route = { status = 404, body = \"404 Not Found\\n\", content-type = \"text/plain\" "
+          "}\n",
           "[services.web.limits]\nmax-request-line = 8192\nmax-header-bytes = 32768\n"
           "max-headers = 100\nmax-body = 0\nheader-timeout = \"1m\"\nkeepalive-timeout = "
           "\"75s\"\nsend-timeout = \"1m\"\ntunnel-idle-timeout = \"5m\"\n"

@@ -54,13 +54,16 @@ struct UpstreamConfig {
   std::string name;
   SourceLoc loc;
   PluginRef discovery;
-  PluginRef lb;                         // default { use = "round-robin" }
-  std::optional<PluginRef> health;      // none by default
-  Duration connect_timeout{5000};       // 502 when exceeded
-  Duration response_timeout{60000};     // time to the response head; 504 when exceeded
-  Duration idle_timeout{60000};         // pooled keep-alive connection idle time
-  uint32_t pool_size = 64;              // idle connections kept per target per worker
-  std::optional<UpstreamTlsConfig> tls; // absent: plain TCP (or a Unix socket)
+  PluginRef lb;                            // default { use = "round-robin" }
+  std::vector<PluginRef> health;           // none by default; a target is used when all agree
+  Duration connect_timeout{5000};          // 502 when exceeded
+  Duration response_timeout{60000};        // time to the response head; 504 when exceeded
+  std::optional<Duration> request_timeout; // the whole exchange upstream; none = no limit
+  uint32_t max_tries = 3;                  // attempts per request, the first included
+  std::optional<Duration> retry_timeout;   // no new attempt after this; none = no limit
+  Duration idle_timeout{60000};            // pooled keep-alive connection idle time
+  uint32_t pool_size = 64;                 // idle connections kept per target per worker
+  std::optional<UpstreamTlsConfig> tls;    // absent: plain TCP (or a Unix socket)
   // "h1", "h2" (HTTP/2; over TLS via ALPN, else h2c with prior knowledge) or "auto" (ALPN picks
   // h2 or http/1.1; requires tls).
   std::string protocol = "h1";
@@ -124,7 +127,16 @@ struct ListenerConfig {
 struct RouteConfig {
   std::optional<std::string> path_prefix; // prefix on a segment boundary
   std::optional<std::string> path_exact;
+  std::optional<std::string> path_regex; // ECMAScript syntax, searched in the path
+  std::vector<std::string> hosts;        // lowercase names or "*.example.com"; empty = any
+  std::vector<std::string> methods;      // tokens as written (case-sensitive); empty = any
   std::string upstream;
+  // Overrides of the upstream's values for requests of this route.
+  std::optional<Duration> connect_timeout;
+  std::optional<Duration> response_timeout;
+  std::optional<Duration> request_timeout;
+  std::optional<uint32_t> max_tries;
+  std::optional<Duration> retry_timeout;
   std::vector<PluginRef> filters;
   SourceLoc loc;
 };
@@ -142,6 +154,12 @@ struct LimitsConfig {
   Duration tunnel_idle_timeout{300000};     // an Upgrade (WebSocket) tunnel with no traffic
 };
 
+struct NoRouteResponse {
+  uint32_t status = 404;
+  std::string body = "404 Not Found\n";
+  std::string content_type = "text/plain";
+};
+
 struct ServiceConfig {
   std::string name;
   SourceLoc loc;
@@ -157,12 +175,21 @@ struct ServiceConfig {
   // X-Forwarded-For and Forwarded are trusted only from these peers: the client address used by
   // logs, filters and hashing is the rightmost address in the chain that is not in this list.
   std::vector<Cidr> trusted_proxies;
+  // What a request that matches no route (and no default upstream) gets.
+  NoRouteResponse no_route;
+};
+
+// The [admin] section: a small HTTP endpoint on the control thread (upstream states).
+struct AdminConfig {
+  std::string listen; // "ip:port"; "" = no admin endpoint
+  SourceLoc loc;
 };
 
 struct Config {
   std::string source_path;
   SystemConfig system;
   LogConfig log;
+  AdminConfig admin;
   std::vector<UpstreamConfig> upstreams; // in file order
   std::vector<ServiceConfig> services;   // in file order
 
