@@ -312,8 +312,18 @@ private:
 
   void connect_failed(size_t idx, const upstream::Target& target, const std::string& error,
                       Clock::time_point t0) {
-    logger("upstream")
-        ->warn("connect to {} (upstream {}) failed: {}", target.address, ucfg_.name, error);
+    // Logged per failure, but at most Worker::kGateBurst lines per target and second: an
+    // outage under load would otherwise write thousands of identical lines.
+    bool last = false;
+    uint64_t suppressed = 0;
+    if (worker_.log_gate(ucfg_.name + '\n' + target.id, last, suppressed))
+      logger("upstream")
+          ->warn("connect to {} (upstream {}) failed: {}{}{}", target.address, ucfg_.name, error,
+                 suppressed > 0 ? fmt::format(" ({} similar lines left out before)", suppressed)
+                                : std::string(),
+                 last ? fmt::format(" (further failures to this target are not logged for the "
+                                    "rest of this second)")
+                      : std::string());
     lb_done(idx, 0, elapsed_ns(t0));
     observe(target, 0, true, false, t0);
   }

@@ -337,6 +337,26 @@ void Worker::stop() {
     ioc_->stop();
 }
 
+bool Worker::log_gate(const std::string& subject, bool& last, uint64_t& suppressed) {
+  auto now = std::chrono::steady_clock::now();
+  if (gates_.size() > 4096)
+    gates_.clear(); // subjects come and go with discovery: keep the map bounded
+  Gate& g = gates_[subject];
+  suppressed = 0;
+  last = false;
+  if (now - g.window >= std::chrono::seconds(1)) {
+    suppressed = g.suppressed;
+    g = Gate{now, 0, 0};
+  }
+  if (g.count >= kGateBurst) {
+    ++g.suppressed;
+    return false;
+  }
+  ++g.count;
+  last = g.count == kGateBurst;
+  return true;
+}
+
 void Worker::join() {
   if (thread_.joinable())
     thread_.join();

@@ -14,6 +14,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <list>
@@ -23,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace weir::core {
@@ -117,6 +119,12 @@ public:
   std::list<Drainable*>::iterator add_session(Drainable* s);
   void remove_session(std::list<Drainable*>::iterator it);
   size_t index() const { return index_; }
+  // Rate limit for repeated log lines about one subject (a target's connect failures): true
+  // when this occurrence may be logged. At most kGateBurst lines per subject per second; the
+  // last one allowed says so (`last` is set), and the next line after a quiet second reports how
+  // many were left out (`suppressed`).
+  static constexpr uint32_t kGateBurst = 10;
+  bool log_gate(const std::string& subject, bool& last, uint64_t& suppressed);
   void observe(size_t upstream, Observation o) {
     if (observation_sink_)
       observation_sink_(upstream, std::move(o));
@@ -155,6 +163,12 @@ private:
   bool tearing_down_ = false;
   std::atomic<bool> finished_{false};
   ObservationSink observation_sink_;
+  struct Gate {
+    std::chrono::steady_clock::time_point window;
+    uint32_t count = 0;
+    uint64_t suppressed = 0;
+  };
+  std::unordered_map<std::string, Gate> gates_;
   std::thread thread_;
 };
 
