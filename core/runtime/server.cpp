@@ -152,8 +152,9 @@ public:
       }
       auto since = since_.find(t.id);
       if (since != since_.end())
-        o["state-since-seconds"] =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - since->second).count();
+        o["state-for-ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::steady_clock::now() - since->second)
+                                .count();
       targets.push_back(std::move(o));
     }
     g["targets-total"] = targets_.size();
