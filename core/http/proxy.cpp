@@ -215,12 +215,20 @@ public:
     // after a connect failure (nothing was sent), or after a reset before any response byte when
     // sending the request again is safe (try_h1/try_h2 decide).
     const auto first_try = Clock::now();
-    for (uint32_t attempt = 0; attempt < targets->targets.size(); ++attempt) {
+    auto tries_text = [](uint32_t n) { return fmt::format("{} tr{}", n, n == 1 ? "y" : "ies"); };
+    for (uint32_t attempt = 0;; ++attempt) {
+      if (attempt >= targets->targets.size()) {
+        if (attempt > 1)
+          logger("upstream")
+              ->warn("upstream {}: {} {} failed on every target ({})", ucfg_.name, req_.method,
+                     req_.path, tries_text(attempt));
+        break;
+      }
       if (attempt >= pol_.max_tries) {
         if (attempt > 0)
           logger("upstream")
-              ->warn("upstream {}: {} {} failed after {} tr{} (max-tries)", ucfg_.name, req_.method,
-                     req_.path, attempt, attempt == 1 ? "y" : "ies");
+              ->warn("upstream {}: {} {} failed after {} (max-tries)", ucfg_.name, req_.method,
+                     req_.path, tries_text(attempt));
         break;
       }
       if (attempt > 0 && pol_.retry_timeout && Clock::now() - first_try >= *pol_.retry_timeout) {
@@ -234,8 +242,13 @@ public:
         break;
       }
       long picked = up_.lb->pick(reinterpret_cast<weir_http_t*>(&ex_), attempt, excluded);
-      if (picked < 0)
+      if (picked < 0) {
+        if (attempt > 0)
+          logger("upstream")
+              ->warn("upstream {}: {} {} failed after {}; no other target to try", ucfg_.name,
+                     req_.method, req_.path, tries_text(attempt));
         break;
+      }
       auto idx = static_cast<size_t>(picked);
       const upstream::Target& target = targets->targets[idx];
       req_.upstream = target.address;
@@ -288,8 +301,8 @@ private:
         failure_status_ = 502;
         if (other)
           logger("upstream")
-              ->warn("{} (upstream {}): connection closed before a response to {} {}; trying "
-                     "another target",
+              ->warn("{} (upstream {}): connection closed before a response to {} {} (safe to "
+                     "send again)",
                      req_.upstream, ucfg_.name, req_.method, req_.path);
         co_return std::nullopt;
       }

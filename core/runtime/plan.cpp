@@ -119,6 +119,13 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
     // Precedence: exact matches, then the longest prefix (a route without a path matches like
     // an empty prefix), then regular expressions; file order breaks ties.
     auto rank = [](const CompiledRoute& r) { return r.exact ? 0 : r.regex ? 2 : 1; };
+    auto host_kind = [](const CompiledRoute& r) {
+      if (r.hosts.empty())
+        return 0;
+      bool exact = std::any_of(r.hosts.begin(), r.hosts.end(),
+                               [](const std::string& h) { return !h.starts_with("*."); });
+      return exact ? 2 : 1;
+    };
     std::stable_sort(cs.routes.begin(), cs.routes.end(),
                      [&](const CompiledRoute& a, const CompiledRoute& b) {
                        if (rank(a) != rank(b))
@@ -126,9 +133,12 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
                        if (rank(a) == 1) {
                          size_t la = a.prefix ? a.prefix->size() : 0;
                          size_t lb = b.prefix ? b.prefix->size() : 0;
-                         return la > lb;
+                         if (la != lb)
+                           return la > lb;
                        }
-                       return false;
+                       // Equally good paths: a route naming hosts exactly beats one naming
+                       // only wildcards, which beats one for any host (as server names do).
+                       return host_kind(a) > host_kind(b);
                      });
     if (!svc.upstream.empty()) {
       CompiledRoute fb;
