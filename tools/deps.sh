@@ -9,6 +9,7 @@ packages=(
   libssl-dev libnghttp2-dev libtomlplusplus-dev libspdlog-dev libfmt-dev doctest-dev
   libc-ares-dev
   python3 curl procps openssl nghttp2-client nghttp2-server testssl.sh
+  knot knot-dnsutils bind9-dnsutils
 )
 
 missing=()

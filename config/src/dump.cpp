@@ -168,6 +168,11 @@ std::string dump_toml(const Config& config) {
   w.str("output", config.log.output);
   w.boolean("access-log", config.log.access_log);
 
+  w.header("dns");
+  w.line("servers", strings_to_toml(config.dns.servers));
+  w.dur("timeout", config.dns.timeout);
+  w.num("tries", config.dns.tries);
+
   if (!config.admin.listen.empty()) {
     w.header("admin");
     w.str("listen", config.admin.listen);

@@ -28,8 +28,9 @@ using Keys = std::vector<std::string>;
 
 const Keys kLogLevels{"trace", "debug", "info", "warn", "error"};
 const Keys kLogFormats{"text", "json"};
-const Keys kRootKeys{"system", "log", "admin", "upstreams", "services"};
+const Keys kRootKeys{"system", "log", "admin", "dns", "upstreams", "services"};
 const Keys kAdminKeys{"listen"};
+const Keys kDnsKeys{"servers", "timeout", "tries"};
 const Keys kSystemKeys{"workers", "plugin-dirs", "shutdown-grace"};
 const Keys kLogKeys{"level", "format", "output", "access-log"};
 const Keys kUpstreamKeys{"discovery",
@@ -348,6 +349,8 @@ public:
         load_log(value, cfg.log);
       else if (key == "admin")
         load_admin(value, cfg.admin);
+      else if (key == "dns")
+        load_dns(value, cfg.dns);
       else if (key == "upstreams")
         upstreams = &value;
       else if (key == "services")
@@ -1439,6 +1442,47 @@ private:
         }
       } else {
         unknown_key(n, key, v, kNoRouteKeys);
+      }
+    }
+  }
+
+  void load_dns(const Node& n, DnsConfig& out) {
+    if (!expect_table(n))
+      return;
+    for (const auto& [key, v] : n.table) {
+      if (key == "servers") {
+        if (v.type != Node::Type::Array) {
+          type_error(v, "an array of addresses like [\"127.0.0.1:53\", \"[::1]:5353\"]");
+          continue;
+        }
+        for (const auto& item : v.array) {
+          auto a = string(item);
+          if (!a)
+            continue;
+          // A bare IP means port 53.
+          std::string with_port = *a;
+          if (with_port.find(':') == std::string::npos ||
+              (with_port.front() != '[' && with_port.find(':') != with_port.rfind(':')))
+            with_port = with_port.find(':') == std::string::npos ? with_port + ":53"
+                                                                 : "[" + with_port + "]:53";
+          std::string canonical;
+          uint32_t port = 0;
+          std::string problem = check_address(with_port, canonical, port);
+          if (problem.empty() && is_unix_address(with_port))
+            problem = "a DNS server is an IP address with an optional port";
+          if (!problem.empty())
+            error(item, std::move(problem));
+          else
+            out.servers.push_back(with_port);
+        }
+      } else if (key == "timeout") {
+        if (auto d = duration(v, false))
+          out.timeout = *d;
+      } else if (key == "tries") {
+        if (auto i = integer(v, 1, 10))
+          out.tries = static_cast<uint32_t>(*i);
+      } else {
+        unknown_key(n, key, v, kDnsKeys);
       }
     }
   }

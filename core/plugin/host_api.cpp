@@ -299,6 +299,14 @@ weir_status_t publish_targets_impl(weir_host_ctx_t* ctx, const weir_target_t* ta
     if (p.id.empty())
       p.id = p.address;
     p.weight = t.weight == 0 ? 1 : t.weight;
+    if (stride >= offsetof(weir_target_t, metadata_count) + sizeof(size_t)) { // ABI 1.2
+      p.priority = t.priority;
+      if (t.metadata_count > 0 && t.metadata == nullptr)
+        return WEIR_ERROR_INVALID;
+      for (size_t k = 0; k < t.metadata_count; ++k)
+        p.metadata.emplace_back(std::string(sv(t.metadata[2 * k])),
+                                std::string(sv(t.metadata[2 * k + 1])));
+    }
     if (p.address.empty())
       return WEIR_ERROR_INVALID;
     out.push_back(std::move(p));
@@ -573,6 +581,20 @@ void api_request_cancel(weir_host_ctx_t* ctx, weir_request_id_t id) {
     c->outbound->cancel(id);
 }
 
+weir_request_id_t api_dns_query(weir_host_ctx_t* ctx, weir_str_t name, weir_dns_type_t type,
+                                weir_dns_cb cb, void* user) {
+  if (ctx == nullptr)
+    return 0;
+  auto* c = HostCtx::from(ctx);
+  try {
+    auto* out = outbound_of(c, "dns_query");
+    return out != nullptr ? out->dns(*c, sv(name), type, cb, user) : 0;
+  } catch (const std::exception& e) {
+    c->log->error("dns_query: {}", e.what());
+    return 0;
+  }
+}
+
 const weir_host_api_t kApi = {
     sizeof(weir_host_api_t), WEIR_ABI_MAJOR,    WEIR_ABI_MINOR,         api_log,
     api_log_enabled,         api_config_type,   api_config_get,         api_config_at,
@@ -584,6 +606,7 @@ const weir_host_api_t kApi = {
     api_http_status,         api_header_get,    api_header_set,         api_header_add,
     api_header_remove,       api_header_each,   api_http_respond,       api_install_certificate,
     api_remove_certificate,  api_probe_start,   api_fetch_start,        api_request_cancel,
+    api_dns_query,
 };
 
 } // namespace

@@ -16,6 +16,10 @@ namespace boost::asio {
 class io_context;
 }
 
+namespace weir::core::net {
+class DnsResolver;
+}
+
 namespace weir::core::plugin {
 
 // A target as a discovery plugin published it (copied out of the plugin's array).
@@ -23,6 +27,8 @@ struct PublishedTarget {
   std::string address;
   std::string id;
   uint32_t weight = 1;
+  uint32_t priority = 0;
+  std::vector<std::pair<std::string, std::string>> metadata;
 };
 
 class TimerService;    // control-thread timers of one plugin object
@@ -54,6 +60,8 @@ struct HostCtx {
   // WEIR_FETCH_UPSTREAM_TLS); null for objects outside a group.
   std::shared_ptr<const GroupTls> group_tls;
   bool in_group = false;
+  // The process's DNS resolver (control thread); null when there is none (weir check, tests).
+  net::DnsResolver* dns = nullptr;
 
   // Cancel every pending timer, probe and fetch; no callback of this object runs afterwards.
   void cancel_timers();

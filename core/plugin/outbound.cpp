@@ -6,6 +6,7 @@
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #endif
 
+#include "core/net/dns.hpp"
 #include "core/plugin/host_api.hpp"
 #include "core/upstream/conn.hpp"
 #include "core/upstream/targets.hpp"
@@ -27,6 +28,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <vector>
 
@@ -278,6 +280,74 @@ void OutboundService::cancel(weir_request_id_t id) {
   if (it->second->conn != nullptr)
     it->second->conn->close();
   ops_.erase(it);
+}
+
+weir_request_id_t OutboundService::dns(HostCtx& ctx, std::string_view name, weir_dns_type_t type,
+                                       weir_dns_cb cb, void* user) {
+  if (cb == nullptr) {
+    ctx.log->error("dns_query: no callback");
+    return 0;
+  }
+  if (ctx.dns == nullptr) {
+    ctx.log->error("dns_query: no resolver in this process");
+    return 0;
+  }
+  if (type != WEIR_DNS_A && type != WEIR_DNS_AAAA && type != WEIR_DNS_SRV && type != WEIR_DNS_PTR &&
+      type != WEIR_DNS_TXT) {
+    ctx.log->error("dns_query: unsupported record type {}", type);
+    return 0;
+  }
+  std::string n(name);
+  if (n.size() > 1 && n.back() == '.' && n[n.size() - 2] != '\\')
+    n.pop_back();
+  // Presentation format: escapes are c-ares' to parse; only control bytes are refused here.
+  bool valid = !n.empty() && n.size() <= 1024 &&
+               std::none_of(n.begin(), n.end(), [](char c) {
+                 return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+               });
+  if (!valid) {
+    ctx.log->error("dns_query: invalid name \"{}\"", name);
+    return 0;
+  }
+  auto op = std::make_shared<Op>();
+  op->service = this;
+  op->id = next_++;
+  ops_[op->id] = op;
+  ctx.dns->query(n, static_cast<uint16_t>(type), [op, cb, user](net::DnsAnswer a) {
+    if (op->cancelled)
+      return;
+    op->finish();
+    std::vector<std::vector<weir_str_t>> txts(a.records.size());
+    std::vector<weir_dns_record_t> records(a.records.size());
+    for (size_t i = 0; i < a.records.size(); ++i) {
+      const auto& r = a.records[i];
+      auto& out = records[i];
+      out.struct_size = sizeof(weir_dns_record_t);
+      out.type = r.type;
+      out.ttl = r.ttl;
+      out.name = weir_str_t{r.name.data(), r.name.size()};
+      out.address = weir_str_t{r.address.data(), r.address.size()};
+      out.target = weir_str_t{r.target.data(), r.target.size()};
+      out.priority = r.priority;
+      out.weight = r.weight;
+      out.port = r.port;
+      for (const auto& t : r.txt)
+        txts[i].push_back(weir_str_t{t.data(), t.size()});
+      out.txt = txts[i].empty() ? nullptr : txts[i].data();
+      out.txt_count = txts[i].size();
+    }
+    weir_dns_result_t res{};
+    res.struct_size = sizeof res;
+    res.status = a.status == net::DnsAnswer::Status::ok          ? WEIR_OK
+                 : a.status == net::DnsAnswer::Status::not_found ? WEIR_ERROR_NOT_FOUND
+                                                                 : WEIR_ERROR;
+    res.error = weir_str_t{a.error.data(), a.error.size()};
+    res.records = records.empty() ? nullptr : records.data();
+    res.count = records.size();
+    res.negative_ttl = a.negative_ttl;
+    cb(user, &res);
+  });
+  return op->id;
 }
 
 weir_request_id_t OutboundService::probe(HostCtx& ctx, const weir_probe_t& probe, weir_probe_cb cb,

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace boost::asio {
 class io_context;
@@ -39,6 +40,9 @@ public:
   // Both return 0 (after logging why through `ctx`) when the operation cannot start.
   weir_request_id_t probe(HostCtx& ctx, const weir_probe_t& probe, weir_probe_cb cb, void* user);
   weir_request_id_t fetch(HostCtx& ctx, const weir_fetch_t& fetch, weir_fetch_cb cb, void* user);
+  // A DNS query through the process's resolver (HostCtx::dns); 0 when it cannot start.
+  weir_request_id_t dns(HostCtx& ctx, std::string_view name, weir_dns_type_t type, weir_dns_cb cb,
+                        void* user);
   void cancel(weir_request_id_t id);
 
   struct Op; // one running operation (shared with its coroutine)

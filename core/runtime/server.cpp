@@ -1,5 +1,6 @@
 #include "core/runtime/server.hpp"
 
+#include "core/net/dns.hpp"
 #include "core/plugin/modules.hpp"
 #include "core/plugin/outbound.hpp"
 #include "core/runtime/admin.hpp"
@@ -71,8 +72,9 @@ bool parse_listen_address(const std::string& text, tcp::endpoint& out) {
 class Group {
 public:
   Group(size_t index, const CompiledUpstream& plan, asio::io_context& control,
-        std::vector<std::unique_ptr<Worker>>& workers)
-      : index_(index), plan_(plan), control_(control), workers_(workers), log_(logger("upstream")) {
+        std::vector<std::unique_ptr<Worker>>& workers, net::DnsResolver* dns)
+      : index_(index), plan_(plan), control_(control), workers_(workers), dns_(dns),
+        log_(logger("upstream")) {
     auto tls = std::make_shared<plugin::GroupTls>();
     tls->context = plan_.client_tls;
     if (plan_.cfg->tls) {
@@ -89,6 +91,7 @@ public:
             c.timer_context = &control_;
             c.group_tls = group_tls_;
             c.in_group = true;
+            c.dns = dns_;
             c.on_health = [this, i](std::string_view id, bool healthy, std::string_view reason) {
               on_health(i, id, healthy, reason);
             };
@@ -99,6 +102,7 @@ public:
           c.timer_context = &control_;
           c.in_group = true;
           c.group_tls = group_tls_;
+          c.dns = dns_;
           c.on_publish = [this](std::vector<plugin::PublishedTarget> targets) {
             on_publish(std::move(targets));
           };
@@ -136,6 +140,14 @@ public:
       o["id"] = t.id;
       o["address"] = t.address;
       o["weight"] = t.weight;
+      o["priority"] = t.priority;
+      o["serving"] = t.priority == active_priority_;
+      if (!t.metadata.empty()) {
+        boost::json::object meta;
+        for (const auto& [k, v] : t.metadata)
+          meta[k] = v;
+        o["metadata"] = std::move(meta);
+      }
       auto it = down_.find(t.id);
       bool up = it == down_.end() || it->second.empty();
       healthy += up ? 1 : 0;
@@ -183,6 +195,8 @@ private:
       t.address = std::move(p.address);
       t.id = std::move(p.id);
       t.weight = p.weight;
+      t.priority = p.priority;
+      t.metadata = std::move(p.metadata);
       next.push_back(std::move(t));
     }
     // One line per change, naming what came and went.
@@ -210,7 +224,7 @@ private:
     targets_ = std::move(next);
     publish();
     for (auto& h : health_)
-      h->set_targets(snapshot_->abi);
+      h->set_targets(full_->abi);
   }
 
   // A checker's report. A target is healthy while no checker holds it down; each transition of
@@ -256,11 +270,34 @@ private:
     publish();
   }
 
+  // Hand the workers the targets of the preferred priority: the lowest priority that has a
+  // healthy target (all of the lowest when none is healthy: fail open). Health checkers see
+  // every target.
   void publish() {
     std::vector<upstream::Target> copy = targets_;
-    for (auto& t : copy)
+    std::optional<uint32_t> healthy_min;
+    std::optional<uint32_t> any_min;
+    for (auto& t : copy) {
       t.healthy = !down_.count(t.id);
-    snapshot_ = upstream::make_target_set(std::move(copy), ++version_);
+      if (!any_min || t.priority < *any_min)
+        any_min = t.priority;
+      if (t.healthy && (!healthy_min || t.priority < *healthy_min))
+        healthy_min = t.priority;
+    }
+    uint32_t active = healthy_min ? *healthy_min : any_min.value_or(0);
+    std::vector<upstream::Target> serving;
+    for (const auto& t : copy)
+      if (t.priority == active)
+        serving.push_back(t);
+    if (active != active_priority_ && !copy.empty()) {
+      log_->warn("upstream {}: priority {} now takes the requests ({} target{}{})", name(), active,
+                 serving.size(), serving.size() == 1 ? "" : "s",
+                 healthy_min ? "" : "; no target is healthy");
+      active_priority_ = active;
+    }
+    ++version_;
+    full_ = upstream::make_target_set(std::move(copy), version_);
+    snapshot_ = upstream::make_target_set(std::move(serving), version_);
     for (auto& w : workers_)
       w->post_targets(index_, snapshot_);
   }
@@ -269,6 +306,7 @@ private:
   const CompiledUpstream& plan_;
   asio::io_context& control_;
   std::vector<std::unique_ptr<Worker>>& workers_;
+  net::DnsResolver* dns_ = nullptr;
   std::shared_ptr<spdlog::logger> log_;
   std::shared_ptr<const plugin::GroupTls> group_tls_;
   std::unique_ptr<plugin::DiscoveryInstance> discovery_;
@@ -278,7 +316,9 @@ private:
   // Targets some checker holds down: checker index -> reason.
   std::map<std::string, std::map<size_t, std::string>> down_;
   std::map<std::string, std::chrono::steady_clock::time_point> since_; // last state change
-  std::shared_ptr<const upstream::TargetSet> snapshot_;
+  std::shared_ptr<const upstream::TargetSet> snapshot_;                // what the workers use
+  std::shared_ptr<const upstream::TargetSet> full_;                    // every target
+  uint32_t active_priority_ = 0;
   uint64_t version_ = 0;
 };
 
@@ -356,10 +396,21 @@ int run_server(std::unique_ptr<Plan> plan) {
               l.h2c ? " with h2c" : "",
               l.proxy_protocol_from.empty() ? "" : " with PROXY protocol");
   }
+  std::unique_ptr<net::DnsResolver> dns;
+  try {
+    net::DnsSettings ds;
+    ds.servers = cfg.dns.servers;
+    ds.timeout = cfg.dns.timeout;
+    ds.tries = cfg.dns.tries;
+    dns = std::make_unique<net::DnsResolver>(control, ds);
+  } catch (const std::exception& e) {
+    log->error("{}", e.what());
+    return 1;
+  }
   std::vector<std::unique_ptr<Group>> groups;
   try {
     for (size_t i = 0; i < plan->upstreams.size(); ++i) {
-      groups.push_back(std::make_unique<Group>(i, plan->upstreams[i], control, workers));
+      groups.push_back(std::make_unique<Group>(i, plan->upstreams[i], control, workers, dns.get()));
       groups.back()->start();
     }
   } catch (const std::exception& e) {

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <future>
 
 namespace weir::core {
@@ -308,6 +309,27 @@ void Worker::post_targets(size_t index, std::shared_ptr<const upstream::TargetSe
     if (index >= upstreams_.size())
       return;
     auto& up = upstreams_[index];
+    // Targets that left the set drain: requests already on them finish, no new request goes
+    // there, and their pooled connections close (idle ones now, HTTP/2 ones when done).
+    std::vector<std::string> gone;
+    if (up.targets) {
+      for (const auto& old : up.targets->targets) {
+        bool kept = std::any_of(set->targets.begin(), set->targets.end(),
+                                [&](const upstream::Target& t) { return t.id == old.id; });
+        if (!kept)
+          gone.push_back(up.plan->cfg->name + '\n' + old.id);
+      }
+    }
+    if (!gone.empty()) {
+      auto leaving = [&gone](const std::string& key) {
+        return std::any_of(gone.begin(), gone.end(), [&](const std::string& prefix) {
+          return key.size() >= prefix.size() && key.compare(0, prefix.size(), prefix) == 0 &&
+                 (key.size() == prefix.size() || key[prefix.size()] == '\n');
+        });
+      };
+      pool_.drop_if(leaving);
+      h2_pool_->retire_if(leaving);
+    }
     up.lb->set_targets(set->abi);
     up.targets = std::move(set);
   });

@@ -728,6 +728,18 @@ void H2Pool::clear() {
   conns_.clear();
 }
 
+void H2Pool::retire_if(const std::function<bool(const std::string&)>& pred) {
+  for (auto it = conns_.begin(); it != conns_.end();) {
+    if (pred(it->first)) {
+      for (auto& c : it->second)
+        c->retire();
+      it = conns_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 size_t H2Pool::connection_count() const {
   size_t n = 0;
   for (const auto& [key, v] : conns_)

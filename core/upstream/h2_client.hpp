@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -97,6 +98,9 @@ public:
   // The worker drains or stops: connections close once their requests are done, and any made
   // from now on close after the request they were made for.
   void clear();
+  // Retire the connections whose key `pred` accepts (targets that left their group): they take
+  // no new stream and close once their streams are done.
+  void retire_if(const std::function<bool(const std::string&)>& pred);
   size_t connection_count() const;
 
   static void start(const std::shared_ptr<H2Conn>& c, std::unique_ptr<Conn> conn);

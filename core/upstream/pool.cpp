@@ -66,6 +66,18 @@ void Pool::sweep() {
   }
 }
 
+void Pool::drop_if(const std::function<bool(const std::string&)>& pred) {
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    if (pred(it->first)) {
+      for (auto& idle : it->second)
+        idle.stream->close();
+      it = idle_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 void Pool::clear() {
   for (auto& [key, list] : idle_)
     for (auto& idle : list)

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -26,6 +27,8 @@ public:
   // Close connections idle past their timeout.
   void sweep();
   void clear();
+  // Close the idle connections whose key `pred` accepts (targets that left their group).
+  void drop_if(const std::function<bool(const std::string&)>& pred);
   // Whether an idle connection to `key` is kept (it may still turn out closed on take()).
   bool has_idle(const std::string& key) const;
   size_t idle_count() const;

@@ -12,13 +12,23 @@ std::shared_ptr<const TargetSet> make_target_set(std::vector<Target> targets, ui
   set->targets = std::move(targets);
   set->version = version;
   set->abi.reserve(set->targets.size());
-  for (const auto& t : set->targets) {
+  set->abi_metadata.resize(set->targets.size());
+  for (size_t i = 0; i < set->targets.size(); ++i) {
+    const auto& t = set->targets[i];
+    auto& meta = set->abi_metadata[i];
+    for (const auto& [k, v] : t.metadata) {
+      meta.push_back(weir_str_t{k.data(), k.size()});
+      meta.push_back(weir_str_t{v.data(), v.size()});
+    }
     weir_target_t abi{};
     abi.struct_size = sizeof(weir_target_t);
     abi.address = weir_str_t{t.address.data(), t.address.size()};
     abi.weight = t.weight;
     abi.healthy = t.healthy ? 1 : 0;
     abi.id = weir_str_t{t.id.data(), t.id.size()};
+    abi.priority = t.priority;
+    abi.metadata = meta.empty() ? nullptr : meta.data();
+    abi.metadata_count = t.metadata.size();
     set->abi.push_back(abi);
   }
   return set;

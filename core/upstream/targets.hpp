@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace weir::core::upstream {
@@ -19,6 +20,8 @@ struct Target {
   std::string id;      // stable identity (pool key, health reports)
   uint32_t weight = 1;
   bool healthy = true;
+  uint32_t priority = 0; // lower is preferred
+  std::vector<std::pair<std::string, std::string>> metadata;
   boost::asio::ip::tcp::endpoint endpoint; // TCP targets
   std::string unix_path;                   // Unix socket targets ("unix:/path" published)
   std::string host;                        // the host part as published (SNI source), or ""
@@ -26,7 +29,8 @@ struct Target {
 
 struct TargetSet {
   std::vector<Target> targets;
-  std::vector<weir_target_t> abi; // views into `targets`, as plugins see them
+  std::vector<weir_target_t> abi;                    // views into `targets`, as plugins see them
+  std::vector<std::vector<weir_str_t>> abi_metadata; // what abi[i].metadata points to
   uint64_t version = 0;
 };
 

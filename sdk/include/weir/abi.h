@@ -127,6 +127,12 @@ typedef struct weir_target {
   uint32_t weight;    /* >= 1; 0 from discovery means "use 1" */
   uint32_t healthy;   /* host view: 1 healthy, 0 unhealthy (ignored when publishing) */
   weir_str_t id;      /* stable identity; empty = the address */
+  /* ABI 1.2 (check struct_size): */
+  uint32_t priority; /* lower is preferred: requests go to the lowest priority that has a healthy
+                        target (as SRV priorities); 0 for all = one group */
+  const weir_str_t* metadata; /* 2 * metadata_count strings: key, value, ... (e.g. DNS-SD TXT
+                                 keys); shown by the admin endpoint; NULL when none */
+  size_t metadata_count;
 } weir_target_t;
 
 /* A certificate chain and its private key, as a certificate provider hands them to the host
@@ -211,6 +217,47 @@ typedef struct weir_fetch_result {
  * THREADING: the control thread, never from inside the *_start call that began the operation. */
 typedef void (*weir_probe_cb)(void* user, const weir_probe_result_t* result);
 typedef void (*weir_fetch_cb)(void* user, const weir_fetch_result_t* result);
+
+/* DNS record types a plugin may query (api->dns_query, ABI 1.2); the values are the RFC 1035 /
+ * RFC 3596 / RFC 2782 type codes. */
+typedef uint32_t weir_dns_type_t;
+#define WEIR_DNS_A 1
+#define WEIR_DNS_PTR 12
+#define WEIR_DNS_TXT 16
+#define WEIR_DNS_AAAA 28
+#define WEIR_DNS_SRV 33
+
+/* One answer record. Fields not used by the record's type are empty / 0. */
+typedef struct weir_dns_record {
+  uint32_t struct_size;
+  weir_dns_type_t type;
+  uint32_t ttl;        /* seconds, as received */
+  weir_str_t name;     /* the owner name, lowercase, without the trailing dot */
+  weir_str_t address;  /* A, AAAA: the address as text ("10.0.0.1", "2001:db8::1") */
+  weir_str_t target;   /* SRV: the target host; PTR: the name pointed to (lowercase, no dot) */
+  uint16_t priority;   /* SRV */
+  uint16_t weight;     /* SRV */
+  uint16_t port;       /* SRV */
+  const weir_str_t* txt; /* TXT: the record's character-strings, in order */
+  size_t txt_count;
+} weir_dns_record_t;
+
+/* The outcome of a DNS query. */
+typedef struct weir_dns_result {
+  uint32_t struct_size;
+  weir_status_t status; /* WEIR_OK: an answer (`count` may be 0: the name has no record of this
+                           type); WEIR_ERROR_NOT_FOUND: the name does not exist (NXDOMAIN);
+                           WEIR_ERROR: no usable answer (SERVFAIL, refused, timed out, malformed) */
+  weir_str_t error;     /* why, when status is not WEIR_OK ("timed out", "server failure", ...) */
+  const weir_dns_record_t* records; /* the answer's records of the asked type (CNAMEs followed),
+                                       in the order received; `struct_size` of the first is the
+                                       array's stride */
+  size_t count;
+  uint32_t negative_ttl; /* NOT_FOUND or no records: how long the server says to remember it
+                            (the SOA minimum), 0 when unknown */
+} weir_dns_result_t;
+
+typedef void (*weir_dns_cb)(void* user, const weir_dns_result_t* result);
 
 /* ------------------------------------------------------------------------------------------------
  * The host API table. One table per process, handed to every hook that needs it.
@@ -348,6 +395,19 @@ typedef struct weir_host_api {
   /* Cancel a running probe or fetch: its callback will not run. Unknown or finished ids are
    * ignored. THREADING: control thread only. */
   void (*request_cancel)(weir_host_ctx_t* ctx, weir_request_id_t id);
+  /* Ask the resolvers configured in [dns] (default: the system's, from /etc/resolv.conf) for the
+   * records of `type` at `name`: a domain name in presentation format (RFC 1035 section 5.1:
+   * "\." and "\DDD" escape a dot or any byte inside a label, as DNS-SD instance names need; a
+   * trailing dot is allowed). Names the host returns (record owners, SRV and PTR targets) are in
+   * that format, lowercased, without the trailing dot, and can be queried as they are; the root
+   * (an SRV target of ".", "no such service") is returned as an empty string. `cb` runs exactly once
+   * when the answer (or the failure, after the configured timeout and tries) is known, unless
+   * the query is cancelled with request_cancel. Returns the id, or 0 when it could not start (an
+   * empty name, one longer than 1024 bytes or with control characters, an unsupported type, a caller that is not a control-thread object; the
+   * host logs why). Answers are not cached by the host: every call asks the servers.
+   * OWNERSHIP: `name` is copied. THREADING: as for probe_start. */
+  weir_request_id_t (*dns_query)(weir_host_ctx_t* ctx, weir_str_t name, weir_dns_type_t type,
+                                 weir_dns_cb cb, void* user);
 } weir_host_api_t;
 
 /* ------------------------------------------------------------------------------------------------

@@ -32,17 +32,20 @@
 //    into WEIR_ERROR (WEIR_ERROR_NOMEM for std::bad_alloc), WEIR_ERROR_CONFIG (config_new, also
 //    reported at the module's node) or WEIR_FILTER_FAILED (filter hooks);
 //  - reads configuration with precise errors (ConfigReader), wraps an exchange (Http, Headers),
-//    logging (Host), timers (Timers), targets (Target), and the outbound checks and requests of
-//    ABI 1.2 (Host::probe, Host::fetch: callbacks behind the same barrier, their state freed on
-//    completion, cancellation or destruction of the instance).
+//    logging (Host), timers (Timers), targets (Target, with the priority and metadata of ABI 1.2),
+//    and the outbound operations of ABI 1.2 (Host::probe, Host::fetch, Host::dns_query: callbacks
+//    behind the same barrier, their state freed on completion, cancellation or destruction of the
+//    instance).
 //
 // Instance types per kind (hooks marked optional may be omitted; return types in brackets are all
 // accepted, `void` meaning success):
-//  - LB:        on_targets(const std::vector<Target>&) [void|weir_status_t];
+//  - LB:        on_targets(const std::vector<Target>&) [void|weir_status_t] (Target::priority
+//               and Target::metadata from ABI 1.2 hosts, else 0 and empty);
 //               pick(const PickRequest&) -> std::optional<size_t> (nullopt: NOT_FOUND);
 //               optional on_start(size_t), on_done(size_t, uint32_t status, uint64_t ns)
-//  - DISCOVERY: start() [void|weir_status_t]; publish with Host::publish_targets (may use
-//               Host::fetch on ABI 1.2 hosts)
+//  - DISCOVERY: start() [void|weir_status_t]; publish with Host::publish_targets (Target's
+//               priority and metadata reach ABI 1.2 hosts); may ask DNS with Host::dns_query
+//               (Host::can_resolve) and use Host::fetch on ABI 1.2 hosts
 //  - HEALTH:    on_targets(const std::vector<Target>&) [void|weir_status_t];
 //               optional on_observation(const Observation&) (timed_out and duration_ns from ABI
 //               1.2 hosts); report with Host::report_health; check targets actively with
@@ -95,7 +98,7 @@
 
 /// Version of this SDK header (independent of the ABI version, which is WEIR_ABI_MAJOR/MINOR).
 #define WEIR_SDK_VERSION_MAJOR 0
-#define WEIR_SDK_VERSION_MINOR 3
+#define WEIR_SDK_VERSION_MINOR 4
 
 /// True when the host API table `api` has the function `field` (a later-minor host function is
 /// present only when the host's struct_size covers it). Every function of ABI 1.0 is always
@@ -318,6 +321,75 @@ using ProbeCallback = std::function<void(const ProbeResult&)>;
 /// Completion of Host::fetch: runs once on the control thread, never inside Host::fetch.
 using FetchCallback = std::function<void(const FetchResult&)>;
 
+// --- DNS queries (ABI 1.2): what Host::dns_query takes and gives ---------------------------------
+
+/// DNS record types a plugin may ask for (the RFC type codes). A record of a type this SDK does
+/// not name (from a newer host) keeps its code: compare with static_cast<DnsType>(code).
+enum class DnsType : weir_dns_type_t {
+  A = WEIR_DNS_A,       ///< IPv4 address (RFC 1035)
+  Ptr = WEIR_DNS_PTR,   ///< pointer to another name (RFC 1035; DNS-SD browsing, RFC 6763)
+  Txt = WEIR_DNS_TXT,   ///< character-strings (RFC 1035; DNS-SD key=value pairs)
+  Aaaa = WEIR_DNS_AAAA, ///< IPv6 address (RFC 3596)
+  Srv = WEIR_DNS_SRV,   ///< service location: priority, weight, port, target (RFC 2782)
+};
+
+/// The usual name of a record type: "A", "AAAA", "SRV", "TXT", "PTR", or "TYPE<code>".
+[[nodiscard]] inline std::string dns_type_name(DnsType type) {
+  switch (type) {
+  case DnsType::A:
+    return "A";
+  case DnsType::Ptr:
+    return "PTR";
+  case DnsType::Txt:
+    return "TXT";
+  case DnsType::Aaaa:
+    return "AAAA";
+  case DnsType::Srv:
+    return "SRV";
+  }
+  return "TYPE" + std::to_string(static_cast<weir_dns_type_t>(type));
+}
+
+/// How a DNS query ended.
+enum class DnsStatus {
+  Ok,       ///< the servers answered; `records` may be empty (the name has no record of the type)
+  NotFound, ///< the name does not exist (NXDOMAIN)
+  Error,    ///< no usable answer: server failure, refused, timed out, malformed
+};
+
+/// One answer record. The views are valid only during the completion callback. Fields the
+/// record's type does not use are empty / 0.
+struct DnsRecord {
+  DnsType type = DnsType::A;
+  uint32_t ttl = 0;         ///< seconds, as received
+  std::string_view name;    ///< the owner name, lowercase, without the trailing dot
+  std::string_view address; ///< A, AAAA: the address as text ("10.0.0.1", "2001:db8::1")
+  std::string_view target;  ///< SRV: the target host; PTR: the name pointed to (lowercase, no
+                            ///< trailing dot; an SRV target "." arrives as "" or ".")
+  uint16_t priority = 0;    ///< SRV
+  uint16_t weight = 0;      ///< SRV
+  uint16_t port = 0;        ///< SRV
+  std::vector<std::string_view> txt; ///< TXT: the record's character-strings, in order
+};
+
+/// The outcome of a DNS query. The views are valid only during the completion callback.
+struct DnsResult {
+  DnsStatus status = DnsStatus::Error;
+  std::string_view error; ///< why, when not Ok ("timed out", "server failure", ...); else empty
+  std::vector<DnsRecord> records; ///< the answer's records of the asked type (CNAMEs followed),
+                                  ///< in the order received
+  uint32_t negative_ttl = 0; ///< NotFound or no records: how long the server says to remember it
+                             ///< (seconds, the SOA minimum); 0 when unknown
+
+  /// The servers answered (maybe with no record).
+  [[nodiscard]] bool ok() const noexcept { return status == DnsStatus::Ok; }
+  /// The name does not exist (NXDOMAIN).
+  [[nodiscard]] bool not_found() const noexcept { return status == DnsStatus::NotFound; }
+};
+
+/// Completion of Host::dns_query: runs once on the control thread, never inside Host::dns_query.
+using DnsCallback = std::function<void(const DnsResult&)>;
+
 /// The host as one plugin object sees it: the API table and the object's context. Cheap to copy;
 /// valid while the object (configuration or instance) that received the context lives.
 class Host {
@@ -439,17 +511,37 @@ public:
   /// THREADING: as probe(). May throw std::bad_alloc.
   weir_request_id_t fetch(const FetchRequest& req, FetchCallback done) const;
 
-  /// Cancel a running probe or fetch of this object: its callback will not run, and its state is
-  /// freed now. Unknown or finished ids are ignored. THREADING: control thread only.
+  /// True when the host can answer DNS queries (ABI 1.2 and later: dns_query and request_cancel
+  /// are present).
+  [[nodiscard]] bool can_resolve() const noexcept {
+    return WEIR_SDK_HOST_HAS(api_, dns_query) && WEIR_SDK_HOST_HAS(api_, request_cancel);
+  }
+
+  /// Ask the resolvers weir is configured with ([dns], default the system's) for the `type`
+  /// records of `name` (a host name, or an SRV / DNS-SD name such as "_http._tcp.example.test";
+  /// a trailing dot is allowed). `done` runs exactly once with the answer or the failure (after
+  /// the host's timeout and tries), on the control thread and never from inside this call,
+  /// unless the query is cancelled first (cancel_request, cancel_all_requests, or the
+  /// destruction of the instance). The host does not cache: every call asks the servers. Returns
+  /// the query's id, or 0 when it could not start (a host older than ABI 1.2, an empty or invalid
+  /// name, an unsupported type, a caller that is not a control-thread instance: the host logs
+  /// why); then `done` never runs. An exception thrown by `done` is logged and goes no further.
+  /// THREADING: control thread only, from an instance of a control-thread kind (discovery,
+  /// health, certs). May throw std::bad_alloc.
+  weir_request_id_t dns_query(std::string_view name, DnsType type, DnsCallback done) const;
+
+  /// Cancel a running probe, fetch or DNS query of this object: its callback will not run, and
+  /// its state is freed now. Unknown or finished ids are ignored. THREADING: control thread only.
   void cancel_request(weir_request_id_t id) const noexcept;
 
-  /// Cancel every probe and fetch this object started through the SDK and that is still
-  /// running. The SDK calls it when it destroys an instance (after the Instance's destructor);
-  /// a plugin that does not use the SDK's module machinery calls it in its instance_destroy.
+  /// Cancel every probe, fetch and DNS query this object started through the SDK and that is
+  /// still running. The SDK calls it when it destroys an instance (after the Instance's
+  /// destructor); a plugin that does not use the SDK's module machinery calls it in its
+  /// instance_destroy.
   void cancel_all_requests() const noexcept;
 
-  /// Number of probes and fetches this object started through the SDK that have neither
-  /// completed nor been cancelled.
+  /// Number of probes, fetches and DNS queries this object started through the SDK that have
+  /// neither completed nor been cancelled.
   [[nodiscard]] size_t pending_requests() const noexcept;
 
 private:
@@ -597,13 +689,15 @@ private:
 
 namespace detail {
 
-/// A probe or fetch started through Host that has neither completed nor been cancelled.
+/// A probe, fetch or DNS query started through Host that has neither completed nor been
+/// cancelled.
 struct PendingRequest {
   const weir_host_api_t* api = nullptr;
   weir_host_ctx_t* ctx = nullptr; ///< the object that started it
   weir_request_id_t id = 0;       ///< the host's id
   ProbeCallback on_probe;         ///< set for a probe
   FetchCallback on_fetch;         ///< set for a fetch
+  DnsCallback on_dns;             ///< set for a DNS query
 };
 
 /// The running requests of every object of this plugin. The host gets a token, not a pointer, as
@@ -735,6 +829,67 @@ inline FetchResult read_fetch_result(const weir_fetch_result_t* raw) {
   return r;
 }
 
+/// The C++ view of a DNS result; only the fields the host's struct_size covers are read, and the
+/// records are strided by the struct_size of the first (a newer host's longer records read
+/// correctly; a record too short to hold its type is not read at all).
+inline DnsResult read_dns_result(const weir_dns_result_t* raw) {
+  DnsResult r;
+  if (raw == nullptr ||
+      !covers(raw->struct_size, offsetof(weir_dns_result_t, status), sizeof(raw->status))) {
+    r.error = "the host delivered no result";
+    return r;
+  }
+  const uint32_t size = raw->struct_size;
+  if (raw->status == WEIR_OK) {
+    r.status = DnsStatus::Ok;
+  } else if (raw->status == WEIR_ERROR_NOT_FOUND) {
+    r.status = DnsStatus::NotFound;
+  } else {
+    r.status = DnsStatus::Error;
+  }
+  if (covers(size, offsetof(weir_dns_result_t, error), sizeof(raw->error))) {
+    r.error = view(raw->error);
+  }
+  if (covers(size, offsetof(weir_dns_result_t, count), sizeof(raw->count)) &&
+      raw->records != nullptr && raw->count > 0) {
+    const uint32_t stride = raw->records[0].struct_size;
+    if (covers(stride, offsetof(weir_dns_record_t, type), sizeof(weir_dns_type_t))) {
+      const auto* bytes = reinterpret_cast<const unsigned char*>(raw->records);
+      r.records.reserve(raw->count);
+      for (size_t i = 0; i < raw->count; ++i) {
+        weir_dns_record_t rec{}; // fields beyond the host's struct_size stay empty / 0
+        std::memcpy(&rec, bytes + i * stride, std::min<size_t>(stride, sizeof(rec)));
+        DnsRecord out;
+        out.type = static_cast<DnsType>(rec.type);
+        out.ttl = rec.ttl;
+        out.name = view(rec.name);
+        out.address = view(rec.address);
+        out.target = view(rec.target);
+        out.priority = rec.priority;
+        out.weight = rec.weight;
+        out.port = rec.port;
+        if (rec.txt != nullptr && rec.txt_count > 0 &&
+            covers(stride, offsetof(weir_dns_record_t, txt_count), sizeof(rec.txt_count))) {
+          out.txt.reserve(rec.txt_count);
+          for (size_t j = 0; j < rec.txt_count; ++j) {
+            out.txt.push_back(view(rec.txt[j]));
+          }
+        }
+        r.records.push_back(std::move(out));
+      }
+    }
+  }
+  if (covers(size, offsetof(weir_dns_result_t, negative_ttl), sizeof(raw->negative_ttl))) {
+    r.negative_ttl = raw->negative_ttl;
+  }
+  if (r.status == DnsStatus::NotFound && r.error.empty()) {
+    r.error = "no such name";
+  } else if (r.status == DnsStatus::Error && r.error.empty()) {
+    r.error = "failed";
+  }
+  return r;
+}
+
 /// weir_probe_cb of every probe started through Host.
 inline void probe_done(void* user, const weir_probe_result_t* raw) noexcept {
   std::optional<PendingRequest> req = RequestRegistry::instance().take(user_to_token(user));
@@ -759,6 +914,20 @@ inline void fetch_done(void* user, const weir_fetch_result_t* raw) noexcept {
     const FetchResult result = read_fetch_result(raw);
     if (req->on_fetch) {
       req->on_fetch(result);
+    }
+  });
+}
+
+/// weir_dns_cb of every DNS query started through Host.
+inline void dns_done(void* user, const weir_dns_result_t* raw) noexcept {
+  std::optional<PendingRequest> req = RequestRegistry::instance().take(user_to_token(user));
+  if (!req) {
+    return;
+  }
+  guard_void(Host(req->api, req->ctx), "DNS callback", [&] {
+    const DnsResult result = read_dns_result(raw);
+    if (req->on_dns) {
+      req->on_dns(result);
     }
   });
 }
@@ -842,6 +1011,26 @@ inline weir_request_id_t Host::fetch(const FetchRequest& req, FetchCallback done
   return id;
 }
 
+inline weir_request_id_t Host::dns_query(std::string_view name, DnsType type,
+                                         DnsCallback done) const {
+  if (!can_resolve()) {
+    return 0;
+  }
+  detail::PendingRequest pending;
+  pending.api = api_;
+  pending.ctx = ctx_;
+  pending.on_dns = std::move(done);
+  const uint64_t token = detail::RequestRegistry::instance().next_token();
+  pending.id = api_->dns_query(ctx_, str(name), static_cast<weir_dns_type_t>(type),
+                               &detail::dns_done, detail::token_to_user(token));
+  if (pending.id == 0) {
+    return 0;
+  }
+  const weir_request_id_t id = pending.id;
+  detail::track_request(token, std::move(pending));
+  return id;
+}
+
 inline void Host::cancel_request(weir_request_id_t id) const noexcept {
   if (id == 0 || !WEIR_SDK_HOST_HAS(api_, request_cancel)) {
     return;
@@ -881,6 +1070,13 @@ struct Target {
   uint32_t weight = 1; ///< >= 1
   bool healthy = true; ///< host view; ignored when publishing
   std::string id;      ///< stable identity; empty means the address
+  /// Lower is preferred: requests go to the lowest priority that has a healthy target (as SRV
+  /// priorities); 0 for all = one group. ABI 1.2: a host older than 1.2 neither receives nor
+  /// sends it (it reads 0).
+  uint32_t priority = 0;
+  /// Key/value pairs shown by weir's admin endpoint (e.g. DNS-SD TXT keys), in order. ABI 1.2, as
+  /// `priority`.
+  std::vector<std::pair<std::string, std::string>> metadata;
 
   /// The identity the host uses: `id`, or the address when `id` is empty.
   [[nodiscard]] std::string_view key() const noexcept { return id.empty() ? address : id; }
@@ -892,7 +1088,7 @@ inline constexpr size_t target_v1_size = offsetof(weir_target_t, id) + sizeof(we
 
 /// Copy the targets of a host array. Elements are strided by the struct_size the host stamped on
 /// them (so an array built by a newer minor with a longer struct still reads correctly) and only
-/// the fields the element declares are read.
+/// the fields the element declares are read (priority and metadata from ABI 1.2 hosts).
 inline std::vector<Target> read_targets(const weir_target_t* targets, size_t n) {
   std::vector<Target> out;
   if (targets == nullptr || n == 0) {
@@ -902,6 +1098,12 @@ inline std::vector<Target> read_targets(const weir_target_t* targets, size_t n) 
   const auto* bytes = reinterpret_cast<const unsigned char*>(targets);
   const size_t stride =
       targets[0].struct_size >= target_v1_size ? targets[0].struct_size : sizeof(weir_target_t);
+  const auto size =
+      static_cast<uint32_t>(std::min<size_t>(stride, std::numeric_limits<uint32_t>::max()));
+  const bool has_priority =
+      covers(size, offsetof(weir_target_t, priority), sizeof(weir_target_t::priority));
+  const bool has_metadata =
+      covers(size, offsetof(weir_target_t, metadata_count), sizeof(weir_target_t::metadata_count));
   for (size_t i = 0; i < n; ++i) {
     weir_target_t t{};
     std::memcpy(&t, bytes + i * stride, std::min(stride, sizeof(weir_target_t)));
@@ -910,6 +1112,16 @@ inline std::vector<Target> read_targets(const weir_target_t* targets, size_t n) 
     c.weight = t.weight == 0 ? 1 : t.weight;
     c.healthy = t.healthy != 0;
     c.id = std::string(view(t.id));
+    if (has_priority) {
+      c.priority = t.priority;
+    }
+    if (has_metadata && t.metadata != nullptr) {
+      c.metadata.reserve(t.metadata_count);
+      for (size_t k = 0; k < t.metadata_count; ++k) {
+        c.metadata.emplace_back(std::string(view(t.metadata[2 * k])),
+                                std::string(view(t.metadata[2 * k + 1])));
+      }
+    }
     out.push_back(std::move(c));
   }
   return out;
@@ -920,6 +1132,14 @@ inline weir_status_t Host::publish_targets(std::span<const Target> targets) cons
   if (api_ == nullptr || api_->publish_targets == nullptr) {
     return WEIR_ERROR_UNSUPPORTED;
   }
+  // Every metadata string of every target, in one array that does not move while `raw` points
+  // into it (the host copies both before publish_targets returns).
+  size_t metadata_total = 0;
+  for (const Target& t : targets) {
+    metadata_total += 2 * t.metadata.size();
+  }
+  std::vector<weir_str_t> metadata;
+  metadata.reserve(metadata_total);
   std::vector<weir_target_t> raw;
   raw.reserve(targets.size());
   for (const Target& t : targets) {
@@ -929,6 +1149,15 @@ inline weir_status_t Host::publish_targets(std::span<const Target> targets) cons
     r.weight = t.weight == 0 ? 1 : t.weight;
     r.healthy = t.healthy ? 1 : 0;
     r.id = str(t.id);
+    r.priority = t.priority;
+    if (!t.metadata.empty()) {
+      r.metadata = metadata.data() + metadata.size();
+      r.metadata_count = t.metadata.size();
+      for (const auto& [key, value] : t.metadata) {
+        metadata.push_back(str(key));
+        metadata.push_back(str(value));
+      }
+    }
     raw.push_back(r);
   }
   return api_->publish_targets(ctx_, raw.data(), raw.size());

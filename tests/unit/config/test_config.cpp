@@ -1431,6 +1431,37 @@ listeners = [{ address = "127.0.0.1:8080" }]
   check_same(*one.config, *again.config);
 }
 
+TEST_CASE("dns: servers, timeout, tries") {
+  auto ok = load(R"([dns]
+servers = ["127.0.0.1:5353", "10.0.0.2", "[::1]:53", "::1"]
+timeout = "500ms"
+tries = 3
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+)");
+  INFO(joined(ok));
+  REQUIRE(ok.ok());
+  CHECK(ok.config->dns.servers ==
+        std::vector<std::string>{"127.0.0.1:5353", "10.0.0.2:53", "[::1]:53", "[::1]:53"});
+  CHECK(ok.config->dns.timeout == 500ms);
+  CHECK(ok.config->dns.tries == 3);
+  auto again = load(dump_toml(*ok.config));
+  REQUIRE(again.ok());
+  CHECK(again.config->dns.servers == ok.config->dns.servers);
+  CHECK(again.config->dns.tries == 3);
+  auto bad = load(R"([dns]
+servers = ["dns.example:53", "unix:/x"]
+tries = 0
+[services.web]
+listeners = [{ address = "127.0.0.1:8080" }]
+)");
+  auto lines = lines_of(bad);
+  REQUIRE(lines.size() == 3);
+  CHECK(lines[0].rfind("weir.toml:2:12: dns.servers[0]: ", 0) == 0);
+  CHECK(lines[1] == "weir.toml:2:30: dns.servers[1]: a DNS server is an IP address with an optional port");
+  CHECK(lines[2] == "weir.toml:3:9: dns.tries: must be between 1 and 10 (got 0)");
+}
+
 TEST_CASE("admin: listen") {
   auto ok = load(R"([admin]
 listen = "127.0.0.1:9901"

@@ -41,13 +41,32 @@ _Static_assert(offsetof(weir_host_api_t, probe_start) ==
                "1.2 host functions come right after the 1.1 ones");
 _Static_assert(offsetof(weir_host_api_t, fetch_start) > offsetof(weir_host_api_t, probe_start),
                "fetch_start follows probe_start");
-_Static_assert(sizeof(weir_host_api_t) ==
+_Static_assert(offsetof(weir_host_api_t, request_cancel) ==
+                   offsetof(weir_host_api_t, fetch_start) + sizeof(void (*)(void)),
+               "request_cancel follows fetch_start");
+_Static_assert(offsetof(weir_host_api_t, dns_query) ==
                    offsetof(weir_host_api_t, request_cancel) + sizeof(void (*)(void)),
-               "request_cancel is the last host function");
+               "dns_query follows request_cancel");
+_Static_assert(sizeof(weir_host_api_t) ==
+                   offsetof(weir_host_api_t, dns_query) + sizeof(void (*)(void)),
+               "dns_query is the last host function");
 _Static_assert(offsetof(weir_probe_t, struct_size) == 0, "structs start with struct_size");
 _Static_assert(offsetof(weir_fetch_t, struct_size) == 0, "structs start with struct_size");
 _Static_assert(offsetof(weir_probe_result_t, struct_size) == 0, "structs start with struct_size");
 _Static_assert(offsetof(weir_fetch_result_t, struct_size) == 0, "structs start with struct_size");
+_Static_assert(offsetof(weir_dns_record_t, struct_size) == 0, "structs start with struct_size");
+_Static_assert(offsetof(weir_dns_result_t, struct_size) == 0, "structs start with struct_size");
+_Static_assert(WEIR_DNS_A == 1 && WEIR_DNS_PTR == 12 && WEIR_DNS_TXT == 16 && WEIR_DNS_AAAA == 28 &&
+                   WEIR_DNS_SRV == 33,
+               "DNS types are the RFC type codes");
+/* The target grew at its end (1.2); its 1.0 fields did not move. */
+_Static_assert(offsetof(weir_target_t, priority) >=
+                   offsetof(weir_target_t, id) + sizeof(weir_str_t),
+               "1.2 target fields come after the 1.0 ones");
+_Static_assert(offsetof(weir_target_t, metadata) > offsetof(weir_target_t, priority),
+               "metadata follows priority");
+_Static_assert(sizeof(weir_target_t) == offsetof(weir_target_t, metadata_count) + sizeof(size_t),
+               "metadata_count is the last target field");
 /* The observation grew at its end (1.2); its 1.0 fields did not move. */
 _Static_assert(offsetof(weir_health_observation_t, timed_out) >
                    offsetof(weir_health_observation_t, connect_failed),
@@ -86,6 +105,31 @@ weir_request_id_t c_probe(const weir_host_api_t* api, weir_host_ctx_t* ctx, weir
   probe.kind = WEIR_PROBE_TCP;
   probe.timeout_ms = 2000;
   return api->probe_start(ctx, &probe, c_probe_done, healthy);
+}
+
+/* A discovery plugin in C asks for SRV records only when the host has dns_query (1.2). */
+static void c_dns_done(void* user, const weir_dns_result_t* result) {
+  size_t i;
+  const unsigned char* bytes;
+  *(size_t*)user = 0;
+  if (result == NULL || result->status != WEIR_OK || result->records == NULL)
+    return;
+  bytes = (const unsigned char*)result->records;
+  for (i = 0; i < result->count; ++i) {
+    const weir_dns_record_t* r =
+        (const weir_dns_record_t*)(const void*)(bytes + i * result->records[0].struct_size);
+    if (r->type == WEIR_DNS_SRV && r->port != 0)
+      ++*(size_t*)user;
+  }
+}
+weir_request_id_t c_srv(const weir_host_api_t* api, weir_host_ctx_t* ctx, weir_str_t name,
+                        size_t* count);
+weir_request_id_t c_srv(const weir_host_api_t* api, weir_host_ctx_t* ctx, weir_str_t name,
+                        size_t* count) {
+  if (api->struct_size < offsetof(weir_host_api_t, dns_query) + sizeof(api->dns_query) ||
+      api->dns_query == NULL)
+    return 0;
+  return api->dns_query(ctx, name, WEIR_DNS_SRV, c_dns_done, count);
 }
 
 /* A complete filter plugin in C. */

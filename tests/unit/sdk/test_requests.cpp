@@ -141,7 +141,10 @@ TEST_CASE("requests: the ABI 1.2 layout") {
         offsetof(weir_host_api_t, probe_start) + sizeof(void*));
   CHECK(offsetof(weir_host_api_t, request_cancel) ==
         offsetof(weir_host_api_t, fetch_start) + sizeof(void*));
-  CHECK(sizeof(weir_host_api_t) == offsetof(weir_host_api_t, request_cancel) + sizeof(void*));
+  // dns_query, the last 1.2 function, follows them.
+  CHECK(offsetof(weir_host_api_t, dns_query) ==
+        offsetof(weir_host_api_t, request_cancel) + sizeof(void*));
+  CHECK(sizeof(weir_host_api_t) == offsetof(weir_host_api_t, dns_query) + sizeof(void*));
   // The observation grew at its end; its 1.0 part is unchanged.
   CHECK(offsetof(weir_health_observation_t, connect_failed) == 8 + sizeof(weir_str_t) + 4);
   CHECK(offsetof(weir_health_observation_t, timed_out) ==

@@ -185,11 +185,19 @@ struct AdminConfig {
   SourceLoc loc;
 };
 
+// The [dns] section: the resolvers discovery plugins query (through the host).
+struct DnsConfig {
+  std::vector<std::string> servers; // "ip", "ip:port" or "[ipv6]:port"; empty = /etc/resolv.conf
+  Duration timeout{2000};           // per try
+  uint32_t tries = 2;               // per server
+};
+
 struct Config {
   std::string source_path;
   SystemConfig system;
   LogConfig log;
   AdminConfig admin;
+  DnsConfig dns;
   std::vector<UpstreamConfig> upstreams; // in file order
   std::vector<ServiceConfig> services;   // in file order
 

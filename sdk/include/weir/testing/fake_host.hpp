@@ -15,16 +15,23 @@
 //
 // Everything the plugin tells the host is recorded for assertions: configuration errors with their
 // key path, log lines, published target sets, health reports, installed and removed certificates,
-// timers (fired manually with fire_due()), probes and fetches (ABI 1.2: they stay pending until the
-// test completes them with complete_probe() / complete_fetch() / fail_fetch()), local responses
-// and header edits (FakeHttp), and API misuse (calls the real host would refuse or that break the
-// ABI rules, e.g. reading the configuration after config_new).
+// timers (fired manually with fire_due()), probes, fetches and DNS queries (ABI 1.2: they stay
+// pending until the test completes them with complete_probe() / complete_fetch() / fail_fetch() /
+// answer_dns() / fail_dns()), local responses and header edits (FakeHttp), and API misuse (calls
+// the real host would refuse or that break the ABI rules, e.g. reading the configuration after
+// config_new).
 //
 //   auto health = cfg.health();
 //   health.set_targets({{"10.0.0.1:80"}});
 //   host.fire_due(5000);                                  // the checker's timer starts a probe
 //   auto probes = host.pending_probes();
 //   host.complete_probe(probes.at(0).id, false, "connection refused");
+//
+//   auto dns = cfg.discovery();                           // a discovery plugin asks DNS
+//   dns.start();
+//   auto query = host.pending_dns().at(0);                // name, type (WEIR_DNS_A, ...)
+//   host.answer_dns(query.id, {FakeDnsRecord::a("10.0.0.1", 30)});
+//   host.fail_dns(other.id, WEIR_ERROR, "timed out");     // or WEIR_ERROR_NOT_FOUND (NXDOMAIN)
 //
 // Single-threaded. A FakeHost must outlive every plugin, configuration and instance it made.
 // Only the C ABI headers are used, so it also tests plugins not written with sdk.hpp. Link with
@@ -219,14 +226,20 @@ using FakeConfig = FakeValue;
 /// A target as a test hands it to a load balancer or health checker, or as a plugin published it.
 struct FakeTarget {
   FakeTarget() = default;
-  /// A target; `{"10.0.0.1:80", 5}` or `{"10.0.0.1:80", 1, false, "id"}`.
-  FakeTarget(std::string address_, uint32_t weight_ = 1, bool healthy_ = true, std::string id_ = {})
-      : address(std::move(address_)), weight(weight_), healthy(healthy_), id(std::move(id_)) {}
+  /// A target; `{"10.0.0.1:80", 5}`, `{"10.0.0.1:80", 1, false, "id"}` or, with the fields of
+  /// ABI 1.2, `{"10.0.0.1:80", 1, true, "id", 10, {{"key", "value"}}}`.
+  FakeTarget(std::string address_, uint32_t weight_ = 1, bool healthy_ = true, std::string id_ = {},
+             uint32_t priority_ = 0,
+             std::vector<std::pair<std::string, std::string>> metadata_ = {})
+      : address(std::move(address_)), weight(weight_), healthy(healthy_), id(std::move(id_)),
+        priority(priority_), metadata(std::move(metadata_)) {}
 
   std::string address;
   uint32_t weight = 1;
   bool healthy = true;
   std::string id;
+  uint32_t priority = 0; ///< ABI 1.2; 0 from a plugin built for an older minor
+  std::vector<std::pair<std::string, std::string>> metadata; ///< ABI 1.2: key, value, in order
 
   friend bool operator==(const FakeTarget&, const FakeTarget&) = default;
 };
@@ -436,6 +449,79 @@ struct FakeFetch {
   [[nodiscard]] std::string effective_method() const { return method.empty() ? "GET" : method; }
 };
 
+/// A DNS query a plugin started (api->dns_query), as the host copied it.
+struct FakeDnsQuery {
+  weir_request_id_t id = 0;
+  std::string source;                ///< the plugin object that started it
+  std::string name;                  ///< as given (a trailing dot kept)
+  weir_dns_type_t type = WEIR_DNS_A; ///< WEIR_DNS_A, WEIR_DNS_AAAA, WEIR_DNS_SRV, ...
+  uint64_t started_ns = 0;           ///< the fake clock when it started
+  FakeRequestState state = FakeRequestState::Pending;
+};
+
+/// One answer record a test hands to answer_dns(). The host's rules are applied when it is
+/// delivered: `name` and `target` are lowercased and lose a trailing dot, and an empty `name`
+/// becomes the query's name.
+struct FakeDnsRecord {
+  weir_dns_type_t type = WEIR_DNS_A;
+  uint32_t ttl = 300; ///< seconds
+  std::string name;   ///< owner; empty = the query's name
+  std::string address;
+  std::string target;
+  uint16_t priority = 0;
+  uint16_t weight = 0;
+  uint16_t port = 0;
+  std::vector<std::string> txt;
+
+  /// An A record.
+  static FakeDnsRecord a(std::string address, uint32_t ttl = 300, std::string name = {}) {
+    FakeDnsRecord r;
+    r.type = WEIR_DNS_A;
+    r.address = std::move(address);
+    r.ttl = ttl;
+    r.name = std::move(name);
+    return r;
+  }
+  /// An AAAA record.
+  static FakeDnsRecord aaaa(std::string address, uint32_t ttl = 300, std::string name = {}) {
+    FakeDnsRecord r = a(std::move(address), ttl, std::move(name));
+    r.type = WEIR_DNS_AAAA;
+    return r;
+  }
+  /// An SRV record (RFC 2782 field order).
+  static FakeDnsRecord srv(uint16_t priority, uint16_t weight, uint16_t port, std::string target,
+                           uint32_t ttl = 300, std::string name = {}) {
+    FakeDnsRecord r;
+    r.type = WEIR_DNS_SRV;
+    r.priority = priority;
+    r.weight = weight;
+    r.port = port;
+    r.target = std::move(target);
+    r.ttl = ttl;
+    r.name = std::move(name);
+    return r;
+  }
+  /// A PTR record pointing to `target`.
+  static FakeDnsRecord ptr(std::string target, uint32_t ttl = 300, std::string name = {}) {
+    FakeDnsRecord r;
+    r.type = WEIR_DNS_PTR;
+    r.target = std::move(target);
+    r.ttl = ttl;
+    r.name = std::move(name);
+    return r;
+  }
+  /// A TXT record of the character-strings `strings`.
+  static FakeDnsRecord text(std::vector<std::string> strings, uint32_t ttl = 300,
+                            std::string name = {}) {
+    FakeDnsRecord r;
+    r.type = WEIR_DNS_TXT;
+    r.txt = std::move(strings);
+    r.ttl = ttl;
+    r.name = std::move(name);
+    return r;
+  }
+};
+
 /// A passive observation as the host delivers it to a health checker (FakeHealth::observe).
 struct FakeObservation {
   std::string target_id;       ///< id (or address) of the target
@@ -489,14 +575,81 @@ struct FakeTimer {
   void* user;
 };
 
-/// A running probe or fetch: where to deliver its result.
+/// What a running request is.
+enum class FakeRequestKind { Probe, Fetch, Dns };
+
+/// A running probe, fetch or DNS query: where to deliver its result.
 struct FakeRequestSlot {
   weir_request_id_t id;
   FakeCtx* ctx;
   weir_probe_cb probe_cb; ///< set for a probe
   weir_fetch_cb fetch_cb; ///< set for a fetch
   void* user;
+  weir_dns_cb dns_cb = nullptr; ///< set for a DNS query
+
+  [[nodiscard]] FakeRequestKind kind() const noexcept {
+    return probe_cb != nullptr
+               ? FakeRequestKind::Probe
+               : (fetch_cb != nullptr ? FakeRequestKind::Fetch : FakeRequestKind::Dns);
+  }
 };
+
+/// A DNS name as the host reports it: lowercase, without the trailing dot.
+inline std::string dns_normal(std::string_view name) {
+  if (!name.empty() && name.back() == '.' && name != ".") {
+    name.remove_suffix(1);
+  }
+  std::string out(name);
+  for (char& c : out) {
+    c = lower(c);
+  }
+  return out;
+}
+
+/// Why the host would refuse `name` for a query (empty when it is acceptable): empty, longer than
+/// 253 characters, an empty label or a label longer than 63 bytes (a "\." or "\DDD" escape
+/// counting as one byte, as in RFC 1035 presentation format), or a control character.
+inline std::string dns_name_problem(std::string_view name) {
+  if (!name.empty() && name.back() == '.' && (name.size() < 2 || name[name.size() - 2] != '\\')) {
+    name.remove_suffix(1);
+  }
+  if (name.empty()) {
+    return "empty name";
+  }
+  size_t label = 0;
+  size_t total = 0;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const auto c = static_cast<unsigned char>(name[i]);
+    if (c < 0x20 || c == 0x7f) {
+      return "control character in name";
+    }
+    if (c == '.') {
+      if (label == 0) {
+        return "empty label in name";
+      }
+      label = 0;
+      ++total;
+      continue;
+    }
+    if (c == '\\' && i + 1 < name.size()) {
+      const auto digit = [&name](size_t k) { return name[k] >= '0' && name[k] <= '9'; };
+      const bool decimal = i + 3 < name.size() && digit(i + 1) && digit(i + 2) && digit(i + 3);
+      i += decimal ? 3 : 1;
+    }
+    ++label;
+    ++total;
+    if (label > 63) {
+      return "label longer than 63 bytes";
+    }
+  }
+  if (label == 0) {
+    return "empty label in name";
+  }
+  if (total > 253) {
+    return "name longer than 253 characters";
+  }
+  return {};
+}
 
 /// A loaded library (or a linked entry) kept alive by everything made from it.
 struct Library {
@@ -719,6 +872,7 @@ public:
     api_.probe_start = &FakeHost::api_probe_start;
     api_.fetch_start = &FakeHost::api_fetch_start;
     api_.request_cancel = &FakeHost::api_request_cancel;
+    api_.dns_query = &FakeHost::api_dns_query;
     current() = this;
     verbose_ = std::getenv("WEIR_FAKE_HOST_VERBOSE") != nullptr;
   }
@@ -906,7 +1060,7 @@ public:
                  [](const FakeFetch& f) { return f.state == FakeRequestState::Pending; });
     return out;
   }
-  /// Number of probes and fetches still running.
+  /// Number of probes, fetches and DNS queries still running.
   [[nodiscard]] size_t pending_requests() const noexcept { return slots_.size(); }
 
   /// Finish the running probe `id`: connected when `ok`, else failed with `error` (e.g.
@@ -914,7 +1068,7 @@ public:
   /// with duration_ns = the fake time since the probe started. Returns false, calling nothing,
   /// when `id` is not a running probe (never started, completed, cancelled or abandoned).
   bool complete_probe(weir_request_id_t id, bool ok = true, std::string_view error = {}) {
-    const auto slot = take_slot(id, /*fetch=*/false);
+    const auto slot = take_slot(id, detail::FakeRequestKind::Probe);
     if (!slot) {
       return false;
     }
@@ -943,15 +1097,54 @@ public:
     return finish_fetch(id, WEIR_ERROR, error.empty() ? "connection refused" : error, 0, {}, {},
                         false);
   }
-  /// Why each probe_start / fetch_start was refused for what it asked (an empty address, a URL
-  /// that is not absolute http(s), a bad header, ...): it returned 0, as the real host does after
-  /// logging. Calls that break the ABI rules (wrong caller, NULL or short struct) go to misuse().
+  /// Why each probe_start / fetch_start / dns_query was refused for what it asked (an empty
+  /// address, a URL that is not absolute http(s), a bad header, an invalid name, an unsupported
+  /// record type, ...): it returned 0, as the real host does after logging. Calls that break the
+  /// ABI rules (wrong caller, NULL or short struct, NULL callback) go to misuse().
   [[nodiscard]] const std::vector<std::string>& request_refusals() const noexcept {
     return refusals_;
   }
-  /// While set, probe_start and fetch_start return 0 (a host that cannot start them), recorded in
-  /// request_refusals().
+  /// While set, probe_start, fetch_start and dns_query return 0 (a host that cannot start them),
+  /// recorded in request_refusals().
   void set_refuse_requests(bool refuse) noexcept { refuse_requests_ = refuse; }
+
+  // --- DNS queries (ABI 1.2) ---------------------------------------------------------------------
+
+  /// Every DNS query started (dns_query returned an id), in order, with what became of it.
+  [[nodiscard]] const std::vector<FakeDnsQuery>& dns_queries() const noexcept {
+    return dns_queries_;
+  }
+  /// The DNS queries still running, in start order (copies).
+  [[nodiscard]] std::vector<FakeDnsQuery> pending_dns() const {
+    std::vector<FakeDnsQuery> out;
+    std::copy_if(dns_queries_.begin(), dns_queries_.end(), std::back_inserter(out),
+                 [](const FakeDnsQuery& q) { return q.state == FakeRequestState::Pending; });
+    return out;
+  }
+  /// Answer the running DNS query `id` (status WEIR_OK) with `records` (none: the name exists but
+  /// has no record of the type) and `negative_ttl` (seconds; the SOA minimum of an empty answer,
+  /// 0 = unknown). The records are delivered as given (the type is not checked against the
+  /// query's, so tests can send odd answers), with the host's normalization of names (see
+  /// FakeDnsRecord). The callback runs now; false when `id` is not a running DNS query.
+  bool answer_dns(weir_request_id_t id, const std::vector<FakeDnsRecord>& records,
+                  uint32_t negative_ttl = 0) {
+    return finish_dns(id, WEIR_OK, {}, records, negative_ttl);
+  }
+  /// Finish the running DNS query `id` without an answer: `status` WEIR_ERROR_NOT_FOUND (the name
+  /// does not exist, NXDOMAIN; `error` defaults to "no such name") or WEIR_ERROR (server failure,
+  /// refused, timed out, malformed; `error` defaults to "server failure", pass "timed out" for a
+  /// timeout). Throws std::invalid_argument for any other status (the ABI allows no other). The
+  /// callback runs now; false when `id` is not a running DNS query.
+  bool fail_dns(weir_request_id_t id, weir_status_t status = WEIR_ERROR,
+                std::string_view error = {}, uint32_t negative_ttl = 0) {
+    if (status != WEIR_ERROR && status != WEIR_ERROR_NOT_FOUND) {
+      throw std::invalid_argument("fail_dns: status must be WEIR_ERROR or WEIR_ERROR_NOT_FOUND");
+    }
+    if (error.empty()) {
+      error = status == WEIR_ERROR_NOT_FOUND ? "no such name" : "server failure";
+    }
+    return finish_dns(id, status, error, {}, negative_ttl);
+  }
 
   // --- misuse ------------------------------------------------------------------------------------
 
@@ -959,8 +1152,8 @@ public:
   /// at destroy, publishing from a non-discovery object). A correct plugin leaves this empty.
   [[nodiscard]] const std::vector<std::string>& misuse() const noexcept { return misuse_; }
 
-  /// Forget recorded errors, logs, reports, misuse and finished probes and fetches (not timers,
-  /// nor the probes and fetches still running).
+  /// Forget recorded errors, logs, reports, misuse and finished probes, fetches and DNS queries
+  /// (not timers, nor the requests still running).
   void clear_records() {
     config_errors_.clear();
     logs_.clear();
@@ -973,6 +1166,8 @@ public:
     std::erase_if(probes_, [](const FakeProbe& p) { return p.state != FakeRequestState::Pending; });
     std::erase_if(fetches_,
                   [](const FakeFetch& f) { return f.state != FakeRequestState::Pending; });
+    std::erase_if(dns_queries_,
+                  [](const FakeDnsQuery& q) { return q.state != FakeRequestState::Pending; });
   }
 
   // --- used by the drivers -----------------------------------------------------------------------
@@ -988,7 +1183,7 @@ public:
     return contexts_.back().get();
   }
   /// Mark a context dead (its object was destroyed), drop its pending timers, and cancel its
-  /// running probes and fetches (Abandoned; weir does the same, so it is not misuse).
+  /// running probes, fetches and DNS queries (Abandoned; weir does the same, so it is not misuse).
   void retire_ctx(detail::FakeCtx* ctx) {
     ctx->alive = false;
     for (auto it = slots_.begin(); it != slots_.end();) {
@@ -1324,22 +1519,46 @@ private:
     }
     std::vector<FakeTarget> set;
     const auto* bytes = reinterpret_cast<const unsigned char*>(targets);
-    const size_t stride = n > 0 && targets[0].struct_size >= sizeof(weir_target_t)
-                              ? targets[0].struct_size
-                              : sizeof(weir_target_t);
+    // Strided by the first element's struct_size, which may be that of an older minor (1.0/1.1:
+    // up to `id`) or of a newer one (longer); only the fields it covers are read.
+    constexpr size_t v1_size = offsetof(weir_target_t, id) + sizeof(weir_str_t);
+    const size_t stride = n > 0 ? targets[0].struct_size : sizeof(weir_target_t);
+    if (n > 0 && stride < v1_size) {
+      h->add_misuse("publish_targets: target 0 has struct_size " + std::to_string(stride));
+      return WEIR_ERROR_INVALID;
+    }
+    const bool has_priority =
+        stride >= offsetof(weir_target_t, priority) + sizeof(weir_target_t::priority);
+    const bool has_metadata =
+        stride >= offsetof(weir_target_t, metadata_count) + sizeof(weir_target_t::metadata_count);
     for (size_t i = 0; i < n; ++i) {
       weir_target_t t{};
-      std::memcpy(&t, bytes + i * stride, sizeof(weir_target_t));
-      if (t.struct_size < sizeof(weir_target_t)) {
+      std::memcpy(&t, bytes + i * stride, std::min(stride, sizeof(weir_target_t)));
+      if (t.struct_size != stride) {
         h->add_misuse("publish_targets: target " + std::to_string(i) + " has struct_size " +
-                      std::to_string(t.struct_size));
+                      std::to_string(t.struct_size) + ", target 0 has " + std::to_string(stride));
         return WEIR_ERROR_INVALID;
       }
       if (t.address.len == 0) {
         return WEIR_ERROR_INVALID;
       }
-      set.push_back(FakeTarget{std::string(detail::sv(t.address)), t.weight == 0 ? 1 : t.weight,
-                               true, std::string(detail::sv(t.id))});
+      if (has_metadata && t.metadata == nullptr && t.metadata_count > 0) {
+        h->add_misuse("publish_targets: target " + std::to_string(i) +
+                      " has metadata_count > 0 and metadata NULL");
+        return WEIR_ERROR_INVALID;
+      }
+      FakeTarget out{std::string(detail::sv(t.address)), t.weight == 0 ? 1 : t.weight, true,
+                     std::string(detail::sv(t.id))};
+      if (has_priority) {
+        out.priority = t.priority;
+      }
+      if (has_metadata) {
+        for (size_t k = 0; k < t.metadata_count; ++k) {
+          out.metadata.emplace_back(std::string(detail::sv(t.metadata[2 * k])),
+                                    std::string(detail::sv(t.metadata[2 * k + 1])));
+        }
+      }
+      set.push_back(std::move(out));
     }
     ctx->published.push_back(set);
     h->published_.push_back(std::move(set));
@@ -1711,10 +1930,49 @@ private:
       h->slots_.erase(it);
     }
   }
+  static weir_request_id_t api_dns_query(weir_host_ctx_t* c, weir_str_t name, weir_dns_type_t type,
+                                         weir_dns_cb cb, void* user) noexcept {
+    detail::FakeCtx* ctx = ctx_of(c);
+    if (ctx == nullptr) {
+      return 0;
+    }
+    FakeHost* h = ctx->host;
+    try {
+      if (!request_caller_ok(ctx, &name, 0, 0, cb != nullptr, "dns_query")) {
+        return 0;
+      }
+      const std::string from = "dns_query from " + ctx->name + ": ";
+      if (h->refuse_requests_) {
+        return h->refuse(from + "refused (set_refuse_requests)");
+      }
+      const std::string_view n = detail::sv(name);
+      if (const std::string problem = detail::dns_name_problem(n); !problem.empty()) {
+        return h->refuse(from + problem + " ('" + std::string(n) + "')");
+      }
+      if (type != WEIR_DNS_A && type != WEIR_DNS_AAAA && type != WEIR_DNS_SRV &&
+          type != WEIR_DNS_TXT && type != WEIR_DNS_PTR) {
+        return h->refuse(from + "unsupported record type " + std::to_string(type));
+      }
+      FakeDnsQuery record;
+      record.id = ++h->next_request_;
+      record.source = ctx->name;
+      record.name = std::string(n);
+      record.type = type;
+      record.started_ns = h->now_ns_;
+      h->dns_queries_.push_back(std::move(record));
+      detail::FakeRequestSlot slot{h->next_request_, ctx, nullptr, nullptr, user};
+      slot.dns_cb = cb;
+      h->slots_.push_back(slot);
+      return h->next_request_;
+    } catch (...) {
+      return 0;
+    }
+  }
   /// The running request `id`, removed from the running set (nullopt when not running).
-  std::optional<detail::FakeRequestSlot> take_slot(weir_request_id_t id, bool fetch) {
+  std::optional<detail::FakeRequestSlot> take_slot(weir_request_id_t id,
+                                                   detail::FakeRequestKind kind) {
     auto it = std::find_if(slots_.begin(), slots_.end(), [&](const detail::FakeRequestSlot& s) {
-      return s.id == id && (fetch ? s.fetch_cb != nullptr : s.probe_cb != nullptr);
+      return s.id == id && s.kind() == kind;
     });
     if (it == slots_.end()) {
       return std::nullopt;
@@ -1742,11 +2000,72 @@ private:
         f.state = state;
       }
     }
+    for (FakeDnsQuery& q : dns_queries_) {
+      if (q.id == id) {
+        q.state = state;
+      }
+    }
+  }
+  bool finish_dns(weir_request_id_t id, weir_status_t status, std::string_view error,
+                  const std::vector<FakeDnsRecord>& records, uint32_t negative_ttl) {
+    const auto slot = take_slot(id, detail::FakeRequestKind::Dns);
+    if (!slot) {
+      return false;
+    }
+    FakeDnsQuery* record = nullptr;
+    for (FakeDnsQuery& q : dns_queries_) {
+      if (q.id == id) {
+        record = &q;
+      }
+    }
+    record->state = FakeRequestState::Completed;
+    // Storage for the views, alive until the callback returns (it may start queries, which moves
+    // `record`).
+    const std::string query_name = detail::dns_normal(record->name);
+    const std::string err(error);
+    std::vector<std::string> names;
+    std::vector<std::string> targets;
+    std::vector<std::vector<weir_str_t>> txts;
+    names.reserve(records.size());
+    targets.reserve(records.size());
+    txts.reserve(records.size());
+    std::vector<weir_dns_record_t> raw;
+    raw.reserve(records.size());
+    for (const FakeDnsRecord& rec : records) {
+      names.push_back(rec.name.empty() ? query_name : detail::dns_normal(rec.name));
+      targets.push_back(detail::dns_normal(rec.target));
+      txts.emplace_back();
+      for (const std::string& t : rec.txt) {
+        txts.back().push_back(detail::ws(t));
+      }
+      weir_dns_record_t r{};
+      r.struct_size = sizeof(r);
+      r.type = rec.type;
+      r.ttl = rec.ttl;
+      r.name = detail::ws(names.back());
+      r.address = detail::ws(rec.address);
+      r.target = detail::ws(targets.back());
+      r.priority = rec.priority;
+      r.weight = rec.weight;
+      r.port = rec.port;
+      r.txt = txts.back().empty() ? nullptr : txts.back().data();
+      r.txt_count = txts.back().size();
+      raw.push_back(r);
+    }
+    weir_dns_result_t result{};
+    result.struct_size = sizeof(result);
+    result.status = status;
+    result.error = detail::ws(err);
+    result.records = raw.empty() ? nullptr : raw.data();
+    result.count = raw.size();
+    result.negative_ttl = negative_ttl;
+    slot->dns_cb(slot->user, &result);
+    return true;
   }
   bool finish_fetch(weir_request_id_t id, weir_status_t status, std::string_view error,
                     uint32_t http_status, const FakeHeaders& headers, std::string_view body,
                     bool truncated) {
-    const auto slot = take_slot(id, /*fetch=*/true);
+    const auto slot = take_slot(id, detail::FakeRequestKind::Fetch);
     if (!slot) {
       return false;
     }
@@ -1792,6 +2111,7 @@ private:
   weir_timer_id_t next_timer_ = 0;
   std::vector<FakeProbe> probes_;
   std::vector<FakeFetch> fetches_;
+  std::vector<FakeDnsQuery> dns_queries_;
   std::vector<detail::FakeRequestSlot> slots_;
   std::vector<std::string> refusals_;
   weir_request_id_t next_request_ = 0;
@@ -1851,10 +2171,21 @@ public:
   std::shared_ptr<ConfigState> cfg_;
 };
 
-/// Targets in ABI form, viewing `src` (which must outlive the array).
-inline std::vector<weir_target_t> raw_targets(const std::vector<FakeTarget>& src) {
-  std::vector<weir_target_t> out;
-  out.reserve(src.size());
+/// Targets in ABI form, viewing `src` (which must outlive them).
+struct RawTargets {
+  std::vector<weir_target_t> targets;
+  std::vector<weir_str_t> metadata; ///< every target's key, value strings; does not move
+  [[nodiscard]] const weir_target_t* data() const noexcept { return targets.data(); }
+  [[nodiscard]] size_t size() const noexcept { return targets.size(); }
+};
+inline RawTargets raw_targets(const std::vector<FakeTarget>& src) {
+  RawTargets out;
+  size_t total = 0;
+  for (const FakeTarget& t : src) {
+    total += 2 * t.metadata.size();
+  }
+  out.metadata.reserve(total);
+  out.targets.reserve(src.size());
   for (const FakeTarget& t : src) {
     weir_target_t r{};
     r.struct_size = sizeof(weir_target_t);
@@ -1862,7 +2193,16 @@ inline std::vector<weir_target_t> raw_targets(const std::vector<FakeTarget>& src
     r.weight = t.weight;
     r.healthy = t.healthy ? 1 : 0;
     r.id = ws(t.id);
-    out.push_back(r);
+    r.priority = t.priority;
+    if (!t.metadata.empty()) {
+      r.metadata = out.metadata.data() + out.metadata.size();
+      r.metadata_count = t.metadata.size();
+      for (const auto& [key, value] : t.metadata) {
+        out.metadata.push_back(ws(key));
+        out.metadata.push_back(ws(value));
+      }
+    }
+    out.targets.push_back(r);
   }
   return out;
 }
@@ -1897,6 +2237,12 @@ public:
   [[nodiscard]] std::vector<FakeFetch> pending_fetches() const {
     std::vector<FakeFetch> out = host().pending_fetches();
     std::erase_if(out, [this](const FakeFetch& f) { return f.source != name(); });
+    return out;
+  }
+  /// The DNS queries this instance started that are still running (ABI 1.2).
+  [[nodiscard]] std::vector<FakeDnsQuery> pending_dns() const {
+    std::vector<FakeDnsQuery> out = host().pending_dns();
+    std::erase_if(out, [this](const FakeDnsQuery& q) { return q.source != name(); });
     return out;
   }
 
