@@ -359,6 +359,18 @@ private:
     }
   }
 
+  // Whether `target` is still in the worker's current set (discovery may have removed it while
+  // the request ran).
+  bool still_published(const upstream::Target& target) const {
+    const upstream::TargetSet* now = up_.targets.get();
+    if (now == snapshot_)
+      return true;
+    if (now == nullptr)
+      return false;
+    return std::any_of(now->targets.begin(), now->targets.end(),
+                       [&](const upstream::Target& t) { return t.id == target.id; });
+  }
+
   // Tell passive health checkers (if the upstream has any) how an attempt ended.
   void observe(const upstream::Target& target, uint32_t status, bool connect_failed, bool timed_out,
                Clock::time_point t0) {
@@ -430,7 +442,8 @@ private:
       lb_done(idx, req_.status, elapsed_ns(t0));
       if (outcome != Outcome::client_failed)
         observe(target, req_.status, false, outcome == Outcome::timeout, t0);
-      if (outcome == Outcome::done_reusable)
+      // A target that left the set while the request ran drains: its connection is not kept.
+      if (outcome == Outcome::done_reusable && still_published(target))
         worker_.pool().put(key, std::move(conn), ucfg_.pool_size, ucfg_.idle_timeout);
       bool retry = false;
       bool other = false;
