@@ -301,10 +301,9 @@ weir_request_id_t OutboundService::dns(HostCtx& ctx, std::string_view name, weir
   if (n.size() > 1 && n.back() == '.' && n[n.size() - 2] != '\\')
     n.pop_back();
   // Presentation format: escapes are c-ares' to parse; only control bytes are refused here.
-  bool valid = !n.empty() && n.size() <= 1024 &&
-               std::none_of(n.begin(), n.end(), [](char c) {
-                 return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-               });
+  bool valid = !n.empty() && n.size() <= 1024 && std::none_of(n.begin(), n.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
   if (!valid) {
     ctx.log->error("dns_query: invalid name \"{}\"", name);
     return 0;

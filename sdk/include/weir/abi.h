@@ -165,10 +165,11 @@ typedef struct weir_probe {
 } weir_probe_t;
 
 /* Flags of weir_fetch_t. */
-#define WEIR_FETCH_UPSTREAM_TLS 1u /* https: use the TLS settings of the upstream group the calling
-                                      health checker belongs to (CA, client certificate, server
-                                      name, verification), as proxied requests do */
-#define WEIR_FETCH_NO_VERIFY 2u    /* https: do not verify the server's certificate */
+/* https: use the TLS settings of the upstream group the calling health checker belongs to (CA,
+ * client certificate, server name, verification), as proxied requests do. */
+#define WEIR_FETCH_UPSTREAM_TLS 1u
+/* https: do not verify the server's certificate. */
+#define WEIR_FETCH_NO_VERIFY 2u
 
 /* An HTTP/1.1 request made by the host for a plugin (api->fetch_start). */
 typedef struct weir_fetch {
@@ -231,13 +232,13 @@ typedef uint32_t weir_dns_type_t;
 typedef struct weir_dns_record {
   uint32_t struct_size;
   weir_dns_type_t type;
-  uint32_t ttl;        /* seconds, as received */
-  weir_str_t name;     /* the owner name, lowercase, without the trailing dot */
-  weir_str_t address;  /* A, AAAA: the address as text ("10.0.0.1", "2001:db8::1") */
-  weir_str_t target;   /* SRV: the target host; PTR: the name pointed to (lowercase, no dot) */
-  uint16_t priority;   /* SRV */
-  uint16_t weight;     /* SRV */
-  uint16_t port;       /* SRV */
+  uint32_t ttl;          /* seconds, as received */
+  weir_str_t name;       /* the owner name, lowercase, without the trailing dot */
+  weir_str_t address;    /* A, AAAA: the address as text ("10.0.0.1", "2001:db8::1") */
+  weir_str_t target;     /* SRV: the target host; PTR: the name pointed to (lowercase, no dot) */
+  uint16_t priority;     /* SRV */
+  uint16_t weight;       /* SRV */
+  uint16_t port;         /* SRV */
   const weir_str_t* txt; /* TXT: the record's character-strings, in order */
   size_t txt_count;
 } weir_dns_record_t;
@@ -400,12 +401,13 @@ typedef struct weir_host_api {
    * "\." and "\DDD" escape a dot or any byte inside a label, as DNS-SD instance names need; a
    * trailing dot is allowed). Names the host returns (record owners, SRV and PTR targets) are in
    * that format, lowercased, without the trailing dot, and can be queried as they are; the root
-   * (an SRV target of ".", "no such service") is returned as an empty string. `cb` runs exactly once
-   * when the answer (or the failure, after the configured timeout and tries) is known, unless
+   * (an SRV target of ".", "no such service") is returned as an empty string. `cb` runs exactly
+   * once when the answer (or the failure, after the configured timeout and tries) is known, unless
    * the query is cancelled with request_cancel. Returns the id, or 0 when it could not start (an
-   * empty name, one longer than 1024 bytes or with control characters, an unsupported type, a caller that is not a control-thread object; the
-   * host logs why). Answers are not cached by the host: every call asks the servers.
-   * OWNERSHIP: `name` is copied. THREADING: as for probe_start. */
+   * empty name, one longer than 1024 bytes or with control characters, an unsupported type, a
+   * caller that is not a control-thread object; the host logs why). Answers are not cached by the
+   * host: every call asks the servers. OWNERSHIP: `name` is copied. THREADING: as for probe_start.
+   */
   weir_request_id_t (*dns_query)(weir_host_ctx_t* ctx, weir_str_t name, weir_dns_type_t type,
                                  weir_dns_cb cb, void* user);
 } weir_host_api_t;

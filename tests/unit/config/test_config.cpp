@@ -1458,7 +1458,8 @@ listeners = [{ address = "127.0.0.1:8080" }]
   auto lines = lines_of(bad);
   REQUIRE(lines.size() == 3);
   CHECK(lines[0].rfind("weir.toml:2:12: dns.servers[0]: ", 0) == 0);
-  CHECK(lines[1] == "weir.toml:2:30: dns.servers[1]: a DNS server is an IP address with an optional port");
+  CHECK(lines[1] ==
+        "weir.toml:2:30: dns.servers[1]: a DNS server is an IP address with an optional port");
   CHECK(lines[2] == "weir.toml:3:9: dns.tries: must be between 1 and 10 (got 0)");
 }
 
