@@ -199,16 +199,34 @@ private:
       t.metadata = std::move(p.metadata);
       next.push_back(std::move(t));
     }
-    // One line per change, naming what came and went.
+    // One line per change, naming what came, what went and what changed (weight, priority,
+    // address or metadata of a target that stays).
     std::vector<std::string> added;
     std::vector<std::string> removed;
+    std::vector<std::string> changed;
     std::set<std::string> now;
     for (const auto& t : next) {
       now.insert(t.id);
       if (!current_ids_.count(t.id)) {
         added.push_back(t.id);
         since_[t.id] = std::chrono::steady_clock::now();
+        continue;
       }
+      auto old = std::find_if(targets_.begin(), targets_.end(),
+                              [&](const upstream::Target& o) { return o.id == t.id; });
+      if (old == targets_.end())
+        continue;
+      std::string what;
+      if (old->weight != t.weight)
+        what += fmt::format(" weight {}->{}", old->weight, t.weight);
+      if (old->priority != t.priority)
+        what += fmt::format(" priority {}->{}", old->priority, t.priority);
+      if (old->address != t.address)
+        what += fmt::format(" address {}->{}", old->address, t.address);
+      if (old->metadata != t.metadata)
+        what += " metadata";
+      if (!what.empty())
+        changed.push_back(t.id + what);
     }
     for (const auto& id : current_ids_) {
       if (!now.count(id)) {
@@ -217,9 +235,11 @@ private:
         since_.erase(id);
       }
     }
-    if (!added.empty() || !removed.empty() || version_ == 0)
-      log_->info("upstream {}: {} targets (added: [{}], removed: [{}])", name(), next.size(),
-                 fmt::join(added, ", "), fmt::join(removed, ", "));
+    if (!added.empty() || !removed.empty() || !changed.empty() || version_ == 0)
+      log_->info("upstream {}: {} targets (added: [{}], removed: [{}]{}{}{})", name(), next.size(),
+                 fmt::join(added, ", "), fmt::join(removed, ", "),
+                 changed.empty() ? "" : ", changed: [", fmt::join(changed, ", "),
+                 changed.empty() ? "" : "]");
     current_ids_ = std::move(now);
     targets_ = std::move(next);
     publish();

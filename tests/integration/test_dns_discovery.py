@@ -218,8 +218,11 @@ class AddrOrigin(wt.Origin):
         self._socks = set()
         self._threads = []
         self.unix_path = None
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         deadline = time.monotonic() + wait_free
         while True:
             try:
@@ -231,8 +234,9 @@ class AddrOrigin(wt.Origin):
                     raise
                 time.sleep(0.05)
         self.sock.listen(256)
-        self.addr = self.sock.getsockname()
-        self.address = f"{self.addr[0]}:{self.addr[1]}"
+        self.addr = self.sock.getsockname()[:2]
+        self.address = (f"[{self.addr[0]}]:{self.addr[1]}" if family == socket.AF_INET6
+                        else f"{self.addr[0]}:{self.addr[1]}")
         self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True,
                                                name=f"origin-{name}-accept")
         self._accept_thread.start()
@@ -362,11 +366,12 @@ def admin_targets(port: int) -> dict[str, dict]:
     return {t["address"]: t for t in admin_group(port)["targets"]}
 
 
-_CHANGE_RE = re.compile(r"upstream app: (\d+) targets \(added: \[(.*?)\], removed: \[(.*?)\]\)")
+_CHANGE_RE = re.compile(r"upstream app: (\d+) targets \(added: \[(.*?)\], removed: \[(.*?)\]"
+                        r"(?:, changed: \[(.*?)\])?\)")
 
 
 class Change:
-    """A `upstream app: N targets (added: [...], removed: [...])` line."""
+    """A `upstream app: N targets (added: [...], removed: [...][, changed: [...]])` line."""
 
     def __init__(self, index: int, when: float, m: re.Match):
         self.index = index
@@ -374,6 +379,7 @@ class Change:
         self.count = int(m.group(1))
         self.added = [x.strip() for x in m.group(2).split(",") if x.strip()]
         self.removed = [x.strip() for x in m.group(3).split(",") if x.strip()]
+        self.changed = [x.strip() for x in (m.group(4) or "").split(",") if x.strip()]
         self.text = m.group(0)
 
     def __repr__(self) -> str:
@@ -538,6 +544,50 @@ class DnsDiscoveryTest(wt.WeirTestCase):
                          [first.text, added.text, removed.text])
         print(f"\n  timings: added after {added.time - t0:.2f}s (first request after "
               f"{t_first_d:.2f}s), removed after {removed.time - t1:.2f}s", flush=True)
+
+    # ---------------------------------------------------------------------------------------------
+    def test_aaaa_and_both_families(self):
+        # family = "ipv6" follows AAAA records only; "both" takes A and AAAA. Loopback has one
+        # IPv6 address, so the IPv6 origin is [::1] and the IPv4 one 127.0.0.1 on the same port.
+        self.require_plugin("dns")
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6")
+        for _ in range(20):
+            port = wt.free_port()
+            try:
+                v6 = AddrOrigin("v6", "::1", port)
+            except OSError as e:
+                if e.errno == errno.EADDRNOTAVAIL:
+                    self.skipTest("::1 is not configured")
+                continue
+            try:
+                v4 = AddrOrigin("v4", "127.0.0.1", port)
+            except OSError:
+                v6.stop()
+                continue
+            break
+        else:
+            raise AssertionError("no port free on both 127.0.0.1 and ::1")
+        self.addCleanup(v6.stop)
+        self.addCleanup(v4.stop)
+        knot = self.knot("web 1 A 127.0.0.1\nweb 1 AAAA ::1\nsix 1 AAAA ::1\n")
+        self.assertEqual(knot.dig("web.example.test", "AAAA"), ["::1"])
+        for family, name, expect in (("ipv6", "six", [v6]), ("ipv6", "web", [v6]),
+                                     ("both", "web", [v4, v6]), ("ipv4", "web", [v4])):
+            with self.subTest(family=family, name=name):
+                admin = wt.free_port()
+                w = self.start_weir(dns_config(
+                    knot.port, f'{{ use = "dns", name = "{name}.example.test", port = {port}, '
+                               f'family = "{family}" }}', admin_port=admin))
+                first = self.change_after(w, 0, 5.0, lambda ch: ch.count > 0)
+                self.assertIsNotNone(first, "weir published no target within 5 s")
+                self.assertEqual(sorted(first.added), sorted(o.address for o in expect),
+                                 f"{first}")
+                client = Client(w.addr())
+                seen = collections.Counter(client.get(f"/{family}/{i}")[1] for i in range(10))
+                client.close()
+                self.assertEqual(seen, {o.name: 10 // len(expect) for o in expect})
+                w.stop()
 
     # ---------------------------------------------------------------------------------------------
     def test_removed_target_drains(self):
@@ -760,6 +810,69 @@ class DnsDiscoveryTest(wt.WeirTestCase):
               f"split {dict(seen)}", flush=True)
 
     # ---------------------------------------------------------------------------------------------
+    def test_srv_weight_change_followed_under_load(self):
+        # The weights of records that stay are changed in the zone: weir logs the change, the
+        # split follows within the TTL plus a margin, and a load loop sees no failure.
+        self.require_plugin("srv")
+        a = self.addr_origin("a")
+        b = self.addr_origin("b")
+        knot = self.knot(
+            f"_http._tcp 1 SRV 10 3 {a.addr[1]} host-a\n"
+            f"_http._tcp 1 SRV 10 1 {b.addr[1]} host-b\n"
+            "host-a 1 A 127.0.0.1\nhost-b 1 A 127.0.0.1\n")
+        admin = wt.free_port()
+        w = self.start_weir(dns_config(
+            knot.port, '{ use = "srv", name = "_http._tcp.example.test", refresh = "ttl", '
+                       'ttl-min = "500ms" }', admin_port=admin))
+        first = self.change_after(w, 0, 5.0, lambda ch: ch.count > 0)
+        self.assertIsNotNone(first, "weir published no target within 5 s")
+        self.assertEqual(sorted(first.added), sorted([a.address, b.address]), f"{first}")
+        self.assertEqual({k: t["weight"] for k, t in admin_targets(admin).items()},
+                         {a.address: 3, b.address: 1})
+
+        client = Client(w.addr())
+        self.addCleanup(client.close)
+        seen = collections.Counter(client.get(f"/w1/{i}")[1] for i in range(80))
+        self.assertEqual(seen, {"a": 60, "b": 20}, "SRV weights 3:1")
+
+        load = LoadLoop(w.addr(), limit=30.0).start()
+        self.addCleanup(load.stop)
+        self.assertTrue(wt.wait_until(lambda: load.count() > 20, 3.0))
+        # One atomic update: a's weight 3 -> 1, b's 1 -> 3 (an SRV record's weight is part of
+        # its data, so the record is replaced).
+        t0 = time.monotonic()
+        knot.update(f"update delete _http._tcp.example.test SRV 10 3 {a.addr[1]} "
+                    "host-a.example.test.",
+                    f"update delete _http._tcp.example.test SRV 10 1 {b.addr[1]} "
+                    "host-b.example.test.",
+                    f"update add _http._tcp.example.test 1 SRV 10 1 {a.addr[1]} "
+                    "host-a.example.test.",
+                    f"update add _http._tcp.example.test 1 SRV 10 3 {b.addr[1]} "
+                    "host-b.example.test.")
+        ch = self.change_after(w, first.index + 1, 5.0, lambda ch: len(ch.changed) == 2)
+        self.assertIsNotNone(ch, "no change line naming the two new weights within 5 s (dig: "
+                                 f"{knot.dig('_http._tcp.example.test', 'SRV')})")
+        self.assertLess(ch.time - t0, 3.0, f"weights followed {ch.time - t0:.2f}s after the "
+                                           "update (TTL 1 s)")
+        self.assertEqual((ch.count, ch.added, ch.removed), (2, [], []), f"{ch}")
+        self.assertEqual(sorted(ch.changed), sorted([f"{a.address} weight 3->1",
+                                                     f"{b.address} weight 1->3"]), f"{ch}")
+        self.assertEqual({k: t["weight"] for k, t in admin_targets(admin).items()},
+                         {a.address: 1, b.address: 3})
+        since = time.monotonic()
+        time.sleep(1.0)
+        load.stop()
+        self.assertEqual(load.failures, [], f"failed requests ({load.count()} in all)")
+        after_a, after_b = load.served_by("a", since), load.served_by("b", since)
+        self.assertGreater(after_a + after_b, 40, "the load loop stalled after the change")
+        self.assertLess(abs(after_b - 3 * after_a), 8,
+                        f"load after the change: a {after_a}, b {after_b} (weights 1:3)")
+        seen = collections.Counter(client.get(f"/w2/{i}")[1] for i in range(80))
+        self.assertEqual(seen, {"a": 20, "b": 60}, "SRV weights 1:3 after the change")
+        print(f"\n  timings: weights followed {ch.time - t0:.2f}s after the update; "
+              f"{load.count()} requests under load, 0 failed", flush=True)
+
+    # ---------------------------------------------------------------------------------------------
     def test_dns_sd_instances_metadata_and_changes(self):
         self.require_plugin("dns-sd")
         o = {n: self.addr_origin(n) for n in ("one", "two", "three", "four")}
@@ -821,6 +934,19 @@ class DnsDiscoveryTest(wt.WeirTestCase):
         seen = collections.Counter(client.get(f"/sd2/{i}")[1] for i in range(70))
         self.assertEqual(seen, {"one": 30, "three": 20, "four": 20}, "TXT weights 3:2:2")
         self.assertEqual(o["two"].request_count, before_two)
+
+        # Instance one's TXT weight changes 3 -> 1: the same target, a new weight.
+        t1 = time.monotonic()
+        knot.update("update delete one._http._tcp.example.test TXT",
+                    'update add one._http._tcp.example.test 1 TXT "weight=1" "zone=a"')
+        ch2 = self.change_after(w, ch.index + 1, 5.0, lambda c: len(c.changed) == 1)
+        self.assertIsNotNone(ch2, "the TXT weight change was not followed within 5 s")
+        self.assertLess(ch2.time - t1, 3.0, f"followed {ch2.time - t1:.2f}s after the update")
+        self.assertEqual((ch2.added, ch2.removed), ([], []), f"{ch2}")
+        self.assertTrue(ch2.changed[0].startswith(f"{o['one'].address} weight 3->1"), f"{ch2}")
+        self.assertEqual(admin_targets(admin)[o["one"].address]["weight"], 1)
+        seen = collections.Counter(client.get(f"/sd3/{i}")[1] for i in range(50))
+        self.assertEqual(seen, {"one": 10, "three": 20, "four": 20}, "TXT weights 1:2:2")
         print(f"\n  timings: instances followed {ch.time - t0:.2f}s after the update", flush=True)
 
     # ---------------------------------------------------------------------------------------------
