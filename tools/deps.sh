@@ -10,6 +10,7 @@ packages=(
   libc-ares-dev
   python3 curl procps openssl nghttp2-client nghttp2-server testssl.sh
   knot knot-dnsutils bind9-dnsutils
+  valgrind wrk nginx haproxy linux-perf
 )
 
 missing=()

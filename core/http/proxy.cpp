@@ -539,7 +539,7 @@ private:
         co_return Outcome::aborted;
     }
     if (!relay_)
-      relay_ = std::make_unique<char[]>(kRelayBufferSize);
+      relay_ = std::make_unique_for_overwrite<char[]>(kRelayBufferSize);
     bool body_ok = true;
     while (req_.has_body && !body_.done() && body_ok) {
       body_started_ = true;
@@ -684,7 +684,7 @@ private:
     }
     // Stream the request body (if any) from the client to the upstream.
     if (!relay_)
-      relay_ = std::make_unique<char[]>(kRelayBufferSize);
+      relay_ = std::make_unique_for_overwrite<char[]>(kRelayBufferSize);
     do {
       if (!body_.done()) {
         body_started_ = true;

@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""A deterministic performance regression check: user-space instructions that weir executes per
+proxied request, HTTP/1.1 keep-alive on both sides, tiny response, one worker.
+
+weir runs under `valgrind --tool=callgrind` twice, once for a short load and once for a load
+10,000 requests longer; the difference of the two instruction totals divided by 10,000 is the
+cost of one request with start-up, shutdown and warm-up cancelled out. It repeats to well under
+1% between runs and does not depend on the machine's speed or load, unlike requests/s, which
+is never gated on.
+
+The result is compared with tests/bench/callgrind-threshold.txt (`max-instructions-per-request`
+for the build type at hand). Exit status: 0 within the threshold, 1 above it or on an error,
+77 (ctest: skipped) when valgrind or h2load is missing.
+
+    tests/bench/callgrind_check.py --weir build/ci/bin/weir [--requests 10000] [--update]
+
+`--update` writes the measured figure plus 5% into the threshold file (for a change that makes
+a request legitimately more expensive; say why in the commit)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+THRESHOLD_FILE = os.path.join(HERE, "callgrind-threshold.txt")
+SKIP = 77
+BODY = b"Hello, World!"
+
+
+class Origin:
+    """A keep-alive HTTP/1.1 origin answering every request with a fixed 13-byte body. It runs
+    at native speed while weir crawls under valgrind, so it is never the bottleneck."""
+
+    RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+                + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c: socket.socket) -> None:
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buf = b""
+        try:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    return
+                buf += data
+                out = []
+                while True:
+                    end = buf.find(b"\r\n\r\n")
+                    if end < 0:
+                        break
+                    buf = buf[end + 4:]  # GETs without a body
+                    out.append(self.RESPONSE)
+                if out:
+                    c.sendall(b"".join(out))
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.sock.close()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
+def build_type(weir: str) -> str:
+    """CMAKE_BUILD_TYPE of the build tree holding the binary (thresholds differ per type)."""
+    cache = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(weir))),
+                         "CMakeCache.txt")
+    try:
+        with open(cache) as f:
+            for line in f:
+                if line.startswith("CMAKE_BUILD_TYPE:"):
+                    return line.split("=", 1)[1].strip() or "unknown"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def read_thresholds() -> dict[str, int]:
+    out = {}
+    with open(THRESHOLD_FILE) as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            key, value = line.split("=", 1)
+            out[key.strip()] = int(value.strip().replace("_", ""))
+    return out
+
+
+def write_threshold(kind: str, value: int) -> None:
+    with open(THRESHOLD_FILE) as f:
+        lines = f.readlines()
+    key = f"max-instructions-per-request.{kind}"
+    for i, line in enumerate(lines):
+        if line.split("=", 1)[0].strip() == key:
+            lines[i] = f"{key} = {value}\n"
+            break
+    else:
+        lines.append(f"{key} = {value}\n")
+    with open(THRESHOLD_FILE, "w") as f:
+        f.writelines(lines)
+
+
+def run_once(weir: str, origin: Origin, requests: int, tmp: str, tag: str) -> int:
+    """weir under callgrind serving `requests` GETs: the total of instructions it executed."""
+    port = free_port()
+    conf = os.path.join(tmp, f"weir-{tag}.toml")
+    with open(conf, "w") as f:
+        f.write(f"""[system]
+workers = 1
+shutdown-grace = "5s"
+
+[log]
+level = "warn"
+access-log = false
+
+[upstreams.origin]
+discovery = {{ use = "static", targets = ["127.0.0.1:{origin.port}"] }}
+lb = {{ use = "round-robin" }}
+pool-size = 64
+
+[services.bench]
+listeners = [{{ address = "127.0.0.1:{port}" }}]
+upstream = "origin"
+""")
+    out = os.path.join(tmp, f"callgrind-{tag}.out")
+    log = open(os.path.join(tmp, f"weir-{tag}.log"), "w")
+    proc = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
+         "--compress-strings=no", weir, "run", "-c", conf],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        if not wait_port(port, 120):
+            raise RuntimeError(f"weir under valgrind did not listen on {port} within 120 s "
+                               f"(log: {log.name})")
+        # Four connections, each sending one request at a time: the shape of a keep-alive client.
+        load = subprocess.run(["h2load", "--h1", "-n", str(requests), "-c", "4", "-m", "1",
+                               f"http://127.0.0.1:{port}/"],
+                              capture_output=True, text=True, timeout=600)
+        m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                      r"(\d+) failed, (\d+) errored", load.stdout)
+        if load.returncode != 0 or not m or int(m.group(4)) != requests:
+            raise RuntimeError(f"h2load did not complete {requests} requests:\n{load.stdout}\n"
+                               f"{load.stderr}")
+        m2 = re.search(r"status codes: (\d+) 2xx", load.stdout)
+        if not m2 or int(m2.group(1)) != requests:
+            raise RuntimeError(f"not every response was a 2xx:\n{load.stdout}")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+    total = 0
+    found = False
+    with open(out) as f:
+        for line in f:
+            if line.startswith("summary:") or line.startswith("totals:"):
+                total = int(line.split()[1])
+                found = True
+                if line.startswith("summary:"):
+                    break
+    if not found:
+        raise RuntimeError(f"no instruction total in {out}")
+    return total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--weir", default=os.environ.get("WEIR_BIN", "build/ci/bin/weir"))
+    ap.add_argument("--requests", type=int, default=10000,
+                    help="requests in the difference of the two runs (default 10000)")
+    ap.add_argument("--base", type=int, default=2000,
+                    help="requests of the short run (default 2000)")
+    ap.add_argument("--keep", metavar="DIR",
+                    help="keep the callgrind output files (for callgrind_annotate) in DIR")
+    ap.add_argument("--update", action="store_true",
+                    help="write the measured figure + 5%% as the threshold")
+    args = ap.parse_args()
+
+    for tool, package in (("valgrind", "valgrind"), ("h2load", "nghttp2-client")):
+        if shutil.which(tool) is None:
+            print(f"callgrind check skipped: {tool} is not installed (Debian: {package})")
+            return SKIP
+    if not os.access(args.weir, os.X_OK):
+        print(f"callgrind check: no weir binary at {args.weir}")
+        return 1
+    kind = build_type(args.weir)
+    origin = Origin()
+    started = time.monotonic()
+    try:
+        with tempfile.TemporaryDirectory(prefix="weir-callgrind-") as tmp:
+            where = args.keep or tmp
+            os.makedirs(where, exist_ok=True)
+            short = run_once(args.weir, origin, args.base, where, "short")
+            long = run_once(args.weir, origin, args.base + args.requests, where, "long")
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+        print(f"callgrind check failed to measure: {e}")
+        return 1
+    finally:
+        origin.stop()
+    per_request = (long - short) / args.requests
+    print(f"weir ({kind} build): {per_request:,.0f} user-space instructions per request "
+          f"(HTTP/1.1 keep-alive, tiny response; {short:,} instructions for {args.base} "
+          f"requests, {long:,} for {args.base + args.requests}; origin connections opened: "
+          f"{origin.accepted}; {time.monotonic() - started:.0f} s)")
+    if args.update:
+        value = int(per_request * 1.05)
+        write_threshold(kind, value)
+        print(f"threshold for {kind} builds set to {value:,} in {THRESHOLD_FILE}")
+        return 0
+    try:
+        limits = read_thresholds()
+    except (OSError, ValueError) as e:
+        print(f"cannot read {THRESHOLD_FILE}: {e}")
+        return 1
+    limit = limits.get(f"max-instructions-per-request.{kind}")
+    if limit is None:
+        print(f"no threshold for {kind} builds in {THRESHOLD_FILE}: nothing to compare with")
+        return SKIP
+    if per_request > limit:
+        print(f"REGRESSION: {per_request:,.0f} instructions per request is above the threshold "
+              f"of {limit:,} for {kind} builds ({THRESHOLD_FILE}). Profile it with "
+              f"callgrind_annotate; if the cost is deliberate, raise the threshold with "
+              f"--update and say why in the commit.")
+        return 1
+    print(f"ok: within the threshold of {limit:,} for {kind} builds")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
