@@ -15,12 +15,13 @@
 // Eligible targets, in order of preference: healthy and not excluded; else (every target is
 // unhealthy or excluded) not excluded, whatever the health (fail open); else none, and pick answers
 // WEIR_ERROR_NOT_FOUND. A pick scans the targets once and does not allocate. No keys besides `use`.
+#include "../common/in_flight.hpp"
+
 #include <weir/sdk.hpp>
 
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #ifndef WEIR_PLUGIN_VERSION
@@ -31,37 +32,10 @@ namespace {
 
 class LeastConnections {
 public:
-  void on_targets(const std::vector<weir::sdk::Target>& targets) {
-    std::unordered_map<std::string, uint64_t> previous;
-    for (const Peer& p : peers_) {
-      previous.emplace(p.key, p.in_flight);
-    }
-    std::vector<Peer> next;
-    next.reserve(targets.size());
-    for (const weir::sdk::Target& t : targets) {
-      Peer p;
-      p.key = std::string(t.key());
-      p.weight = t.weight == 0 ? 1 : t.weight;
-      p.healthy = t.healthy;
-      if (auto it = previous.find(p.key); it != previous.end()) {
-        p.in_flight = it->second;
-        previous.erase(it); // a key listed twice inherits its count once
-      }
-      next.push_back(std::move(p));
-    }
-    peers_ = std::move(next);
-  }
-
-  void on_start(size_t index) {
-    if (index < peers_.size()) {
-      ++peers_[index].in_flight;
-    }
-  }
-
-  void on_done(size_t index, uint32_t /*status*/, uint64_t /*duration_ns*/) {
-    if (index < peers_.size() && peers_[index].in_flight > 0) {
-      --peers_[index].in_flight;
-    }
+  void on_targets(const std::vector<weir::sdk::Target>& targets) { load_.on_targets(targets); }
+  void on_start(size_t index) { load_.on_start(index); }
+  void on_done(size_t index, uint32_t status, uint64_t duration_ns) {
+    load_.on_done(index, status, duration_ns);
   }
 
   std::optional<size_t> pick(const weir::sdk::PickRequest& req) {
@@ -72,27 +46,16 @@ public:
   }
 
 private:
-  struct Peer {
-    std::string key;
-    uint64_t weight = 1;
-    uint64_t in_flight = 0;
-    bool healthy = true;
-  };
-
-  /// True when a carries fewer requests per unit of weight than b.
-  [[nodiscard]] bool less_loaded(const Peer& a, const Peer& b) const noexcept {
-    return a.in_flight * b.weight < b.in_flight * a.weight;
-  }
-
   std::optional<size_t> pick_among(const weir::sdk::PickRequest& req, bool require_healthy) {
-    const size_t n = peers_.size();
+    const auto& peers = load_.peers();
+    const size_t n = peers.size();
     std::optional<size_t> best;
     for (size_t k = 0; k < n; ++k) {
       const size_t i = (next_ + k) % n;
-      if (req.is_excluded(i) || (require_healthy && !peers_[i].healthy)) {
+      if (req.is_excluded(i) || (require_healthy && !peers[i].healthy)) {
         continue;
       }
-      if (!best || less_loaded(peers_[i], peers_[*best])) {
+      if (!best || weir::plugins::lb::less_loaded(peers[i], peers[*best])) {
         best = i;
       }
     }
@@ -102,7 +65,7 @@ private:
     return best;
   }
 
-  std::vector<Peer> peers_;
+  weir::plugins::lb::InFlight load_;
   size_t next_ = 0; // where the next scan starts
 };
 

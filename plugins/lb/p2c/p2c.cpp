@@ -18,13 +18,14 @@
 // unhealthy or excluded) not excluded, whatever the health (fail open); else none, and pick answers
 // WEIR_ERROR_NOT_FOUND. A pick walks the target list at most three times and does not allocate. No
 // keys besides `use`.
+#include "../common/in_flight.hpp"
+
 #include <weir/sdk.hpp>
 
 #include <cstdint>
 #include <optional>
 #include <random>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #ifndef WEIR_PLUGIN_VERSION
@@ -37,37 +38,10 @@ class P2c {
 public:
   P2c() : rng_(seed()) {}
 
-  void on_targets(const std::vector<weir::sdk::Target>& targets) {
-    std::unordered_map<std::string, uint64_t> previous;
-    for (const Peer& p : peers_) {
-      previous.emplace(p.key, p.in_flight);
-    }
-    std::vector<Peer> next;
-    next.reserve(targets.size());
-    for (const weir::sdk::Target& t : targets) {
-      Peer p;
-      p.key = std::string(t.key());
-      p.weight = t.weight == 0 ? 1 : t.weight;
-      p.healthy = t.healthy;
-      if (auto it = previous.find(p.key); it != previous.end()) {
-        p.in_flight = it->second;
-        previous.erase(it); // a key listed twice inherits its count once
-      }
-      next.push_back(std::move(p));
-    }
-    peers_ = std::move(next);
-  }
-
-  void on_start(size_t index) {
-    if (index < peers_.size()) {
-      ++peers_[index].in_flight;
-    }
-  }
-
-  void on_done(size_t index, uint32_t /*status*/, uint64_t /*duration_ns*/) {
-    if (index < peers_.size() && peers_[index].in_flight > 0) {
-      --peers_[index].in_flight;
-    }
+  void on_targets(const std::vector<weir::sdk::Target>& targets) { load_.on_targets(targets); }
+  void on_start(size_t index) { load_.on_start(index); }
+  void on_done(size_t index, uint32_t status, uint64_t duration_ns) {
+    load_.on_done(index, status, duration_ns);
   }
 
   std::optional<size_t> pick(const weir::sdk::PickRequest& req) {
@@ -78,13 +52,6 @@ public:
   }
 
 private:
-  struct Peer {
-    std::string key;
-    uint64_t weight = 1;
-    uint64_t in_flight = 0;
-    bool healthy = true;
-  };
-
   static constexpr size_t none = static_cast<size_t>(-1);
 
   static uint64_t seed() {
@@ -94,7 +61,7 @@ private:
 
   [[nodiscard]] bool eligible(const weir::sdk::PickRequest& req, size_t i,
                               bool require_healthy) const noexcept {
-    return !req.is_excluded(i) && (!require_healthy || peers_[i].healthy);
+    return !req.is_excluded(i) && (!require_healthy || load_.peers()[i].healthy);
   }
 
   /// A weighted draw among the eligible targets other than `skip`, whose weights sum to `total`.
@@ -102,14 +69,14 @@ private:
               size_t skip) {
     uint64_t r = std::uniform_int_distribution<uint64_t>(0, total - 1)(rng_);
     size_t last = none;
-    for (size_t i = 0; i < peers_.size(); ++i) {
+    for (size_t i = 0; i < load_.peers().size(); ++i) {
       if (i == skip || !eligible(req, i, require_healthy)) {
         continue;
       }
-      if (r < peers_[i].weight) {
+      if (r < load_.peers()[i].weight) {
         return i;
       }
-      r -= peers_[i].weight;
+      r -= load_.peers()[i].weight;
       last = i;
     }
     return last; // not reached: r < total
@@ -119,9 +86,9 @@ private:
     uint64_t total = 0;
     size_t count = 0;
     size_t only = none;
-    for (size_t i = 0; i < peers_.size(); ++i) {
+    for (size_t i = 0; i < load_.peers().size(); ++i) {
       if (eligible(req, i, require_healthy)) {
-        total += peers_[i].weight;
+        total += load_.peers()[i].weight;
         ++count;
         only = i;
       }
@@ -133,13 +100,13 @@ private:
       return only;
     }
     const size_t a = draw(req, require_healthy, total, none);
-    const size_t b = draw(req, require_healthy, total - peers_[a].weight, a);
-    const Peer& pa = peers_[a];
-    const Peer& pb = peers_[b];
-    return pb.in_flight * pa.weight < pa.in_flight * pb.weight ? b : a;
+    const size_t b = draw(req, require_healthy, total - load_.peers()[a].weight, a);
+    const weir::plugins::lb::LoadedPeer& pa = load_.peers()[a];
+    const weir::plugins::lb::LoadedPeer& pb = load_.peers()[b];
+    return weir::plugins::lb::less_loaded(pb, pa) ? b : a;
   }
 
-  std::vector<Peer> peers_;
+  weir::plugins::lb::InFlight load_;
   std::mt19937_64 rng_;
 };
 
