@@ -246,50 +246,25 @@ private:
     for (const Instance& inst : instances) {
       std::vector<Candidate>& mine = last_[inst.name];
       mine.clear();
-      for (const Record& rec : inst.srv) {
-        auto it = hosts.addresses.find(rec.target);
-        if (it == hosts.addresses.end()) {
-          continue;
+      add_srv_candidates(inst.srv, hosts, mine, [&inst](Candidate& c, const Record& rec) {
+        if (inst.weight) {
+          c.target.weight = *inst.weight;
         }
-        for (const Address& address : it->second) {
-          Candidate c;
-          c.address = address;
-          c.port = rec.port;
-          c.target.address = address.with_port(rec.port);
-          c.target.id = c.target.address;
-          c.target.weight = inst.weight ? *inst.weight : (rec.weight == 0 ? 1u : rec.weight);
-          c.target.priority = rec.priority;
-          c.target.metadata = {{"instance", inst.name}, {"srv-target", rec.target}};
-          for (const auto& [k, v] : inst.txt) {
-            if (k != "instance" && k != "srv-target") {
-              c.target.metadata.emplace_back(k, v);
-            }
+        c.target.metadata = {{"instance", inst.name}, {"srv-target", rec.target}};
+        for (const auto& [k, v] : inst.txt) {
+          if (k != "instance" && k != "srv-target") {
+            c.target.metadata.emplace_back(k, v);
           }
-          mine.push_back(c);
         }
-      }
+      });
       candidates.insert(candidates.end(), mine.begin(), mine.end());
       if (mine.empty()) {
         last_.erase(inst.name);
       }
     }
-    Outcome out;
-    out.degraded = degraded || hosts.degraded;
-    out.ttl = ttl;
-    out.targets = finish_candidates(std::move(candidates));
-    if (out.targets.empty() && out.degraded) {
-      // Empty because lookups failed: an error, not an answer (the last set stays).
-      out.kind = Outcome::Kind::Failed;
-      out.why = "no instance (or no SRV target host) could be resolved";
-    } else if (out.targets.empty()) {
-      out.kind = Outcome::Kind::Empty;
-      out.why = cat("none of the instances of ", sd_.service, " has an address");
-      out.ttl.add(hosts.negative);
-    } else {
-      out.kind = Outcome::Kind::Targets;
-      out.ttl.add(hosts.ttl);
-    }
-    finish(std::move(out));
+    finish(srv_outcome(std::move(candidates), degraded, ttl, hosts,
+                       "no instance (or no SRV target host) could be resolved",
+                       cat("none of the instances of ", sd_.service, " has an address")));
   }
 
   const Config& sd_;

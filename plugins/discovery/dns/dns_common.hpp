@@ -965,6 +965,53 @@ private:
   const CommonConfig& config_;
 };
 
+/// One candidate per address of each SRV record's target host (hosts without a usable address
+/// are left out). `fill(candidate, record)` sets what the module adds: weight, metadata.
+template <class Fill>
+void add_srv_candidates(const std::vector<Record>& records, const HostResolver::Result& hosts,
+                        std::vector<Candidate>& out, Fill&& fill) {
+  for (const Record& rec : records) {
+    auto it = hosts.addresses.find(rec.target);
+    if (it == hosts.addresses.end()) {
+      continue;
+    }
+    for (const Address& address : it->second) {
+      Candidate c;
+      c.address = address;
+      c.port = rec.port;
+      c.target.address = address.with_port(rec.port);
+      c.target.id = c.target.address;
+      c.target.weight = rec.weight == 0 ? 1 : rec.weight;
+      c.target.priority = rec.priority;
+      fill(c, rec);
+      out.push_back(std::move(c));
+    }
+  }
+}
+
+/// The outcome of an SRV-based round: the candidates as targets; without any, a failure when
+/// lookups failed (the last set stays: `failed_why`), else an empty answer (`empty_why`).
+inline Outcome srv_outcome(std::vector<Candidate> candidates, bool degraded, TtlMin ttl,
+                           const HostResolver::Result& hosts, std::string failed_why,
+                           std::string empty_why) {
+  Outcome out;
+  out.degraded = degraded || hosts.degraded;
+  out.ttl = ttl;
+  out.targets = finish_candidates(std::move(candidates));
+  if (out.targets.empty() && out.degraded) {
+    out.kind = Outcome::Kind::Failed;
+    out.why = std::move(failed_why);
+  } else if (out.targets.empty()) {
+    out.kind = Outcome::Kind::Empty;
+    out.why = std::move(empty_why);
+    out.ttl.add(hosts.negative);
+  } else {
+    out.kind = Outcome::Kind::Targets;
+    out.ttl.add(hosts.ttl);
+  }
+  return out;
+}
+
 /// True when an SRV target means "no service" (RFC 2782: a target of ".").
 inline bool is_root_target(std::string_view target) {
   return target.empty() || target == ".";

@@ -106,40 +106,12 @@ private:
   void build(const std::vector<Record>& records, const TtlMin& srv_ttl,
              HostResolver::Result hosts) {
     std::vector<Candidate> candidates;
-    for (const Record& rec : records) {
-      auto it = hosts.addresses.find(rec.target);
-      if (it == hosts.addresses.end()) {
-        continue;
-      }
-      for (const Address& address : it->second) {
-        Candidate c;
-        c.address = address;
-        c.port = rec.port;
-        c.target.address = address.with_port(rec.port);
-        c.target.id = c.target.address;
-        c.target.weight = rec.weight == 0 ? 1 : rec.weight;
-        c.target.priority = rec.priority;
-        c.target.metadata = {{"srv-target", rec.target}};
-        candidates.push_back(std::move(c));
-      }
-    }
-    Outcome out;
-    out.degraded = hosts.degraded;
-    out.ttl = srv_ttl;
-    out.targets = finish_candidates(std::move(candidates));
-    if (out.targets.empty() && hosts.degraded) {
-      // Empty because lookups failed: an error, not an answer (the last set stays).
-      out.kind = Outcome::Kind::Failed;
-      out.why = "no SRV target host could be resolved";
-    } else if (out.targets.empty()) {
-      out.kind = Outcome::Kind::Empty;
-      out.why = cat("none of the SRV targets of ", srv_.name, " has an address");
-      out.ttl.add(hosts.negative);
-    } else {
-      out.kind = Outcome::Kind::Targets;
-      out.ttl.add(hosts.ttl);
-    }
-    finish(std::move(out));
+    add_srv_candidates(records, hosts, candidates, [](Candidate& c, const Record& rec) {
+      c.target.metadata = {{"srv-target", rec.target}};
+    });
+    finish(srv_outcome(std::move(candidates), false, srv_ttl, hosts,
+                       "no SRV target host could be resolved",
+                       cat("none of the SRV targets of ", srv_.name, " has an address")));
   }
 
   const Config& srv_;
