@@ -31,4 +31,25 @@ inline void check_descriptor(const weir::testing::FakePlugin& plugin, const char
   CHECK(std::string(d->modules[0].name) == module_name);
 }
 
+/// A load balancer module loaded through the fake host and configured with `use` only; lb()
+/// makes an instance holding `targets`.
+struct LbFixture {
+  FakeHost host;
+  weir::testing::FakePlugin plugin;
+  weir::testing::FakeModule module;
+  weir::testing::FakeConfigured config;
+
+  LbFixture(const char* library, const char* use)
+      : plugin(host.load_library(library)), module(plugin.module(WEIR_KIND_LB, use)),
+        config(host.configure(module, FakeConfig::table({{"use", use}}), "upstreams.app.lb")) {}
+
+  weir::testing::FakeLb lb(const std::vector<FakeTarget>& targets) {
+    REQUIRE_MESSAGE(config.ok(), config.errors_text());
+    auto inst = config.lb();
+    REQUIRE(inst.ok());
+    REQUIRE(inst.set_targets(targets) == WEIR_OK);
+    return inst;
+  }
+};
+
 } // namespace plugin_tests

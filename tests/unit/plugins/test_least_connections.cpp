@@ -10,20 +10,8 @@ using namespace plugin_tests;
 
 namespace {
 
-struct LeastConnections {
-  FakeHost host;
-  weir::testing::FakePlugin plugin = host.load_library(WEIR_TEST_PLUGIN_LEAST_CONNECTIONS);
-  weir::testing::FakeModule module = plugin.module(WEIR_KIND_LB, "least-connections");
-  weir::testing::FakeConfigured config =
-      host.configure(module, FakeConfig::table({{"use", "least-connections"}}), "upstreams.app.lb");
-
-  weir::testing::FakeLb lb(const std::vector<FakeTarget>& targets) {
-    REQUIRE_MESSAGE(config.ok(), config.errors_text());
-    auto inst = config.lb();
-    REQUIRE(inst.ok());
-    REQUIRE(inst.set_targets(targets) == WEIR_OK);
-    return inst;
-  }
+struct LeastConnections : LbFixture {
+  LeastConnections() : LbFixture(WEIR_TEST_PLUGIN_LEAST_CONNECTIONS, "least-connections") {}
 };
 
 char letter(std::optional<size_t> p) {

@@ -10,20 +10,8 @@ using namespace plugin_tests;
 
 namespace {
 
-struct P2cLb {
-  FakeHost host;
-  weir::testing::FakePlugin plugin = host.load_library(WEIR_TEST_PLUGIN_P2C);
-  weir::testing::FakeModule module = plugin.module(WEIR_KIND_LB, "p2c");
-  weir::testing::FakeConfigured config =
-      host.configure(module, FakeConfig::table({{"use", "p2c"}}), "upstreams.app.lb");
-
-  weir::testing::FakeLb lb(const std::vector<FakeTarget>& targets) {
-    REQUIRE_MESSAGE(config.ok(), config.errors_text());
-    auto inst = config.lb();
-    REQUIRE(inst.ok());
-    REQUIRE(inst.set_targets(targets) == WEIR_OK);
-    return inst;
-  }
+struct P2cLb : LbFixture {
+  P2cLb() : LbFixture(WEIR_TEST_PLUGIN_P2C, "p2c") {}
 };
 
 /// `n` picks; how many went to each target. `mode`: 0 = pick only, 1 = short requests (on_start

@@ -10,20 +10,8 @@ using namespace plugin_tests;
 
 namespace {
 
-struct RandomLb {
-  FakeHost host;
-  weir::testing::FakePlugin plugin = host.load_library(WEIR_TEST_PLUGIN_RANDOM);
-  weir::testing::FakeModule module = plugin.module(WEIR_KIND_LB, "random");
-  weir::testing::FakeConfigured config =
-      host.configure(module, FakeConfig::table({{"use", "random"}}), "upstreams.app.lb");
-
-  weir::testing::FakeLb lb(const std::vector<FakeTarget>& targets) {
-    REQUIRE_MESSAGE(config.ok(), config.errors_text());
-    auto inst = config.lb();
-    REQUIRE(inst.ok());
-    REQUIRE(inst.set_targets(targets) == WEIR_OK);
-    return inst;
-  }
+struct RandomLb : LbFixture {
+  RandomLb() : LbFixture(WEIR_TEST_PLUGIN_RANDOM, "random") {}
 };
 
 /// How many of `n` picks went to each target.

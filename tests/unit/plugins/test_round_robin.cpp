@@ -9,20 +9,8 @@ using namespace plugin_tests;
 
 namespace {
 
-struct RoundRobin {
-  FakeHost host;
-  weir::testing::FakePlugin plugin = host.load_library(WEIR_TEST_PLUGIN_ROUND_ROBIN);
-  weir::testing::FakeModule module = plugin.module(WEIR_KIND_LB, "round-robin");
-  weir::testing::FakeConfigured config =
-      host.configure(module, FakeConfig::table({{"use", "round-robin"}}), "upstreams.app.lb");
-
-  weir::testing::FakeLb lb(const std::vector<FakeTarget>& targets) {
-    REQUIRE_MESSAGE(config.ok(), config.errors_text());
-    auto inst = config.lb();
-    REQUIRE(inst.ok());
-    REQUIRE(inst.set_targets(targets) == WEIR_OK);
-    return inst;
-  }
+struct RoundRobin : LbFixture {
+  RoundRobin() : LbFixture(WEIR_TEST_PLUGIN_ROUND_ROBIN, "round-robin") {}
 };
 
 /// `n` picks as letters ('a' = index 0); '-' when pick failed.
