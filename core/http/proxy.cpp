@@ -3,6 +3,7 @@
 #include "core/http/exchange.hpp"
 #include "core/http/forwarded.hpp"
 #include "core/http/host_match.hpp"
+#include "core/http/wire.hpp"
 #include "core/net/proxy_protocol.hpp"
 #include "core/runtime/logging.hpp"
 #include "core/runtime/worker.hpp"
@@ -39,6 +40,7 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kRelayBufferSize = 32 * 1024;
 constexpr uint32_t kMaxUpstreamHead = 60000; // below the 64 KiB a single Beast field may hold
 constexpr int kMaxInterimResponses = 16;
+constexpr size_t kUpstreamReadSize = 16 * 1024; // what one read from an upstream asks for
 
 // Call `fn` with each non-empty, trimmed element of a comma-separated header (all its lines, in
 // order); stop early when `fn` returns true. Returns whether it stopped early.
@@ -664,12 +666,9 @@ private:
                            &route_, &ex_);
   }
 
-  // One attempt on one upstream connection (HTTP/1.1).
-  asio::awaitable<Outcome> exchange(upstream::Conn& conn) {
-    auto& msg = *req_.msg;
-    // HTTP/1.1 upstream requires a Host; an HTTP/1.0 client may not have sent one.
-    if (msg.find(bhttp::field::host) == msg.end())
-      msg.set(bhttp::field::host, req_.upstream);
+  // The request head and its body, streamed from the client through Beast's serializer (which
+  // frames a chunked body). Outcome::done when all of it went out.
+  asio::awaitable<Outcome> send_with_body(upstream::Conn& conn, RequestMessage& msg) {
     bhttp::serializer<true, bhttp::buffer_body> sr{msg};
     conn.expires_after(wait_limit(pol_.response_timeout));
     {
@@ -723,9 +722,30 @@ private:
         co_return body_started_ ? Outcome::failed : Outcome::unsent;
     } while (!body_.done() || !sr.is_done());
 
+    co_return Outcome::done;
+  }
+
+  // One attempt on one upstream connection (HTTP/1.1).
+  asio::awaitable<Outcome> exchange(upstream::Conn& conn) {
+    auto& msg = *req_.msg;
+    // HTTP/1.1 upstream requires a Host; an HTTP/1.0 client may not have sent one.
+    if (msg.find(bhttp::field::host) == msg.end())
+      msg.set(bhttp::field::host, req_.upstream);
+    if (!req_.has_body) {
+      // No body: the head goes out in one write, serialized in place.
+      std::string wire;
+      wire.reserve(512);
+      append_request_head(wire, msg);
+      conn.expires_after(wait_limit(pol_.response_timeout));
+      auto [ec, n] = co_await asio::async_write(conn, asio::buffer(wire), nothrow);
+      if (ec)
+        co_return Outcome::unsent;
+    } else if (auto sent = co_await send_with_body(conn, msg); sent != Outcome::done) {
+      co_return sent;
+    }
+
     // Read the response head, skipping interim (1xx) responses.
     beast::flat_buffer up_buf;
-    up_buf.reserve(kRelayBufferSize);
     std::optional<bhttp::response_parser<bhttp::buffer_body>> rp;
     for (int interim = 0;; ++interim) {
       if (interim > kMaxInterimResponses) {
@@ -739,20 +759,37 @@ private:
       rp->header_limit(kMaxUpstreamHead);
       if (req_.head)
         rp->skip(true);
-      conn.expires_after(wait_limit(pol_.response_timeout));
-      auto [ec, n] = co_await bhttp::async_read_header(conn, up_buf, *rp, nothrow);
-      if (ec) {
+      // Parse what is buffered; read when the head is not complete yet.
+      for (;;) {
+        if (up_buf.size() > 0) {
+          error_code pec;
+          up_buf.consume(rp->put(up_buf.data(), pec));
+          if (pec && pec != bhttp::error::need_more) {
+            logger("upstream")
+                ->warn("{} (upstream {}): bad response: {}", req_.upstream, ucfg_.name,
+                       pec.message());
+            co_return Outcome::failed;
+          }
+          if (rp->is_header_done())
+            break;
+        }
+        conn.expires_after(wait_limit(pol_.response_timeout));
+        auto [ec, n] = co_await conn.async_read_some(up_buf.prepare(kUpstreamReadSize), nothrow);
+        up_buf.commit(n);
+        if (!ec)
+          continue;
         if (ec == beast::error::timeout) {
           logger("upstream")
               ->warn("{} (upstream {}): {}", req_.upstream, ucfg_.name, timeout_text());
           co_return Outcome::timeout;
         }
-        if ((ec == bhttp::error::end_of_stream || ec == asio::error::connection_reset ||
-             ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) &&
+        if ((ec == asio::error::connection_reset || ec == asio::error::eof ||
+             ec == asio::ssl::error::stream_truncated) &&
             up_buf.size() == 0)
           co_return Outcome::stale;
         logger("upstream")
-            ->warn("{} (upstream {}): bad response: {}", req_.upstream, ucfg_.name, ec.message());
+            ->warn("{} (upstream {}): bad response: {}", req_.upstream, ucfg_.name,
+                   ec == asio::error::eof ? "partial message" : ec.message());
         co_return Outcome::failed;
       }
       // Beast applies header_limit to what is left unparsed in the buffer; count it ourselves.
@@ -795,24 +832,49 @@ private:
     if (!co_await sink_.head(res, !no_body))
       co_return Outcome::aborted;
     if (!no_body) {
-      bool eof = false;
-      while (!rp->is_done() && !eof) {
+      if (!relay_)
+        relay_ = std::make_unique_for_overwrite<char[]>(kRelayBufferSize);
+      // Parse the body out of up_buf into relay_; read from the upstream only when the parser
+      // needs more, and let the sink send a held-back head before waiting.
+      bool need_read = up_buf.size() == 0;
+      while (!rp->is_done()) {
+        if (need_read) {
+          if (!co_await sink_.flush())
+            co_return Outcome::aborted;
+          conn.expires_after(wait_limit(pol_.response_timeout));
+          auto [ec, n] = co_await conn.async_read_some(up_buf.prepare(kUpstreamReadSize), nothrow);
+          up_buf.commit(n);
+          if ((ec == asio::ssl::error::stream_truncated || ec == asio::error::eof) && !delimited) {
+            // Close-delimited: the end of the connection is the end of the body.
+            ec = {};
+            if (up_buf.size() == 0)
+              rp->put_eof(ec);
+          }
+          if (ec) {
+            logger("upstream")
+                ->warn("{} (upstream {}): response body failed: {}", req_.upstream, ucfg_.name,
+                       ec == asio::error::eof ? "partial message" : ec.message());
+            co_return Outcome::aborted;
+          }
+          need_read = false;
+          if (rp->is_done())
+            break;
+        }
         res.body().data = relay_.get();
         res.body().size = kRelayBufferSize;
-        conn.expires_after(wait_limit(pol_.response_timeout));
-        auto [ec, n] = co_await bhttp::async_read_some(conn, up_buf, *rp, nothrow);
-        if (ec == bhttp::error::need_buffer)
-          ec = {};
-        if ((ec == bhttp::error::end_of_stream || ec == asio::ssl::error::stream_truncated ||
-             ec == asio::error::eof) &&
-            !delimited) {
-          ec = {}; // close-delimited: the end of the connection is the end of the body
-          eof = true;
+        error_code pec;
+        size_t used = rp->put(up_buf.data(), pec);
+        up_buf.consume(used);
+        if (pec == bhttp::error::need_buffer)
+          pec = {};
+        if (pec == bhttp::error::need_more) {
+          pec = {};
+          need_read = true;
         }
-        if (ec) {
+        if (pec) {
           logger("upstream")
               ->warn("{} (upstream {}): response body failed: {}", req_.upstream, ucfg_.name,
-                     ec.message());
+                     pec.message());
           co_return Outcome::aborted;
         }
         size_t got = kRelayBufferSize - res.body().size;
@@ -821,6 +883,8 @@ private:
             co_return Outcome::aborted;
           req_.bytes_out += got;
         }
+        if (up_buf.size() == 0 || (used == 0 && got == 0))
+          need_read = true;
       }
     } else if (!rp->is_done()) {
       upstream_keep = false;

@@ -73,6 +73,9 @@ public:
   virtual boost::asio::awaitable<bool> data(boost::asio::const_buffer chunk) = 0;
   // The end of the response, with trailer fields (may be null or empty).
   virtual boost::asio::awaitable<bool> finish(const boost::beast::http::fields* trailers) = 0;
+  // A sink may hold the head back to send it with the first body bytes; the caller flushes
+  // before it waits for body bytes that are not there yet, so a slow body never delays the head.
+  virtual boost::asio::awaitable<bool> flush() { co_return true; }
   // The upstream answered an Upgrade request with 101: relay `res` and tunnel bytes both ways
   // until either side ends. `pending` holds bytes the upstream sent after its head. Only HTTP/1.1
   // supports this; the default refuses, and the caller answers 502.

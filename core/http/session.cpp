@@ -2,6 +2,7 @@
 
 #include "core/http/head_check.hpp"
 #include "core/http/proxy.hpp"
+#include "core/http/wire.hpp"
 #include "core/net/proxy_protocol.hpp"
 #include "core/runtime/logging.hpp"
 #include "core/runtime/worker.hpp"
@@ -36,10 +37,12 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -420,11 +423,17 @@ private:
       parser.body_limit(boost::none);
     }
     {
-      auto [ec, n] = co_await bhttp::async_read_header(client_, buf_, parser, nothrow);
+      // The whole head is in buf_ (find_head_end saw its end): parse it where it lies.
+      error_code ec;
+      auto data = buf_.data();
+      size_t used = parser.put(asio::buffer(data.data(), head_len), ec);
+      if (!ec && !parser.is_header_done())
+        ec = bhttp::error::partial_message;
       if (ec) {
         co_await reject(req, 400, "malformed request: " + ec.message());
         co_return false;
       }
+      buf_.consume(used);
     }
     auto& msg = parser.get();
     req.msg = &msg;
@@ -489,7 +498,7 @@ private:
     bool ok = co_await handle_request(worker_, service, conn_, req, *this, *this);
     req_ = nullptr;
     res_ = nullptr;
-    rsr_.reset();
+    out_head_.clear();
     parser_.reset();
     co_return ok&& keep_after_;
   }
@@ -536,6 +545,9 @@ private:
   }
 
   // --- ResponseSink ----------------------------------------------------------------------------
+  // The head is not written at once: it waits (in out_head_) for the first body bytes or the
+  // end of the response, so that a small response leaves in one write. flush() sends it early
+  // when the body is slow to come.
   asio::awaitable<bool> head(ResponseMessage& res, bool body) override {
     started_ = true;
     res_ = &res;
@@ -555,39 +567,65 @@ private:
       linger_ = true;
     res.keep_alive(keep);
     keep_after_ = keep;
-    res.body().data = nullptr;
-    res.body().size = 0;
-    res.body().more = body;
-    rsr_.emplace(res);
-    lowest().expires_after(limits_.send_timeout);
-    auto [ec, n] = co_await bhttp::async_write_header(client_, *rsr_, nothrow);
-    co_return !ec;
+    out_chunked_ = body && res.chunked();
+    out_finished_ = false;
+    out_head_.clear();
+    append_response_head(out_head_, res);
+    co_return true;
   }
 
   asio::awaitable<bool> data(asio::const_buffer chunk) override {
     if (!res_has_body_ || chunk.size() == 0)
       co_return true;
-    res_->body().data = const_cast<void*>(chunk.data());
-    res_->body().size = chunk.size();
-    res_->body().more = true;
-    lowest().expires_after(limits_.send_timeout);
-    auto [ec, n] = co_await bhttp::async_write(client_, *rsr_, nothrow);
-    if (ec == bhttp::error::need_buffer)
-      ec = {};
-    co_return !ec;
+    std::array<asio::const_buffer, 4> parts;
+    size_t count = 0;
+    if (!out_head_.empty())
+      parts[count++] = asio::buffer(out_head_);
+    std::array<char, 20> size_line{};
+    if (out_chunked_) {
+      auto [end, err] = std::to_chars(size_line.data(), size_line.data() + size_line.size() - 2,
+                                      chunk.size(), 16);
+      (void)err;
+      *end++ = '\r';
+      *end++ = '\n';
+      parts[count++] = asio::buffer(size_line.data(), static_cast<size_t>(end - size_line.data()));
+    }
+    parts[count++] = chunk;
+    if (out_chunked_)
+      parts[count++] = asio::buffer("\r\n", 2);
+    co_return co_await write_parts(parts, count);
   }
 
   asio::awaitable<bool> finish(const bhttp::fields* trailers) override {
     (void)trailers; // HTTP/1.1 clients rarely ask for trailers (TE: trailers); not relayed
-    if (!res_has_body_ || rsr_->is_done())
+    if (out_finished_)
       co_return true;
-    res_->body().data = nullptr;
-    res_->body().size = 0;
-    res_->body().more = false;
+    out_finished_ = true;
+    std::array<asio::const_buffer, 4> parts;
+    size_t count = 0;
+    if (!out_head_.empty())
+      parts[count++] = asio::buffer(out_head_);
+    if (res_has_body_ && out_chunked_)
+      parts[count++] = asio::buffer("0\r\n\r\n", 5);
+    co_return co_await write_parts(parts, count);
+  }
+
+  asio::awaitable<bool> flush() override {
+    std::array<asio::const_buffer, 4> parts;
+    size_t count = 0;
+    if (!out_head_.empty())
+      parts[count++] = asio::buffer(out_head_);
+    co_return co_await write_parts(parts, count);
+  }
+
+  // One gathered write of parts[0..count); the held-back head is gone once written.
+  asio::awaitable<bool> write_parts(const std::array<asio::const_buffer, 4>& parts, size_t count) {
+    if (count == 0)
+      co_return true;
     lowest().expires_after(limits_.send_timeout);
-    auto [ec, n] = co_await bhttp::async_write(client_, *rsr_, nothrow);
-    if (ec == bhttp::error::need_buffer)
-      ec = {};
+    auto [ec, n] = co_await asio::async_write(
+        client_, std::span<const asio::const_buffer>(parts.data(), count), nothrow);
+    out_head_.clear();
     co_return !ec;
   }
 
@@ -674,7 +712,7 @@ private:
     linger_ = true;
     req_ = nullptr;
     res_ = nullptr;
-    rsr_.reset();
+    out_head_.clear();
   }
 
   static constexpr size_t kMaxBuffer = 1024 * 1024;
@@ -705,7 +743,9 @@ private:
   std::optional<bhttp::request_parser<bhttp::buffer_body>> parser_;
   ProxyRequest* req_ = nullptr;
   ResponseMessage* res_ = nullptr;
-  std::optional<bhttp::serializer<false, bhttp::buffer_body>> rsr_;
+  std::string out_head_; // a response head waiting for its body's first bytes (see head())
+  bool out_chunked_ = false;
+  bool out_finished_ = false;
   bool res_has_body_ = false;
   bool keep_alive_ = false; // the request allows another after it
   bool keep_after_ = false; // the response said the connection stays open

@@ -5,6 +5,9 @@ HEAD, request bodies, Expect: 100-continue, pipelining, HTTP/1.0, JSON access lo
 import hashlib
 import json
 import os
+import socket
+import threading
+import time
 
 import weirtest as wt
 
@@ -298,6 +301,52 @@ filters = [{ use = "respond", status = 200, body = "hi", content-type = "text/pl
                 self.assertStatus(r, 200, f"pipelined response {i}")
                 targets.append(json.loads(r.body)["target"])
         self.assertEqual(targets, ["/p1", "/p2", "/p3"])
+
+    def test_head_sent_before_a_slow_body(self):
+        # weir holds a response head back to send it with the first body bytes (one write for a
+        # small response), but never waits for a slow body to send it; the reason phrase is
+        # relayed as the origin wrote it.
+        for framing in ("content-length", "chunked"):
+            with self.subTest(framing=framing):
+                srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                srv.bind(("127.0.0.1", 0))
+                srv.listen(4)
+                self.addCleanup(srv.close)
+
+                def origin() -> None:
+                    c, _ = srv.accept()
+                    with c:
+                        c.settimeout(10)
+                        data = b""
+                        while b"\r\n\r\n" not in data:
+                            data += c.recv(65536)
+                        head = ("content-length: 5\r\n" if framing == "content-length"
+                                else "transfer-encoding: chunked\r\n")
+                        c.sendall(f"HTTP/1.1 200 Fine Thanks\r\n{head}\r\n".encode())
+                        time.sleep(1.0)
+                        c.sendall(b"hello" if framing == "content-length"
+                                  else b"5\r\nhello\r\n0\r\n\r\n")
+                        time.sleep(0.5)
+
+                th = threading.Thread(target=origin, daemon=True)
+                th.start()
+                w = self.start_weir(wt.basic_config(
+                    {"app": f"127.0.0.1:{srv.getsockname()[1]}"}))
+                with wt.RawConn(w.addr()) as c:
+                    t0 = time.monotonic()
+                    c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+                    head = c.reader.read_until(b"\r\n\r\n", 1 << 16)
+                    t_head = time.monotonic() - t0
+                    self.assertTrue(head.startswith(b"HTTP/1.1 200 Fine Thanks\r\n"), head)
+                    self.assertLess(t_head, 0.7, f"the head came after {t_head:.2f}s: it waited "
+                                                 "for the body")
+                    want = b"hello" if framing == "content-length" else b"5\r\nhello\r\n0\r\n\r\n"
+                    body = c.reader.read_exact(len(want))
+                    t_body = time.monotonic() - t0
+                    self.assertEqual(body, want)
+                    self.assertGreater(t_body, 0.9)
+                th.join(5)
+                w.stop()
 
     def test_http10(self):
         o = self.origin("a", wt.fixed("ten"), paths={"/chunked": wt.stream(5000, chunked=True)})

@@ -1,0 +1,22 @@
+// HTTP/1.x heads written straight into a string, for one gathered write: a request head going
+// upstream and a response head going to a client. Beast's serializer walks the fields through a
+// chain of buffer views per write; these append every byte once.
+#pragma once
+
+#include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/message.hpp>
+
+#include <string>
+
+namespace weir::core::http {
+
+// "METHOD target HTTP/x.y\r\n", the fields as they are, "\r\n".
+void append_request_head(std::string& out,
+                         const boost::beast::http::header<true, boost::beast::http::fields>& h);
+
+// "HTTP/x.y code reason\r\n" (the reason as received, else the standard one), the fields as they
+// are, "\r\n".
+void append_response_head(std::string& out,
+                          const boost::beast::http::header<false, boost::beast::http::fields>& h);
+
+} // namespace weir::core::http
