@@ -37,7 +37,7 @@ namespace {
 
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 // Bodies stream through one buffer of this size per active exchange.
-constexpr size_t kRelayBufferSize = 32 * 1024;
+constexpr size_t kRelayBufferSize = BufferPool::kBlockSize;
 constexpr uint32_t kMaxUpstreamHead = 60000; // below the 64 KiB a single Beast field may hold
 constexpr int kMaxInterimResponses = 16;
 constexpr size_t kUpstreamReadSize = 16 * 1024; // what one read from an upstream asks for
@@ -541,7 +541,7 @@ private:
         co_return Outcome::aborted;
     }
     if (!relay_)
-      relay_ = std::make_unique_for_overwrite<char[]>(kRelayBufferSize);
+      relay_ = worker_.buffers().block();
     bool body_ok = true;
     while (req_.has_body && !body_.done() && body_ok) {
       body_started_ = true;
@@ -683,7 +683,7 @@ private:
     }
     // Stream the request body (if any) from the client to the upstream.
     if (!relay_)
-      relay_ = std::make_unique_for_overwrite<char[]>(kRelayBufferSize);
+      relay_ = worker_.buffers().block();
     do {
       if (!body_.done()) {
         body_started_ = true;
@@ -745,7 +745,9 @@ private:
     }
 
     // Read the response head, skipping interim (1xx) responses.
-    beast::flat_buffer up_buf;
+    // Its memory comes from the worker's pool (a read asks for kUpstreamReadSize).
+    beast::basic_flat_buffer<BufferPool::Allocator<char>> up_buf{
+        BufferPool::Allocator<char>(&worker_.buffers())};
     std::optional<bhttp::response_parser<bhttp::buffer_body>> rp;
     for (int interim = 0;; ++interim) {
       if (interim > kMaxInterimResponses) {
@@ -811,7 +813,7 @@ private:
         logger("upstream")->warn("{}: unexpected 101 Switching Protocols", req_.upstream);
         co_return Outcome::failed;
       }
-      if (!co_await sink_.tunnel(res, conn, up_buf)) {
+      if (!co_await sink_.tunnel(res, conn, up_buf.data())) {
         if (!sink_.started())
           co_return Outcome::failed;
       }
@@ -833,7 +835,7 @@ private:
       co_return Outcome::aborted;
     if (!no_body) {
       if (!relay_)
-        relay_ = std::make_unique_for_overwrite<char[]>(kRelayBufferSize);
+        relay_ = worker_.buffers().block();
       // Parse the body out of up_buf into relay_; read from the upstream only when the parser
       // needs more, and let the sink send a held-back head before waiting.
       bool need_read = up_buf.size() == 0;
@@ -908,7 +910,7 @@ private:
   const ForwardPolicy& pol_;
   const upstream::TargetSet* snapshot_ = nullptr; // the set indices refer to (kept alive by run)
   std::optional<Clock::time_point> deadline_;     // request-timeout
-  std::unique_ptr<char[]> relay_;
+  BufferPool::Block relay_;                       // from the worker's pool, when a body is relayed
   bool body_started_ = false;
   bool continue_sent_ = false;
   unsigned failure_status_ = 502;

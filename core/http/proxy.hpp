@@ -80,7 +80,7 @@ public:
   // until either side ends. `pending` holds bytes the upstream sent after its head. Only HTTP/1.1
   // supports this; the default refuses, and the caller answers 502.
   virtual boost::asio::awaitable<bool> tunnel(ResponseMessage& res, upstream::Conn& conn,
-                                              boost::beast::flat_buffer& pending) {
+                                              boost::asio::const_buffer pending) {
     (void)res;
     (void)conn;
     (void)pending;

@@ -632,7 +632,7 @@ private:
   // After 101 Switching Protocols: answer the client, then copy bytes both ways until either side
   // closes or nothing moves for tunnel-idle-timeout. The connection is not HTTP any more.
   asio::awaitable<bool> tunnel(ResponseMessage& res, upstream::Conn& conn,
-                               beast::flat_buffer& pending) override {
+                               asio::const_buffer pending) override {
     auto& req = *req_;
     started_ = true;
     keep_after_ = false;
@@ -649,11 +649,10 @@ private:
       co_return true;
     // Bytes that arrived with the heads belong to the new protocol.
     if (pending.size() > 0) {
-      auto [ec, n] = co_await asio::async_write(client_, pending.data(), nothrow);
+      auto [ec, n] = co_await asio::async_write(client_, pending, nothrow);
       if (ec)
         co_return true;
       req.bytes_out += n;
-      pending.consume(n);
     }
     if (buf_.size() > 0) {
       conn.expires_after(limits_.tunnel_idle_timeout);

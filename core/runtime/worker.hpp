@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/plugin/modules.hpp"
+#include "core/runtime/buffer_pool.hpp"
 #include "core/runtime/plan.hpp"
 #include "core/upstream/h2_client.hpp"
 #include "core/upstream/pool.hpp"
@@ -114,6 +115,7 @@ public:
   // --- used by sessions, on the worker's thread ---
   boost::asio::io_context& context() { return *ioc_; }
   upstream::Pool& pool() { return pool_; }
+  BufferPool& buffers() { return buffers_; }
   upstream::H2Pool& h2_pool() { return *h2_pool_; }
   bool draining() const { return draining_; }
   std::list<Drainable*>::iterator add_session(Drainable* s);
@@ -139,6 +141,8 @@ private:
 
   size_t index_;
   const Plan& plan_;
+  // Before ioc_: unfinished requests give their buffers back when the io_context goes.
+  BufferPool buffers_;
   // Owned by pointer so the thread can destroy it (and with it any unfinished session) while the
   // plugin instances the sessions point to still exist.
   std::unique_ptr<boost::asio::io_context> ioc_;
