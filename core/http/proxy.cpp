@@ -40,7 +40,11 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kRelayBufferSize = BufferPool::kBlockSize;
 constexpr uint32_t kMaxUpstreamHead = 60000; // below the 64 KiB a single Beast field may hold
 constexpr int kMaxInterimResponses = 16;
-constexpr size_t kUpstreamReadSize = 16 * 1024; // what one read from an upstream asks for
+// What one read from an upstream asks for with `buffered` bytes unparsed: enough to fill one of
+// the pool's blocks (the read buffer then stays one pooled block), at least 4 KiB.
+constexpr size_t upstream_read_size(size_t buffered) {
+  return buffered + 4096 <= BufferPool::kBlockSize ? BufferPool::kBlockSize - buffered : 4096;
+}
 
 // Call `fn` with each non-empty, trimmed element of a comma-separated header (all its lines, in
 // order); stop early when `fn` returns true. Returns whether it stopped early.
@@ -420,7 +424,7 @@ private:
       std::unique_ptr<upstream::Conn> conn = std::move(pre);
       bool reused = false;
       if (!conn && fresh_try == 0) {
-        conn = worker_.pool().take(key);
+        conn = worker_.pool().take(key, !req_.has_body && idempotent(req_.msg->method()));
         reused = conn != nullptr;
       }
       // Every on_start has exactly one on_done (a failed connect included), so load balancers
@@ -745,7 +749,7 @@ private:
     }
 
     // Read the response head, skipping interim (1xx) responses.
-    // Its memory comes from the worker's pool (a read asks for kUpstreamReadSize).
+    // Its memory comes from the worker's pool (see upstream_read_size).
     beast::basic_flat_buffer<BufferPool::Allocator<char>> up_buf{
         BufferPool::Allocator<char>(&worker_.buffers())};
     std::optional<bhttp::response_parser<bhttp::buffer_body>> rp;
@@ -776,7 +780,8 @@ private:
             break;
         }
         conn.expires_after(wait_limit(pol_.response_timeout));
-        auto [ec, n] = co_await conn.async_read_some(up_buf.prepare(kUpstreamReadSize), nothrow);
+        auto [ec, n] = co_await conn.async_read_some(
+            up_buf.prepare(upstream_read_size(up_buf.size())), nothrow);
         up_buf.commit(n);
         if (!ec)
           continue;
@@ -844,7 +849,8 @@ private:
           if (!co_await sink_.flush())
             co_return Outcome::aborted;
           conn.expires_after(wait_limit(pol_.response_timeout));
-          auto [ec, n] = co_await conn.async_read_some(up_buf.prepare(kUpstreamReadSize), nothrow);
+          auto [ec, n] = co_await conn.async_read_some(
+              up_buf.prepare(upstream_read_size(up_buf.size())), nothrow);
           up_buf.commit(n);
           if ((ec == asio::ssl::error::stream_truncated || ec == asio::error::eof) && !delimited) {
             // Close-delimited: the end of the connection is the end of the body.

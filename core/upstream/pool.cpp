@@ -23,7 +23,7 @@ bool still_open(Pool::Stream& stream) {
 
 } // namespace
 
-std::unique_ptr<Pool::Stream> Pool::take(const std::string& key) {
+std::unique_ptr<Pool::Stream> Pool::take(const std::string& key, bool resendable) {
   auto it = idle_.find(key);
   if (it == idle_.end())
     return nullptr;
@@ -32,7 +32,8 @@ std::unique_ptr<Pool::Stream> Pool::take(const std::string& key) {
   while (!list.empty()) {
     Idle idle = std::move(list.back());
     list.pop_back();
-    if (idle.expires > now && still_open(*idle.stream))
+    bool trusted = resendable && now - idle.parked < kTrustIdle && idle.stream->is_open();
+    if (idle.expires > now && (trusted || still_open(*idle.stream)))
       return std::move(idle.stream);
     idle.stream->close();
   }
@@ -47,7 +48,8 @@ void Pool::put(const std::string& key, std::unique_ptr<Stream> stream, size_t ma
     return;
   }
   stream->expires_never();
-  list.push_back(Idle{std::move(stream), Clock::now() + idle_timeout});
+  auto now = Clock::now();
+  list.push_back(Idle{std::move(stream), now + idle_timeout, now});
 }
 
 void Pool::sweep() {
