@@ -36,6 +36,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from callgrind_check import build_type  # noqa: E402 (tests/bench is the script's directory)
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BODY = b"Hello, World!"
 BODY_SIZES = {"/1k": 1024, "/16k": 16 * 1024, "/256k": 256 * 1024}
@@ -336,6 +338,19 @@ def nofile() -> int:
     return 1 << 20 if soft == resource.RLIM_INFINITY else soft
 
 
+def nginx_main_context(directory: str, affinity: str) -> str:
+    """The main and events contexts of a generated nginx configuration: one worker (pinned by
+    `affinity`), no daemon, pid and error log in `directory`, as many connections as descriptors
+    allow."""
+    return f"""daemon off;
+master_process on;
+{nginx_user_line()}worker_processes 1;
+{affinity}worker_rlimit_nofile {nofile()};
+pid {directory}/nginx.pid;
+error_log {directory}/logs/error.log warn;
+events {{ worker_connections {max(1024, nofile() - 1000)}; }}"""
+
+
 def nginx_user_line() -> str:
     if os.geteuid() != 0:
         return ""
@@ -366,13 +381,7 @@ class Origin:
         self.conf = os.path.join(self.dir, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write(f"""# origin for the weir benchmark (generated)
-daemon off;
-master_process on;
-{nginx_user_line()}worker_processes 1;
-{affinity}worker_rlimit_nofile {nofile()};
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/logs/error.log warn;
-events {{ worker_connections {max(1024, nofile() - 1000)}; }}
+{nginx_main_context(self.dir, affinity)}
 http {{
     access_log off;
     default_type application/octet-stream;
@@ -490,13 +499,7 @@ class NginxProxy(Proxy):
         path = os.path.join(self.dir, "nginx.conf")
         with open(path, "w") as f:
             f.write(f"""# nginx as the proxy under test (generated)
-daemon off;
-master_process on;
-{nginx_user_line()}worker_processes 1;
-{affinity}worker_rlimit_nofile {nofile()};
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/logs/error.log warn;
-events {{ worker_connections {max(1024, nofile() - 1000)}; }}
+{nginx_main_context(self.dir, affinity)}
 http {{
     access_log off;
     keepalive_requests 100000000;
@@ -1222,20 +1225,6 @@ def binary_time(path: str) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(os.stat(path).st_mtime))
     except OSError:
         return "unknown time"
-
-
-def build_type(weir: str) -> str:
-    """CMAKE_BUILD_TYPE of the build tree that holds the binary, if it is one."""
-    cache = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(weir))),
-                         "CMakeCache.txt")
-    try:
-        with open(cache) as f:
-            for line in f:
-                if line.startswith("CMAKE_BUILD_TYPE:"):
-                    return line.split("=", 1)[1].strip() or "unknown"
-    except OSError:
-        pass
-    return "unknown"
 
 
 def machine_header(args, tools: dict, pin: Pinning, command: str) -> str:
