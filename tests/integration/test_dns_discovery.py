@@ -197,62 +197,11 @@ zone:
 # Origins, clients, weir config
 # --------------------------------------------------------------------------------------------------
 
-class AddrOrigin(wt.Origin):
-    """A wt.Origin on a chosen address and port (port 0: any), so that several origins can share
-    a port on distinct loopback addresses and a stopped origin can come back on its address. A
-    fixed response goes out in one send, so stopping the origin never cuts a response weir has
-    begun to relay."""
-
-    def __init__(self, name: str, host: str = "127.0.0.1", port: int = 0, wait_free: float = 0):
-        self.name = name
-        self.behaviour = wt.fixed(name)
-        self.paths = {}
-        self.send_continue = True
-        self.idle_timeout = 120.0
-        self.lock = threading.Lock()
-        self.accepted = 0
-        self.requests = []
-        self.errors = []
-        self.open_conns = 0
-        self._stop = threading.Event()
-        self._socks = set()
-        self._threads = []
-        self.unix_path = None
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        deadline = time.monotonic() + wait_free
-        while True:
-            try:
-                self.sock.bind((host, port))
-                break
-            except OSError as e:
-                if e.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
-                    self.sock.close()
-                    raise
-                time.sleep(0.05)
-        self.sock.listen(256)
-        self.addr = self.sock.getsockname()[:2]
-        self.address = (f"[{self.addr[0]}]:{self.addr[1]}" if family == socket.AF_INET6
-                        else f"{self.addr[0]}:{self.addr[1]}")
-        self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True,
-                                               name=f"origin-{name}-accept")
-        self._accept_thread.start()
-
-    def _respond(self, c: socket.socket, rec: wt.RequestRecord, beh: wt.Behaviour,
-                 keep: bool) -> bool:
-        if beh.kind != "fixed" or beh.delay or self._stop.is_set():
-            return super()._respond(c, rec, beh, keep)
-        hdrs = [("x-origin", self.name), ("server", f"weir-test-origin/{self.name}"), *beh.headers]
-        if not keep:
-            hdrs.append(("connection", "close"))
-        hdrs.append(("content-length", str(len(beh.body))))
-        head = "".join([f"HTTP/1.1 {beh.status} OK\r\n", *(f"{k}: {v}\r\n" for k, v in hdrs),
-                        "\r\n"])
-        c.sendall(head.encode("latin-1") + (b"" if rec.method == "HEAD" else beh.body))
-        return True
+def addr_origin(name: str, host: str = "127.0.0.1", port: int = 0,
+                wait_free: float = 0) -> wt.Origin:
+    """An origin on a chosen address and port whose fixed responses leave in one send (stopping
+    it never cuts a response weir has begun to relay)."""
+    return wt.Origin(name, host=host, port=port, wait_free=wait_free, one_send=True)
 
 
 class Client:
@@ -413,19 +362,19 @@ class DnsDiscoveryTest(wt.WeirTestCase):
         return k
 
     def addr_origin(self, name: str, host: str = "127.0.0.1", port: int = 0,
-                    wait_free: float = 0) -> AddrOrigin:
-        o = AddrOrigin(name, host, port, wait_free)
+                    wait_free: float = 0) -> wt.Origin:
+        o = addr_origin(name, host, port, wait_free)
         self.addCleanup(o.stop)
         return o
 
-    def origins_on_one_port(self, names_hosts: list[tuple[str, str]]) -> list[AddrOrigin]:
+    def origins_on_one_port(self, names_hosts: list[tuple[str, str]]) -> list[wt.Origin]:
         """Origins on distinct loopback addresses sharing one port."""
         for _ in range(20):
             port = wt.free_port()
-            made: list[AddrOrigin] = []
+            made: list[wt.Origin] = []
             try:
                 for name, host in names_hosts:
-                    made.append(AddrOrigin(name, host, port))
+                    made.append(addr_origin(name, host, port))
             except OSError:
                 for o in made:
                     o.stop()
@@ -555,13 +504,13 @@ class DnsDiscoveryTest(wt.WeirTestCase):
         for _ in range(20):
             port = wt.free_port()
             try:
-                v6 = AddrOrigin("v6", "::1", port)
+                v6 = addr_origin("v6", "::1", port)
             except OSError as e:
                 if e.errno == errno.EADDRNOTAVAIL:
                     self.skipTest("::1 is not configured")
                 continue
             try:
-                v4 = AddrOrigin("v4", "127.0.0.1", port)
+                v4 = addr_origin("v4", "127.0.0.1", port)
             except OSError:
                 v6.stop()
                 continue

@@ -7,11 +7,9 @@ max-tries (and a per-route max-tries); retry-timeout; request-timeout; TCP and T
 
 from __future__ import annotations
 
-import errno
 import http.client
 import json
 import os
-import socket
 import threading
 import time
 import urllib.error
@@ -21,67 +19,9 @@ import tlsutil
 import weirtest as wt
 
 
-class PortOrigin(wt.Origin):
-    """A wt.Origin on a chosen port of 127.0.0.1 (0: any), so that an origin that was stopped can
-    come back on the same address. Same attributes and behaviour as wt.Origin."""
-
-    def __init__(self, name: str, behaviour: wt.Behaviour | None = None, port: int = 0):
-        # wt.Origin.__init__ always binds port 0; this mirrors it with a given port.
-        self.name = name
-        self.behaviour = behaviour or wt.fixed(name)
-        self.paths = {}
-        self.send_continue = True
-        self.idle_timeout = 120.0
-        self.lock = threading.Lock()
-        self.accepted = 0
-        self.requests = []
-        self.errors = []
-        self.open_conns = 0
-        self._stop = threading.Event()
-        self._socks = set()
-        self._threads = []
-        self.unix_path = None
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        for i in range(50):  # the port may be briefly taken (an outgoing connection's own port)
-            try:
-                self.sock.bind(("127.0.0.1", port))
-                break
-            except OSError as e:
-                if e.errno != errno.EADDRINUSE or i == 49:
-                    self.sock.close()
-                    raise
-                time.sleep(0.05)
-        self.sock.listen(256)
-        self.addr = self.sock.getsockname()
-        self.address = f"{self.addr[0]}:{self.addr[1]}"
-        self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True,
-                                               name=f"origin-{name}-accept")
-        self._accept_thread.start()
-
-    def _respond(self, c: socket.socket, rec: wt.RequestRecord, beh: wt.Behaviour,
-                 keep: bool) -> bool:
-        # wt.Origin writes a fixed response's head and body with two sends; stop() between them
-        # would cut a response weir has begun to relay, which it must then fail (documented).
-        # Here the whole response goes in one send, so killing this origin fails only exchanges
-        # that have no response byte yet: the ones weir may retry.
-        if beh.kind != "fixed" or beh.delay or self._stop.is_set():
-            return super()._respond(c, rec, beh, keep)
-        hdrs = [("x-origin", self.name), ("server", f"weir-test-origin/{self.name}"),
-                *beh.headers]
-        if not keep:
-            hdrs.append(("connection", "close"))
-        body = b"" if rec.method == "HEAD" else beh.body
-        hdrs.append(("content-length", str(len(beh.body))))
-        reason = "OK" if beh.status == 200 else "Status"
-        head = "".join([f"HTTP/1.1 {beh.status} {reason}\r\n",
-                        *(f"{k}: {v}\r\n" for k, v in hdrs), "\r\n"])
-        c.sendall(head.encode("latin-1") + body)
-        return True
-
-    def traffic(self) -> int:
-        """Requests other than health checks."""
-        return len([r for r in self.snapshot() if r.path != "/healthz"])
+def traffic(origin: wt.Origin) -> int:
+    """An origin's requests other than health checks."""
+    return len([r for r in origin.snapshot() if r.path != "/healthz"])
 
 
 def log_msg(line: str) -> str:
@@ -197,8 +137,8 @@ class LoadLoop:
 class HealthTest(wt.WeirTestCase):
 
     def port_origin(self, name: str, behaviour: wt.Behaviour | None = None,
-                    port: int = 0) -> PortOrigin:
-        o = PortOrigin(name, behaviour, port)
+                    port: int = 0) -> wt.Origin:
+        o = wt.Origin(name, behaviour, port=port, wait_free=2.5, one_send=True)
         self.addCleanup(o.stop)
         return o
 
@@ -241,8 +181,8 @@ class HealthTest(wt.WeirTestCase):
 
         load = LoadLoop(w.addr(), threads=2, limit=20.0).start()
         self.addCleanup(load.stop)
-        self.assertTrue(wt.wait_until(lambda: all(o.traffic() > 5 for o in (a, b, c)), 3),
-                        f"traffic before the kill: {[o.traffic() for o in (a, b, c)]}")
+        self.assertTrue(wt.wait_until(lambda: all(traffic(o) > 5 for o in (a, b, c)), 3),
+                        f"traffic before the kill: {[traffic(o) for o in (a, b, c)]}")
 
         # Kill b: its listening socket closes (connections are refused) and its open connections
         # are shut down.
@@ -301,8 +241,8 @@ class HealthTest(wt.WeirTestCase):
         self.assertTrue(view[b.address]["healthy"], f"admin: {view[b.address]}")
         self.assertNotIn("unhealthy-because", view[b.address])
         self.assertEqual(view["__group__"]["targets-healthy"], 3)
-        self.assertTrue(wt.wait_until(lambda: b2.traffic() > 5, 2.0),
-                        f"the restarted origin got {b2.traffic()} requests within 2 s")
+        self.assertTrue(wt.wait_until(lambda: traffic(b2) > 5, 2.0),
+                        f"the restarted origin got {traffic(b2)} requests within 2 s")
 
         load.stop()
         self.assertEqual(load.failures, [], f"the load loop saw failures "

@@ -19,6 +19,7 @@ binary is looked up at <source>/build/dev/bin/weir; if it does not exist the tes
 from __future__ import annotations
 
 import dataclasses
+import errno
 import glob
 import hashlib
 import json
@@ -619,6 +620,11 @@ class Origin:
 
     behaviour: the default Behaviour; paths: {path: Behaviour} matched on the path (no query)
     exactly, or by prefix for keys ending in '*'.
+    host, port: where to listen (an IPv6 host such as "::1" works too; port 0: any), so that
+    several origins can share a port on distinct loopback addresses and a stopped origin can come
+    back on its address; wait_free: how long to retry while that port is still taken.
+    one_send: a fixed, undelayed response leaves in one send (head and body together), so that
+    stopping the origin never cuts a response weir has begun to relay.
     """
 
     KEEP_BODY = 1 << 20
@@ -626,7 +632,9 @@ class Origin:
 
     def __init__(self, name: str = "origin", behaviour: Behaviour | None = None,
                  paths: dict[str, Behaviour] | None = None, send_continue: bool = True,
-                 idle_timeout: float = 120.0, unix_path: str | None = None):
+                 idle_timeout: float = 120.0, unix_path: str | None = None,
+                 host: str = "127.0.0.1", port: int = 0, wait_free: float = 0.0,
+                 one_send: bool = False):
         self.name = name
         self.behaviour = behaviour or fixed(name)
         self.paths = dict(paths or {})
@@ -641,6 +649,7 @@ class Origin:
         self._socks: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self.unix_path = unix_path
+        self.one_send = one_send
         if unix_path is not None:
             # An origin on a Unix socket: address is "unix:/path", as static discovery takes it.
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -649,12 +658,25 @@ class Origin:
             self.addr = unix_path
             self.address = f"unix:{unix_path}"
         else:
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            self.sock = socket.socket(family, socket.SOCK_STREAM)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.sock.bind(("127.0.0.1", 0))
+            if family == socket.AF_INET6:
+                self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            deadline = time.monotonic() + wait_free
+            while True:
+                try:
+                    self.sock.bind((host, port))
+                    break
+                except OSError as e:
+                    if e.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                        self.sock.close()
+                        raise
+                    time.sleep(0.05)
             self.sock.listen(256)
-            self.addr = self.sock.getsockname()
-            self.address = f"{self.addr[0]}:{self.addr[1]}"
+            self.addr = self.sock.getsockname()[:2]
+            self.address = (f"[{self.addr[0]}]:{self.addr[1]}" if family == socket.AF_INET6
+                            else f"{self.addr[0]}:{self.addr[1]}")
         self._accept_thread = threading.Thread(target=self._accept_loop, daemon=True,
                                                name=f"origin-{name}-accept")
         self._accept_thread.start()
@@ -786,6 +808,17 @@ class Origin:
 
     def _respond(self, c: socket.socket, rec: RequestRecord, beh: Behaviour, keep: bool) -> bool:
         """Sends the response; returns False when the connection must be dropped."""
+        if self.one_send and beh.kind == "fixed" and not beh.delay and not self._stop.is_set():
+            hdrs = [("x-origin", self.name), ("server", f"weir-test-origin/{self.name}"),
+                    *beh.headers]
+            if not keep:
+                hdrs.append(("connection", "close"))
+            hdrs.append(("content-length", str(len(beh.body))))
+            reason = "OK" if beh.status == 200 else "Status"
+            head = "".join([f"HTTP/1.1 {beh.status} {reason}\r\n",
+                            *(f"{k}: {v}\r\n" for k, v in hdrs), "\r\n"])
+            c.sendall(head.encode("latin-1") + (b"" if rec.method == "HEAD" else beh.body))
+            return True
         if beh.delay:
             if self._stop.wait(beh.delay):
                 return False
