@@ -337,8 +337,11 @@ class HealthTest(wt.WeirTestCase):
         w = self.start_weir(health_config(
             [a.address, flaky.address, c.address], admin_port=admin,
             health='[{ use = "outlier", consecutive-5xx = 2, base-ejection-time = "1s" }, '
-                   '{ use = "http", path = "/healthz", interval = "150ms", timeout = "100ms", '
-                   'fall = 2, rise = 1 }]'))
+                   '{ use = "http", path = "/healthz", interval = "300ms", timeout = "100ms", '
+                   'fall = 3, rise = 1 }]'))
+        # The outlier checker must eject first (then the HTTP checker's failures are the "also
+        # failed by" note): 3 failed checks 300 ms apart take >= 0.6 s, two requests to flaky
+        # (within the first six, round robin) take milliseconds even under a sanitizer.
         view = admin_targets(admin)
         self.assertEqual(len(view["__group__"]["health-checkers"]), 2, f"admin: {view}")
         for i in range(12):  # the outlier checker ejects flaky after its 2nd 500
