@@ -178,6 +178,8 @@ enum class Outcome {
   done,          // the response was relayed; the upstream connection must close
   done_reusable, // the response was relayed; the upstream connection can be pooled
   aborted,       // failed after the response began (or the client went away): close everything
+  broken,        // the upstream failed after its head went to the sink: like aborted, but when
+                 // the sink sent nothing yet, the client still gets a 502
   unsent,        // the request could not be written: nothing reached the upstream
   stale,         // the upstream closed without answering after the request was written
   timeout,       // no response head within response-timeout
@@ -283,9 +285,13 @@ private:
     case Outcome::done_reusable:
     case Outcome::done:
       log_request(service_, conn_, req_);
-      co_return true;
+      co_return !client_gone_;
     case Outcome::aborted:
       log_request(service_, conn_, req_);
+      co_return false;
+    case Outcome::broken:
+      failure_status_ = 502;
+      co_await fail(502); // only logs when bytes of the response went out already
       co_return false;
     case Outcome::client_failed:
       co_await fail(req_.status);
@@ -606,7 +612,7 @@ private:
           logger("upstream")
               ->warn("{} (upstream {}): response body failed: {}", req_.upstream, ucfg_.name,
                      error);
-          co_return Outcome::aborted;
+          co_return Outcome::broken;
         }
         if (n == 0)
           break;
@@ -862,7 +868,7 @@ private:
             logger("upstream")
                 ->warn("{} (upstream {}): response body failed: {}", req_.upstream, ucfg_.name,
                        ec == asio::error::eof ? "partial message" : ec.message());
-            co_return Outcome::aborted;
+            co_return Outcome::broken;
           }
           need_read = false;
           if (rp->is_done())
@@ -883,12 +889,18 @@ private:
           logger("upstream")
               ->warn("{} (upstream {}): response body failed: {}", req_.upstream, ucfg_.name,
                      pec.message());
-          co_return Outcome::aborted;
+          co_return Outcome::broken;
         }
         size_t got = kRelayBufferSize - res.body().size;
         if (got > 0) {
-          if (!co_await sink_.data(asio::buffer(relay_.get(), got)))
-            co_return Outcome::aborted;
+          if (!co_await sink_.data(asio::buffer(relay_.get(), got))) {
+            // The client left. When that was the last of the body, the upstream's side of the
+            // exchange is complete and its connection stays usable.
+            client_gone_ = true;
+            if (!rp->is_done())
+              co_return Outcome::aborted;
+            break;
+          }
           req_.bytes_out += got;
         }
         if (up_buf.size() == 0 || (used == 0 && got == 0))
@@ -897,7 +909,9 @@ private:
     } else if (!rp->is_done()) {
       upstream_keep = false;
     }
-    if (!co_await sink_.finish(nullptr))
+    if (!client_gone_ && !co_await sink_.finish(nullptr))
+      client_gone_ = true;
+    if (client_gone_ && !rp->is_done())
       co_return Outcome::aborted;
     bool reusable = upstream_keep && rp->is_done() && up_buf.size() == 0;
     co_return reusable ? Outcome::done_reusable : Outcome::done;
@@ -919,6 +933,7 @@ private:
   BufferPool::Block relay_;                       // from the worker's pool, when a body is relayed
   bool body_started_ = false;
   bool continue_sent_ = false;
+  bool client_gone_ = false; // a write to the client failed: its connection closes
   unsigned failure_status_ = 502;
 };
 

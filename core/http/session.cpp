@@ -116,6 +116,10 @@ public:
       }
     }
     conn_.tls = kTls;
+    if constexpr (!kTls) {
+      // await_request() reads with a plain non-blocking read_some once the socket is readable.
+      lowest().socket().non_blocking(true, ec);
+    }
     head_limits_.max_request_line = limits_.max_request_line;
     head_limits_.max_header_bytes = limits_.max_header_bytes;
     head_limits_.max_headers = limits_.max_headers;
@@ -133,6 +137,13 @@ public:
       lowest().socket().shutdown(Lowest::socket_type::shutdown_both, ec);
       lowest().socket().close(ec);
     }
+  }
+
+  // The worker's idle sweep: keepalive-timeout (or header-timeout, before the first request)
+  // passed while await_request() waited. Ends the wait; the connection closes without a word.
+  void on_idle_timeout() override {
+    error_code ec;
+    lowest().socket().cancel(ec);
   }
 
   asio::awaitable<void> run() {
@@ -165,12 +176,20 @@ public:
         co_return;
       }
     } else {
+      if (buf_.size() == 0 && !co_await await_request()) {
+        close_now();
+        co_return;
+      }
       if (listener_.plan->cfg->h2c && co_await sniff_h2_preface()) {
         co_await run_h2();
         co_return;
       }
     }
     for (;;) {
+      if constexpr (!kTls) {
+        if (buf_.size() == 0 && !co_await await_request())
+          break;
+      }
       bool keep = co_await serve_one();
       if (!keep || worker_.draining())
         break;
@@ -196,12 +215,57 @@ private:
   asio::awaitable<void> run_h2() {
 #ifdef WEIR_HAVE_H2
     idle_ = false;
-    co_await serve_h2(worker_, listener_.services, conn_, client_, buf_);
+    // The HTTP/2 session keeps its own buffer; the bytes read so far go first.
+    beast::flat_buffer initial;
+    if (buf_.size() > 0)
+      initial.commit(asio::buffer_copy(initial.prepare(buf_.size()), buf_.data()));
+    buf_.consume(buf_.size());
+    buf_.shrink_to_fit();
+    co_await serve_h2(worker_, listener_.services, conn_, client_, initial);
 #else
     logger("http")->warn("{}:{}: HTTP/2 is not available in this build", conn_.peer_ip,
                          conn_.peer_port);
 #endif
     close_now();
+  }
+
+  // A plain connection with nothing buffered, before each request: wait until the client sends,
+  // holding no buffer (an idle keep-alive connection costs no read buffer), with no timer of its
+  // own (the worker's idle sweep ends the wait at keepalive-timeout, or header-timeout from the
+  // accept before the first request); then read what came into a pooled block. False when the
+  // connection is to close: timed out, closed, drained, or the peer left.
+  asio::awaitable<bool> await_request() {
+    buf_.shrink_to_fit();
+    auto& sock = lowest().socket();
+    auto deadline = first_request_ ? accepted_ + limits_.header_timeout
+                                   : Clock::now() + limits_.keepalive_timeout;
+    for (;;) {
+      if (worker_.draining() || Clock::now() >= deadline)
+        co_return false;
+      idle_ = true;
+      idle_deadline = deadline;
+      auto [ec] = co_await sock.async_wait(Lowest::socket_type::wait_read, nothrow);
+      idle_ = false;
+      idle_deadline = Clock::time_point::max();
+      if (ec)
+        co_return false;
+      error_code rec;
+      size_t n = sock.read_some(buf_.prepare(read_size()), rec);
+      if (rec == asio::error::would_block || rec == asio::error::try_again) {
+        buf_.shrink_to_fit(); // woken for nothing: wait again, without the block
+        continue;
+      }
+      if (rec)
+        co_return false;
+      buf_.commit(n);
+      co_return true;
+    }
+  }
+
+  // What one read from the client asks for: the rest of the pooled block the buffer lives in.
+  size_t read_size() const {
+    return buf_.size() + 4096 <= BufferPool::kBlockSize ? BufferPool::kBlockSize - buf_.size()
+                                                        : 4096;
   }
 
   // Cleartext HTTP/2 with prior knowledge: the connection starts with the client preface.
@@ -217,7 +281,7 @@ private:
       if (have.size() >= kH2Preface.size())
         co_return true;
       lowest().expires_at(deadline);
-      auto [ec, got] = co_await client_.async_read_some(buf_.prepare(kReadSize), nothrow);
+      auto [ec, got] = co_await client_.async_read_some(buf_.prepare(read_size()), nothrow);
       if (ec)
         co_return false; // serve_one sees the same end of stream
       buf_.commit(got);
@@ -374,7 +438,7 @@ private:
       } else {
         lowest().expires_after(limits_.keepalive_timeout);
       }
-      auto [ec, n] = co_await client_.async_read_some(buf_.prepare(kReadSize), nothrow);
+      auto [ec, n] = co_await client_.async_read_some(buf_.prepare(read_size()), nothrow);
       idle_ = false;
       if (ec) {
         if (ec == beast::error::timeout && buf_.size() > 0) {
@@ -549,7 +613,6 @@ private:
   // end of the response, so that a small response leaves in one write. flush() sends it early
   // when the body is slow to come.
   asio::awaitable<bool> head(ResponseMessage& res, bool body) override {
-    started_ = true;
     res_ = &res;
     res_has_body_ = body;
     // A request whose body was not read cannot be followed by another on this connection.
@@ -622,6 +685,7 @@ private:
   asio::awaitable<bool> write_parts(const std::array<asio::const_buffer, 4>& parts, size_t count) {
     if (count == 0)
       co_return true;
+    started_ = true; // from here on, no other response can replace this one
     lowest().expires_after(limits_.send_timeout);
     auto [ec, n] = co_await asio::async_write(
         client_, std::span<const asio::const_buffer>(parts.data(), count), nothrow);
@@ -717,7 +781,6 @@ private:
   static constexpr size_t kMaxBuffer = 1024 * 1024;
   // More than any PROXY header the parser accepts (v2 is refused above 4096 bytes).
   static constexpr size_t kMaxProxyHeader = 8192;
-  static constexpr size_t kReadSize = 16 * 1024;
   static constexpr std::chrono::seconds kLingerTime{5};
   static constexpr std::chrono::seconds kLingerRead{1};
 
@@ -732,7 +795,10 @@ private:
 
   Stream client_;
   ConnInfo conn_;
-  beast::flat_buffer buf_;
+  // Bytes read from the client and not consumed yet; a block of the worker's pool while there
+  // are any (see await_request).
+  beast::basic_flat_buffer<BufferPool::Allocator<char>> buf_{
+      BufferPool::Allocator<char>(&worker_.buffers())};
   std::list<Drainable*>::iterator registration_;
   Clock::time_point accepted_ = Clock::now();
   bool first_request_ = true;

@@ -57,7 +57,19 @@ const WorkerRoute& WorkerService::match(std::string_view method, std::string_vie
 Worker::Worker(size_t index, const Plan& plan)
     : index_(index), plan_(plan), ioc_(std::make_unique<asio::io_context>(1)),
       h2_pool_(std::make_unique<upstream::H2Pool>(ioc_->get_executor())),
-      sweep_timer_(std::make_unique<asio::steady_timer>(*ioc_)) {}
+      sweep_timer_(std::make_unique<asio::steady_timer>(*ioc_)),
+      idle_timer_(std::make_unique<asio::steady_timer>(*ioc_)) {
+  auto shortest = idle_period_ * 8;
+  for (const auto& s : plan.services) {
+    const auto& limits = s.cfg->limits;
+    shortest = std::min({shortest, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       limits.keepalive_timeout),
+                         std::chrono::duration_cast<std::chrono::milliseconds>(
+                             limits.header_timeout)});
+  }
+  idle_period_ = std::clamp(shortest / 8, std::chrono::milliseconds(50),
+                            std::chrono::milliseconds(1000));
+}
 
 Worker::~Worker() {
   stop();
@@ -221,6 +233,7 @@ bool Worker::start(std::string& error) {
         accept_unix_loop(i);
     }
     schedule_sweep();
+    schedule_idle_sweep();
     ready.set_value(std::string());
     ioc_->run();
     // Unfinished sessions (a forced stop) die with the io_context, before the plugin instances
@@ -228,6 +241,7 @@ bool Worker::start(std::string& error) {
     tearing_down_ = true;
     listeners_.clear();
     sweep_timer_.reset();
+    idle_timer_.reset();
     pool_.clear();
     h2_pool_->clear();
     {
@@ -301,6 +315,22 @@ void Worker::schedule_sweep() {
   });
 }
 
+void Worker::schedule_idle_sweep() {
+  idle_timer_->expires_after(idle_period_);
+  idle_timer_->async_wait([this](boost::system::error_code ec) {
+    if (ec || draining_)
+      return;
+    auto now = std::chrono::steady_clock::now();
+    // on_idle_timeout only cancels a wait (its session resumes later), so the list stays intact.
+    for (auto* s : sessions_)
+      if (s->idle_deadline <= now) {
+        s->idle_deadline = std::chrono::steady_clock::time_point::max();
+        s->on_idle_timeout();
+      }
+    schedule_idle_sweep();
+  });
+}
+
 void Worker::post_targets(size_t index, std::shared_ptr<const upstream::TargetSet> set) {
   std::lock_guard lock(ioc_mutex_);
   if (!ioc_)
@@ -344,6 +374,7 @@ void Worker::post_drain() {
     for (auto& l : listeners_)
       l->close();
     sweep_timer_->cancel();
+    idle_timer_->cancel();
     pool_.clear();
     h2_pool_->clear(); // connections still carrying requests close when those are done
     // Copy: on_drain may remove the session from the list.

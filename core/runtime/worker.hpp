@@ -73,10 +73,14 @@ struct WorkerListener {
   bool unix_socket = false;
 };
 
-// Something the worker can ask to close when it drains (an idle client connection).
+// Something the worker can ask to close when it drains (an idle client connection), and whose
+// idle wait it times out: a session waiting for a request sets `idle_deadline`, and the worker's
+// idle sweep calls on_idle_timeout() once it has passed (no timer per wait).
 class Drainable {
 public:
   virtual void on_drain() = 0;
+  virtual void on_idle_timeout() {}
+  std::chrono::steady_clock::time_point idle_deadline = std::chrono::steady_clock::time_point::max();
 
 protected:
   ~Drainable() = default;
@@ -137,6 +141,7 @@ private:
   void accept_loop(size_t listener);
   void accept_unix_loop(size_t listener);
   void schedule_sweep();
+  void schedule_idle_sweep();
   void check_finished();
 
   size_t index_;
@@ -163,6 +168,10 @@ private:
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::list<Drainable*> sessions_;
   std::unique_ptr<boost::asio::steady_timer> sweep_timer_;
+  // Times out idle sessions (see Drainable) every idle_period_: an eighth of the shortest
+  // keepalive- or header-timeout, between 50 ms and 1 s.
+  std::unique_ptr<boost::asio::steady_timer> idle_timer_;
+  std::chrono::milliseconds idle_period_{1000};
   bool draining_ = false;
   bool tearing_down_ = false;
   std::atomic<bool> finished_{false};

@@ -302,6 +302,40 @@ filters = [{ use = "respond", status = 200, body = "hi", content-type = "text/pl
                 targets.append(json.loads(r.body)["target"])
         self.assertEqual(targets, ["/p1", "/p2", "/p3"])
 
+    def test_bad_body_before_anything_sent_is_a_502(self):
+        # The origin's head and a broken chunked body arrive together: weir had not sent a byte
+        # of the response yet (the head waits for the first body bytes), so the client gets a
+        # 502, not a connection closed on it with nothing said.
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        self.addCleanup(srv.close)
+
+        def origin() -> None:
+            c, _ = srv.accept()
+            with c:
+                c.settimeout(10)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += c.recv(65536)
+                c.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                          b"zz\r\nhello\r\n0\r\n\r\n")
+                time.sleep(0.5)
+
+        th = threading.Thread(target=origin, daemon=True)
+        th.start()
+        w = self.start_weir(wt.basic_config({"app": f"127.0.0.1:{srv.getsockname()[1]}"}))
+        with wt.RawConn(w.addr()) as c:
+            c.send("GET /broken HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = c.reader.read_until(b"\r\n\r\n", 1 << 16)
+            self.assertTrue(head.startswith(b"HTTP/1.1 502 "), head)
+        self.assertIsNotNone(w.wait_for_line(lambda l: "response body failed" in l, 5),
+                             w.log_text())
+        logs = [l for l in w.wait_access_logs(1) if l.get("path") == "/broken"]
+        self.assertEqual([l.get("status") for l in logs], [502], w.log_text())
+        th.join(5)
+        w.stop()
+
     def test_head_sent_before_a_slow_body(self):
         # weir holds a response head back to send it with the first body bytes (one write for a
         # small response), but never waits for a slow body to send it; the reason phrase is
