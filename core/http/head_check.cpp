@@ -76,9 +76,38 @@ std::optional<AbsoluteTarget> parse_absolute_target(std::string_view target) {
   return out;
 }
 
+// The common Host: a name or IPv4 address of letters, digits, '-' and '.', and maybe ":port"
+// (1 to 65535). nullopt when the value is anything else: the full parser decides.
+std::optional<bool> plain_host_value(std::string_view value) {
+  size_t i = 0;
+  for (; i < value.size(); ++i) {
+    char c = value[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '-' || c == '.'))
+      break;
+  }
+  if (i == 0)
+    return std::nullopt;
+  if (i == value.size())
+    return true;
+  if (value[i] != ':' || value.size() - i - 1 == 0 || value.size() - i - 1 > 5)
+    return std::nullopt;
+  unsigned port = 0;
+  for (size_t j = i + 1; j < value.size(); ++j) {
+    if (value[j] < '0' || value[j] > '9')
+      return std::nullopt;
+    port = port * 10 + static_cast<unsigned>(value[j] - '0');
+  }
+  if (port == 0 || port > 65535)
+    return std::nullopt;
+  return true;
+}
+
 bool valid_host_value(std::string_view value) {
   if (value.empty())
     return true;
+  if (auto plain = plain_host_value(value))
+    return *plain;
   auto a = boost::urls::parse_authority(value);
   if (!a || a->has_userinfo())
     return false;

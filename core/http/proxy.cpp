@@ -940,26 +940,40 @@ private:
 } // namespace
 
 void strip_hop_by_hop(bhttp::fields& f) {
+  // Names the Connection header lists (copied: that header goes too).
+  // "close" (the usual one) without an allocation.
   std::vector<std::string> named;
-  for_each_token(f, bhttp::field::connection, [&](std::string_view token) {
-    if (!beast::iequals(token, "transfer-encoding") && !beast::iequals(token, "content-length") &&
-        !beast::iequals(token, "host"))
-      named.emplace_back(token);
-    return false;
-  });
-  for (const auto& n : named)
-    f.erase(n);
-  f.erase(bhttp::field::connection);
-  f.erase(bhttp::field::keep_alive);
-  f.erase(bhttp::field::te);
-  f.erase(bhttp::field::trailer);
-  f.erase(bhttp::field::upgrade);
+  bool close_named = false;
+  if (f.find(bhttp::field::connection) != f.end())
+    for_each_token(f, bhttp::field::connection, [&](std::string_view token) {
+      if (beast::iequals(token, "close"))
+        close_named = true;
+      else if (!beast::iequals(token, "transfer-encoding") &&
+               !beast::iequals(token, "content-length") && !beast::iequals(token, "host") &&
+               !beast::iequals(token, "keep-alive"))
+        named.emplace_back(token);
+      return false;
+    });
+  // One pass over the fields (each erase by name would be a tree search of its own).
   for (auto it = f.begin(); it != f.end();) {
-    std::string_view name = it->name_string();
-    if (name.size() >= 6 && beast::iequals(name.substr(0, 6), "proxy-"))
-      it = f.erase(it);
-    else
-      ++it;
+    bool drop = false;
+    switch (it->name()) {
+    case bhttp::field::connection:
+    case bhttp::field::keep_alive:
+    case bhttp::field::te:
+    case bhttp::field::trailer:
+    case bhttp::field::upgrade:
+      drop = true;
+      break;
+    default: {
+      std::string_view name = it->name_string();
+      drop = (name.size() >= 6 && beast::iequals(name.substr(0, 6), "proxy-")) ||
+             (close_named && beast::iequals(name, "close"));
+      for (size_t i = 0; !drop && i < named.size(); ++i)
+        drop = beast::iequals(name, named[i]);
+    }
+    }
+    it = drop ? f.erase(it) : std::next(it);
   }
 }
 

@@ -55,7 +55,10 @@ const WorkerRoute& WorkerService::match(std::string_view method, std::string_vie
 }
 
 Worker::Worker(size_t index, const Plan& plan)
-    : index_(index), plan_(plan), ioc_(std::make_unique<asio::io_context>(1)),
+    // One thread runs the io_context, and only it touches the worker's sockets: the reactor's
+    // per-socket locking is off. Posting from other threads (targets, drain) stays safe.
+    : index_(index), plan_(plan),
+      ioc_(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO)),
       h2_pool_(std::make_unique<upstream::H2Pool>(ioc_->get_executor())),
       sweep_timer_(std::make_unique<asio::steady_timer>(*ioc_)),
       idle_timer_(std::make_unique<asio::steady_timer>(*ioc_)) {

@@ -135,6 +135,16 @@ TEST_CASE("Host header values") {
   CHECK_FALSE(valid_host_value("x y"));
   CHECK_FALSE(valid_host_value("user@host"));
   CHECK_FALSE(valid_host_value("host:port"));
+  // The fast path (names, IPv4, ports) and the full parser agree at the edges.
+  CHECK(valid_host_value("A-b.C"));
+  CHECK(valid_host_value("a:65535"));
+  CHECK(valid_host_value("a:080"));
+  CHECK(valid_host_value("1.2.3.4:99"));
+  CHECK_FALSE(valid_host_value("a:0"));
+  CHECK_FALSE(valid_host_value("a:65536"));
+  CHECK_FALSE(valid_host_value("a:"));
+  CHECK_FALSE(valid_host_value(":80"));
+  CHECK_FALSE(valid_host_value("a:8x"));
   CHECK(status_of("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n") == 400);
 }
 
