@@ -45,6 +45,7 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace weir::core::http {
@@ -139,11 +140,17 @@ public:
     }
   }
 
-  // The worker's idle sweep: keepalive-timeout (or header-timeout, before the first request)
-  // passed while await_request() waited. Ends the wait; the connection closes without a word.
-  void on_idle_timeout() override {
+  // The worker's idle sweep found idle_deadline passed. Either the connection has been quiet for
+  // kParkAfter while next_request() read with a block (the read is cancelled and the connection
+  // parked: await_request() waits without the block; returns true), or keepalive-timeout
+  // (header-timeout, before the first request) passed: the connection closes without a word.
+  bool on_idle_timeout() override {
+    bool park = reading_idle_ && Clock::now() < wait_deadline_;
+    if (park)
+      park_ = true;
     error_code ec;
     lowest().socket().cancel(ec);
+    return park;
   }
 
   asio::awaitable<void> run() {
@@ -187,7 +194,7 @@ public:
     }
     for (;;) {
       if constexpr (!kTls) {
-        if (buf_.size() == 0 && !co_await await_request())
+        if (buf_.size() == 0 && !co_await next_request())
           break;
       }
       bool keep = co_await serve_one();
@@ -229,16 +236,45 @@ private:
     close_now();
   }
 
-  // A plain connection with nothing buffered, before each request: wait until the client sends,
-  // holding no buffer (an idle keep-alive connection costs no read buffer), with no timer of its
-  // own (the worker's idle sweep ends the wait at keepalive-timeout, or header-timeout from the
-  // accept before the first request); then read what came into a pooled block. False when the
-  // connection is to close: timed out, closed, drained, or the peer left.
+  // A plain keep-alive connection between requests (a coroutine of its own, so that no request's
+  // frame is held while it waits): read into the pooled block while the client is busy, with the
+  // worker's idle sweep as the timer. Once the connection has been quiet for kParkAfter, the
+  // sweep cancels the read and the connection parks in await_request(), giving the block back;
+  // at keepalive-timeout it closes (see on_idle_timeout). False when the connection is to close.
+  asio::awaitable<bool> next_request() {
+    if (worker_.draining())
+      co_return false;
+    auto now = Clock::now();
+    wait_deadline_ = now + limits_.keepalive_timeout;
+    idle_deadline = std::min(now + kParkAfter, wait_deadline_);
+    reading_idle_ = true;
+    idle_ = true;
+    auto [ec, n] =
+        co_await lowest().socket().async_read_some(buf_.prepare(read_size()), nothrow);
+    idle_ = false;
+    reading_idle_ = false;
+    idle_deadline = Clock::time_point::max();
+    bool park = std::exchange(park_, false);
+    if (!ec) {
+      buf_.commit(n);
+      co_return true;
+    }
+    if (park && ec == asio::error::operation_aborted)
+      co_return co_await await_request();
+    co_return false;
+  }
+
+  // A plain connection with nothing buffered, before its first request and once parked (idle
+  // for kParkAfter between requests): wait until the client sends, holding no buffer, with no
+  // timer of its own (the worker's idle sweep ends the wait at header-timeout from the accept,
+  // or at keepalive-timeout from the end of the last response); then read what came into a
+  // pooled block. False when the connection is to close: timed out, closed, drained, or the peer
+  // left. (A wait costs an epoll_ctl that a read after a drained read does not, which is why
+  // busy connections keep reading with a block instead.)
   asio::awaitable<bool> await_request() {
     buf_.shrink_to_fit();
     auto& sock = lowest().socket();
-    auto deadline = first_request_ ? accepted_ + limits_.header_timeout
-                                   : Clock::now() + limits_.keepalive_timeout;
+    auto deadline = first_request_ ? accepted_ + limits_.header_timeout : wait_deadline_;
     for (;;) {
       if (worker_.draining() || Clock::now() >= deadline)
         co_return false;
@@ -263,9 +299,12 @@ private:
   }
 
   // What one read from the client asks for: the rest of the pooled block the buffer lives in.
+  // Heads are read into a small block (most fit); a larger head moves to a large block.
   size_t read_size() const {
-    return buf_.size() + 4096 <= BufferPool::kBlockSize ? BufferPool::kBlockSize - buf_.size()
-                                                        : 4096;
+    size_t have = buf_.size();
+    if (buf_.capacity() <= BufferPool::kSmallSize && have + 1024 <= BufferPool::kSmallSize)
+      return BufferPool::kSmallSize - have;
+    return have + 4096 <= BufferPool::kBlockSize ? BufferPool::kBlockSize - have : 4096;
   }
 
   // Cleartext HTTP/2 with prior knowledge: the connection starts with the client preface.
@@ -433,6 +472,7 @@ private:
         co_return false;
       if (!idle_ && !head_deadline)
         head_deadline = Clock::now() + limits_.header_timeout;
+      // (Plain connections come here with bytes already read: see next_request().)
       if (head_deadline) {
         lowest().expires_at(*head_deadline);
       } else {
@@ -572,6 +612,9 @@ private:
                                unsigned& status) override {
     auto& parser = *parser_;
     auto& msg = parser.get();
+    // A body is read in large blocks' worth (the head may have come in a small one).
+    if (!parser.is_done() && buf_.capacity() < BufferPool::kBlockSize)
+      buf_.reserve(BufferPool::kBlockSize);
     for (;;) {
       if (parser.is_done())
         co_return 0;
@@ -783,6 +826,8 @@ private:
   static constexpr size_t kMaxProxyHeader = 8192;
   static constexpr std::chrono::seconds kLingerTime{5};
   static constexpr std::chrono::seconds kLingerRead{1};
+  // How long a keep-alive connection may sit idle holding its read block before it is parked.
+  static constexpr std::chrono::milliseconds kParkAfter{100};
 
   Worker& worker_;
   const WorkerListener& listener_;
@@ -804,6 +849,10 @@ private:
   bool first_request_ = true;
   bool idle_ = false;
   bool linger_ = false; // close with a lingering read (see linger())
+  // Parking an idle keep-alive connection (plain streams; see on_idle_timeout).
+  bool reading_idle_ = false; // next_request() waits with a block
+  bool park_ = false;         // the sweep cancelled that read to park the connection
+  Clock::time_point wait_deadline_; // keepalive-timeout of the current wait
   // The exchange in progress.
   std::optional<bhttp::request_parser<bhttp::buffer_body>> parser_;
   ProxyRequest* req_ = nullptr;

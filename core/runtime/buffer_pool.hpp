@@ -1,6 +1,7 @@
-// Blocks of one size reused within one worker thread: the body relay and upstream read buffers of
-// requests, which would otherwise cost a large allocation and free per request. Not thread-safe:
-// each worker has its own, used on its thread only.
+// Blocks reused within one worker thread, in two sizes: 32 KiB for body relays and upstream reads,
+// 4 KiB for reading request heads (most fit, and a connection between requests then holds a page,
+// not eight). Without it each would cost a large allocation and free per request. Not
+// thread-safe: each worker has its own, used on its thread only.
 #pragma once
 
 #include <cstddef>
@@ -12,8 +13,10 @@ namespace weir::core {
 class BufferPool {
 public:
   static constexpr size_t kBlockSize = 32 * 1024;
-  // Free blocks kept for reuse; more are freed (a burst does not pin memory for ever).
+  static constexpr size_t kSmallSize = 4 * 1024;
+  // Free blocks kept for reuse, per size; more are freed (a burst does not pin memory for ever).
   static constexpr size_t kKeep = 64;
+  static constexpr size_t kKeepSmall = 256;
 
   BufferPool() = default;
   BufferPool(const BufferPool&) = delete;
@@ -21,26 +24,20 @@ public:
   ~BufferPool() {
     for (char* p : free_)
       delete[] p;
+    for (char* p : free_small_)
+      delete[] p;
   }
 
   // A block of kBlockSize bytes (contents undefined).
-  char* take() {
-    if (free_.empty())
-      return new char[kBlockSize];
-    char* p = free_.back();
-    free_.pop_back();
-    return p;
-  }
-  void give_back(char* p) noexcept {
-    if (free_.size() < kKeep) {
-      try {
-        free_.push_back(p);
-        return;
-      } catch (...) {
-      }
-    }
-    delete[] p;
-  }
+  char* take() { return take_from(free_, kBlockSize); }
+  void give_back(char* p) noexcept { give_to(free_, kKeep, p); }
+  // A block of kSmallSize bytes (contents undefined).
+  char* take_small() { return take_from(free_small_, kSmallSize); }
+  void give_back_small(char* p) noexcept { give_to(free_small_, kKeepSmall, p); }
+
+  // How many free blocks of each size are kept (for tests).
+  size_t free_blocks() const { return free_.size(); }
+  size_t free_small_blocks() const { return free_small_.size(); }
 
   struct Deleter {
     BufferPool* pool = nullptr;
@@ -49,20 +46,26 @@ public:
   using Block = std::unique_ptr<char[], Deleter>;
   Block block() { return Block(take(), Deleter{this}); }
 
-  // An allocator for Beast's dynamic buffers: requests of at most kBlockSize bytes are served
-  // from the pool, larger ones from the heap.
+  // An allocator for Beast's dynamic buffers: requests of at most kSmallSize bytes are served
+  // with a small block, of at most kBlockSize with a large one, larger ones from the heap.
   template <class T> struct Allocator {
     using value_type = T;
     BufferPool* pool = nullptr;
     explicit Allocator(BufferPool* p) noexcept : pool(p) {}
     template <class U> Allocator(const Allocator<U>& o) noexcept : pool(o.pool) {}
     T* allocate(size_t n) {
-      if (n * sizeof(T) <= kBlockSize)
+      size_t bytes = n * sizeof(T);
+      if (bytes <= kSmallSize)
+        return reinterpret_cast<T*>(pool->take_small());
+      if (bytes <= kBlockSize)
         return reinterpret_cast<T*>(pool->take());
       return std::allocator<T>().allocate(n);
     }
     void deallocate(T* p, size_t n) noexcept {
-      if (n * sizeof(T) <= kBlockSize)
+      size_t bytes = n * sizeof(T);
+      if (bytes <= kSmallSize)
+        pool->give_back_small(reinterpret_cast<char*>(p));
+      else if (bytes <= kBlockSize)
         pool->give_back(reinterpret_cast<char*>(p));
       else
         std::allocator<T>().deallocate(p, n);
@@ -73,7 +76,26 @@ public:
   };
 
 private:
+  static char* take_from(std::vector<char*>& list, size_t size) {
+    if (list.empty())
+      return new char[size];
+    char* p = list.back();
+    list.pop_back();
+    return p;
+  }
+  static void give_to(std::vector<char*>& list, size_t keep, char* p) noexcept {
+    if (list.size() < keep) {
+      try {
+        list.push_back(p);
+        return;
+      } catch (...) {
+      }
+    }
+    delete[] p;
+  }
+
   std::vector<char*> free_;
+  std::vector<char*> free_small_;
 };
 
 } // namespace weir::core

@@ -9,12 +9,14 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/socket_base.hpp>
 
+#include <malloc.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <future>
+#include <utility>
 
 namespace weir::core {
 
@@ -71,7 +73,7 @@ Worker::Worker(size_t index, const Plan& plan)
                              limits.header_timeout)});
   }
   idle_period_ = std::clamp(shortest / 8, std::chrono::milliseconds(50),
-                            std::chrono::milliseconds(1000));
+                            std::chrono::milliseconds(100));
 }
 
 Worker::~Worker() {
@@ -323,13 +325,21 @@ void Worker::schedule_idle_sweep() {
   idle_timer_->async_wait([this](boost::system::error_code ec) {
     if (ec || draining_)
       return;
+    if (std::exchange(trim_pending_, false))
+      ::malloc_trim(0);
     auto now = std::chrono::steady_clock::now();
     // on_idle_timeout only cancels a wait (its session resumes later), so the list stays intact.
+    size_t parked = 0;
     for (auto* s : sessions_)
       if (s->idle_deadline <= now) {
         s->idle_deadline = std::chrono::steady_clock::time_point::max();
-        s->on_idle_timeout();
+        if (s->on_idle_timeout())
+          ++parked;
       }
+    // A burst of connections going idle together (after a load peak) frees many read blocks at
+    // once: without a trim, the allocator would keep those pages and the process's RSS with them.
+    if (parked >= kTrimAfterParked)
+      trim_pending_ = true;
     schedule_idle_sweep();
   });
 }

@@ -79,7 +79,8 @@ struct WorkerListener {
 class Drainable {
 public:
   virtual void on_drain() = 0;
-  virtual void on_idle_timeout() {}
+  // Returns true when the session gives a buffer back (it parks rather than closes).
+  virtual bool on_idle_timeout() { return false; }
   std::chrono::steady_clock::time_point idle_deadline = std::chrono::steady_clock::time_point::max();
 
 protected:
@@ -168,10 +169,12 @@ private:
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::list<Drainable*> sessions_;
   std::unique_ptr<boost::asio::steady_timer> sweep_timer_;
-  // Times out idle sessions (see Drainable) every idle_period_: an eighth of the shortest
-  // keepalive- or header-timeout, between 50 ms and 1 s.
+  // Times out and parks idle sessions (see Drainable) every idle_period_: an eighth of the
+  // shortest keepalive- or header-timeout, between 50 and 100 ms.
   std::unique_ptr<boost::asio::steady_timer> idle_timer_;
   std::chrono::milliseconds idle_period_{1000};
+  bool trim_pending_ = false; // many sessions parked: give freed memory back at the next sweep
+  static constexpr size_t kTrimAfterParked = 64;
   bool draining_ = false;
   bool tearing_down_ = false;
   std::atomic<bool> finished_{false};

@@ -546,6 +546,33 @@ class EdgeTest(wt.WeirTestCase):
             self.assertGreater(dt, 0.7, f"closed after {dt:.2f}s with keepalive-timeout 1s")
             self.assertLess(dt, 2.5, f"closed after {dt:.2f}s with keepalive-timeout 1s")
 
+    def test_keepalive_connection_parked_and_woken(self):
+        # A keep-alive connection quiet for longer than weir's park delay (100 ms) gives its
+        # read buffer back and waits without one; its next request, whole or dripped in two
+        # parts, is served as usual, and keepalive-timeout still counts from the last response.
+        o = self.origin("a", wt.fixed("served"))
+        w = self.weir_for(o.address, extra=limits(**{"keepalive-timeout": '"2s"'}))
+        with wt.RawConn(w.addr(), timeout=5) as c:
+            c.send("GET /one HTTP/1.1\r\nHost: t\r\n\r\n")
+            r, _ = c.read_final_response()
+            self.assertStatus(r, 200, "first request")
+            time.sleep(0.6)
+            c.send("GET /two HTTP/1.1\r\nHost: t\r\n\r\n")
+            r, _ = c.read_final_response()
+            self.assertStatus(r, 200, "request after the connection was parked")
+            time.sleep(0.6)
+            c.send("GET /three HTTP/1.1\r\nHo")
+            time.sleep(0.3)
+            c.send("st: t\r\n\r\n")
+            r, _ = c.read_final_response()
+            self.assertStatus(r, 200, "request dripped in two parts after parking")
+            t0 = time.monotonic()
+            self.assertTrue(c.peer_closed(5.0), "idle keep-alive connection not closed")
+            dt = time.monotonic() - t0
+            self.assertGreater(dt, 1.6, f"closed after {dt:.2f}s with keepalive-timeout 2s")
+            self.assertLess(dt, 3.5, f"closed after {dt:.2f}s with keepalive-timeout 2s")
+        self.assertEqual([q.target for q in o.snapshot()], ["/one", "/two", "/three"])
+
     # ---------------------------------------------------------------------------------------------
     # Upstream keep-alive correctness
     # ---------------------------------------------------------------------------------------------
