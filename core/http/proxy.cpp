@@ -603,6 +603,9 @@ private:
       co_return Outcome::aborted;
     if (!no_body) {
       for (;;) {
+        // A sink holding the head back sends it before a wait for body bytes not there yet.
+        if (!call.readable() && !co_await sink_.flush())
+          co_return Outcome::aborted;
         std::string error;
         size_t n = co_await call.read(asio::buffer(relay_.get(), kRelayBufferSize),
                                       wait_deadline(pol_.response_timeout), error);

@@ -639,6 +639,11 @@ bool H2Call::request_sent() const {
   return st_->body_end && st_->body.size() == st_->body_off;
 }
 
+bool H2Call::readable() const {
+  const auto& st = *st_;
+  return st.data.size() > st.data_off || st.end_stream || st.closed;
+}
+
 asio::awaitable<size_t> H2Call::read(asio::mutable_buffer buf, Clock::time_point deadline,
                                      std::string& error) {
   auto& st = *st_;

@@ -58,6 +58,8 @@ public:
   boost::asio::awaitable<H2Head> read_head(Clock::time_point deadline);
   unsigned status() const;
   boost::beast::http::fields& head();
+  // Whether read() would return at once (body bytes are buffered, or the stream has ended).
+  bool readable() const;
   // Read response body bytes; 0 with no error at the end. `error` is set on failure or timeout.
   boost::asio::awaitable<size_t> read(boost::asio::mutable_buffer buf, Clock::time_point deadline,
                                       std::string& error);

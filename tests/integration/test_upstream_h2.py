@@ -186,6 +186,51 @@ upstream = "app"
         logs = self.w.wait_access_logs(2)
         self.assertEqual([a["upstream"] for a in logs], [o.address, o.address])
 
+    def test_head_before_a_slow_h2_body(self):
+        # client (HTTP/1.1) -> weir (upstream protocol "h2") -> a second weir (h2c listener) ->
+        # an origin that sends its head, then its body a second later. The first weir holds a
+        # response head back to send it with the first body bytes, but must not wait for a slow
+        # body to send it.
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+        self.addCleanup(srv.close)
+
+        def origin() -> None:
+            c, _ = srv.accept()
+            with c:
+                c.settimeout(10)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += c.recv(65536)
+                c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
+                time.sleep(1.0)
+                c.sendall(b"hello")
+                time.sleep(0.5)
+
+        th = threading.Thread(target=origin, daemon=True)
+        th.start()
+        middle = self.start_weir(f"""
+[upstreams.slow]
+discovery = {{ use = "static", targets = ["127.0.0.1:{srv.getsockname()[1]}"] }}
+lb = {{ use = "round-robin" }}
+[services.mid]
+listeners = [{{ address = "127.0.0.1:{wt.free_port()}", h2c = true }}]
+upstream = "slow"
+""")
+        self.start(wt.addr_str(middle.addr("mid")))
+        with wt.RawConn(self.addr) as c:
+            t0 = time.monotonic()
+            c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = c.reader.read_until(b"\r\n\r\n", 1 << 16)
+            t_head = time.monotonic() - t0
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+            self.assertLess(t_head, 0.7, f"the head came after {t_head:.2f}s: it waited for "
+                                         "the body")
+            self.assertEqual(c.reader.read_exact(5), b"hello")
+            self.assertGreater(time.monotonic() - t0, 0.9)
+        th.join(5)
+
     def test_h2_over_tls_with_verification(self):
         o = self.nghttpd(tls=True)
         self.start(o.address, tls=True)
