@@ -82,8 +82,8 @@ std::optional<bool> plain_host_value(std::string_view value) {
   size_t i = 0;
   for (; i < value.size(); ++i) {
     char c = value[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '-' || c == '.'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+          c == '.'))
       break;
   }
   if (i == 0)

@@ -249,8 +249,7 @@ private:
     idle_deadline = std::min(now + kParkAfter, wait_deadline_);
     reading_idle_ = true;
     idle_ = true;
-    auto [ec, n] =
-        co_await lowest().socket().async_read_some(buf_.prepare(read_size()), nothrow);
+    auto [ec, n] = co_await lowest().socket().async_read_some(buf_.prepare(read_size()), nothrow);
     idle_ = false;
     reading_idle_ = false;
     idle_deadline = Clock::time_point::max();
@@ -850,8 +849,8 @@ private:
   bool idle_ = false;
   bool linger_ = false; // close with a lingering read (see linger())
   // Parking an idle keep-alive connection (plain streams; see on_idle_timeout).
-  bool reading_idle_ = false; // next_request() waits with a block
-  bool park_ = false;         // the sweep cancelled that read to park the connection
+  bool reading_idle_ = false;       // next_request() waits with a block
+  bool park_ = false;               // the sweep cancelled that read to park the connection
   Clock::time_point wait_deadline_; // keepalive-timeout of the current wait
   // The exchange in progress.
   std::optional<bhttp::request_parser<bhttp::buffer_body>> parser_;

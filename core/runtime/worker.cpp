@@ -67,13 +67,12 @@ Worker::Worker(size_t index, const Plan& plan)
   auto shortest = idle_period_ * 8;
   for (const auto& s : plan.services) {
     const auto& limits = s.cfg->limits;
-    shortest = std::min({shortest, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                       limits.keepalive_timeout),
-                         std::chrono::duration_cast<std::chrono::milliseconds>(
-                             limits.header_timeout)});
+    shortest = std::min(
+        {shortest, std::chrono::duration_cast<std::chrono::milliseconds>(limits.keepalive_timeout),
+         std::chrono::duration_cast<std::chrono::milliseconds>(limits.header_timeout)});
   }
-  idle_period_ = std::clamp(shortest / 8, std::chrono::milliseconds(50),
-                            std::chrono::milliseconds(100));
+  idle_period_ =
+      std::clamp(shortest / 8, std::chrono::milliseconds(50), std::chrono::milliseconds(100));
 }
 
 Worker::~Worker() {

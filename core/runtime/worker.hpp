@@ -81,7 +81,8 @@ public:
   virtual void on_drain() = 0;
   // Returns true when the session gives a buffer back (it parks rather than closes).
   virtual bool on_idle_timeout() { return false; }
-  std::chrono::steady_clock::time_point idle_deadline = std::chrono::steady_clock::time_point::max();
+  std::chrono::steady_clock::time_point idle_deadline =
+      std::chrono::steady_clock::time_point::max();
 
 protected:
   ~Drainable() = default;

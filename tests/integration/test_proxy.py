@@ -5,8 +5,6 @@ HEAD, request bodies, Expect: 100-continue, pipelining, HTTP/1.0, JSON access lo
 import hashlib
 import json
 import os
-import socket
-import threading
 import time
 
 import weirtest as wt
@@ -306,25 +304,10 @@ filters = [{ use = "respond", status = 200, body = "hi", content-type = "text/pl
         # The origin's head and a broken chunked body arrive together: weir had not sent a byte
         # of the response yet (the head waits for the first body bytes), so the client gets a
         # 502, not a connection closed on it with nothing said.
-        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind(("127.0.0.1", 0))
-        srv.listen(4)
-        self.addCleanup(srv.close)
-
-        def origin() -> None:
-            c, _ = srv.accept()
-            with c:
-                c.settimeout(10)
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += c.recv(65536)
-                c.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
-                          b"zz\r\nhello\r\n0\r\n\r\n")
-                time.sleep(0.5)
-
-        th = threading.Thread(target=origin, daemon=True)
-        th.start()
-        w = self.start_weir(wt.basic_config({"app": f"127.0.0.1:{srv.getsockname()[1]}"}))
+        o = wt.ScriptedOrigin(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                              b"zz\r\nhello\r\n0\r\n\r\n", 0.5)
+        self.addCleanup(o.stop)
+        w = self.start_weir(wt.basic_config({"app": o.address}))
         with wt.RawConn(w.addr()) as c:
             c.send("GET /broken HTTP/1.1\r\nHost: x\r\n\r\n")
             head = c.reader.read_until(b"\r\n\r\n", 1 << 16)
@@ -333,7 +316,6 @@ filters = [{ use = "respond", status = 200, body = "hi", content-type = "text/pl
                              w.log_text())
         logs = [l for l in w.wait_access_logs(1) if l.get("path") == "/broken"]
         self.assertEqual([l.get("status") for l in logs], [502], w.log_text())
-        th.join(5)
         w.stop()
 
     def test_head_sent_before_a_slow_body(self):
@@ -342,44 +324,25 @@ filters = [{ use = "respond", status = 200, body = "hi", content-type = "text/pl
         # relayed as the origin wrote it.
         for framing in ("content-length", "chunked"):
             with self.subTest(framing=framing):
-                srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                srv.bind(("127.0.0.1", 0))
-                srv.listen(4)
-                self.addCleanup(srv.close)
-
-                def origin() -> None:
-                    c, _ = srv.accept()
-                    with c:
-                        c.settimeout(10)
-                        data = b""
-                        while b"\r\n\r\n" not in data:
-                            data += c.recv(65536)
-                        head = ("content-length: 5\r\n" if framing == "content-length"
-                                else "transfer-encoding: chunked\r\n")
-                        c.sendall(f"HTTP/1.1 200 Fine Thanks\r\n{head}\r\n".encode())
-                        time.sleep(1.0)
-                        c.sendall(b"hello" if framing == "content-length"
-                                  else b"5\r\nhello\r\n0\r\n\r\n")
-                        time.sleep(0.5)
-
-                th = threading.Thread(target=origin, daemon=True)
-                th.start()
-                w = self.start_weir(wt.basic_config(
-                    {"app": f"127.0.0.1:{srv.getsockname()[1]}"}))
+                head = ("content-length: 5\r\n" if framing == "content-length"
+                        else "transfer-encoding: chunked\r\n")
+                want = b"hello" if framing == "content-length" else b"5\r\nhello\r\n0\r\n\r\n"
+                o = wt.ScriptedOrigin(f"HTTP/1.1 200 Fine Thanks\r\n{head}\r\n".encode(), 1.0,
+                                      want, 0.5)
+                self.addCleanup(o.stop)
+                w = self.start_weir(wt.basic_config({"app": o.address}))
                 with wt.RawConn(w.addr()) as c:
                     t0 = time.monotonic()
                     c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-                    head = c.reader.read_until(b"\r\n\r\n", 1 << 16)
+                    got = c.reader.read_until(b"\r\n\r\n", 1 << 16)
                     t_head = time.monotonic() - t0
-                    self.assertTrue(head.startswith(b"HTTP/1.1 200 Fine Thanks\r\n"), head)
+                    self.assertTrue(got.startswith(b"HTTP/1.1 200 Fine Thanks\r\n"), got)
                     self.assertLess(t_head, 0.7, f"the head came after {t_head:.2f}s: it waited "
                                                  "for the body")
-                    want = b"hello" if framing == "content-length" else b"5\r\nhello\r\n0\r\n\r\n"
                     body = c.reader.read_exact(len(want))
                     t_body = time.monotonic() - t0
                     self.assertEqual(body, want)
                     self.assertGreater(t_body, 0.9)
-                th.join(5)
                 w.stop()
 
     def test_http10(self):

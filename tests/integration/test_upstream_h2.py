@@ -191,28 +191,11 @@ upstream = "app"
         # an origin that sends its head, then its body a second later. The first weir holds a
         # response head back to send it with the first body bytes, but must not wait for a slow
         # body to send it.
-        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind(("127.0.0.1", 0))
-        srv.listen(4)
-        self.addCleanup(srv.close)
-
-        def origin() -> None:
-            c, _ = srv.accept()
-            with c:
-                c.settimeout(10)
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += c.recv(65536)
-                c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")
-                time.sleep(1.0)
-                c.sendall(b"hello")
-                time.sleep(0.5)
-
-        th = threading.Thread(target=origin, daemon=True)
-        th.start()
+        o = wt.ScriptedOrigin(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", 1.0, b"hello", 0.5)
+        self.addCleanup(o.stop)
         middle = self.start_weir(f"""
 [upstreams.slow]
-discovery = {{ use = "static", targets = ["127.0.0.1:{srv.getsockname()[1]}"] }}
+discovery = {{ use = "static", targets = ["{o.address}"] }}
 lb = {{ use = "round-robin" }}
 [services.mid]
 listeners = [{{ address = "127.0.0.1:{wt.free_port()}", h2c = true }}]
@@ -229,7 +212,6 @@ upstream = "slow"
                                          "the body")
             self.assertEqual(c.reader.read_exact(5), b"hello")
             self.assertGreater(time.monotonic() - t0, 0.9)
-        th.join(5)
 
     def test_h2_over_tls_with_verification(self):
         o = self.nghttpd(tls=True)

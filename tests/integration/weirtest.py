@@ -902,6 +902,43 @@ class Origin:
 # --------------------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
+class ScriptedOrigin:
+    """An origin for one connection that answers its first request head with a script: bytes
+    are sent, a float is a pause in seconds (a head now, a body later, a broken body...)."""
+
+    def __init__(self, *script: bytes | float):
+        self.srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(4)
+        self.address = f"127.0.0.1:{self.srv.getsockname()[1]}"
+        self.script = script
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            c, _ = self.srv.accept()
+        except OSError:
+            return
+        with c:
+            c.settimeout(10)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = c.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            for step in self.script:
+                if isinstance(step, float):
+                    time.sleep(step)
+                else:
+                    c.sendall(step)
+
+    def stop(self) -> None:
+        self.srv.close()
+        self.thread.join(5)
+
+
 class Response:
     version: str
     status: int
