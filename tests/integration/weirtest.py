@@ -901,7 +901,6 @@ class Origin:
 # Raw client
 # --------------------------------------------------------------------------------------------------
 
-@dataclasses.dataclass
 class ScriptedOrigin:
     """An origin for one connection that answers its first request head with a script: bytes
     are sent, a float is a pause in seconds (a head now, a body later, a broken body...)."""
@@ -939,6 +938,7 @@ class ScriptedOrigin:
         self.thread.join(5)
 
 
+@dataclasses.dataclass
 class Response:
     version: str
     status: int
