@@ -14,6 +14,7 @@
 #include "core/runtime/logging.hpp"
 #include "core/runtime/worker.hpp"
 
+#include "core/net/timed_stream.hpp"
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -24,12 +25,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/core/string.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
@@ -1189,15 +1188,15 @@ asio::awaitable<void> serve_h2(Worker& worker, const std::vector<const WorkerSer
   co_await c.run(initial);
 }
 
-template asio::awaitable<void> serve_h2<beast::tcp_stream>(Worker&,
-                                                           const std::vector<const WorkerService*>&,
-                                                           const ConnInfo&, beast::tcp_stream&,
-                                                           beast::flat_buffer&);
-template asio::awaitable<void> serve_h2<beast::ssl_stream<beast::tcp_stream>>(
+template asio::awaitable<void>
+serve_h2<net::TimedStream<asio::ip::tcp>>(Worker&, const std::vector<const WorkerService*>&,
+                                          const ConnInfo&, net::TimedStream<asio::ip::tcp>&,
+                                          beast::flat_buffer&);
+template asio::awaitable<void> serve_h2<beast::ssl_stream<net::TimedStream<asio::ip::tcp>>>(
     Worker&, const std::vector<const WorkerService*>&, const ConnInfo&,
-    beast::ssl_stream<beast::tcp_stream>&, beast::flat_buffer&);
-template asio::awaitable<void> serve_h2<beast::basic_stream<asio::local::stream_protocol>>(
+    beast::ssl_stream<net::TimedStream<asio::ip::tcp>>&, beast::flat_buffer&);
+template asio::awaitable<void> serve_h2<net::TimedStream<asio::local::stream_protocol>>(
     Worker&, const std::vector<const WorkerService*>&, const ConnInfo&,
-    beast::basic_stream<asio::local::stream_protocol>&, beast::flat_buffer&);
+    net::TimedStream<asio::local::stream_protocol>&, beast::flat_buffer&);
 
 } // namespace weir::core::http

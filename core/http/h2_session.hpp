@@ -23,8 +23,8 @@ struct ConnInfo;
 // each request picks its own with choose_service(). Connection-level limits come from
 // services.front()->plan->cfg->limits.
 //
-// Instantiated for boost::beast::tcp_stream, boost::beast::ssl_stream<boost::beast::tcp_stream>
-// and boost::beast::basic_stream<boost::asio::local::stream_protocol>.
+// Instantiated for net::TimedStream<tcp>, boost::beast::ssl_stream<net::TimedStream<tcp>> and
+// net::TimedStream<boost::asio::local::stream_protocol>.
 template <class Stream>
 boost::asio::awaitable<void>
 serve_h2(Worker& worker, const std::vector<const WorkerService*>& services, const ConnInfo& conn,

@@ -4,6 +4,7 @@
 #include "core/http/proxy.hpp"
 #include "core/http/wire.hpp"
 #include "core/net/proxy_protocol.hpp"
+#include "core/net/timed_stream.hpp"
 #include "core/runtime/logging.hpp"
 #include "core/runtime/worker.hpp"
 #include "core/tls/server_tls.hpp"
@@ -22,9 +23,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core/basic_stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -87,14 +86,15 @@ std::string_view reason_text(unsigned status) {
   return bhttp::obsolete_reason(static_cast<bhttp::status>(status));
 }
 
-using UnixStream = beast::basic_stream<asio::local::stream_protocol>;
-using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+using PlainStream = net::TimedStream<tcp>;
+using UnixStream = net::TimedStream<asio::local::stream_protocol>;
+using TlsStream = beast::ssl_stream<PlainStream>;
 
-// Stream is beast::tcp_stream (plain HTTP), TlsStream (TLS) or UnixStream (a Unix socket).
+// Stream is PlainStream (plain HTTP), TlsStream (TLS) or UnixStream (a Unix socket).
 template <class Stream> class Session final : public Drainable, BodySource, ResponseSink {
   static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
   static constexpr bool kUnix = std::is_same_v<Stream, UnixStream>;
-  using Lowest = std::conditional_t<kUnix, UnixStream, beast::tcp_stream>;
+  using Lowest = std::conditional_t<kUnix, UnixStream, PlainStream>;
 
 public:
   template <class... StreamArgs>
@@ -883,7 +883,7 @@ void start_session(Worker& worker, const WorkerListener& listener, tcp::socket s
     asio::co_spawn(worker.context(), serve(std::move(session)), asio::detached);
     return;
   }
-  auto session = std::make_unique<Session<beast::tcp_stream>>(worker, listener, std::move(socket));
+  auto session = std::make_unique<Session<PlainStream>>(worker, listener, std::move(socket));
   asio::co_spawn(worker.context(), serve(std::move(session)), asio::detached);
 }
 

@@ -24,7 +24,7 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr unsigned char kAlpnH1[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 template <class F>
-decltype(auto) on_lowest(std::variant<beast::tcp_stream, TlsStream, UnixStream>& v, F&& f) {
+decltype(auto) on_lowest(std::variant<TcpStream, TlsStream, UnixStream>& v, F&& f) {
   return std::visit(
       [&](auto& s) -> decltype(auto) {
         using S = std::decay_t<decltype(s)>;
@@ -109,7 +109,7 @@ asio::awaitable<std::unique_ptr<Conn>> connect(asio::any_io_executor ex, const T
       co_return nullptr;
     conn = std::make_unique<Conn>(std::in_place_type<UnixStream>, std::move(s));
   } else {
-    beast::tcp_stream tcp(ex);
+    TcpStream tcp(ex);
     tcp.expires_after(opts.connect_timeout);
     auto [ec] = co_await tcp.async_connect(target.endpoint, nothrow);
     if (ec) {
@@ -123,7 +123,7 @@ asio::awaitable<std::unique_ptr<Conn>> connect(asio::any_io_executor ex, const T
     if (opts.tls != nullptr)
       conn = std::make_unique<Conn>(std::in_place_type<TlsStream>, std::move(tcp), *opts.tls);
     else
-      conn = std::make_unique<Conn>(std::in_place_type<beast::tcp_stream>, std::move(tcp));
+      conn = std::make_unique<Conn>(std::in_place_type<TcpStream>, std::move(tcp));
   }
   if (auto* tls = std::get_if<TlsStream>(&conn->variant())) {
     SSL* ssl = tls->native_handle();

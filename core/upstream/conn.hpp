@@ -2,11 +2,12 @@
 // AsyncReadStream/AsyncWriteStream, so Beast's HTTP functions work on it directly.
 #pragma once
 
+#include "core/net/timed_stream.hpp"
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
-#include <boost/beast/core/basic_stream.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <chrono>
@@ -22,8 +23,9 @@ namespace weir::core::upstream {
 
 struct Target;
 
-using UnixStream = boost::beast::basic_stream<boost::asio::local::stream_protocol>;
-using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+using TcpStream = net::TimedStream<boost::asio::ip::tcp>;
+using UnixStream = net::TimedStream<boost::asio::local::stream_protocol>;
+using TlsStream = boost::beast::ssl_stream<TcpStream>;
 
 class Conn {
 public:
@@ -62,10 +64,10 @@ public:
   // The protocol ALPN chose ("h2", "http/1.1"), or "" (no TLS, or no ALPN).
   std::string alpn() const;
 
-  std::variant<boost::beast::tcp_stream, TlsStream, UnixStream>& variant() { return s_; }
+  std::variant<TcpStream, TlsStream, UnixStream>& variant() { return s_; }
 
 private:
-  std::variant<boost::beast::tcp_stream, TlsStream, UnixStream> s_;
+  std::variant<TcpStream, TlsStream, UnixStream> s_;
 };
 
 // How to reach an upstream group's targets: TLS settings (a client context built once per

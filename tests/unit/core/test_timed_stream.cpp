@@ -1,0 +1,273 @@
+// net::TimedStream: deadlines end pending operations with beast::error::timeout, a deadline
+// moved later or earlier while an operation waits is honoured, a deadline that passes with no
+// operation pending ends the next one at once, expires_never lifts it, and a stream destroyed
+// under a pending operation is safe. On a real socket pair with a real io_context.
+#include "core/net/timed_stream.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/connect_pair.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+
+#include <doctest/doctest.h>
+
+#include <array>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+using Local = asio::local::stream_protocol;
+using Stream = weir::core::net::TimedStream<Local>;
+
+namespace {
+
+struct Pair {
+  asio::io_context io;
+  std::optional<Stream> a;
+  Local::socket b{io};
+  Pair() {
+    Local::socket s(io);
+    asio::local::connect_pair(s, b);
+    a.emplace(std::move(s));
+  }
+  // Send `text` from the peer after `delay`.
+  void send_later(Clock::duration delay, std::string text) {
+    auto t = std::make_shared<asio::steady_timer>(io, delay);
+    auto msg = std::make_shared<std::string>(std::move(text));
+    t->async_wait([this, t, msg](error_code) {
+      asio::async_write(b, asio::buffer(*msg), [msg](error_code, size_t) {});
+    });
+  }
+  // Run `f` after `delay`.
+  template <class F> void at(Clock::duration delay, F f) {
+    auto t = std::make_shared<asio::steady_timer>(io, delay);
+    t->async_wait([t, f](error_code) { f(); });
+  }
+};
+
+struct ReadResult {
+  std::optional<error_code> ec;
+  size_t n = 0;
+  Clock::duration after{};
+};
+
+void start_read(Pair& p, std::array<char, 64>& buf, ReadResult& r) {
+  auto t0 = Clock::now();
+  p.a->async_read_some(asio::buffer(buf), [&r, t0](error_code ec, size_t n) {
+    r.ec = ec;
+    r.n = n;
+    r.after = Clock::now() - t0;
+  });
+}
+
+} // namespace
+
+TEST_CASE("a read still pending at the deadline ends with a timeout and closes the socket") {
+  Pair p;
+  std::array<char, 64> buf{};
+  ReadResult r;
+  p.a->expires_after(50ms);
+  start_read(p, buf, r);
+  p.io.run_for(5s);
+  REQUIRE(r.ec);
+  CHECK(*r.ec == boost::beast::error::timeout);
+  CHECK(r.after >= 45ms);
+  CHECK(r.after < 2s);
+  CHECK(p.a->timed_out());
+  CHECK_FALSE(p.a->socket().is_open());
+}
+
+TEST_CASE("data before the deadline completes the read; the deadline then stays out of the way") {
+  Pair p;
+  std::array<char, 64> buf{};
+  ReadResult r;
+  p.a->expires_after(300ms);
+  p.send_later(20ms, "hello");
+  start_read(p, buf, r);
+  p.io.run_for(1s); // past the deadline, with no operation pending
+  REQUIRE(r.ec);
+  CHECK_FALSE(*r.ec);
+  CHECK(std::string(buf.data(), r.n) == "hello");
+  CHECK_FALSE(p.a->timed_out());
+  CHECK(p.a->socket().is_open()); // a deadline with no operation pending closes nothing
+}
+
+TEST_CASE("a deadline that passed with no operation pending ends the next operation at once") {
+  Pair p;
+  std::array<char, 64> buf{};
+  ReadResult r;
+  p.a->expires_after(20ms);
+  p.io.run_for(100ms);
+  p.io.restart();
+  start_read(p, buf, r);
+  p.io.run_for(5s);
+  REQUIRE(r.ec);
+  CHECK(*r.ec == boost::beast::error::timeout);
+  CHECK(r.after < 1s);
+}
+
+TEST_CASE("a deadline moved later between reads lets the next read wait until it") {
+  Pair p;
+  std::array<char, 64> buf{};
+  ReadResult r1, r2;
+  p.a->expires_after(60ms); // the timer is armed for this one
+  p.send_later(10ms, "one");
+  start_read(p, buf, r1);
+  p.at(30ms, [&] {
+    p.a->expires_after(500ms); // the timer still waits for 60 ms: it fires, then waits again
+    start_read(p, buf, r2);
+  });
+  p.send_later(300ms, "two");
+  p.io.run_for(5s);
+  REQUIRE(r1.ec);
+  CHECK_FALSE(*r1.ec);
+  REQUIRE(r2.ec);
+  CHECK_FALSE(*r2.ec);
+  CHECK(std::string(buf.data(), r2.n) == "two");
+}
+
+TEST_CASE("a deadline set while a read waits is for the next operation, as with basic_stream") {
+  Pair p;
+  std::array<char, 64> buf{};
+  ReadResult r;
+  p.a->expires_after(100ms);
+  start_read(p, buf, r);
+  p.at(20ms, [&] { p.a->expires_after(30s); });
+  p.io.run_for(5s);
+  REQUIRE(r.ec);
+  CHECK(*r.ec == boost::beast::error::timeout);
+  CHECK(r.after >= 95ms);
+  CHECK(r.after < 2s);
+}
+
+TEST_CASE("a write deadline set while a read waits does not limit the read (HTTP/2)") {
+  Pair p;
+  std::array<char, 64> buf{};
+  ReadResult r;
+  std::optional<error_code> wrote;
+  p.a->expires_never();
+  start_read(p, buf, r);
+  p.at(20ms, [&] {
+    p.a->expires_after(50ms);
+    asio::async_write(*p.a, asio::buffer("x", 1), [&](error_code ec, size_t) { wrote = ec; });
+  });
+  p.send_later(300ms, "reply");
+  p.io.run_for(5s);
+  REQUIRE(wrote);
+  CHECK_FALSE(*wrote);
+  REQUIRE(r.ec);
+  CHECK_FALSE(*r.ec);
+  CHECK(std::string(buf.data(), r.n) == "reply");
+}
+
+TEST_CASE("a write stuck past its deadline times out while the read has none") {
+  Pair p;
+  std::array<char, 64> buf{};
+  ReadResult r;
+  std::optional<error_code> wrote;
+  p.a->expires_never();
+  start_read(p, buf, r);
+  // The peer never reads: fill the socket buffers until the write blocks.
+  auto big = std::make_shared<std::string>(64 * 1024 * 1024, 'x');
+  p.a->expires_after(100ms);
+  asio::async_write(*p.a, asio::buffer(*big), [&, big](error_code ec, size_t) { wrote = ec; });
+  p.io.run_for(5s);
+  REQUIRE(wrote);
+  CHECK(*wrote == boost::beast::error::timeout);
+  REQUIRE(r.ec); // the socket is closed: the read ends too
+}
+
+TEST_CASE("expires_never lifts a deadline") {
+  Pair p;
+  std::array<char, 64> buf{};
+  ReadResult r;
+  p.a->expires_after(50ms);
+  p.a->expires_never();
+  start_read(p, buf, r);
+  p.send_later(200ms, "x");
+  p.io.run_for(5s);
+  REQUIRE(r.ec);
+  CHECK_FALSE(*r.ec);
+  CHECK(r.n == 1);
+}
+
+TEST_CASE("many operations under one far deadline each complete normally") {
+  Pair p;
+  std::array<char, 64> buf{};
+  int done = 0;
+  std::function<void()> next = [&] {
+    p.a->expires_after(10s);
+    asio::async_write(*p.a, asio::buffer("ping", 4), [&](error_code ec, size_t) {
+      REQUIRE_FALSE(ec);
+      asio::async_read(p.b, asio::buffer(buf, 4), [&](error_code ec2, size_t) {
+        REQUIRE_FALSE(ec2);
+        if (++done < 200)
+          next();
+      });
+    });
+  };
+  next();
+  p.io.run_for(5s);
+  CHECK(done == 200);
+  CHECK_FALSE(p.a->timed_out());
+}
+
+TEST_CASE("destroying the stream under a pending read aborts it safely") {
+  Pair p;
+  std::array<char, 64> buf{};
+  ReadResult r;
+  p.a->expires_after(10s);
+  start_read(p, buf, r);
+  p.at(10ms, [&] { p.a.reset(); });
+  p.io.run_for(1s);
+  REQUIRE(r.ec);
+  CHECK(*r.ec == asio::error::operation_aborted);
+}
+
+TEST_CASE("a moved stream keeps its deadline") {
+  Pair p;
+  std::array<char, 64> buf{};
+  ReadResult r;
+  p.a->expires_after(50ms);
+  Stream moved(std::move(*p.a));
+  auto t0 = Clock::now();
+  moved.async_read_some(asio::buffer(buf), [&](error_code ec, size_t) {
+    r.ec = ec;
+    r.after = Clock::now() - t0;
+  });
+  p.io.run_for(5s);
+  REQUIRE(r.ec);
+  CHECK(*r.ec == boost::beast::error::timeout);
+}
+
+TEST_CASE("TLS over a TimedStream: a handshake with a silent peer times out") {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acc(io, {asio::ip::make_address("127.0.0.1"), 0});
+  asio::ip::tcp::socket server(io);
+  acc.async_accept(server, [](error_code) {}); // accepts, then never answers
+  asio::ssl::context ctx(asio::ssl::context::tls_client);
+  asio::ssl::stream<weir::core::net::TimedStream<asio::ip::tcp>> tls(io.get_executor(), ctx);
+  std::optional<error_code> connected, shaken;
+  tls.next_layer().expires_after(2s);
+  tls.next_layer().async_connect(acc.local_endpoint(), [&](error_code ec) {
+    connected = ec;
+    tls.next_layer().expires_after(100ms);
+    tls.async_handshake(asio::ssl::stream_base::client, [&](error_code ec2) { shaken = ec2; });
+  });
+  io.run_for(5s);
+  REQUIRE(connected);
+  CHECK_FALSE(*connected);
+  REQUIRE(shaken);
+  CHECK(*shaken == boost::beast::error::timeout);
+}
