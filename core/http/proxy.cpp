@@ -744,23 +744,27 @@ private:
     // HTTP/1.1 upstream requires a Host; an HTTP/1.0 client may not have sent one.
     if (msg.find(bhttp::field::host) == msg.end())
       msg.set(bhttp::field::host, req_.upstream);
+    // The buffer for the response; its memory comes from the worker's pool (see
+    // upstream_read_size).
+    beast::basic_flat_buffer<BufferPool::Allocator<char>> up_buf{
+        BufferPool::Allocator<char>(&worker_.buffers())};
     if (!req_.has_body) {
-      // No body: the head goes out in one write, serialized in place.
-      std::string wire;
-      wire.reserve(512);
-      append_request_head(wire, msg);
+      // No body: the head goes out in one write, serialized in place into the block the
+      // response is then read into.
+      size_t size = request_head_size(msg);
+      auto room = up_buf.prepare(std::max(size, upstream_read_size(0)));
+      write_request_head(static_cast<char*>(room.data()), msg);
+      up_buf.commit(size);
       conn.expires_after(wait_limit(pol_.response_timeout));
-      auto [ec, n] = co_await asio::async_write(conn, asio::buffer(wire), nothrow);
+      auto [ec, n] = co_await asio::async_write(conn, up_buf.data(), nothrow);
       if (ec)
         co_return Outcome::unsent;
+      up_buf.consume(size);
     } else if (auto sent = co_await send_with_body(conn, msg); sent != Outcome::done) {
       co_return sent;
     }
 
     // Read the response head, skipping interim (1xx) responses.
-    // Its memory comes from the worker's pool (see upstream_read_size).
-    beast::basic_flat_buffer<BufferPool::Allocator<char>> up_buf{
-        BufferPool::Allocator<char>(&worker_.buffers())};
     std::optional<bhttp::response_parser<bhttp::buffer_body>> rp;
     for (int interim = 0;; ++interim) {
       if (interim > kMaxInterimResponses) {
@@ -1015,9 +1019,13 @@ asio::awaitable<void> respond_error(const WorkerService& service, const ConnInfo
                          nullptr, nullptr);
 }
 
-asio::awaitable<bool> handle_request(Worker& worker, const WorkerService& service,
-                                     const ConnInfo& conn, ProxyRequest& req, BodySource& body,
-                                     ResponseSink& sink) {
+namespace {
+
+// The part of handle_request that never waits: the client address, X-Forwarded-*, the route and
+// the request filters (which may answer: ex.local). Kept out of the coroutine so that its
+// temporaries do not enlarge the coroutine frame.
+const WorkerRoute& prepare_request(const WorkerService& service, const ConnInfo& conn,
+                                   ProxyRequest& req, Exchange& ex) {
   auto& msg = *req.msg;
   // The client address: the peer, or (from trusted proxies) the rightmost untrusted hop.
   std::vector<std::string_view> xff;
@@ -1051,7 +1059,6 @@ asio::awaitable<bool> handle_request(Worker& worker, const WorkerService& servic
   msg.version(11);
 
   const WorkerRoute& route = service.match(req.method, host_without_port(req.host), req.path);
-  Exchange ex;
   ex.method = req.method;
   ex.path = req.path;
   ex.query = req.query;
@@ -1073,6 +1080,16 @@ asio::awaitable<bool> handle_request(Worker& worker, const WorkerService& servic
     break;
   }
   ex.can_respond = false;
+  return route;
+}
+
+} // namespace
+
+asio::awaitable<bool> handle_request(Worker& worker, const WorkerService& service,
+                                     const ConnInfo& conn, ProxyRequest& req, BodySource& body,
+                                     ResponseSink& sink) {
+  Exchange ex;
+  const WorkerRoute& route = prepare_request(service, conn, req, ex);
   if (ex.local) {
     auto local = std::move(*ex.local);
     ex.local.reset();

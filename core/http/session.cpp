@@ -445,9 +445,49 @@ private:
 
   // Serve one request. Returns whether the connection may carry another.
   asio::awaitable<bool> serve_one() {
-    // --- read the head ---------------------------------------------------------------------
-    size_t head_len = 0;
+    // The head is usually in the buffer already (next_request() read it); read_head() waits
+    // for the rest when not. (The waiting, the parsing and the checks live in functions of their
+    // own: a coroutine frame holds every local of every path, and Asio's per-thread cache of
+    // frames takes none above 1020 bytes, so such a frame costs a malloc and a free each time.)
     size_t skip = 0;
+    size_t head_len = find_head_end(buffered(), skip);
+    if (head_len == 0) {
+      head_len = co_await read_head(skip);
+      if (head_len == 0)
+        co_return false;
+    }
+    buf_.consume(skip);
+    head_len -= skip;
+    first_request_ = false;
+
+    ProxyRequest req;
+    std::string why;
+    if (unsigned status = parse_request(req, head_len, why); status != 0) {
+      co_await reject(req, status, why);
+      co_return false;
+    }
+    const WorkerService& service = choose_service(listener_.services, req.host, conn_.sni);
+    req_ = &req;
+    keep_after_ = false;
+    started_ = false;
+    bool ok = co_await handle_request(worker_, service, conn_, req, *this, *this);
+    req_ = nullptr;
+    res_ = nullptr;
+    out_head_.clear();
+    parser_.reset();
+    co_return ok&& keep_after_;
+  }
+
+  std::string_view buffered() const {
+    auto data = buf_.data();
+    return {static_cast<const char*>(data.data()), data.size()};
+  }
+
+  // Read until the buffer holds a whole head. Returns its length (with the `skip` empty lines
+  // before it), or 0 when the connection is to close (timed out, too large, gone; answered or
+  // logged here as needed).
+  asio::awaitable<size_t> read_head(size_t& skip) {
+    size_t head_len = 0;
     // The whole head must arrive within header-timeout of its first byte (of the accept, for the
     // first request): a deadline, not a per-read timer, or a slow drip would never end.
     std::optional<Clock::time_point> head_deadline;
@@ -458,17 +498,17 @@ private:
       std::string_view view(static_cast<const char*>(data.data()), data.size());
       head_len = find_head_end(view, skip);
       if (head_len != 0)
-        break;
+        co_return head_len;
       if (unsigned st = check_partial_head(view.substr(skip), head_limits_); st != 0) {
         ProxyRequest r;
         co_await reject(r, st, st == 414 ? "request line too long" : "request head too large");
-        co_return false;
+        co_return 0;
       }
       if (buf_.size() >= kMaxBuffer)
-        co_return false;
+        co_return 0;
       idle_ = buf_.size() == 0;
       if (idle_ && worker_.draining())
-        co_return false;
+        co_return 0;
       if (!idle_ && !head_deadline)
         head_deadline = Clock::now() + limits_.header_timeout;
       // (Plain connections come here with bytes already read: see next_request().)
@@ -480,24 +520,27 @@ private:
       auto [ec, n] = co_await client_.async_read_some(buf_.prepare(read_size()), nothrow);
       idle_ = false;
       if (ec) {
-        if (ec == beast::error::timeout && buf_.size() > 0) {
-          // Like nginx: logged as 408, and the connection is closed without an answer (the
-          // timer already closed the socket).
-          ProxyRequest r;
-          r.status = 408;
-          logger("http")->info("{}:{}: 408: timed out reading the request head", conn_.peer_ip,
-                               conn_.peer_port);
-          log_request(service_, conn_, r);
-        }
-        co_return false;
+        if (ec == beast::error::timeout && buf_.size() > 0)
+          log_head_timeout();
+        co_return 0;
       }
       buf_.commit(n);
     }
-    buf_.consume(skip);
-    head_len -= skip;
-    first_request_ = false;
+  }
 
-    ProxyRequest req;
+  // Like nginx: a head that did not arrive in time is logged as 408, and the connection is
+  // closed without an answer (the timer already closed the socket).
+  void log_head_timeout() {
+    ProxyRequest r;
+    r.status = 408;
+    logger("http")->info("{}:{}: 408: timed out reading the request head", conn_.peer_ip,
+                         conn_.peer_port);
+    log_request(service_, conn_, r);
+  }
+
+  // Parse and check the head in the buffer (head_len bytes) into `req` and the request parser.
+  // Returns 0, or the status to refuse the request with and `why` (for the log).
+  unsigned parse_request(ProxyRequest& req, size_t head_len, std::string& why) {
     {
       auto data = buf_.data();
       std::string_view head(static_cast<const char*>(data.data()), head_len);
@@ -506,14 +549,14 @@ private:
         auto sp = head.find(' ');
         if (sp != std::string_view::npos)
           req.method = std::string(head.substr(0, sp));
-        co_await reject(req, hc.status, hc.reason);
-        co_return false;
+        why = hc.reason;
+        return hc.status;
       }
       req.version = hc.version;
       req.has_body = hc.chunked || (hc.content_length && *hc.content_length > 0);
       if (limits_.max_body > 0 && hc.content_length && *hc.content_length > limits_.max_body) {
-        co_await reject(req, 413, "request body larger than limits.max-body");
-        co_return false;
+        why = "request body larger than limits.max-body";
+        return 413;
       }
     }
 
@@ -533,8 +576,8 @@ private:
       if (!ec && !parser.is_header_done())
         ec = bhttp::error::partial_message;
       if (ec) {
-        co_await reject(req, 400, "malformed request: " + ec.message());
-        co_return false;
+        why = "malformed request: " + ec.message();
+        return 400;
       }
       buf_.consume(used);
     }
@@ -553,8 +596,8 @@ private:
     if (target.front() != '/' && target != "*") {
       auto abs = parse_absolute_target(target); // checked by check_head already
       if (!abs) {
-        co_await reject(req, 400, "invalid request target");
-        co_return false;
+        why = "invalid request target";
+        return 400;
       }
       req.host = abs->authority;
       msg.target(abs->origin_form);
@@ -593,17 +636,7 @@ private:
       msg.set(bhttp::field::connection, "upgrade");
     }
     msg.erase(bhttp::field::expect);
-
-    const WorkerService& service = choose_service(listener_.services, req.host, conn_.sni);
-    req_ = &req;
-    keep_after_ = false;
-    started_ = false;
-    bool ok = co_await handle_request(worker_, service, conn_, req, *this, *this);
-    req_ = nullptr;
-    res_ = nullptr;
-    out_head_.clear();
-    parser_.reset();
-    co_return ok&& keep_after_;
+    return 0;
   }
 
   // --- BodySource ------------------------------------------------------------------------------

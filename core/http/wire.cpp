@@ -3,6 +3,9 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/status.hpp>
 
+#include <cstring>
+#include <string_view>
+
 namespace weir::core::http {
 
 namespace bhttp = boost::beast::http;
@@ -16,30 +19,66 @@ void append_version(std::string& out, unsigned version) {
   out += static_cast<char>('0' + version % 10);
 }
 
+// Sized once, then copied: appending piece by piece costs a capacity check per piece.
 void append_fields(std::string& out, const bhttp::fields& fields) {
+  size_t size = 2;
+  for (const auto& f : fields)
+    size += f.name_string().size() + f.value().size() + 4;
+  size_t at = out.size();
+  out.resize(at + size);
+  char* p = out.data() + at;
+  auto put = [&p](const char* s, size_t n) {
+    std::memcpy(p, s, n);
+    p += n;
+  };
   for (const auto& f : fields) {
     auto name = f.name_string();
     auto value = f.value();
-    out.append(name.data(), name.size());
-    out += ": ";
-    out.append(value.data(), value.size());
-    out += "\r\n";
+    put(name.data(), name.size());
+    put(": ", 2);
+    put(value.data(), value.size());
+    put("\r\n", 2);
   }
-  out += "\r\n";
+  put("\r\n", 2);
 }
 
 } // namespace
 
-void append_request_head(std::string& out, const bhttp::header<true, bhttp::fields>& h) {
-  auto method = h.method_string();
-  auto target = h.target();
-  out.append(method.data(), method.size());
-  out += ' ';
-  out.append(target.data(), target.size());
-  out += ' ';
-  append_version(out, h.version());
-  out += "\r\n";
-  append_fields(out, h);
+size_t request_head_size(const bhttp::header<true, bhttp::fields>& h) {
+  size_t size = h.method_string().size() + 1 + h.target().size() + 1 + 8 + 2 + 2;
+  for (const auto& f : h)
+    size += f.name_string().size() + f.value().size() + 4;
+  return size;
+}
+
+void write_request_head(char* out, const bhttp::header<true, bhttp::fields>& h) {
+  auto put = [&out](std::string_view s) {
+    std::memcpy(out, s.data(), s.size());
+    out += s.size();
+  };
+  put(h.method_string());
+  put(" ");
+  put(h.target());
+  unsigned v = h.version();
+  char version[] = {' ',
+                    'H',
+                    'T',
+                    'T',
+                    'P',
+                    '/',
+                    static_cast<char>('0' + v / 10 % 10),
+                    '.',
+                    static_cast<char>('0' + v % 10),
+                    '\r',
+                    '\n'};
+  put({version, sizeof version});
+  for (const auto& f : h) {
+    put(f.name_string());
+    put(": ");
+    put(f.value());
+    put("\r\n");
+  }
+  put("\r\n");
 }
 
 void append_response_head(std::string& out, const bhttp::header<false, bhttp::fields>& h) {

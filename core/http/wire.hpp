@@ -10,9 +10,11 @@
 
 namespace weir::core::http {
 
-// "METHOD target HTTP/x.y\r\n", the fields as they are, "\r\n".
-void append_request_head(std::string& out,
-                         const boost::beast::http::header<true, boost::beast::http::fields>& h);
+// "METHOD target HTTP/x.y\r\n", the fields as they are, "\r\n": its size, and the head
+// written at `out`, which has room for exactly that many bytes.
+size_t request_head_size(const boost::beast::http::header<true, boost::beast::http::fields>& h);
+void write_request_head(char* out,
+                        const boost::beast::http::header<true, boost::beast::http::fields>& h);
 
 // "HTTP/x.y code reason\r\n" (the reason as received, else the standard one), the fields as they
 // are, "\r\n".

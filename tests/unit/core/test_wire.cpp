@@ -1,0 +1,57 @@
+// The HTTP/1.x heads weir writes itself: the request head going upstream and the response head
+// going to a client, byte for byte.
+#include "core/http/wire.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+namespace bhttp = boost::beast::http;
+using namespace weir::core::http;
+
+TEST_CASE("a request head is written byte for byte, fields in order, repeated ones kept") {
+  bhttp::request_header<> h;
+  h.method_string("PATCH");
+  h.target("/a/b?c=d");
+  h.version(11);
+  h.insert("Host", "example.test:8080");
+  h.insert("X-Forwarded-For", "10.0.0.1");
+  h.insert("x-custom", "");
+  h.insert("X-Forwarded-For", "10.0.0.2");
+  std::string out(request_head_size(h), '\0');
+  write_request_head(out.data(), h);
+  CHECK(out == "PATCH /a/b?c=d HTTP/1.1\r\n"
+               "Host: example.test:8080\r\n"
+               "X-Forwarded-For: 10.0.0.1\r\n"
+               "X-Forwarded-For: 10.0.0.2\r\n"
+               "x-custom: \r\n"
+               "\r\n");
+}
+
+TEST_CASE("a request head without fields, HTTP/1.0") {
+  bhttp::request_header<> h;
+  h.method(bhttp::verb::get);
+  h.target("/");
+  h.version(10);
+  std::string out(request_head_size(h), '\0');
+  write_request_head(out.data(), h);
+  CHECK(out == "GET / HTTP/1.0\r\n\r\n");
+}
+
+TEST_CASE("a response head keeps the reason received, else the standard one") {
+  bhttp::response_header<> h;
+  h.result(404);
+  h.version(11);
+  h.insert("Content-Length", "0");
+  std::string out = "prefix|";
+  append_response_head(out, h);
+  CHECK(out == "prefix|HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+
+  bhttp::response_header<> custom;
+  custom.result(200);
+  custom.reason("Fine");
+  custom.version(11);
+  std::string out2;
+  append_response_head(out2, custom);
+  CHECK(out2 == "HTTP/1.1 200 Fine\r\n\r\n");
+}
