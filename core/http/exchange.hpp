@@ -1,7 +1,7 @@
 // The host side of weir_http_t: one HTTP exchange as filters and load balancers see it.
 #pragma once
 
-#include <boost/beast/http/fields.hpp>
+#include "core/http/fields.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -17,8 +17,8 @@ struct LocalResponse {
 };
 
 struct Exchange {
-  boost::beast::http::fields* request = nullptr;  // headers as they will go upstream
-  boost::beast::http::fields* response = nullptr; // headers as they will go downstream
+  Fields* request = nullptr;  // headers as they will go upstream
+  Fields* response = nullptr; // headers as they will go downstream
   std::string_view method;
   std::string_view path;
   std::string_view query;

@@ -127,12 +127,12 @@ public:
   // forwarding a truncated body as a whole one.
   bool done() const override { return in_eof_ && in_.size() == 0 && !too_large_ && !discard_; }
   asio::awaitable<bool> send_continue() override;
-  const bhttp::fields* trailers() const override { return has_trailers_ ? &trailers_in_ : nullptr; }
+  const Fields* trailers() const override { return has_trailers_ ? &trailers_in_ : nullptr; }
 
   // ResponseSink
   asio::awaitable<bool> head(ResponseMessage& res, bool body) override;
   asio::awaitable<bool> data(asio::const_buffer chunk) override;
-  asio::awaitable<bool> finish(const bhttp::fields* trailers) override;
+  asio::awaitable<bool> finish(const Fields* trailers) override;
 
   // Whether the stream can no longer carry anything (reset, closed, or the connection ended).
   bool gone() const;
@@ -163,7 +163,7 @@ public:
   bool in_eof_ = false;
   bool too_large_ = false;
   bool discard_ = false; // nobody will read the body: DATA is consumed as it arrives
-  bhttp::fields trailers_in_;
+  Fields trailers_in_;
   bool has_trailers_ = false;
 
   // Response.
@@ -1037,7 +1037,7 @@ asio::awaitable<bool> H2Stream::data(asio::const_buffer chunk) {
   co_return co_await wait_sent(false);
 }
 
-asio::awaitable<bool> H2Stream::finish(const bhttp::fields* trailers) {
+asio::awaitable<bool> H2Stream::finish(const Fields* trailers) {
   if (gone() || !response_submitted_)
     co_return false;
   if (has_body_ && !out_eof_) {

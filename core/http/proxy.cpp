@@ -48,7 +48,7 @@ constexpr size_t upstream_read_size(size_t buffered) {
 
 // Call `fn` with each non-empty, trimmed element of a comma-separated header (all its lines, in
 // order); stop early when `fn` returns true. Returns whether it stopped early.
-template <class Fn> bool for_each_token(const bhttp::fields& f, bhttp::field name, Fn&& fn) {
+template <class Fn> bool for_each_token(const Fields& f, bhttp::field name, Fn&& fn) {
   for (auto [it, end] = f.equal_range(name); it != end; ++it) {
     std::string_view v = it->value();
     while (!v.empty()) {
@@ -68,7 +68,7 @@ template <class Fn> bool for_each_token(const bhttp::fields& f, bhttp::field nam
   return false;
 }
 
-bool has_token(const bhttp::fields& f, bhttp::field name, std::string_view token) {
+bool has_token(const Fields& f, bhttp::field name, std::string_view token) {
   return for_each_token(f, name,
                         [&](std::string_view item) { return beast::iequals(item, token); });
 }
@@ -94,7 +94,7 @@ bool idempotent(bhttp::verb method) {
 }
 
 // The size of a parsed head as it was on the wire (close enough: separators counted).
-size_t head_size(const bhttp::fields& f) {
+size_t head_size(const Fields& f) {
   size_t n = 64; // status line
   for (const auto& field : f)
     n += field.name_string().size() + field.value().size() + 4;
@@ -682,7 +682,7 @@ private:
   // The request head and its body, streamed from the client through Beast's serializer (which
   // frames a chunked body). Outcome::done when all of it went out.
   asio::awaitable<Outcome> send_with_body(upstream::Conn& conn, RequestMessage& msg) {
-    bhttp::serializer<true, bhttp::buffer_body> sr{msg};
+    bhttp::serializer<true, bhttp::buffer_body, Fields> sr{msg};
     conn.expires_after(wait_limit(pol_.response_timeout));
     {
       auto [ec, n] = co_await bhttp::async_write_header(conn, sr, nothrow);
@@ -765,7 +765,7 @@ private:
     }
 
     // Read the response head, skipping interim (1xx) responses.
-    std::optional<bhttp::response_parser<bhttp::buffer_body>> rp;
+    std::optional<bhttp::response_parser<bhttp::buffer_body, SmallAllocator<char>>> rp;
     for (int interim = 0;; ++interim) {
       if (interim > kMaxInterimResponses) {
         logger("upstream")
@@ -946,7 +946,7 @@ private:
 
 } // namespace
 
-void strip_hop_by_hop(bhttp::fields& f) {
+void strip_hop_by_hop(Fields& f) {
   // Names the Connection header lists (copied: that header goes too).
   // "close" (the usual one) without an allocation.
   std::vector<std::string> named;

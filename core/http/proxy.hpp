@@ -4,6 +4,8 @@
 // request body (BodySource) and sends the response (ResponseSink).
 #pragma once
 
+#include "core/http/fields.hpp"
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -28,8 +30,8 @@ class Conn;
 
 namespace weir::core::http {
 
-using RequestMessage = boost::beast::http::request<boost::beast::http::buffer_body>;
-using ResponseMessage = boost::beast::http::response<boost::beast::http::buffer_body>;
+using RequestMessage = boost::beast::http::request<boost::beast::http::buffer_body, Fields>;
+using ResponseMessage = boost::beast::http::response<boost::beast::http::buffer_body, Fields>;
 
 // The downstream connection, as far as the request path cares.
 struct ConnInfo {
@@ -56,7 +58,7 @@ public:
   // Returns false when the client is gone.
   virtual boost::asio::awaitable<bool> send_continue() { co_return true; }
   // Trailer fields that followed the body (HTTP/2), or null. Valid once done().
-  virtual const boost::beast::http::fields* trailers() const { return nullptr; }
+  virtual const Fields* trailers() const { return nullptr; }
 
 protected:
   ~BodySource() = default;
@@ -72,7 +74,7 @@ public:
   virtual boost::asio::awaitable<bool> head(ResponseMessage& res, bool body) = 0;
   virtual boost::asio::awaitable<bool> data(boost::asio::const_buffer chunk) = 0;
   // The end of the response, with trailer fields (may be null or empty).
-  virtual boost::asio::awaitable<bool> finish(const boost::beast::http::fields* trailers) = 0;
+  virtual boost::asio::awaitable<bool> finish(const Fields* trailers) = 0;
   // A sink may hold the head back to send it with the first body bytes; the caller flushes
   // before it waits for body bytes that are not there yet, so a slow body never delays the head.
   virtual boost::asio::awaitable<bool> flush() { co_return true; }
@@ -144,6 +146,6 @@ void log_request(const WorkerService& service, const ConnInfo& conn, ProxyReques
 
 // Remove the hop-by-hop fields of RFC 9110 7.6.1 (those named by Connection, and the fixed set).
 // Transfer-Encoding stays: it is framing.
-void strip_hop_by_hop(boost::beast::http::fields& f);
+void strip_hop_by_hop(Fields& f);
 
 } // namespace weir::core::http

@@ -62,7 +62,7 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 // Whether a comma-separated header (all its lines) lists `token`, case-insensitively.
-bool has_token(const bhttp::fields& f, bhttp::field name, std::string_view token) {
+bool has_token(const Fields& f, bhttp::field name, std::string_view token) {
   for (auto [it, end] = f.equal_range(name); it != end; ++it) {
     std::string_view v = it->value();
     while (!v.empty()) {
@@ -734,7 +734,7 @@ private:
     co_return co_await write_parts(parts, count);
   }
 
-  asio::awaitable<bool> finish(const bhttp::fields* trailers) override {
+  asio::awaitable<bool> finish(const Fields* trailers) override {
     (void)trailers; // HTTP/1.1 clients rarely ask for trailers (TE: trailers); not relayed
     if (out_finished_)
       co_return true;
@@ -782,7 +782,7 @@ private:
     res.body().data = nullptr;
     res.body().size = 0;
     res.body().more = true;
-    bhttp::serializer<false, bhttp::buffer_body> sr{res};
+    bhttp::serializer<false, bhttp::buffer_body, Fields> sr{res};
     lowest().expires_after(limits_.send_timeout);
     if (auto [ec, n] = co_await bhttp::async_write_header(client_, sr, nothrow); ec)
       co_return true;
@@ -886,7 +886,7 @@ private:
   bool park_ = false;               // the sweep cancelled that read to park the connection
   Clock::time_point wait_deadline_; // keepalive-timeout of the current wait
   // The exchange in progress.
-  std::optional<bhttp::request_parser<bhttp::buffer_body>> parser_;
+  std::optional<bhttp::request_parser<bhttp::buffer_body, SmallAllocator<char>>> parser_;
   ProxyRequest* req_ = nullptr;
   ResponseMessage* res_ = nullptr;
   std::string out_head_; // a response head waiting for its body's first bytes (see head())

@@ -20,7 +20,7 @@ void append_version(std::string& out, unsigned version) {
 }
 
 // Sized once, then copied: appending piece by piece costs a capacity check per piece.
-void append_fields(std::string& out, const bhttp::fields& fields) {
+void append_fields(std::string& out, const Fields& fields) {
   size_t size = 2;
   for (const auto& f : fields)
     size += f.name_string().size() + f.value().size() + 4;
@@ -44,14 +44,14 @@ void append_fields(std::string& out, const bhttp::fields& fields) {
 
 } // namespace
 
-size_t request_head_size(const bhttp::header<true, bhttp::fields>& h) {
+size_t request_head_size(const bhttp::header<true, Fields>& h) {
   size_t size = h.method_string().size() + 1 + h.target().size() + 1 + 8 + 2 + 2;
   for (const auto& f : h)
     size += f.name_string().size() + f.value().size() + 4;
   return size;
 }
 
-void write_request_head(char* out, const bhttp::header<true, bhttp::fields>& h) {
+void write_request_head(char* out, const bhttp::header<true, Fields>& h) {
   auto put = [&out](std::string_view s) {
     std::memcpy(out, s.data(), s.size());
     out += s.size();
@@ -81,7 +81,7 @@ void write_request_head(char* out, const bhttp::header<true, bhttp::fields>& h) 
   put("\r\n");
 }
 
-void append_response_head(std::string& out, const bhttp::header<false, bhttp::fields>& h) {
+void append_response_head(std::string& out, const bhttp::header<false, Fields>& h) {
   append_version(out, h.version());
   unsigned code = h.result_int();
   out += ' ';

@@ -3,7 +3,8 @@
 // chain of buffer views per write; these append every byte once.
 #pragma once
 
-#include <boost/beast/http/fields.hpp>
+#include "core/http/fields.hpp"
+
 #include <boost/beast/http/message.hpp>
 
 #include <string>
@@ -12,13 +13,11 @@ namespace weir::core::http {
 
 // "METHOD target HTTP/x.y\r\n", the fields as they are, "\r\n": its size, and the head
 // written at `out`, which has room for exactly that many bytes.
-size_t request_head_size(const boost::beast::http::header<true, boost::beast::http::fields>& h);
-void write_request_head(char* out,
-                        const boost::beast::http::header<true, boost::beast::http::fields>& h);
+size_t request_head_size(const boost::beast::http::header<true, Fields>& h);
+void write_request_head(char* out, const boost::beast::http::header<true, Fields>& h);
 
 // "HTTP/x.y code reason\r\n" (the reason as received, else the standard one), the fields as they
 // are, "\r\n".
-void append_response_head(std::string& out,
-                          const boost::beast::http::header<false, boost::beast::http::fields>& h);
+void append_response_head(std::string& out, const boost::beast::http::header<false, Fields>& h);
 
 } // namespace weir::core::http

@@ -74,7 +74,7 @@ struct HeaderList {
   void add(std::string name, std::string_view value) {
     fields.emplace_back(std::move(name), std::string(value));
   }
-  void add_all(const boost::beast::http::fields& f) {
+  template <class Fields> void add_all(const Fields& f) {
     for (const auto& field : f) {
       std::string name = lowercase(field.name_string());
       if (!connection_specific(name))

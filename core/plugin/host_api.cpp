@@ -358,7 +358,7 @@ uint32_t api_http_status(weir_http_t* h) {
   return h ? ex_of(h)->status : 0;
 }
 
-boost::beast::http::fields* fields_of(weir_http_t* h, weir_headers_which_t which) {
+http::Fields* fields_of(weir_http_t* h, weir_headers_which_t which) {
   if (h == nullptr)
     return nullptr;
   auto* ex = ex_of(h);

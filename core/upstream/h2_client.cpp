@@ -65,13 +65,13 @@ struct H2CallState {
   bool body_end = false;
   bool deferred = false;
   bool has_trailers = false;
-  bhttp::fields req_trailers;
+  http::Fields req_trailers;
   // Response.
   unsigned status = 0;
-  bhttp::fields head;
+  http::Fields head;
   bool head_done = false;
   size_t head_bytes = 0;
-  bhttp::fields trailers;
+  http::Fields trailers;
   bool has_trailers_in = false;
   std::string data;
   size_t data_off = 0;
@@ -226,7 +226,7 @@ public:
 
   // --- used by H2Call -----------------------------------------------------------------------
   bool submit(H2CallState& st, std::string_view method, std::string_view path,
-              std::string_view scheme, std::string_view authority, const bhttp::fields& fields,
+              std::string_view scheme, std::string_view authority, const http::Fields& fields,
               bool has_body, bool te_trailers) {
     if (state_ != State::ready || goaway_)
       return false;
@@ -581,7 +581,7 @@ H2Call::~H2Call() {
 }
 
 bool H2Call::submit(std::string_view method, std::string_view path, std::string_view scheme,
-                    std::string_view authority, const bhttp::fields& fields, bool has_body,
+                    std::string_view authority, const http::Fields& fields, bool has_body,
                     bool te_trailers) {
   return conn_->submit(*st_, method, path, scheme, authority, fields, has_body, te_trailers);
 }
@@ -600,7 +600,7 @@ asio::awaitable<bool> H2Call::write(asio::const_buffer data, Clock::time_point d
   co_return true;
 }
 
-void H2Call::end_body(const bhttp::fields* trailers) {
+void H2Call::end_body(const http::Fields* trailers) {
   auto& st = *st_;
   st.body_end = true;
   if (trailers != nullptr && trailers->begin() != trailers->end()) {
@@ -626,10 +626,10 @@ asio::awaitable<H2Head> H2Call::read_head(Clock::time_point deadline) {
 unsigned H2Call::status() const {
   return st_->status;
 }
-bhttp::fields& H2Call::head() {
+http::Fields& H2Call::head() {
   return st_->head;
 }
-const bhttp::fields* H2Call::trailers() const {
+const http::Fields* H2Call::trailers() const {
   return st_->has_trailers_in ? &st_->trailers : nullptr;
 }
 void H2Call::suspect() {

@@ -3,9 +3,11 @@
 // between threads.
 #pragma once
 
+#include "core/http/fields.hpp"
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
+
 #include <boost/beast/http/fields.hpp>
 
 #include <chrono>
@@ -46,25 +48,25 @@ public:
   // Send the request head. `fields` are HTTP/1-style header fields without hop-by-hop ones;
   // Host becomes :authority. Returns false when the connection cannot take a stream any more.
   bool submit(std::string_view method, std::string_view path, std::string_view scheme,
-              std::string_view authority, const boost::beast::http::fields& fields, bool has_body,
+              std::string_view authority, const http::Fields& fields, bool has_body,
               bool te_trailers);
   // Queue request body bytes; waits while too much is queued (the upstream's flow control).
   // False when the stream failed or the deadline passed.
   boost::asio::awaitable<bool> write(boost::asio::const_buffer data, Clock::time_point deadline);
   // The request body is complete; `trailers` (may be null) are sent after it.
-  void end_body(const boost::beast::http::fields* trailers);
+  void end_body(const http::Fields* trailers);
 
   // Wait for the final response head (interim 1xx responses are skipped).
   boost::asio::awaitable<H2Head> read_head(Clock::time_point deadline);
   unsigned status() const;
-  boost::beast::http::fields& head();
+  http::Fields& head();
   // Whether read() would return at once (body bytes are buffered, or the stream has ended).
   bool readable() const;
   // Read response body bytes; 0 with no error at the end. `error` is set on failure or timeout.
   boost::asio::awaitable<size_t> read(boost::asio::mutable_buffer buf, Clock::time_point deadline,
                                       std::string& error);
   // Trailer fields after the response body, or null.
-  const boost::beast::http::fields* trailers() const;
+  const http::Fields* trailers() const;
   // A deadline passed on this call: have the connection prove it is alive (PING), else drop it.
   void suspect();
   // Whether the request body was accepted completely (the stream may still fail).

@@ -10,7 +10,7 @@ namespace bhttp = boost::beast::http;
 using namespace weir::core::http;
 
 TEST_CASE("a request head is written byte for byte, fields in order, repeated ones kept") {
-  bhttp::request_header<> h;
+  bhttp::request_header<Fields> h;
   h.method_string("PATCH");
   h.target("/a/b?c=d");
   h.version(11);
@@ -29,7 +29,7 @@ TEST_CASE("a request head is written byte for byte, fields in order, repeated on
 }
 
 TEST_CASE("a request head without fields, HTTP/1.0") {
-  bhttp::request_header<> h;
+  bhttp::request_header<Fields> h;
   h.method(bhttp::verb::get);
   h.target("/");
   h.version(10);
@@ -39,7 +39,7 @@ TEST_CASE("a request head without fields, HTTP/1.0") {
 }
 
 TEST_CASE("a response head keeps the reason received, else the standard one") {
-  bhttp::response_header<> h;
+  bhttp::response_header<Fields> h;
   h.result(404);
   h.version(11);
   h.insert("Content-Length", "0");
@@ -47,7 +47,7 @@ TEST_CASE("a response head keeps the reason received, else the standard one") {
   append_response_head(out, h);
   CHECK(out == "prefix|HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
 
-  bhttp::response_header<> custom;
+  bhttp::response_header<Fields> custom;
   custom.result(200);
   custom.reason("Fine");
   custom.version(11);

@@ -1,0 +1,105 @@
+// Small blocks for the objects every request creates and frees again (HTTP field entries, the
+// stored request target and status reason): kept in per-thread free lists by size class, so a
+// worker in steady state serves them without calling malloc. Stateless: any instance frees what
+// another allocated, on any thread (the block joins that thread's list).
+#pragma once
+
+#include <cstddef>
+#include <new>
+
+namespace weir::core {
+
+namespace detail {
+
+class SmallFreeLists {
+public:
+  static constexpr std::size_t kClasses = 4; // 64, 128, 256 and 512 bytes
+  static constexpr std::size_t kLargest = 512;
+  static constexpr std::size_t kKeep = 4096; // per class and thread, at most
+
+  static constexpr int size_class(std::size_t n) noexcept {
+    return n <= 64 ? 0 : n <= 128 ? 1 : n <= 256 ? 2 : n <= 512 ? 3 : -1;
+  }
+  static constexpr std::size_t class_size(int c) noexcept { return std::size_t{64} << c; }
+
+#if defined(__SANITIZE_ADDRESS__)
+  // Under AddressSanitizer every block goes back to the heap, so that a use after free is caught.
+  static constexpr std::size_t kKeepPerClass = 0;
+#else
+  static constexpr std::size_t kKeepPerClass = kKeep;
+#endif
+
+  void* take(int c) {
+    if (Node* n = head_[c]) {
+      head_[c] = n->next;
+      --count_[c];
+      return n;
+    }
+    return ::operator new(class_size(c));
+  }
+  void give(int c, void* p) noexcept {
+    if (count_[c] >= kKeepPerClass) {
+      ::operator delete(p, class_size(c));
+      return;
+    }
+    auto* n = static_cast<Node*>(p);
+    n->next = head_[c];
+    head_[c] = n;
+    ++count_[c];
+  }
+
+  SmallFreeLists() = default;
+  SmallFreeLists(const SmallFreeLists&) = delete;
+  SmallFreeLists& operator=(const SmallFreeLists&) = delete;
+  ~SmallFreeLists() {
+    for (int c = 0; c < static_cast<int>(kClasses); ++c)
+      while (Node* n = head_[c]) {
+        head_[c] = n->next;
+        ::operator delete(n, class_size(c));
+      }
+  }
+
+private:
+  struct Node {
+    Node* next;
+  };
+  Node* head_[kClasses] = {};
+  std::size_t count_[kClasses] = {};
+};
+
+inline SmallFreeLists& small_free_lists() {
+  static thread_local SmallFreeLists lists;
+  return lists;
+}
+
+} // namespace detail
+
+template <class T> struct SmallAllocator {
+  using value_type = T;
+
+  SmallAllocator() noexcept = default;
+  template <class U> SmallAllocator(const SmallAllocator<U>&) noexcept {}
+
+  static_assert(alignof(T) <= alignof(std::max_align_t));
+
+  T* allocate(std::size_t n) {
+    std::size_t bytes = n * sizeof(T);
+    int c = detail::SmallFreeLists::size_class(bytes);
+    if (c < 0)
+      return static_cast<T*>(::operator new(bytes));
+    return static_cast<T*>(detail::small_free_lists().take(c));
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    std::size_t bytes = n * sizeof(T);
+    int c = detail::SmallFreeLists::size_class(bytes);
+    if (c < 0) {
+      ::operator delete(p, bytes);
+      return;
+    }
+    detail::small_free_lists().give(c, p);
+  }
+
+  template <class U> bool operator==(const SmallAllocator<U>&) const noexcept { return true; }
+};
+
+} // namespace weir::core
