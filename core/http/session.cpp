@@ -6,6 +6,7 @@
 #include "core/net/proxy_protocol.hpp"
 #include "core/net/timed_stream.hpp"
 #include "core/runtime/logging.hpp"
+#include "core/runtime/small_alloc.hpp"
 #include "core/runtime/worker.hpp"
 #include "core/tls/server_tls.hpp"
 #include "core/upstream/conn.hpp"
@@ -15,6 +16,7 @@
 #endif
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -142,8 +144,8 @@ public:
 
   // The worker's idle sweep found idle_deadline passed. Either the connection has been quiet for
   // kParkAfter while next_request() read with a block (the read is cancelled and the connection
-  // parked: await_request() waits without the block; returns true), or keepalive-timeout
-  // (header-timeout, before the first request) passed: the connection closes without a word.
+  // parks: see park_out(); returns true), or keepalive-timeout (header-timeout, before the first
+  // request) passed: the connection closes without a word.
   bool on_idle_timeout() override {
     bool park = reading_idle_ && Clock::now() < wait_deadline_;
     if (park)
@@ -153,49 +155,63 @@ public:
     return park;
   }
 
+  // Serve the connection: its start (PROXY header, TLS handshake, HTTP/2 or not), then request
+  // after request. Returns when the connection is done, or parked (see park_out()): then it
+  // is called again, resumed, once the client sends its next request.
   asio::awaitable<void> run() {
-    if (!listener_.plan->proxy_protocol_from.empty() && !co_await read_proxy_header()) {
-      close_now();
-      co_return;
-    }
-    if constexpr (kTls) {
-      // The handshake counts against header-timeout, like the head that follows it.
-      lowest().expires_after(limits_.header_timeout);
-      auto [ec] = co_await client_.async_handshake(asio::ssl::stream_base::server, nothrow);
-      if (ec) {
-        logger("tls")->debug("{}:{}: handshake failed: {}", conn_.peer_ip, conn_.peer_port,
-                             ec.message());
+    if (!std::exchange(resumed_, false)) {
+      // The start: the PROXY header, the TLS handshake, the first bytes, HTTP/2 (served here to
+      // the end).
+      if (!listener_.plan->proxy_protocol_from.empty() && !co_await read_proxy_header()) {
         close_now();
         co_return;
       }
-      SSL* ssl = client_.native_handle();
-      if (const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)) {
-        conn_.sni = sni;
-        for (auto& c : conn_.sni)
-          if (c >= 'A' && c <= 'Z')
-            c = static_cast<char>(c - 'A' + 'a');
-      }
-      const unsigned char* alpn = nullptr;
-      unsigned alpn_len = 0;
-      SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
-      if (alpn_len == 2 && alpn[0] == 'h' && alpn[1] == '2') {
-        co_await run_h2();
-        co_return;
-      }
-    } else {
-      if (buf_.size() == 0 && !co_await await_request()) {
-        close_now();
-        co_return;
-      }
-      if (listener_.plan->cfg->h2c && co_await sniff_h2_preface()) {
-        co_await run_h2();
-        co_return;
+      if constexpr (kTls) {
+        // The handshake counts against header-timeout, like the head that follows it.
+        lowest().expires_after(limits_.header_timeout);
+        auto [ec] = co_await client_.async_handshake(asio::ssl::stream_base::server, nothrow);
+        if (ec) {
+          logger("tls")->debug("{}:{}: handshake failed: {}", conn_.peer_ip, conn_.peer_port,
+                               ec.message());
+          close_now();
+          co_return;
+        }
+        SSL* ssl = client_.native_handle();
+        if (const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)) {
+          conn_.sni = sni;
+          for (auto& c : conn_.sni)
+            if (c >= 'A' && c <= 'Z')
+              c = static_cast<char>(c - 'A' + 'a');
+        }
+        const unsigned char* alpn = nullptr;
+        unsigned alpn_len = 0;
+        SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+        if (alpn_len == 2 && alpn[0] == 'h' && alpn[1] == '2') {
+          co_await run_h2();
+          co_return;
+        }
+      } else {
+        if (buf_.size() == 0 && !co_await await_request()) {
+          close_now();
+          co_return;
+        }
+        if (listener_.plan->cfg->h2c && co_await sniff_h2_preface()) {
+          co_await run_h2();
+          co_return;
+        }
       }
     }
     for (;;) {
       if constexpr (!kTls) {
-        if (buf_.size() == 0 && !co_await next_request())
-          break;
+        if (buf_.size() == 0) {
+          Wait w = co_await next_request();
+          if (w == Wait::park) {
+            parked_out_ = true;
+            co_return;
+          }
+          if (w == Wait::close)
+            break;
+        }
       }
       bool keep = co_await serve_one();
       if (!keep || worker_.draining())
@@ -239,11 +255,12 @@ private:
   // A plain keep-alive connection between requests (a coroutine of its own, so that no request's
   // frame is held while it waits): read into the pooled block while the client is busy, with the
   // worker's idle sweep as the timer. Once the connection has been quiet for kParkAfter, the
-  // sweep cancels the read and the connection parks in await_request(), giving the block back;
-  // at keepalive-timeout it closes (see on_idle_timeout). False when the connection is to close.
-  asio::awaitable<bool> next_request() {
+  // sweep cancels the read (see on_idle_timeout) and the connection parks: the coroutines end
+  // and park_out() waits for the next request holding no buffer and no coroutine frame.
+  enum class Wait { ready, close, park };
+  asio::awaitable<Wait> next_request() {
     if (worker_.draining())
-      co_return false;
+      co_return Wait::close;
     auto now = Clock::now();
     wait_deadline_ = now + limits_.keepalive_timeout;
     idle_deadline = std::min(now + kParkAfter, wait_deadline_);
@@ -256,20 +273,65 @@ private:
     bool park = std::exchange(park_, false);
     if (!ec) {
       buf_.commit(n);
-      co_return true;
+      co_return Wait::ready;
     }
-    if (park && ec == asio::error::operation_aborted)
-      co_return co_await await_request();
-    co_return false;
+    if (park && ec == asio::error::operation_aborted && !worker_.draining())
+      co_return Wait::park;
+    co_return Wait::close;
   }
 
-  // A plain connection with nothing buffered, before its first request and once parked (idle
-  // for kParkAfter between requests): wait until the client sends, holding no buffer, with no
-  // timer of its own (the worker's idle sweep ends the wait at header-timeout from the accept,
-  // or at keepalive-timeout from the end of the last response); then read what came into a
-  // pooled block. False when the connection is to close: timed out, closed, drained, or the peer
-  // left. (A wait costs an epoll_ctl that a read after a drained read does not, which is why
-  // busy connections keep reading with a block instead.)
+public:
+  // A parked connection (run() returned with parked_out()): wait for readability with a plain
+  // handler whose operation is allocated to size, not from Asio's first-fit cache of freed
+  // frames (an idle connection holding a recycled 1 KiB frame block for a 200-byte wait was most
+  // of its memory). When bytes come, they are read into a pooled block and run() resumes in a
+  // new coroutine; a timeout (keepalive-timeout, applied by the idle sweep), a drain or a closed
+  // peer ends the connection. The session owns itself meanwhile.
+  bool parked_out() const {
+    return parked_out_;
+  }
+  static void park_out(std::unique_ptr<Session> self) {
+    Session& s = *self;
+    s.parked_out_ = false;
+    s.buf_.shrink_to_fit();
+    s.idle_ = true;
+    s.idle_deadline = s.wait_deadline_;
+    s.lowest().disarm(); // no timer wait left queued for a past response's send-timeout
+    auto& sock = s.lowest().socket();
+    sock.async_wait(Lowest::socket_type::wait_read,
+                    asio::bind_allocator(SmallAllocator<char>(), Woken{std::move(self)}));
+  }
+
+private:
+  struct Woken {
+    std::unique_ptr<Session> self;
+    void operator()(error_code ec) {
+      Session& s = *self;
+      s.idle_ = false;
+      s.idle_deadline = Clock::time_point::max();
+      if (ec || s.worker_.draining() || Clock::now() >= s.wait_deadline_)
+        return; // the session closes with `self`
+      error_code rec;
+      size_t n = s.lowest().socket().read_some(s.buf_.prepare(s.read_size()), rec);
+      if (rec == asio::error::would_block || rec == asio::error::try_again) {
+        park_out(std::move(self)); // woken for nothing
+        return;
+      }
+      if (rec)
+        return;
+      s.buf_.commit(n);
+      s.resumed_ = true;
+      s.start(std::move(self));
+    }
+  };
+  // Defined after serve() (below the class).
+  static void start(std::unique_ptr<Session> self);
+
+  // A new plain connection: wait until the client sends its first bytes, holding no buffer, with
+  // no timer of its own (the worker's idle sweep ends the wait at header-timeout from the
+  // accept); then read what came into a pooled block. False when the connection is to close:
+  // timed out, closed, drained, or the peer left. (A wait costs an epoll_ctl that a read after a
+  // drained read does not, which is why busy connections keep reading with a block instead.)
   asio::awaitable<bool> await_request() {
     buf_.shrink_to_fit();
     auto& sock = lowest().socket();
@@ -884,6 +946,8 @@ private:
   // Parking an idle keep-alive connection (plain streams; see on_idle_timeout).
   bool reading_idle_ = false;       // next_request() waits with a block
   bool park_ = false;               // the sweep cancelled that read to park the connection
+  bool parked_out_ = false;         // run() returned to park the connection (see park_out)
+  bool resumed_ = false;            // run() continues a parked connection
   Clock::time_point wait_deadline_; // keepalive-timeout of the current wait
   // The exchange in progress.
   std::optional<bhttp::request_parser<bhttp::buffer_body, SmallAllocator<char>>> parser_;
@@ -904,7 +968,15 @@ template <class Stream> asio::awaitable<void> serve(std::unique_ptr<Session<Stre
     co_await session->run();
   } catch (const std::exception& e) {
     logger("http")->error("connection aborted by an internal error: {}", e.what());
+    co_return;
   }
+  if (session->parked_out())
+    Session<Stream>::park_out(std::move(session));
+}
+
+template <class Stream> void Session<Stream>::start(std::unique_ptr<Session> self) {
+  auto& ctx = self->worker_.context();
+  asio::co_spawn(ctx, serve(std::move(self)), asio::detached);
 }
 
 } // namespace

@@ -93,6 +93,17 @@ public:
   void expires_after(Clock::duration d) { expires_at(Clock::now() + d); }
   void expires_never() { expires_at(Clock::time_point::max()); }
 
+  // No deadline, and the timer stops waiting (its queued wait is freed): for a stream about to
+  // sit idle for long with no operation pending.
+  void disarm() {
+    State& s = *s_;
+    s.deadline[State::kRead] = s.deadline[State::kWrite] = Clock::time_point::max();
+    if (s.armed_at != Clock::time_point::max()) {
+      s.armed_at = Clock::time_point::max();
+      s.timer.cancel();
+    }
+  }
+
   // Whether a deadline closed the socket.
   bool timed_out() const noexcept { return s_->timed_out; }
 

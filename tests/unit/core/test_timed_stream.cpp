@@ -271,3 +271,23 @@ TEST_CASE("TLS over a TimedStream: a handshake with a silent peer times out") {
   REQUIRE(shaken);
   CHECK(*shaken == boost::beast::error::timeout);
 }
+
+TEST_CASE("disarm: no deadline left, the next read waits as long as it takes") {
+  Pair p;
+  std::array<char, 64> buf{};
+  ReadResult r1, r2;
+  p.a->expires_after(50ms);
+  p.send_later(10ms, "one");
+  start_read(p, buf, r1); // arms the timer for 50 ms
+  p.at(20ms, [&] {
+    p.a->disarm();
+    start_read(p, buf, r2);
+  });
+  p.send_later(200ms, "two");
+  p.io.run_for(5s);
+  REQUIRE(r1.ec);
+  CHECK_FALSE(*r1.ec);
+  REQUIRE(r2.ec);
+  CHECK_FALSE(*r2.ec);
+  CHECK(std::string(buf.data(), r2.n) == "two");
+}
