@@ -455,7 +455,9 @@ private:
       if (outcome != Outcome::client_failed)
         observe(target, req_.status, false, outcome == Outcome::timeout, t0);
       // A target that left the set while the request ran drains: its connection is not kept.
-      if (outcome == Outcome::done_reusable && still_published(target))
+      // Nor is any once the worker drains (the pool was emptied; a connection kept now would
+      // live on, and its stream's timer would hold the worker's shutdown until it fires).
+      if (outcome == Outcome::done_reusable && still_published(target) && !worker_.draining())
         worker_.pool().put(key, std::move(conn), ucfg_.pool_size, ucfg_.idle_timeout);
       bool retry = false;
       bool other = false;

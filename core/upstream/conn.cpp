@@ -56,10 +56,7 @@ void Conn::expires_never() {
 }
 
 void Conn::close() {
-  on_lowest(s_, [](auto& low) {
-    error_code ec;
-    low.socket().close(ec);
-  });
+  on_lowest(s_, [](auto& low) { low.close(); }); // the socket, and the timer's wait
 }
 
 bool Conn::is_open() {
