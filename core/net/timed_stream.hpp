@@ -16,6 +16,10 @@
 //   (HTTP/2 reads and writes at once) does not limit that read;
 // - a deadline counts against operations: when it passes while none is pending, the next
 //   operation in that direction ends with beast::error::timeout at once.
+//
+// Unlike basic_stream, an armed timer outlives the operations: it keeps the io_context busy until
+// it fires (at most the latest deadline set). A stream set aside for long must be destroyed,
+// close()d or disarm()ed, or it holds up a worker's shutdown (see Conn::close, Session::park_out).
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>

@@ -27,7 +27,7 @@ TEST_CASE("a freed small block is handed out again for the same class") {
   p[0] = 'x';
   p[99] = 'y';
   a.deallocate(p, 100);
-  char* q = a.allocate(120); // the same class (128 bytes)
+  char* q = a.allocate(120);       // the same class (128 bytes)
 #if !defined(__SANITIZE_ADDRESS__) // (which keeps no free list)
   CHECK(q == p);
 #endif
