@@ -7,7 +7,7 @@ packages=(
   g++ cmake ninja-build ccache pkg-config git binutils
   libboost1.81-all-dev libboost-json1.81-dev libboost-url1.81-dev
   libssl-dev libnghttp2-dev libtomlplusplus-dev libspdlog-dev libfmt-dev doctest-dev
-  libc-ares-dev
+  libc-ares-dev libjemalloc-dev
   python3 curl procps openssl nghttp2-client nghttp2-server testssl.sh
   knot knot-dnsutils bind9-dnsutils
   valgrind wrk nginx haproxy linux-perf

@@ -6,6 +6,7 @@
 #include "core/net/proxy_protocol.hpp"
 #include "core/net/timed_stream.hpp"
 #include "core/runtime/logging.hpp"
+#include "core/runtime/parking.hpp"
 #include "core/runtime/small_alloc.hpp"
 #include "core/runtime/worker.hpp"
 #include "core/tls/server_tls.hpp"
@@ -16,7 +17,6 @@
 #endif
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -36,6 +36,7 @@
 
 #include <openssl/ssl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
 #include <charconv>
@@ -88,6 +89,55 @@ std::string_view reason_text(unsigned status) {
   return bhttp::obsolete_reason(static_cast<bhttp::status>(status));
 }
 
+// A parked connection's addresses (ConnInfo's text, as the session shows it) packed into bytes
+// and back: "unix" for a Unix socket peer, "" for none, else an IPv4 or IPv6 address.
+bool pack_address(const std::string& ip, uint16_t port, PackedAddress& out) {
+  out.port = port;
+  if (ip.empty()) {
+    out.kind = PackedAddress::Kind::none;
+    return true;
+  }
+  if (ip == "unix") {
+    out.kind = PackedAddress::Kind::unix_socket;
+    return true;
+  }
+  error_code ec;
+  auto addr = asio::ip::make_address(ip, ec);
+  if (ec)
+    return false;
+  if (addr.is_v4()) {
+    auto b = addr.to_v4().to_bytes();
+    std::memcpy(out.bytes.data(), b.data(), b.size());
+    out.kind = PackedAddress::Kind::v4;
+  } else {
+    auto v6 = addr.to_v6();
+    auto b = v6.to_bytes();
+    std::memcpy(out.bytes.data(), b.data(), b.size());
+    out.scope_id = v6.scope_id();
+    out.kind = PackedAddress::Kind::v6;
+  }
+  return true;
+}
+
+std::string unpack_address(const PackedAddress& a) {
+  switch (a.kind) {
+  case PackedAddress::Kind::none:
+    return {};
+  case PackedAddress::Kind::unix_socket:
+    return "unix";
+  case PackedAddress::Kind::v4: {
+    asio::ip::address_v4::bytes_type b;
+    std::memcpy(b.data(), a.bytes.data(), b.size());
+    return asio::ip::address_v4(b).to_string();
+  }
+  case PackedAddress::Kind::v6:
+    break;
+  }
+  asio::ip::address_v6::bytes_type b;
+  std::memcpy(b.data(), a.bytes.data(), b.size());
+  return asio::ip::address_v6(b, a.scope_id).to_string();
+}
+
 using PlainStream = net::TimedStream<tcp>;
 using UnixStream = net::TimedStream<asio::local::stream_protocol>;
 using TlsStream = beast::ssl_stream<PlainStream>;
@@ -116,11 +166,33 @@ public:
       if (!ec) {
         conn_.local_ip = local.address().to_string();
         conn_.local_port = local.port();
+        socket_v6_ = local.protocol() == tcp::v6();
       }
     }
     conn_.tls = kTls;
+    init();
+  }
+
+  // A parked connection that the client woke (see resume()).
+  Session(Worker& worker, const ParkedConn& parked, typename Lowest::socket_type socket)
+      : worker_(worker), listener_(*parked.listener), service_(*listener_.services.front()),
+        limits_(service_.plan->cfg->limits), client_(std::move(socket)) {
+    conn_.peer_ip = unpack_address(parked.peer);
+    conn_.peer_port = parked.peer.port;
+    conn_.local_ip = unpack_address(parked.local);
+    conn_.local_port = parked.local.port;
+    socket_v6_ = parked.v6_socket;
+    first_request_ = false;
+    wait_deadline_ = parked.deadline;
+    init();
+  }
+
+  ~Session() { worker_.remove_session(registration_); }
+
+  void init() {
     if constexpr (!kTls) {
-      // await_request() reads with a plain non-blocking read_some once the socket is readable.
+      // Plain connections read with a non-blocking read_some once the socket is readable.
+      error_code ec;
       lowest().socket().non_blocking(true, ec);
     }
     head_limits_.max_request_line = limits_.max_request_line;
@@ -128,8 +200,6 @@ public:
     head_limits_.max_headers = limits_.max_headers;
     registration_ = worker_.add_session(this);
   }
-
-  ~Session() { worker_.remove_session(registration_); }
 
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -281,49 +351,68 @@ private:
   }
 
 public:
-  // A parked connection (run() returned with parked_out()): wait for readability with a plain
-  // handler whose operation is allocated to size, not from Asio's first-fit cache of freed
-  // frames (an idle connection holding a recycled 1 KiB frame block for a 200-byte wait was most
-  // of its memory). When bytes come, they are read into a pooled block and run() resumes in a
-  // new coroutine; a timeout (keepalive-timeout, applied by the idle sweep), a drain or a closed
-  // peer ends the connection. The session owns itself meanwhile.
+  // run() returned to park the connection: it leaves the session for the worker's parking lot
+  // (runtime/parking.hpp) as a descriptor and a small record, and the session ends. resume()
+  // makes a session again when the client sends its next request; a timeout (keepalive-timeout,
+  // applied by the lot), a drain or the client's close ends the connection there.
   bool parked_out() const {
     return parked_out_;
   }
   static void park_out(std::unique_ptr<Session> self) {
     Session& s = *self;
     s.parked_out_ = false;
-    s.buf_.shrink_to_fit();
-    s.idle_ = true;
-    s.idle_deadline = s.wait_deadline_;
-    s.lowest().disarm(); // no timer wait left queued for a past response's send-timeout
-    auto& sock = s.lowest().socket();
-    sock.async_wait(Lowest::socket_type::wait_read,
-                    asio::bind_allocator(SmallAllocator<char>(), Woken{std::move(self)}));
+    ParkedConn c;
+    c.unix_socket = kUnix;
+    c.v6_socket = s.socket_v6_;
+    c.listener = &s.listener_;
+    c.deadline = s.wait_deadline_;
+    if (!pack_address(s.conn_.peer_ip, s.conn_.peer_port, c.peer) ||
+        !pack_address(s.conn_.local_ip, s.conn_.local_port, c.local)) {
+      // Not reached: the addresses are those of the socket or of a PROXY header.
+      logger("http")->debug("{}:{}: idle connection closed: its addresses cannot be parked",
+                            s.conn_.peer_ip, s.conn_.peer_port);
+      return;
+    }
+    error_code ec;
+    c.fd = s.lowest().socket().release(ec);
+    if (ec)
+      return;
+    Worker& worker = s.worker_;
+    self.reset();
+    worker.parking().park(std::move(c));
+  }
+
+  // The client of a parked connection sent something (or closed it): read what came into a
+  // pooled block and serve it; nothing (a spurious wake) parks the connection again.
+  static void resume(Worker& worker, ParkedConn&& parked) {
+    typename Lowest::socket_type sock(worker.context());
+    error_code ec;
+    if constexpr (kUnix) {
+      sock.assign(asio::local::stream_protocol(), parked.fd, ec);
+    } else {
+      sock.assign(parked.v6_socket ? tcp::v6() : tcp::v4(), parked.fd, ec);
+    }
+    if (ec) {
+      ::close(parked.fd);
+      return;
+    }
+    auto self = std::make_unique<Session>(worker, parked, std::move(sock));
+    Session& s = *self;
+    if (worker.draining() || Clock::now() >= s.wait_deadline_)
+      return; // the session closes the connection
+    size_t n = s.lowest().socket().read_some(s.buf_.prepare(s.read_size()), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      park_out(std::move(self)); // woken for nothing
+      return;
+    }
+    if (ec)
+      return; // closed by the client, or failed
+    s.buf_.commit(n);
+    s.resumed_ = true;
+    start(std::move(self));
   }
 
 private:
-  struct Woken {
-    std::unique_ptr<Session> self;
-    void operator()(error_code ec) {
-      Session& s = *self;
-      s.idle_ = false;
-      s.idle_deadline = Clock::time_point::max();
-      if (ec || s.worker_.draining() || Clock::now() >= s.wait_deadline_)
-        return; // the session closes with `self`
-      error_code rec;
-      size_t n = s.lowest().socket().read_some(s.buf_.prepare(s.read_size()), rec);
-      if (rec == asio::error::would_block || rec == asio::error::try_again) {
-        park_out(std::move(self)); // woken for nothing
-        return;
-      }
-      if (rec)
-        return;
-      s.buf_.commit(n);
-      s.resumed_ = true;
-      s.start(std::move(self));
-    }
-  };
   // Defined after serve() (below the class).
   static void start(std::unique_ptr<Session> self);
 
@@ -940,6 +1029,7 @@ private:
       BufferPool::Allocator<char>(&worker_.buffers())};
   std::list<Drainable*>::iterator registration_;
   Clock::time_point accepted_ = Clock::now();
+  bool socket_v6_ = false; // TCP: the socket's own family is AF_INET6 (for parking)
   bool first_request_ = true;
   bool idle_ = false;
   bool linger_ = false; // close with a lingering read (see linger())
@@ -970,8 +1060,10 @@ template <class Stream> asio::awaitable<void> serve(std::unique_ptr<Session<Stre
     logger("http")->error("connection aborted by an internal error: {}", e.what());
     co_return;
   }
-  if (session->parked_out())
-    Session<Stream>::park_out(std::move(session));
+  if constexpr (!std::is_same_v<Stream, TlsStream>) {
+    if (session->parked_out())
+      Session<Stream>::park_out(std::move(session));
+  }
 }
 
 template <class Stream> void Session<Stream>::start(std::unique_ptr<Session> self) {
@@ -996,6 +1088,13 @@ void start_unix_session(Worker& worker, const WorkerListener& listener,
                         asio::local::stream_protocol::socket socket) {
   auto session = std::make_unique<Session<UnixStream>>(worker, listener, std::move(socket));
   asio::co_spawn(worker.context(), serve(std::move(session)), asio::detached);
+}
+
+void resume_session(Worker& worker, ParkedConn&& parked) {
+  if (parked.unix_socket)
+    Session<UnixStream>::resume(worker, std::move(parked));
+  else
+    Session<PlainStream>::resume(worker, std::move(parked));
 }
 
 } // namespace weir::core::http

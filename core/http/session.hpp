@@ -9,6 +9,7 @@
 namespace weir::core {
 class Worker;
 struct WorkerListener;
+struct ParkedConn;
 } // namespace weir::core
 
 namespace weir::core::http {
@@ -19,5 +20,7 @@ void start_session(Worker& worker, const WorkerListener& listener,
                    boost::asio::ip::tcp::socket socket);
 void start_unix_session(Worker& worker, const WorkerListener& listener,
                         boost::asio::local::stream_protocol::socket socket);
+// Serve a parked connection (runtime/parking.hpp) whose client sent something.
+void resume_session(Worker& worker, ParkedConn&& parked);
 
 } // namespace weir::core::http

@@ -4,6 +4,7 @@
 // thread-safe: each worker has its own, used on its thread only.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <vector>
@@ -29,11 +30,18 @@ public:
   }
 
   // A block of kBlockSize bytes (contents undefined).
-  char* take() { return take_from(free_, kBlockSize); }
+  char* take() { return take_from(free_, low_, kBlockSize); }
   void give_back(char* p) noexcept { give_to(free_, kKeep, p); }
   // A block of kSmallSize bytes (contents undefined).
-  char* take_small() { return take_from(free_small_, kSmallSize); }
+  char* take_small() { return take_from(free_small_, low_small_, kSmallSize); }
   void give_back_small(char* p) noexcept { give_to(free_small_, kKeepSmall, p); }
+
+  // Free the blocks that stayed unused since the last trim (the fewest each list held
+  // meanwhile): a burst's blocks go back to the heap once the load is gone. The worker's idle
+  // sweep calls it. Returns the bytes freed.
+  size_t trim() noexcept {
+    return trim_list(free_, low_, kBlockSize) + trim_list(free_small_, low_small_, kSmallSize);
+  }
 
   // How many free blocks of each size are kept (for tests).
   size_t free_blocks() const { return free_.size(); }
@@ -76,12 +84,23 @@ public:
   };
 
 private:
-  static char* take_from(std::vector<char*>& list, size_t size) {
+  static char* take_from(std::vector<char*>& list, size_t& low, size_t size) {
     if (list.empty())
       return new char[size];
     char* p = list.back();
     list.pop_back();
+    if (list.size() < low)
+      low = list.size();
     return p;
+  }
+  static size_t trim_list(std::vector<char*>& list, size_t& low, size_t size) noexcept {
+    // The oldest blocks (at the front) go: the recently used ones are likelier in the cache.
+    size_t n = std::min(low, list.size());
+    for (size_t i = 0; i < n; ++i)
+      delete[] list[i];
+    list.erase(list.begin(), list.begin() + static_cast<std::ptrdiff_t>(n));
+    low = list.size();
+    return n * size;
   }
   static void give_to(std::vector<char*>& list, size_t keep, char* p) noexcept {
     if (list.size() < keep) {
@@ -96,6 +115,8 @@ private:
 
   std::vector<char*> free_;
   std::vector<char*> free_small_;
+  size_t low_ = 0; // the fewest blocks each list held since the last trim
+  size_t low_small_ = 0;
 };
 
 } // namespace weir::core

@@ -32,10 +32,27 @@ public:
   void* take(int c) {
     if (Node* n = head_[c]) {
       head_[c] = n->next;
-      --count_[c];
+      if (--count_[c] < low_[c])
+        low_[c] = count_[c];
       return n;
     }
     return ::operator new(class_size(c));
+  }
+  // Free the blocks that stayed unused since the last trim (the fewest a list held meanwhile):
+  // a burst's blocks go back to the heap once the load is gone. Returns the bytes freed.
+  std::size_t trim() noexcept {
+    std::size_t freed = 0;
+    for (int c = 0; c < static_cast<int>(kClasses); ++c) {
+      for (std::size_t i = 0; i < low_[c]; ++i) {
+        Node* n = head_[c];
+        head_[c] = n->next;
+        ::operator delete(n, class_size(c));
+        freed += class_size(c);
+      }
+      count_[c] -= low_[c];
+      low_[c] = count_[c];
+    }
+    return freed;
   }
   void give(int c, void* p) noexcept {
     if (count_[c] >= kKeepPerClass) {
@@ -46,6 +63,9 @@ public:
     n->next = head_[c];
     head_[c] = n;
     ++count_[c];
+  }
+  std::size_t size(int c) const noexcept {
+    return count_[c];
   }
 
   SmallFreeLists() = default;
@@ -65,6 +85,7 @@ private:
   };
   Node* head_[kClasses] = {};
   std::size_t count_[kClasses] = {};
+  std::size_t low_[kClasses] = {}; // the fewest blocks each list held since the last trim
 };
 
 inline SmallFreeLists& small_free_lists() {
@@ -73,6 +94,12 @@ inline SmallFreeLists& small_free_lists() {
 }
 
 } // namespace detail
+
+// Give this thread's unused small blocks back to the heap (see SmallFreeLists::trim): the
+// worker's idle sweep calls it. Returns the bytes freed.
+inline std::size_t trim_small_blocks() noexcept {
+  return detail::small_free_lists().trim();
+}
 
 template <class T> struct SmallAllocator {
   using value_type = T;

@@ -4,6 +4,8 @@
 
 #include "core/http/session.hpp"
 #include "core/runtime/logging.hpp"
+#include "core/runtime/parking.hpp"
+#include "core/runtime/small_alloc.hpp"
 
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
@@ -18,10 +20,29 @@
 #include <future>
 #include <utility>
 
+// jemalloc's control interface, when the executable is linked with it (else null).
+extern "C" int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen)
+    __attribute__((weak));
+
 namespace weir::core {
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
+
+namespace {
+
+// Return the heap's free pages to the system: jemalloc purges them (and this thread's cache of
+// freed blocks); glibc's malloc trims.
+void give_back_free_memory() {
+  if (mallctl != nullptr) {
+    mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0);
+    mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0); // 4096: MALLCTL_ARENAS_ALL
+    return;
+  }
+  ::malloc_trim(0);
+}
+
+} // namespace
 
 const WorkerRoute& WorkerService::match(std::string_view method, std::string_view host,
                                         std::string_view path) const {
@@ -64,6 +85,8 @@ Worker::Worker(size_t index, const Plan& plan)
       h2_pool_(std::make_unique<upstream::H2Pool>(ioc_->get_executor())),
       sweep_timer_(std::make_unique<asio::steady_timer>(*ioc_)),
       idle_timer_(std::make_unique<asio::steady_timer>(*ioc_)) {
+  parking_ = std::make_unique<ParkingLot>(
+      *ioc_, [this](ParkedConn&& c) { http::resume_session(*this, std::move(c)); });
   auto shortest = idle_period_ * 8;
   for (const auto& s : plan.services) {
     const auto& limits = s.cfg->limits;
@@ -246,6 +269,7 @@ bool Worker::start(std::string& error) {
     listeners_.clear();
     sweep_timer_.reset();
     idle_timer_.reset();
+    parking_.reset();
     pool_.clear();
     h2_pool_->clear();
     {
@@ -325,8 +349,9 @@ void Worker::schedule_idle_sweep() {
     if (ec || draining_)
       return;
     if (std::exchange(trim_pending_, false))
-      ::malloc_trim(0);
+      give_back_free_memory();
     auto now = std::chrono::steady_clock::now();
+    parking_->expire(now);
     // on_idle_timeout only cancels a wait (its session resumes later), so the list stays intact.
     size_t parked = 0;
     for (auto* s : sessions_)
@@ -335,9 +360,11 @@ void Worker::schedule_idle_sweep() {
         if (s->on_idle_timeout())
           ++parked;
       }
-    // A burst of connections going idle together (after a load peak) frees many read blocks at
-    // once: without a trim, the allocator would keep those pages and the process's RSS with them.
-    if (parked >= kTrimAfterParked)
+    // Blocks that a load peak left in the worker's caches go back to the heap, and after a burst
+    // of connections going idle together (many sessions freed at once), the heap gives its free
+    // pages back to the system: without that, the process would keep the peak's RSS.
+    size_t freed = buffers_.trim() + trim_small_blocks();
+    if (parked >= kTrimAfterParked || freed >= kTrimAfterBytes)
       trim_pending_ = true;
     schedule_idle_sweep();
   });
@@ -389,6 +416,7 @@ void Worker::post_drain() {
     idle_timer_->cancel();
     pool_.clear();
     h2_pool_->clear(); // connections still carrying requests close when those are done
+    parking_->close_all();
     // Copy: on_drain may remove the session from the list.
     std::vector<Drainable*> sessions(sessions_.begin(), sessions_.end());
     for (auto* s : sessions)

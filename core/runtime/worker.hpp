@@ -30,6 +30,8 @@
 
 namespace weir::core {
 
+class ParkingLot;
+
 // How one attempt on one target ended, for passive health checkers (control thread).
 struct Observation {
   std::string target_id;
@@ -123,6 +125,8 @@ public:
   upstream::Pool& pool() { return pool_; }
   BufferPool& buffers() { return buffers_; }
   upstream::H2Pool& h2_pool() { return *h2_pool_; }
+  // Where idle keep-alive connections wait for their next request (see runtime/parking.hpp).
+  ParkingLot& parking() { return *parking_; }
   bool draining() const { return draining_; }
   std::list<Drainable*>::iterator add_session(Drainable* s);
   void remove_session(std::list<Drainable*>::iterator it);
@@ -169,6 +173,7 @@ private:
   };
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::list<Drainable*> sessions_;
+  std::unique_ptr<ParkingLot> parking_;
   std::unique_ptr<boost::asio::steady_timer> sweep_timer_;
   // Times out and parks idle sessions (see Drainable) every idle_period_: an eighth of the
   // shortest keepalive- or header-timeout, between 50 and 100 ms.
@@ -176,6 +181,7 @@ private:
   std::chrono::milliseconds idle_period_{1000};
   bool trim_pending_ = false; // many sessions parked: give freed memory back at the next sweep
   static constexpr size_t kTrimAfterParked = 64;
+  static constexpr size_t kTrimAfterBytes = 256 * 1024;
   bool draining_ = false;
   bool tearing_down_ = false;
   std::atomic<bool> finished_{false};

@@ -246,6 +246,24 @@ class InboundTest(ProxyProtocolTestBase):
         self.assertEqual(self.o.last().header("x-forwarded-for"), "127.0.0.1")
         self.assertEqual(client_of(self.access_for(w, "/v2-local")), ("127.0.0.1", mine[1]))
 
+    def test_addresses_survive_parking(self):
+        # A keep-alive connection quiet for longer than weir's park delay (100 ms) is reduced to
+        # its descriptor and a small record; the client address the PROXY header gave (IPv4 or
+        # IPv6, with its port) must come back with it for the next request.
+        w = self.trusted()
+        cases = [("v4", v1("203.0.113.21", "192.0.2.10", 40021, 8080), ("203.0.113.21", 40021)),
+                 ("v6", v2("2001:db8::21", "2001:db8::1", 40022, 443), ("2001:db8::21", 40022))]
+        for name, header, expected in cases:
+            with self.subTest(family=name):
+                with wt.RawConn(w.addr(), timeout=10) as c:
+                    c.send(header)
+                    self.assertStatus(self.get_on(c, f"/park-{name}-1"), 200, "before parking")
+                    time.sleep(0.6)
+                    self.assertStatus(self.get_on(c, f"/park-{name}-2"), 200, "after parking")
+                    self.assertEqual(self.o.last().header("x-forwarded-for"), expected[0])
+                for i in (1, 2):
+                    self.assertEqual(client_of(self.access_for(w, f"/park-{name}-{i}")), expected)
+
     def test_header_arriving_in_pieces(self):
         w = self.trusted()
         header = v1("203.0.113.9", "192.0.2.10", 5555, 80)

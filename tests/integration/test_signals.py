@@ -68,21 +68,27 @@ class SignalsTest(wt.WeirTestCase):
                         f"weir exited {exited - holder['t']:.1f}s after the last request finished")
 
     def test_sigterm_with_idle_keepalive_connection_exits_promptly(self):
-        o = self.origin("a", wt.fixed("x"))
-        w = self.start_weir(wt.basic_config({"app": o.address}, shutdown_grace="10s"))
-        with wt.RawConn(w.addr(), timeout=10) as c:
-            c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-            r, _ = c.read_final_response()
-            self.assertStatus(r, 200, "GET before SIGTERM")
-            t0 = time.monotonic()
-            w.send_signal(signal.SIGTERM)
-            code = w.wait(15)
-            dt = time.monotonic() - t0
-            self.assertIsNotNone(code, "weir did not exit within 15 s of SIGTERM")
-            self.assertEqual(code, 0)
-            self.assertLess(dt, 5.0, f"an idle keep-alive connection held shutdown for {dt:.1f}s "
-                                     f"(shutdown-grace 10s): idle connections should be closed")
-            self.assertTrue(c.peer_closed(1.0), "the idle client connection was not closed")
+        # Just idle (still reading with a buffer), and parked (quiet for longer than weir's park
+        # delay of 100 ms: only a descriptor in the worker's parking lot).
+        for quiet in (0.0, 0.5):
+            with self.subTest(quiet=quiet):
+                o = self.origin(f"a{quiet}", wt.fixed("x"))
+                w = self.start_weir(wt.basic_config({"app": o.address}, shutdown_grace="10s"))
+                with wt.RawConn(w.addr(), timeout=10) as c:
+                    c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                    r, _ = c.read_final_response()
+                    self.assertStatus(r, 200, "GET before SIGTERM")
+                    time.sleep(quiet)
+                    t0 = time.monotonic()
+                    w.send_signal(signal.SIGTERM)
+                    code = w.wait(15)
+                    dt = time.monotonic() - t0
+                    self.assertIsNotNone(code, "weir did not exit within 15 s of SIGTERM")
+                    self.assertEqual(code, 0)
+                    self.assertLess(dt, 5.0, f"an idle keep-alive connection held shutdown for "
+                                             f"{dt:.1f}s (shutdown-grace 10s): idle connections "
+                                             f"should be closed")
+                    self.assertTrue(c.peer_closed(1.0), "the idle client connection was not closed")
 
     def test_sigterm_grace_expires(self):
         o = self.origin("a", wt.stall())

@@ -49,3 +49,28 @@ TEST_CASE("buffer pool: a flat buffer moves from a small block to a large one an
   buf.shrink_to_fit();
   CHECK(buf.capacity() == 0);
 }
+
+TEST_CASE("buffer pool: trim frees the blocks that stayed unused since the last trim") {
+  BufferPool pool;
+  std::vector<char*> blocks;
+  for (int i = 0; i < 10; ++i)
+    blocks.push_back(pool.take_small());
+  for (char* p : blocks)
+    pool.give_back_small(p);
+  CHECK(pool.free_small_blocks() == 10);
+  // The first trim only starts the count: all ten were in use during the last period.
+  CHECK(pool.trim() == 0);
+  // Three are taken and given back meanwhile: at least seven stayed unused all along.
+  char* a = pool.take_small();
+  char* b = pool.take_small();
+  char* c = pool.take_small();
+  pool.give_back_small(a);
+  pool.give_back_small(b);
+  pool.give_back_small(c);
+  CHECK(pool.trim() == 7 * BufferPool::kSmallSize);
+  CHECK(pool.free_small_blocks() == 3);
+  // An idle period: the rest goes.
+  CHECK(pool.trim() == 3 * BufferPool::kSmallSize);
+  CHECK(pool.free_small_blocks() == 0);
+  CHECK(pool.trim() == 0);
+}

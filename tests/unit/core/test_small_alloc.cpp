@@ -70,3 +70,26 @@ TEST_CASE("fields on the small allocator") {
   weir::core::http::Fields copy = f;
   CHECK(copy["X-Field-10"] == std::string(200, 'v'));
 }
+
+TEST_CASE("trim frees the blocks that stayed unused since the last trim") {
+  auto& lists = weir::core::detail::small_free_lists();
+  weir::core::trim_small_blocks();
+  weir::core::trim_small_blocks(); // whatever earlier tests left is gone
+  CHECK(lists.size(0) == 0);
+  SmallAllocator<char> a;
+  std::vector<char*> blocks;
+  for (int i = 0; i < 8; ++i)
+    blocks.push_back(a.allocate(32));
+  for (char* p : blocks)
+    a.deallocate(p, 32);
+#if !defined(__SANITIZE_ADDRESS__) // (which keeps no free list)
+  CHECK(lists.size(0) == 8);
+  CHECK(weir::core::trim_small_blocks() == 0); // all eight were in use in this period
+  char* p = a.allocate(32);
+  a.deallocate(p, 32);
+  CHECK(weir::core::trim_small_blocks() == 7 * 64);
+  CHECK(lists.size(0) == 1);
+  CHECK(weir::core::trim_small_blocks() == 64);
+#endif
+  CHECK(lists.size(0) == 0);
+}
