@@ -139,7 +139,7 @@ unsigned check_partial_head(std::string_view data, const HeadLimits& limits) {
   return 0;
 }
 
-HeadCheck check_head(std::string_view head, const HeadLimits& limits) {
+HeadCheck check_head(std::string_view head, const HeadLimits& limits, HeadParts* parts) {
   if (head.size() > limits.max_header_bytes)
     return reject(431, "request head too large");
   auto eol = head.find("\r\n");
@@ -179,6 +179,11 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits) {
   if (target.front() != '/' && !(target == "*" && method == "OPTIONS") &&
       !parse_absolute_target(target))
     return reject(400, "invalid request target");
+  if (parts) {
+    parts->method = method;
+    parts->target = target;
+    parts->fields.clear();
+  }
 
   size_t count = 0;
   size_t hosts = 0;
@@ -213,6 +218,8 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits) {
     if (!valid_header_name(name))
       return reject(400, "invalid header name");
     std::string_view value = trim(field.substr(colon + 1));
+    if (parts)
+      parts->fields.emplace_back(name, value);
     if (iequals(name, "host")) {
       ++hosts;
       if (!valid_host_value(value))

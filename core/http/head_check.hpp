@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace weir::core::http {
 
@@ -43,7 +45,16 @@ size_t find_head_end(std::string_view data, size_t& skip);
 // Inspect an incomplete head: a status (414 or 431) when it already breaks a limit, else 0.
 unsigned check_partial_head(std::string_view data, const HeadLimits& limits);
 
-// Inspect a complete head (request line + headers + empty line).
-HeadCheck check_head(std::string_view head, const HeadLimits& limits);
+// The parts of an acceptable head, as views into it: for a caller that builds its message from
+// them instead of parsing the head a second time.
+struct HeadParts {
+  std::string_view method;
+  std::string_view target;
+  std::vector<std::pair<std::string_view, std::string_view>> fields; // name, value (trimmed)
+};
+
+// Inspect a complete head (request line + headers + empty line); fill `parts` (when given) as it
+// goes (complete only when the head is acceptable).
+HeadCheck check_head(std::string_view head, const HeadLimits& limits, HeadParts* parts = nullptr);
 
 } // namespace weir::core::http

@@ -89,6 +89,49 @@ std::string_view reason_text(unsigned status) {
   return bhttp::obsolete_reason(static_cast<bhttp::status>(status));
 }
 
+// What parse_request needs to know of a head's fields, found in check_head's list with a
+// comparison or two per field instead of a lookup in the message per question.
+struct HeadFacts {
+  std::string_view host;            // the (first) Host value
+  bool hop_by_hop = false;          // a field strip_hop_by_hop() may remove (or must read)
+  bool expect = false;              // an Expect field
+  bool content_length_list = false; // Content-Length repeated or a list ("5, 5")
+};
+
+HeadFacts head_facts(const HeadParts& parts) {
+  HeadFacts f;
+  size_t lengths = 0;
+  for (const auto& [name, value] : parts.fields) {
+    switch (name.size()) {
+    case 4:
+      if (f.host.empty() && beast::iequals(name, "host"))
+        f.host = value;
+      break;
+    case 2:  // TE
+    case 7:  // Trailer, Upgrade
+    case 10: // Connection, Keep-Alive
+      f.hop_by_hop = f.hop_by_hop || beast::iequals(name, "te") ||
+                     beast::iequals(name, "trailer") || beast::iequals(name, "upgrade") ||
+                     beast::iequals(name, "connection") || beast::iequals(name, "keep-alive");
+      break;
+    case 6:
+      f.expect = f.expect || beast::iequals(name, "expect");
+      break;
+    case 14:
+      if (beast::iequals(name, "content-length") &&
+          (++lengths > 1 || value.find(',') != std::string_view::npos))
+        f.content_length_list = true;
+      break;
+    default:
+      break;
+    }
+    // Proxy-Connection, Proxy-Authorization and the like (strip_hop_by_hop removes "proxy-*").
+    if (name.size() > 6 && beast::iequals(name.substr(0, 6), "proxy-"))
+      f.hop_by_hop = true;
+  }
+  return f;
+}
+
 // A parked connection's addresses (ConnInfo's text, as the session shows it) packed into bytes
 // and back: "unix" for a Unix socket peer, "" for none, else an IPv4 or IPv6 address.
 bool pack_address(const std::string& ip, uint16_t port, PackedAddress& out) {
@@ -626,6 +669,7 @@ private:
     res_ = nullptr;
     out_head_.clear();
     parser_.reset();
+    own_msg_.reset();
     co_return ok&& keep_after_;
   }
 
@@ -692,10 +736,13 @@ private:
   // Parse and check the head in the buffer (head_len bytes) into `req` and the request parser.
   // Returns 0, or the status to refuse the request with and `why` (for the log).
   unsigned parse_request(ProxyRequest& req, size_t head_len, std::string& why) {
+    // check_head's views of the method, target and fields (reused: no allocation per request).
+    static thread_local HeadParts parts;
+    HeadFacts facts;
     {
       auto data = buf_.data();
       std::string_view head(static_cast<const char*>(data.data()), head_len);
-      HeadCheck hc = check_head(head, head_limits_);
+      HeadCheck hc = check_head(head, head_limits_, &parts);
       if (hc.status != 0) {
         auto sp = head.find(' ');
         if (sp != std::string_view::npos)
@@ -705,21 +752,36 @@ private:
       }
       req.version = hc.version;
       req.has_body = hc.chunked || (hc.content_length && *hc.content_length > 0);
+      facts = head_facts(parts);
+      req.host = std::string(facts.host);
       if (limits_.max_body > 0 && hc.content_length && *hc.content_length > limits_.max_body) {
         why = "request body larger than limits.max-body";
         return 413;
       }
     }
 
-    parser_.emplace();
-    auto& parser = *parser_;
-    parser.header_limit(static_cast<uint32_t>(limits_.max_header_bytes + 1));
-    if (limits_.max_body > 0) {
-      parser.body_limit(limits_.max_body);
+    RequestMessage* parsed = nullptr;
+    if (!req.has_body) {
+      // No body, so no framing to follow: the message is made from check_head's views, without
+      // parsing the head a second time.
+      auto& msg = own_msg_.emplace();
+      msg.method_string(parts.method);
+      msg.target(parts.target);
+      msg.version(req.version);
+      for (const auto& [name, value] : parts.fields)
+        msg.insert(name, value);
+      buf_.consume(head_len);
+      parsed = &msg;
     } else {
-      parser.body_limit(boost::none);
-    }
-    {
+      // A body: Beast's parser reads its framing (Content-Length or chunked) after the head.
+      parser_.emplace();
+      auto& parser = *parser_;
+      parser.header_limit(static_cast<uint32_t>(limits_.max_header_bytes + 1));
+      if (limits_.max_body > 0) {
+        parser.body_limit(limits_.max_body);
+      } else {
+        parser.body_limit(boost::none);
+      }
       // The whole head is in buf_ (find_head_end saw its end): parse it where it lies.
       error_code ec;
       auto data = buf_.data();
@@ -731,16 +793,17 @@ private:
         return 400;
       }
       buf_.consume(used);
+      parsed = &parser.get();
     }
-    auto& msg = parser.get();
+    auto& msg = *parsed;
     req.msg = &msg;
     req.method = std::string(msg.method_string());
     req.target = std::string(msg.target());
     req.head = msg.method() == bhttp::verb::head;
-    req.host = std::string(msg[bhttp::field::host]);
-    req.expect_continue = req.version == 11 && req.has_body &&
+    req.expect_continue = req.version == 11 && req.has_body && facts.expect &&
                           beast::iequals(msg[bhttp::field::expect], "100-continue");
-    keep_alive_ = msg.keep_alive();
+    // Without a Connection header, HTTP/1.1 keeps the connection and HTTP/1.0 does not.
+    keep_alive_ = facts.hop_by_hop ? msg.keep_alive() : req.version == 11;
 
     // The target: origin-form, or absolute-form (whose authority replaces Host, RFC 9112 3.2.2).
     std::string_view target = req.target;
@@ -756,7 +819,8 @@ private:
       target = msg.target();
     }
     // Content-Length "5, 5" or repeated: check_head made sure they agree; send one.
-    if (auto cl = msg.find(bhttp::field::content_length); cl != msg.end()) {
+    if (auto cl = facts.content_length_list ? msg.find(bhttp::field::content_length) : msg.end();
+        cl != msg.end()) {
       std::string value(cl->value());
       auto comma = value.find(',');
       auto next = std::next(cl);
@@ -778,21 +842,26 @@ private:
 
     // An Upgrade request (WebSocket and others, HTTP/1.1, no body) keeps its Upgrade and
     // Connection headers: they are hop-by-hop, but the upstream must see them to switch.
-    if (req.version == 11 && !req.has_body && has_token(msg, bhttp::field::connection, "upgrade"))
-      req.upgrade = std::string(msg[bhttp::field::upgrade]);
-    req.te_trailers = has_token(msg, bhttp::field::te, "trailers");
-    strip_hop_by_hop(msg);
-    if (!req.upgrade.empty()) {
-      msg.set(bhttp::field::upgrade, req.upgrade);
-      msg.set(bhttp::field::connection, "upgrade");
+    if (facts.hop_by_hop) {
+      if (req.version == 11 && !req.has_body && has_token(msg, bhttp::field::connection, "upgrade"))
+        req.upgrade = std::string(msg[bhttp::field::upgrade]);
+      req.te_trailers = has_token(msg, bhttp::field::te, "trailers");
+      strip_hop_by_hop(msg);
+      if (!req.upgrade.empty()) {
+        msg.set(bhttp::field::upgrade, req.upgrade);
+        msg.set(bhttp::field::connection, "upgrade");
+      }
     }
-    msg.erase(bhttp::field::expect);
+    if (facts.expect)
+      msg.erase(bhttp::field::expect);
     return 0;
   }
 
   // --- BodySource ------------------------------------------------------------------------------
   asio::awaitable<size_t> read(asio::mutable_buffer buf, error_code& ec,
                                unsigned& status) override {
+    if (!parser_)
+      co_return 0; // no body
     auto& parser = *parser_;
     auto& msg = parser.get();
     // A body is read in large blocks' worth (the head may have come in a small one).
@@ -1041,6 +1110,7 @@ private:
   Clock::time_point wait_deadline_; // keepalive-timeout of the current wait
   // The exchange in progress.
   std::optional<bhttp::request_parser<bhttp::buffer_body, SmallAllocator<char>>> parser_;
+  std::optional<RequestMessage> own_msg_; // a request without a body (no parser needed)
   ProxyRequest* req_ = nullptr;
   ResponseMessage* res_ = nullptr;
   std::string out_head_; // a response head waiting for its body's first bytes (see head())
