@@ -3,6 +3,7 @@
 #include "core/http/exchange.hpp"
 #include "core/http/forwarded.hpp"
 #include "core/http/host_match.hpp"
+#include "core/http/response_head.hpp"
 #include "core/http/wire.hpp"
 #include "core/net/proxy_protocol.hpp"
 #include "core/runtime/logging.hpp"
@@ -91,14 +92,6 @@ bool idempotent(bhttp::verb method) {
   default:
     return false;
   }
-}
-
-// The size of a parsed head as it was on the wire (close enough: separators counted).
-size_t head_size(const Fields& f) {
-  size_t n = 64; // status line
-  for (const auto& field : f)
-    n += field.name_string().size() + field.value().size() + 4;
-  return n;
 }
 
 std::string_view reason_text(unsigned status) {
@@ -766,8 +759,10 @@ private:
       co_return sent;
     }
 
-    // Read the response head, skipping interim (1xx) responses.
-    std::optional<bhttp::response_parser<bhttp::buffer_body, SmallAllocator<char>>> rp;
+    // Read the response head, skipping interim (1xx) responses. The head is parsed where it lies
+    // in up_buf, into `res` (the message the filters and the sink see).
+    std::optional<ResponseMessage> res_store;
+    ResponseHead framing;
     for (int interim = 0;; ++interim) {
       if (interim > kMaxInterimResponses) {
         logger("upstream")
@@ -775,25 +770,13 @@ private:
                    ucfg_.name, kMaxInterimResponses);
         co_return Outcome::failed;
       }
-      rp.emplace();
-      rp->body_limit(boost::none);
-      rp->header_limit(kMaxUpstreamHead);
-      if (req_.head)
-        rp->skip(true);
-      // Parse what is buffered; read when the head is not complete yet.
+      size_t head_len = 0;
       for (;;) {
-        if (up_buf.size() > 0) {
-          error_code pec;
-          up_buf.consume(rp->put(up_buf.data(), pec));
-          if (pec && pec != bhttp::error::need_more) {
-            logger("upstream")
-                ->warn("{} (upstream {}): bad response: {}", req_.upstream, ucfg_.name,
-                       pec.message());
-            co_return Outcome::failed;
-          }
-          if (rp->is_header_done())
-            break;
-        }
+        auto data = up_buf.data();
+        std::string_view have(static_cast<const char*>(data.data()), data.size());
+        head_len = find_response_head_end(have);
+        if (head_len > 0 || have.size() > kMaxUpstreamHead)
+          break;
         conn.expires_after(wait_limit(pol_.response_timeout));
         auto [ec, n] = co_await conn.async_read_some(
             up_buf.prepare(upstream_read_size(up_buf.size())), nothrow);
@@ -814,20 +797,29 @@ private:
                    ec == asio::error::eof ? "partial message" : ec.message());
         co_return Outcome::failed;
       }
-      // Beast applies header_limit to what is left unparsed in the buffer; count it ourselves.
-      if (head_size(rp->get()) > kMaxUpstreamHead) {
+      if (head_len == 0 || head_len > kMaxUpstreamHead) {
         logger("upstream")
             ->warn("{} (upstream {}): response head larger than {} bytes", req_.upstream,
                    ucfg_.name, kMaxUpstreamHead);
         co_return Outcome::failed;
       }
-      unsigned st = rp->get().result_int();
-      if (st >= 100 && st < 200 && st != 101)
+      auto data = up_buf.data();
+      framing = ResponseHead{};
+      const char* bad =
+          parse_response_head(std::string_view(static_cast<const char*>(data.data()), head_len),
+                              res_store.emplace(), framing);
+      if (bad) {
+        logger("upstream")
+            ->warn("{} (upstream {}): bad response: {}", req_.upstream, ucfg_.name, bad);
+        co_return Outcome::failed;
+      }
+      up_buf.consume(head_len);
+      if (framing.status >= 100 && framing.status < 200 && framing.status != 101)
         continue;
       break;
     }
-    auto& res = rp->get();
-    req_.status = res.result_int();
+    auto& res = *res_store;
+    req_.status = framing.status;
     if (req_.status == 101) {
       if (req_.upgrade.empty() || !has_token(res, bhttp::field::connection, "upgrade")) {
         logger("upstream")->warn("{}: unexpected 101 Switching Protocols", req_.upstream);
@@ -839,13 +831,16 @@ private:
       }
       co_return Outcome::aborted; // neither connection can carry HTTP again
     }
-    bool upstream_keep = res.keep_alive() && res.version() == 11;
+    // Without a Connection field, HTTP/1.1 keeps the connection and HTTP/1.0 does not.
+    bool upstream_keep = res.version() == 11 && (!framing.connection || res.keep_alive());
     bool no_body = req_.head || req_.status == 204 || req_.status == 304;
-    bool delimited = res.has_content_length() || res.chunked() || no_body;
+    bool delimited = framing.content_length || framing.chunked || no_body;
     if (!delimited)
       upstream_keep = false; // the body ends when the upstream closes
-    strip_hop_by_hop(res);
-    res.erase(bhttp::field::transfer_encoding);
+    if (framing.hop_by_hop)
+      strip_hop_by_hop(res);
+    if (framing.transfer_encoding)
+      res.erase(bhttp::field::transfer_encoding);
     ex_.response = &res;
     ex_.status = req_.status;
     run_response_filters(&route_, ex_);
@@ -853,77 +848,140 @@ private:
 
     if (!co_await sink_.head(res, !no_body))
       co_return Outcome::aborted;
-    if (!no_body) {
-      if (!relay_)
-        relay_ = worker_.buffers().block();
-      // Parse the body out of up_buf into relay_; read from the upstream only when the parser
-      // needs more, and let the sink send a held-back head before waiting.
-      bool need_read = up_buf.size() == 0;
-      while (!rp->is_done()) {
-        if (need_read) {
-          if (!co_await sink_.flush())
-            co_return Outcome::aborted;
-          conn.expires_after(wait_limit(pol_.response_timeout));
-          auto [ec, n] = co_await conn.async_read_some(
-              up_buf.prepare(upstream_read_size(up_buf.size())), nothrow);
-          up_buf.commit(n);
-          if ((ec == asio::ssl::error::stream_truncated || ec == asio::error::eof) && !delimited) {
-            // Close-delimited: the end of the connection is the end of the body.
-            ec = {};
-            if (up_buf.size() == 0)
-              rp->put_eof(ec);
-          }
-          if (ec) {
-            logger("upstream")
-                ->warn("{} (upstream {}): response body failed: {}", req_.upstream, ucfg_.name,
-                       ec == asio::error::eof ? "partial message" : ec.message());
-            co_return Outcome::broken;
-          }
-          need_read = false;
-          if (rp->is_done())
-            break;
-        }
-        res.body().data = relay_.get();
-        res.body().size = kRelayBufferSize;
-        error_code pec;
-        size_t used = rp->put(up_buf.data(), pec);
-        up_buf.consume(used);
-        if (pec == bhttp::error::need_buffer)
-          pec = {};
-        if (pec == bhttp::error::need_more) {
-          pec = {};
-          need_read = true;
-        }
-        if (pec) {
-          logger("upstream")
-              ->warn("{} (upstream {}): response body failed: {}", req_.upstream, ucfg_.name,
-                     pec.message());
-          co_return Outcome::broken;
-        }
-        size_t got = kRelayBufferSize - res.body().size;
-        if (got > 0) {
-          if (!co_await sink_.data(asio::buffer(relay_.get(), got))) {
-            // The client left. When that was the last of the body, the upstream's side of the
-            // exchange is complete and its connection stays usable.
-            client_gone_ = true;
-            if (!rp->is_done())
-              co_return Outcome::aborted;
-            break;
-          }
-          req_.bytes_out += got;
-        }
-        if (up_buf.size() == 0 || (used == 0 && got == 0))
-          need_read = true;
-      }
-    } else if (!rp->is_done()) {
-      upstream_keep = false;
+    bool complete = no_body; // the upstream's side of the response was read to its end
+    if (!no_body && framing.content_length && !framing.chunked) {
+      complete = co_await relay_counted(conn, up_buf, *framing.content_length);
+      if (!complete && !client_gone_)
+        co_return Outcome::broken;
+    } else if (!no_body) {
+      complete = co_await relay_parsed(conn, up_buf, framing.chunked);
+      if (!complete && !client_gone_)
+        co_return Outcome::broken;
     }
     if (!client_gone_ && !co_await sink_.finish(nullptr))
       client_gone_ = true;
-    if (client_gone_ && !rp->is_done())
+    if (client_gone_ && !complete)
       co_return Outcome::aborted;
-    bool reusable = upstream_keep && rp->is_done() && up_buf.size() == 0;
+    bool reusable = upstream_keep && complete && up_buf.size() == 0;
     co_return reusable ? Outcome::done_reusable : Outcome::done;
+  }
+
+  using UpBuffer = beast::basic_flat_buffer<BufferPool::Allocator<char>>;
+
+  // Read more of a response body from the upstream into up_buf; the sink first sends what it
+  // holds back. Returns the error (eof when the upstream closed).
+  asio::awaitable<error_code> read_body_more(upstream::Conn& conn, UpBuffer& up_buf) {
+    if (!co_await sink_.flush()) {
+      client_gone_ = true;
+      co_return asio::error::operation_aborted;
+    }
+    conn.expires_after(wait_limit(pol_.response_timeout));
+    auto [ec, n] =
+        co_await conn.async_read_some(up_buf.prepare(upstream_read_size(up_buf.size())), nothrow);
+    up_buf.commit(n);
+    co_return ec;
+  }
+
+  void log_body_failure(error_code ec) {
+    logger("upstream")
+        ->warn("{} (upstream {}): response body failed: {}", req_.upstream, ucfg_.name,
+               ec == asio::error::eof ? "partial message" : ec.message());
+  }
+
+  // A body of `length` bytes: relayed straight from up_buf as it comes, counted. Returns whether
+  // all of it came (false with client_gone_ when the client left first).
+  asio::awaitable<bool> relay_counted(upstream::Conn& conn, UpBuffer& up_buf, uint64_t length) {
+    while (length > 0) {
+      if (up_buf.size() == 0) {
+        error_code ec = co_await read_body_more(conn, up_buf);
+        if (client_gone_)
+          co_return false;
+        if (ec) {
+          log_body_failure(ec);
+          co_return false;
+        }
+      }
+      auto data = up_buf.data();
+      size_t n = static_cast<size_t>(std::min<uint64_t>(length, data.size()));
+      if (!co_await sink_.data(asio::buffer(data.data(), n))) {
+        // The client left. When that was the last of the body, the upstream's side of the
+        // exchange is complete and its connection stays usable.
+        client_gone_ = true;
+        up_buf.consume(n);
+        co_return length == n;
+      }
+      up_buf.consume(n);
+      length -= n;
+      req_.bytes_out += n;
+    }
+    co_return true;
+  }
+
+  // A chunked body, or one that ends when the upstream closes: Beast's parser takes the framing
+  // off (it is given a head that says only that) and leaves the data in relay_.
+  asio::awaitable<bool> relay_parsed(upstream::Conn& conn, UpBuffer& up_buf, bool chunked) {
+    auto rp = std::make_unique<bhttp::response_parser<bhttp::buffer_body, SmallAllocator<char>>>();
+    rp->body_limit(boost::none);
+    {
+      std::string_view head = chunked ? "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                      : "HTTP/1.1 200 OK\r\n\r\n";
+      error_code pec;
+      rp->put(asio::buffer(head.data(), head.size()), pec);
+    }
+    if (!relay_)
+      relay_ = worker_.buffers().block();
+    auto& body = rp->get().body();
+    // Parse the body out of up_buf into relay_; read from the upstream only when the parser
+    // needs more, and let the sink send a held-back head before waiting.
+    bool need_read = up_buf.size() == 0;
+    while (!rp->is_done()) {
+      if (need_read) {
+        error_code ec = co_await read_body_more(conn, up_buf);
+        if (client_gone_)
+          co_return false;
+        if ((ec == asio::ssl::error::stream_truncated || ec == asio::error::eof) && !chunked) {
+          // Close-delimited: the end of the connection is the end of the body.
+          ec = {};
+          if (up_buf.size() == 0)
+            rp->put_eof(ec);
+        }
+        if (ec) {
+          log_body_failure(ec);
+          co_return false;
+        }
+        need_read = false;
+        if (rp->is_done())
+          break;
+      }
+      body.data = relay_.get();
+      body.size = kRelayBufferSize;
+      error_code pec;
+      size_t used = rp->put(up_buf.data(), pec);
+      up_buf.consume(used);
+      if (pec == bhttp::error::need_buffer)
+        pec = {};
+      if (pec == bhttp::error::need_more) {
+        pec = {};
+        need_read = true;
+      }
+      if (pec) {
+        log_body_failure(pec);
+        co_return false;
+      }
+      size_t got = kRelayBufferSize - body.size;
+      if (got > 0) {
+        if (!co_await sink_.data(asio::buffer(relay_.get(), got))) {
+          // The client left. When that was the last of the body, the upstream's side of the
+          // exchange is complete and its connection stays usable.
+          client_gone_ = true;
+          co_return rp->is_done();
+        }
+        req_.bytes_out += got;
+      }
+      if (up_buf.size() == 0 || (used == 0 && got == 0))
+        need_read = true;
+    }
+    co_return true;
   }
 
   Worker& worker_;
