@@ -33,5 +33,7 @@ struct Exchange {
 // RFC 9110 token (header name) and field-value checks.
 bool valid_header_name(std::string_view name);
 bool valid_header_value(std::string_view value);
+// Whether `s` holds a control byte that no header line may carry: below 0x20 but HTAB, or DEL.
+bool has_control_byte(std::string_view s);
 
 } // namespace weir::core::http

@@ -201,11 +201,8 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits, HeadParts*
       break; // end of head
     if (field.front() == ' ' || field.front() == '\t')
       return reject(400, "obsolete line folding in headers");
-    for (char ch : field) {
-      auto c = static_cast<unsigned char>(ch);
-      if ((c < 0x20 && c != '\t') || c == 0x7f)
-        return reject(400, "control byte in header");
-    }
+    if (has_control_byte(field))
+      return reject(400, "control byte in header");
     if (++count > limits.max_headers)
       return reject(431, "too many headers");
     // The parser stores a field's name and value with 16-bit lengths.

@@ -18,16 +18,6 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// Control bytes other than HTAB (obs-text, 0x80 and above, is allowed in values and reasons).
-bool has_control(std::string_view s) {
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if ((c < 0x20 && c != '\t') || c == 0x7f)
-      return true;
-  }
-  return false;
-}
-
 bool digits(std::string_view s, uint64_t& v) {
   if (s.empty() || s.size() > 19)
     return false;
@@ -71,7 +61,7 @@ const char* parse_response_head(std::string_view head, beast::http::header<false
     if (line[12] != ' ')
       return "malformed status line";
     reason = line.substr(13);
-    if (has_control(reason))
+    if (has_control_byte(reason))
       return "control byte in the reason phrase";
   }
   res.version(line[7] == '1' ? 11 : 10);
@@ -97,7 +87,7 @@ const char* parse_response_head(std::string_view head, beast::http::header<false
     if (!valid_header_name(name))
       return "invalid header name";
     std::string_view value = trim(field.substr(colon + 1));
-    if (has_control(value))
+    if (has_control_byte(value))
       return "control byte in a header value";
     auto f = beast::http::string_to_field(name);
     switch (f) {

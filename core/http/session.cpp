@@ -912,20 +912,26 @@ private:
     res_has_body_ = body;
     // A request whose body was not read cannot be followed by another on this connection.
     bool keep = keep_alive_ && !worker_.draining() && done();
+    // (No Transfer-Encoding and no Connection field come from the upstream: see ResponseSink.)
+    bool unframed = body && !res.has_content_length();
+    out_chunked_ = false;
     if (req_->version == 10) {
       res.version(10);
-      if (body && !res.has_content_length())
+      if (unframed)
         keep = false; // the body ends with the connection
     } else {
       res.version(11);
-      if (body && !res.has_content_length())
+      if (unframed) {
         res.chunked(true);
+        out_chunked_ = true;
+      }
     }
     if (!done())
       linger_ = true;
-    res.keep_alive(keep);
+    // A Connection field only when the version's default does not hold (or a filter set one).
+    if (keep != (req_->version == 11) || res.find(bhttp::field::connection) != res.end())
+      res.keep_alive(keep);
     keep_after_ = keep;
-    out_chunked_ = body && res.chunked();
     out_finished_ = false;
     out_head_.clear();
     append_response_head(out_head_, res);
