@@ -130,7 +130,7 @@ public:
   const Fields* trailers() const override { return has_trailers_ ? &trailers_in_ : nullptr; }
 
   // ResponseSink
-  asio::awaitable<bool> head(ResponseMessage& res, bool body) override;
+  bool head(ResponseMessage& res, bool body) override;
   asio::awaitable<bool> data(asio::const_buffer chunk) override;
   asio::awaitable<bool> finish(const Fields* trailers) override;
 
@@ -1014,15 +1014,15 @@ asio::awaitable<bool> H2Stream::send_continue() {
   co_return true;
 }
 
-asio::awaitable<bool> H2Stream::head(ResponseMessage& res, bool body) {
+bool H2Stream::head(ResponseMessage& res, bool body) {
   started_ = true;
   if (gone() || response_submitted_)
-    co_return false;
+    return false;
   response_submitted_ = true;
   has_body_ = body;
   if (!body)
     out_eof_ = true;
-  co_return core_.submit_response(*this, res, body);
+  return core_.submit_response(*this, res, body);
 }
 
 asio::awaitable<bool> H2Stream::data(asio::const_buffer chunk) {

@@ -154,7 +154,7 @@ asio::awaitable<void> respond_local(const WorkerService& service, const ConnInfo
   req.status = status;
   req.bytes_out = 0;
   bool send_body = !no_body && !body.empty();
-  if (co_await sink.head(res, send_body)) {
+  if (sink.head(res, send_body)) {
     bool ok = true;
     if (send_body) {
       ok = co_await sink.data(asio::buffer(body));
@@ -594,7 +594,7 @@ private:
     ex_.status = req_.status;
     run_response_filters(&route_, ex_);
     ex_.response = nullptr;
-    if (!co_await sink_.head(res, !no_body))
+    if (!sink_.head(res, !no_body))
       co_return Outcome::aborted;
     if (!no_body) {
       for (;;) {
@@ -846,10 +846,22 @@ private:
     run_response_filters(&route_, ex_);
     ex_.response = nullptr;
 
-    if (!co_await sink_.head(res, !no_body))
+    if (!sink_.head(res, !no_body))
       co_return Outcome::aborted;
     bool complete = no_body; // the upstream's side of the response was read to its end
-    if (!no_body && framing.content_length && !framing.chunked) {
+    if (!no_body && framing.content_length && !framing.chunked &&
+        *framing.content_length <= up_buf.size()) {
+      // The whole body came with the head (small responses): one write, no relay loop.
+      auto n = static_cast<size_t>(*framing.content_length);
+      complete = true;
+      if (n > 0) {
+        if (co_await sink_.data(asio::buffer(up_buf.data().data(), n)))
+          req_.bytes_out += n;
+        else
+          client_gone_ = true; // after the whole body: the upstream connection stays usable
+      }
+      up_buf.consume(n);
+    } else if (!no_body && framing.content_length && !framing.chunked) {
       complete = co_await relay_counted(conn, up_buf, *framing.content_length);
       if (!complete && !client_gone_)
         co_return Outcome::broken;

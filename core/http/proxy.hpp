@@ -71,7 +71,9 @@ public:
   // too; Content-Length is present when the body length is known. `body` says whether body data
   // follows (false for HEAD, 204, 304). The sink may keep a pointer to `res` until finish(); it
   // must not touch res.body(), which the caller uses. Returns false when the client is gone.
-  virtual boost::asio::awaitable<bool> head(ResponseMessage& res, bool body) = 0;
+  // (A plain call, not a coroutine: no sink waits here, and a coroutine frame costs an
+  // allocation and more per response.)
+  virtual bool head(ResponseMessage& res, bool body) = 0;
   virtual boost::asio::awaitable<bool> data(boost::asio::const_buffer chunk) = 0;
   // The end of the response, with trailer fields (may be null or empty).
   virtual boost::asio::awaitable<bool> finish(const Fields* trailers) = 0;

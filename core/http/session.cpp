@@ -907,7 +907,7 @@ private:
   // The head is not written at once: it waits (in out_head_) for the first body bytes or the
   // end of the response, so that a small response leaves in one write. flush() sends it early
   // when the body is slow to come.
-  asio::awaitable<bool> head(ResponseMessage& res, bool body) override {
+  bool head(ResponseMessage& res, bool body) override {
     res_ = &res;
     res_has_body_ = body;
     // A request whose body was not read cannot be followed by another on this connection.
@@ -935,7 +935,7 @@ private:
     out_finished_ = false;
     out_head_.clear();
     append_response_head(out_head_, res);
-    co_return true;
+    return true;
   }
 
   asio::awaitable<bool> data(asio::const_buffer chunk) override {
