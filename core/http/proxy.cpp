@@ -750,18 +750,11 @@ private:
       auto room = up_buf.prepare(std::max(size, upstream_read_size(0)));
       write_request_head(static_cast<char*>(room.data()), msg);
       up_buf.commit(size);
-      // Usually the socket takes it all at once; what it does not goes asynchronously.
-      error_code wec;
-      up_buf.consume(conn.write_now(up_buf.data(), wec));
-      if (wec && wec != asio::error::would_block)
+      conn.expires_after(wait_limit(pol_.response_timeout));
+      auto [ec, n] = co_await asio::async_write(conn, up_buf.data(), nothrow);
+      if (ec)
         co_return Outcome::unsent;
-      if (up_buf.size() > 0) {
-        conn.expires_after(wait_limit(pol_.response_timeout));
-        auto [ec, n] = co_await asio::async_write(conn, up_buf.data(), nothrow);
-        if (ec)
-          co_return Outcome::unsent;
-        up_buf.consume(up_buf.size());
-      }
+      up_buf.consume(size);
     } else if (auto sent = co_await send_with_body(conn, msg); sent != Outcome::done) {
       co_return sent;
     }

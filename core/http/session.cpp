@@ -957,8 +957,6 @@ private:
     parts[count++] = chunk;
     if (out_chunked_)
       parts[count++] = asio::buffer("\r\n", 2);
-    if (write_now(parts, count))
-      co_return write_ok_;
     co_return co_await write_parts(parts, count);
   }
 
@@ -973,8 +971,6 @@ private:
       parts[count++] = asio::buffer(out_head_);
     if (res_has_body_ && out_chunked_)
       parts[count++] = asio::buffer("0\r\n\r\n", 5);
-    if (write_now(parts, count))
-      co_return write_ok_;
     co_return co_await write_parts(parts, count);
   }
 
@@ -984,46 +980,6 @@ private:
     if (!out_head_.empty())
       parts[count++] = asio::buffer(out_head_);
     co_return co_await write_parts(parts, count);
-  }
-
-  // Plain sockets (non-blocking): send parts[0..count) at once if the socket takes it all, with
-  // no operation, no trip through the scheduler and no coroutine resumption. Returns true when
-  // the write is over (write_ok_ says how it went); false when the socket took only a part (it
-  // is then removed from `parts`) or nothing: write_parts() sends the rest.
-  bool write_now(std::array<asio::const_buffer, 4>& parts, size_t& count) {
-    if constexpr (kTls) {
-      return false;
-    } else {
-      if (count == 0) {
-        write_ok_ = true;
-        return true;
-      }
-      started_ = true; // from here on, no other response can replace this one
-      error_code ec;
-      size_t n = lowest().socket().write_some(
-          std::span<const asio::const_buffer>(parts.data(), count), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again)
-        return false;
-      if (ec) {
-        out_head_.clear();
-        write_ok_ = false;
-        return true;
-      }
-      // Drop what went; the rest (if any) goes asynchronously.
-      size_t k = 0;
-      for (; k < count && n >= parts[k].size(); ++k)
-        n -= parts[k].size();
-      if (k == count) {
-        out_head_.clear();
-        write_ok_ = true;
-        return true;
-      }
-      parts[k] += n;
-      std::move(parts.begin() + static_cast<std::ptrdiff_t>(k),
-                parts.begin() + static_cast<std::ptrdiff_t>(count), parts.begin());
-      count -= k;
-      return false;
-    }
   }
 
   // One gathered write of parts[0..count); the held-back head is gone once written.
@@ -1169,7 +1125,6 @@ private:
   bool res_has_body_ = false;
   bool keep_alive_ = false; // the request allows another after it
   bool keep_after_ = false; // the response said the connection stays open
-  bool write_ok_ = false;   // how the last write_now() went
 };
 
 template <class Stream> asio::awaitable<void> serve(std::unique_ptr<Session<Stream>> session) {

@@ -11,9 +11,6 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
-#include <sys/socket.h>
-
-#include <cerrno>
 
 namespace weir::core::upstream {
 
@@ -64,22 +61,6 @@ void Conn::close() {
 
 bool Conn::is_open() {
   return on_lowest(s_, [](auto& low) { return low.socket().is_open(); });
-}
-
-size_t Conn::write_now(asio::const_buffer b, error_code& ec) {
-  ec = {};
-  if (tls()) {
-    ec = asio::error::would_block;
-    return 0;
-  }
-  ssize_t n = ::send(native_handle(), b.data(), b.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-  if (n < 0) {
-    ec = errno == EAGAIN || errno == EWOULDBLOCK
-             ? error_code(asio::error::would_block)
-             : error_code(errno, boost::system::system_category());
-    return 0;
-  }
-  return static_cast<size_t>(n);
 }
 
 int Conn::native_handle() {

@@ -55,11 +55,6 @@ public:
         token, buffers);
   }
 
-  // Plain sockets: send what the socket takes at once, without waiting and without an
-  // operation or a trip through the event loop. Returns the bytes sent; `ec` is would_block when
-  // the socket took nothing, or when the connection is TLS (not attempted: the caller then writes
-  // asynchronously).
-  size_t write_now(boost::asio::const_buffer b, boost::system::error_code& ec);
   void expires_after(std::chrono::steady_clock::duration d);
   void expires_never();
   void close();
