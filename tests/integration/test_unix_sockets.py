@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import stat
+import time
 import unittest
 
 import weirtest as wt
@@ -83,6 +84,30 @@ upstream = "app"
                 self.assertTrue(first.startswith("HTTP/1.1 200"), first)
                 self.assertEqual(rd.read_exact(int(wt.hget(headers, "content-length"))), b"unix ok")
         self.assertEqual([r.path for r in o.snapshot()], ["/one", "/two"])
+
+    def test_parked_unix_connection_is_served_again(self):
+        # Quiet for longer than weir's park delay (100 ms), a keep-alive connection on a Unix
+        # listener is parked like a TCP one; its next request is served on the same connection.
+        o = self.origin("o", wt.fixed("unix ok"))
+        path = os.path.join(self.tmp, "park.sock")
+        w = self.start_weir(self.config(o.address, f'{{ address = "unix:{path}" }}'))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(path)
+            rd = wt.SockReader(s, None, 10)
+            for p in ("/before", "/after"):
+                s.sendall(f"GET {p} HTTP/1.1\r\nHost: u\r\n\r\n".encode())
+                head = rd.read_until(b"\r\n\r\n", 65536)
+                first, headers = wt.parse_head(head)
+                self.assertTrue(first.startswith("HTTP/1.1 200"), first)
+                self.assertEqual(rd.read_exact(int(wt.hget(headers, "content-length"))), b"unix ok")
+                time.sleep(0.5)
+        self.assertEqual([r.path for r in o.snapshot()], ["/before", "/after"])
+        acc = [a for a in w.wait_access_logs(2) if a["path"] in ("/before", "/after")]
+        self.assertEqual(len(acc), 2, w.access_logs())
+        # The client shows as the Unix socket peer before and after parking alike.
+        self.assertEqual(acc[0]["client"], acc[1]["client"], acc)
+        self.assertTrue(acc[1]["client"].startswith("unix"), acc)
 
     def test_static_unix_target(self):
         origin_path = os.path.join(self.tmp, "origin.sock")
