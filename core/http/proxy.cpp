@@ -69,11 +69,6 @@ template <class Fn> bool for_each_token(const Fields& f, bhttp::field name, Fn&&
   return false;
 }
 
-bool has_token(const Fields& f, bhttp::field name, std::string_view token) {
-  return for_each_token(f, name,
-                        [&](std::string_view item) { return beast::iequals(item, token); });
-}
-
 uint64_t elapsed_ns(Clock::time_point since) {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - since).count());
@@ -1017,6 +1012,11 @@ private:
 };
 
 } // namespace
+
+bool has_token(const Fields& f, bhttp::field name, std::string_view token) {
+  return for_each_token(f, name,
+                        [&](std::string_view item) { return beast::iequals(item, token); });
+}
 
 void strip_hop_by_hop(Fields& f) {
   // Names the Connection header lists (copied: that header goes too).

@@ -150,4 +150,7 @@ void log_request(const WorkerService& service, const ConnInfo& conn, ProxyReques
 // Transfer-Encoding stays: it is framing.
 void strip_hop_by_hop(Fields& f);
 
+// Whether a comma-separated header (all its lines) lists `token`, case-insensitively.
+bool has_token(const Fields& f, boost::beast::http::field name, std::string_view token);
+
 } // namespace weir::core::http

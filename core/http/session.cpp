@@ -64,27 +64,6 @@ namespace {
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-// Whether a comma-separated header (all its lines) lists `token`, case-insensitively.
-bool has_token(const Fields& f, bhttp::field name, std::string_view token) {
-  for (auto [it, end] = f.equal_range(name); it != end; ++it) {
-    std::string_view v = it->value();
-    while (!v.empty()) {
-      auto comma = v.find(',');
-      auto item = v.substr(0, comma);
-      while (!item.empty() && (item.front() == ' ' || item.front() == '\t'))
-        item.remove_prefix(1);
-      while (!item.empty() && (item.back() == ' ' || item.back() == '\t'))
-        item.remove_suffix(1);
-      if (beast::iequals(item, token))
-        return true;
-      if (comma == std::string_view::npos)
-        break;
-      v.remove_prefix(comma + 1);
-    }
-  }
-  return false;
-}
-
 std::string_view reason_text(unsigned status) {
   return bhttp::obsolete_reason(static_cast<bhttp::status>(status));
 }
