@@ -446,7 +446,7 @@ private:
   asio::awaitable<bool> await_request() {
     buf_.shrink_to_fit();
     auto& sock = lowest().socket();
-    auto deadline = first_request_ ? accepted_ + limits_.header_timeout : wait_deadline_;
+    auto deadline = accepted_ + limits_.header_timeout; // (only ever the first request)
     for (;;) {
       if (worker_.draining() || Clock::now() >= deadline)
         co_return false;
