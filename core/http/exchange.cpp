@@ -39,6 +39,14 @@ bool has_control_byte(std::string_view s) {
   return control;
 }
 
+std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
 bool valid_header_name(std::string_view name) {
   if (name.empty())
     return false;

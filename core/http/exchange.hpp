@@ -35,5 +35,7 @@ bool valid_header_name(std::string_view name);
 bool valid_header_value(std::string_view value);
 // Whether `s` holds a control byte that no header line may carry: below 0x20 but HTAB, or DEL.
 bool has_control_byte(std::string_view s);
+// `s` without the optional whitespace (spaces and tabs) around it (RFC 9110 5.6.3).
+std::string_view trim_ows(std::string_view s);
 
 } // namespace weir::core::http

@@ -1,5 +1,7 @@
 #include "core/http/forwarded.hpp"
 
+#include "core/http/exchange.hpp"
+
 #include <arpa/inet.h>
 #include <boost/beast/core/string.hpp>
 
@@ -13,14 +15,6 @@ namespace {
 // The walk stops after this many elements: a long chain of trusted hops is not plausible, and an
 // attacker behind a trusted proxy should not make us look far.
 constexpr size_t kMaxElements = 64;
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
 
 bool is_ip(std::string_view text, int family) {
   std::array<uint8_t, 16> buf{};
@@ -140,18 +134,18 @@ std::string forwarded_for(std::string_view element) {
   std::string result;
   bool have_for = false;
   for (std::string_view pair : split(element, ';', true)) {
-    pair = trim(pair);
+    pair = trim_ows(pair);
     if (pair.empty())
       continue;
     const size_t eq = pair.find('=');
     if (eq == std::string_view::npos)
       return {};
-    if (!boost::beast::iequals(trim(pair.substr(0, eq)), "for"))
+    if (!boost::beast::iequals(trim_ows(pair.substr(0, eq)), "for"))
       continue;
     if (have_for) // the same parameter twice: ambiguous
       return {};
     have_for = true;
-    if (!unquote(trim(pair.substr(eq + 1)), result))
+    if (!unquote(trim_ows(pair.substr(eq + 1)), result))
       return {};
   }
   return result;
@@ -170,15 +164,15 @@ std::string effective_client(std::string_view peer, const std::vector<std::strin
   if (!forwarded.empty()) {
     for (std::string_view line : forwarded)
       for (std::string_view element : split(line, ',', true))
-        if (!trim(element).empty())
+        if (!trim_ows(element).empty())
           chain.push_back(forwarded_for(element));
   } else {
     // X-Forwarded-For has no quoting: a stray quote from a client must not swallow what trusted
     // proxies appended after it.
     for (std::string_view line : xff)
       for (std::string_view element : split(line, ',', false))
-        if (!trim(element).empty())
-          chain.emplace_back(trim(element));
+        if (!trim_ows(element).empty())
+          chain.emplace_back(trim_ows(element));
   }
 
   std::string client(peer);

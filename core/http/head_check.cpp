@@ -27,14 +27,6 @@ bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
-
 HeadCheck reject(unsigned status, std::string reason) {
   HeadCheck r;
   r.status = status;
@@ -51,6 +43,28 @@ bool valid_target_char(unsigned char c) {
 }
 
 constexpr size_t kMaxFieldBytes = 65000;
+
+// Record in `parts` what a field other than Host, Content-Length and Transfer-Encoding tells the
+// caller: hop-by-hop fields (those strip_hop_by_hop() removes or reads) and Expect.
+void note_field(HeadParts& parts, std::string_view name) {
+  switch (name.size()) {
+  case 2:  // TE
+  case 7:  // Trailer, Upgrade
+  case 10: // Connection, Keep-Alive
+    parts.hop_by_hop = parts.hop_by_hop || iequals(name, "te") || iequals(name, "trailer") ||
+                       iequals(name, "upgrade") || iequals(name, "connection") ||
+                       iequals(name, "keep-alive");
+    break;
+  case 6:
+    parts.expect = parts.expect || iequals(name, "expect");
+    break;
+  default:
+    break;
+  }
+  // Proxy-Connection, Proxy-Authorization and the like (strip_hop_by_hop removes "proxy-*").
+  if (name.size() > 6 && iequals(name.substr(0, 6), "proxy-"))
+    parts.hop_by_hop = true;
+}
 
 } // namespace
 
@@ -183,6 +197,8 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits, HeadParts*
     parts->method = method;
     parts->target = target;
     parts->fields.clear();
+    parts->host = {};
+    parts->hop_by_hop = parts->expect = parts->content_length_list = false;
   }
 
   size_t count = 0;
@@ -214,19 +230,22 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits, HeadParts*
     std::string_view name = field.substr(0, colon);
     if (!valid_header_name(name))
       return reject(400, "invalid header name");
-    std::string_view value = trim(field.substr(colon + 1));
+    std::string_view value = trim_ows(field.substr(colon + 1));
     if (parts)
       parts->fields.emplace_back(name, value);
     if (iequals(name, "host")) {
-      ++hosts;
+      if (++hosts == 1 && parts)
+        parts->host = value;
       if (!valid_host_value(value))
         return reject(400, "invalid Host header");
     } else if (iequals(name, "content-length")) {
+      if (parts && (content_length || value.find(',') != std::string_view::npos))
+        parts->content_length_list = true;
       // A list ("5, 5") or repeated field is accepted only when every value is the same.
       std::string_view rest = value;
       do {
         auto comma = rest.find(',');
-        std::string_view item = trim(rest.substr(0, comma));
+        std::string_view item = trim_ows(rest.substr(0, comma));
         uint64_t n = 0;
         auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), n);
         if (item.empty() || ec != std::errc() || p != item.data() + item.size())
@@ -238,7 +257,7 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits, HeadParts*
           return reject(400, "conflicting Content-Length values");
         content_length = n;
         rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
-        if (comma != std::string_view::npos && trim(rest).empty())
+        if (comma != std::string_view::npos && trim_ows(rest).empty())
           return reject(400, "invalid Content-Length");
       } while (!rest.empty());
     } else if (iequals(name, "transfer-encoding")) {
@@ -246,13 +265,15 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits, HeadParts*
       std::string_view rest = value;
       while (true) {
         auto comma = rest.find(',');
-        std::string_view item = trim(rest.substr(0, comma));
+        std::string_view item = trim_ows(rest.substr(0, comma));
         if (!item.empty())
           te_values.push_back(item);
         if (comma == std::string_view::npos)
           break;
         rest = rest.substr(comma + 1);
       }
+    } else if (parts) {
+      note_field(*parts, name);
     }
   }
   if (has_te) {

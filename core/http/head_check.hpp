@@ -51,6 +51,11 @@ struct HeadParts {
   std::string_view method;
   std::string_view target;
   std::vector<std::pair<std::string_view, std::string_view>> fields; // name, value (trimmed)
+  // What the caller would otherwise look up in the message, found on the same pass:
+  std::string_view host;            // the (first) Host value
+  bool hop_by_hop = false;          // a field that strip_hop_by_hop() removes or reads
+  bool expect = false;              // an Expect field
+  bool content_length_list = false; // Content-Length repeated or a list ("5, 5")
 };
 
 // Inspect a complete head (request line + headers + empty line); fill `parts` (when given) as it

@@ -10,14 +10,6 @@ namespace beast = boost::beast;
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
-
 bool digits(std::string_view s, uint64_t& v) {
   if (s.empty() || s.size() > 19)
     return false;
@@ -86,7 +78,7 @@ const char* parse_response_head(std::string_view head, beast::http::header<false
     std::string_view name = field.substr(0, colon);
     if (!valid_header_name(name))
       return "invalid header name";
-    std::string_view value = trim(field.substr(colon + 1));
+    std::string_view value = trim_ows(field.substr(colon + 1));
     if (has_control_byte(value))
       return "control byte in a header value";
     auto f = beast::http::string_to_field(name);
@@ -99,7 +91,7 @@ const char* parse_response_head(std::string_view head, beast::http::header<false
       for (;;) {
         auto comma = rest.find(',');
         uint64_t n = 0;
-        if (!digits(trim(rest.substr(0, comma)), n))
+        if (!digits(trim_ows(rest.substr(0, comma)), n))
           return "invalid Content-Length";
         if (out.content_length && *out.content_length != n)
           return "conflicting Content-Length values";
@@ -119,7 +111,7 @@ const char* parse_response_head(std::string_view head, beast::http::header<false
       // Chunked when it is the last coding; any other list leaves the body to the close.
       auto comma = value.rfind(',');
       std::string_view last =
-          trim(comma == std::string_view::npos ? value : value.substr(comma + 1));
+          trim_ows(comma == std::string_view::npos ? value : value.substr(comma + 1));
       out.chunked = beast::iequals(last, "chunked");
       break;
     }

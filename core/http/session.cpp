@@ -68,49 +68,6 @@ std::string_view reason_text(unsigned status) {
   return bhttp::obsolete_reason(static_cast<bhttp::status>(status));
 }
 
-// What parse_request needs to know of a head's fields, found in check_head's list with a
-// comparison or two per field instead of a lookup in the message per question.
-struct HeadFacts {
-  std::string_view host;            // the (first) Host value
-  bool hop_by_hop = false;          // a field strip_hop_by_hop() may remove (or must read)
-  bool expect = false;              // an Expect field
-  bool content_length_list = false; // Content-Length repeated or a list ("5, 5")
-};
-
-HeadFacts head_facts(const HeadParts& parts) {
-  HeadFacts f;
-  size_t lengths = 0;
-  for (const auto& [name, value] : parts.fields) {
-    switch (name.size()) {
-    case 4:
-      if (f.host.empty() && beast::iequals(name, "host"))
-        f.host = value;
-      break;
-    case 2:  // TE
-    case 7:  // Trailer, Upgrade
-    case 10: // Connection, Keep-Alive
-      f.hop_by_hop = f.hop_by_hop || beast::iequals(name, "te") ||
-                     beast::iequals(name, "trailer") || beast::iequals(name, "upgrade") ||
-                     beast::iequals(name, "connection") || beast::iequals(name, "keep-alive");
-      break;
-    case 6:
-      f.expect = f.expect || beast::iequals(name, "expect");
-      break;
-    case 14:
-      if (beast::iequals(name, "content-length") &&
-          (++lengths > 1 || value.find(',') != std::string_view::npos))
-        f.content_length_list = true;
-      break;
-    default:
-      break;
-    }
-    // Proxy-Connection, Proxy-Authorization and the like (strip_hop_by_hop removes "proxy-*").
-    if (name.size() > 6 && beast::iequals(name.substr(0, 6), "proxy-"))
-      f.hop_by_hop = true;
-  }
-  return f;
-}
-
 // A parked connection's addresses (ConnInfo's text, as the session shows it) packed into bytes
 // and back: "unix" for a Unix socket peer, "" for none, else an IPv4 or IPv6 address.
 bool pack_address(const std::string& ip, uint16_t port, PackedAddress& out) {
@@ -717,7 +674,6 @@ private:
   unsigned parse_request(ProxyRequest& req, size_t head_len, std::string& why) {
     // check_head's views of the method, target and fields (reused: no allocation per request).
     static thread_local HeadParts parts;
-    HeadFacts facts;
     {
       auto data = buf_.data();
       std::string_view head(static_cast<const char*>(data.data()), head_len);
@@ -731,8 +687,7 @@ private:
       }
       req.version = hc.version;
       req.has_body = hc.chunked || (hc.content_length && *hc.content_length > 0);
-      facts = head_facts(parts);
-      req.host = std::string(facts.host);
+      req.host = std::string(parts.host);
       if (limits_.max_body > 0 && hc.content_length && *hc.content_length > limits_.max_body) {
         why = "request body larger than limits.max-body";
         return 413;
@@ -779,10 +734,10 @@ private:
     req.method = std::string(msg.method_string());
     req.target = std::string(msg.target());
     req.head = msg.method() == bhttp::verb::head;
-    req.expect_continue = req.version == 11 && req.has_body && facts.expect &&
+    req.expect_continue = req.version == 11 && req.has_body && parts.expect &&
                           beast::iequals(msg[bhttp::field::expect], "100-continue");
     // Without a Connection header, HTTP/1.1 keeps the connection and HTTP/1.0 does not.
-    keep_alive_ = facts.hop_by_hop ? msg.keep_alive() : req.version == 11;
+    keep_alive_ = parts.hop_by_hop ? msg.keep_alive() : req.version == 11;
 
     // The target: origin-form, or absolute-form (whose authority replaces Host, RFC 9112 3.2.2).
     std::string_view target = req.target;
@@ -798,7 +753,7 @@ private:
       target = msg.target();
     }
     // Content-Length "5, 5" or repeated: check_head made sure they agree; send one.
-    if (auto cl = facts.content_length_list ? msg.find(bhttp::field::content_length) : msg.end();
+    if (auto cl = parts.content_length_list ? msg.find(bhttp::field::content_length) : msg.end();
         cl != msg.end()) {
       std::string value(cl->value());
       auto comma = value.find(',');
@@ -821,7 +776,7 @@ private:
 
     // An Upgrade request (WebSocket and others, HTTP/1.1, no body) keeps its Upgrade and
     // Connection headers: they are hop-by-hop, but the upstream must see them to switch.
-    if (facts.hop_by_hop) {
+    if (parts.hop_by_hop) {
       if (req.version == 11 && !req.has_body && has_token(msg, bhttp::field::connection, "upgrade"))
         req.upgrade = std::string(msg[bhttp::field::upgrade]);
       req.te_trailers = has_token(msg, bhttp::field::te, "trailers");
@@ -831,7 +786,7 @@ private:
         msg.set(bhttp::field::connection, "upgrade");
       }
     }
-    if (facts.expect)
+    if (parts.expect)
       msg.erase(bhttp::field::expect);
     return 0;
   }
