@@ -42,7 +42,6 @@
 #include <cstdint>
 #include <exception>
 #include <limits>
-#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -190,7 +189,7 @@ public:
       : worker_(worker), services_(services), conn_(conn),
         limits_(services.front()->plan->cfg->limits), ex_(worker.context().get_executor()),
         wake_(ex_), tick_(ex_), done_(ex_) {
-    registration_ = worker_.add_session(this);
+    worker_.add_session(this);
   }
   Core(const Core&) = delete;
   Core& operator=(const Core&) = delete;
@@ -273,7 +272,7 @@ protected:
     if (session_ != nullptr)
       nghttp2_session_del(session_);
     streams_.clear();
-    worker_.remove_session(registration_);
+    worker_.remove_session(this);
   }
 
   // Create the nghttp2 session and queue our SETTINGS. False (logged) on failure.
@@ -943,7 +942,6 @@ protected:
   asio::any_io_executor ex_;
   nghttp2_session* session_ = nullptr;
   std::unordered_map<int32_t, std::shared_ptr<H2Stream>> streams_;
-  std::list<Drainable*>::iterator registration_;
 
   Notifier wake_;            // the writer
   Notifier tick_;            // the ticker

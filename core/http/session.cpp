@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cstring>
@@ -132,10 +133,38 @@ public:
   Session(Worker& worker, const WorkerListener& listener, StreamArgs&&... stream_args)
       : worker_(worker), listener_(listener), service_(*listener.services.front()),
         limits_(service_.plan->cfg->limits), client_(std::forward<StreamArgs>(stream_args)...) {
-    error_code ec;
+    socket_addresses();
+    conn_.tls = kTls;
+    init();
+  }
+
+  // A parked connection that the client woke (see resume()).
+  Session(Worker& worker, const ParkedConn& parked, typename Lowest::socket_type socket)
+      : worker_(worker), listener_(*parked.listener), service_(*listener_.services.front()),
+        limits_(service_.plan->cfg->limits), client_(std::move(socket)) {
+    if (parked.has_addresses) {
+      conn_.peer_ip = unpack_address(parked.peer);
+      conn_.peer_port = parked.peer.port;
+      conn_.local_ip = unpack_address(parked.local);
+      conn_.local_port = parked.local.port;
+      proxied_ = true;
+    } else {
+      socket_addresses();
+    }
+    socket_v6_ = parked.v6_socket;
+    first_request_ = false;
+    wait_deadline_ = parked.deadline;
+    init();
+  }
+
+  ~Session() { worker_.remove_session(this); }
+
+  // The client's and our own address as the socket has them (a PROXY header may replace them).
+  void socket_addresses() {
     if constexpr (kUnix) {
       conn_.peer_ip = "unix";
     } else {
+      error_code ec;
       auto ep = lowest().socket().remote_endpoint(ec);
       if (!ec) {
         conn_.peer_ip = ep.address().to_string();
@@ -148,25 +177,7 @@ public:
         socket_v6_ = local.protocol() == tcp::v6();
       }
     }
-    conn_.tls = kTls;
-    init();
   }
-
-  // A parked connection that the client woke (see resume()).
-  Session(Worker& worker, const ParkedConn& parked, typename Lowest::socket_type socket)
-      : worker_(worker), listener_(*parked.listener), service_(*listener_.services.front()),
-        limits_(service_.plan->cfg->limits), client_(std::move(socket)) {
-    conn_.peer_ip = unpack_address(parked.peer);
-    conn_.peer_port = parked.peer.port;
-    conn_.local_ip = unpack_address(parked.local);
-    conn_.local_port = parked.local.port;
-    socket_v6_ = parked.v6_socket;
-    first_request_ = false;
-    wait_deadline_ = parked.deadline;
-    init();
-  }
-
-  ~Session() { worker_.remove_session(registration_); }
 
   void init() {
     if constexpr (!kTls) {
@@ -177,7 +188,7 @@ public:
     head_limits_.max_request_line = limits_.max_request_line;
     head_limits_.max_header_bytes = limits_.max_header_bytes;
     head_limits_.max_headers = limits_.max_headers;
-    registration_ = worker_.add_session(this);
+    worker_.add_session(this);
   }
 
   Session(const Session&) = delete;
@@ -192,9 +203,9 @@ public:
   }
 
   // The worker's idle sweep found idle_deadline passed. Either the connection has been quiet for
-  // kParkAfter while next_request() read with a block (the read is cancelled and the connection
-  // parks: see park_out(); returns true), or keepalive-timeout (header-timeout, before the first
-  // request) passed: the connection closes without a word.
+  // Worker::kParkAfter while next_request() read with a block (the read is cancelled and the
+  // connection parks: see park_out(); returns true), or keepalive-timeout (header-timeout, before
+  // the first request) passed: the connection closes without a word.
   bool on_idle_timeout() override {
     bool park = reading_idle_ && Clock::now() < wait_deadline_;
     if (park)
@@ -303,8 +314,8 @@ private:
 
   // A plain keep-alive connection between requests (a coroutine of its own, so that no request's
   // frame is held while it waits): read into the pooled block while the client is busy, with the
-  // worker's idle sweep as the timer. Once the connection has been quiet for kParkAfter, the
-  // sweep cancels the read (see on_idle_timeout) and the connection parks: the coroutines end
+  // worker's idle sweep as the timer. Once the connection has been quiet for Worker::kParkAfter,
+  // the sweep cancels the read (see on_idle_timeout) and the connection parks: the coroutines end
   // and park_out() waits for the next request holding no buffer and no coroutine frame.
   enum class Wait { ready, close, park };
   asio::awaitable<Wait> next_request() {
@@ -312,7 +323,7 @@ private:
       co_return Wait::close;
     auto now = Clock::now();
     wait_deadline_ = now + limits_.keepalive_timeout;
-    idle_deadline = std::min(now + kParkAfter, wait_deadline_);
+    idle_deadline = std::min(now + Worker::kParkAfter, wait_deadline_);
     reading_idle_ = true;
     idle_ = true;
     auto [ec, n] = co_await lowest().socket().async_read_some(buf_.prepare(read_size()), nothrow);
@@ -345,8 +356,9 @@ public:
     c.v6_socket = s.socket_v6_;
     c.listener = &s.listener_;
     c.deadline = s.wait_deadline_;
-    if (!pack_address(s.conn_.peer_ip, s.conn_.peer_port, c.peer) ||
-        !pack_address(s.conn_.local_ip, s.conn_.local_port, c.local)) {
+    c.has_addresses = s.proxied_;
+    if (c.has_addresses && (!pack_address(s.conn_.peer_ip, s.conn_.peer_port, c.peer) ||
+                            !pack_address(s.conn_.local_ip, s.conn_.local_port, c.local))) {
       // Not reached: the addresses are those of the socket or of a PROXY header.
       logger("http")->debug("{}:{}: idle connection closed: its addresses cannot be parked",
                             s.conn_.peer_ip, s.conn_.peer_port);
@@ -361,9 +373,28 @@ public:
     worker.parking().park(std::move(c));
   }
 
-  // The client of a parked connection sent something (or closed it): read what came into a
-  // pooled block and serve it; nothing (a spurious wake) parks the connection again.
+  // The client of a parked connection sent something (or closed it). What came is read before
+  // anything is built: a close or a spurious wake costs no session (the connection is closed,
+  // or parked again as it was); a request gets a session, which serves it as if the connection
+  // had never left.
   static void resume(Worker& worker, ParkedConn&& parked) {
+    if (worker.draining() || Clock::now() >= parked.deadline) {
+      ::close(parked.fd);
+      return;
+    }
+    std::array<char, BufferPool::kSmallSize> first; // (a longer request is read on by the session)
+    ssize_t got;
+    do {
+      got = ::recv(parked.fd, first.data(), first.size(), 0);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      worker.parking().park(std::move(parked)); // woken for nothing
+      return;
+    }
+    if (got <= 0) {
+      ::close(parked.fd); // closed by the client, or failed
+      return;
+    }
     typename Lowest::socket_type sock(worker.context());
     error_code ec;
     if constexpr (kUnix) {
@@ -377,15 +408,8 @@ public:
     }
     auto self = std::make_unique<Session>(worker, parked, std::move(sock));
     Session& s = *self;
-    if (worker.draining() || Clock::now() >= s.wait_deadline_)
-      return; // the session closes the connection
-    size_t n = s.lowest().socket().read_some(s.buf_.prepare(s.read_size()), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-      park_out(std::move(self)); // woken for nothing
-      return;
-    }
-    if (ec)
-      return; // closed by the client, or failed
+    auto n = static_cast<size_t>(got);
+    std::memcpy(s.buf_.prepare(n).data(), first.data(), n);
     s.buf_.commit(n);
     s.resumed_ = true;
     start(std::move(self));
@@ -545,6 +569,7 @@ private:
         if (!take(consumed - taken.size()))
           co_return false;
         if (!h.local) {
+          proxied_ = true;
           conn_.peer_ip = h.src_ip;
           conn_.peer_port = h.src_port;
           conn_.local_ip = h.dst_ip;
@@ -1018,8 +1043,6 @@ private:
   static constexpr size_t kMaxProxyHeader = 8192;
   static constexpr std::chrono::seconds kLingerTime{5};
   static constexpr std::chrono::seconds kLingerRead{1};
-  // How long a keep-alive connection may sit idle holding its read block before it is parked.
-  static constexpr std::chrono::milliseconds kParkAfter{100};
 
   Worker& worker_;
   const WorkerListener& listener_;
@@ -1036,9 +1059,9 @@ private:
   // are any (see await_request).
   beast::basic_flat_buffer<BufferPool::Allocator<char>> buf_{
       BufferPool::Allocator<char>(&worker_.buffers())};
-  std::list<Drainable*>::iterator registration_;
   Clock::time_point accepted_ = Clock::now();
   bool socket_v6_ = false; // TCP: the socket's own family is AF_INET6 (for parking)
+  bool proxied_ = false;   // conn_ holds the addresses of a PROXY protocol header
   bool first_request_ = true;
   bool idle_ = false;
   bool linger_ = false; // close with a lingering read (see linger())

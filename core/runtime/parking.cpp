@@ -5,9 +5,11 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 namespace weir::core {
@@ -25,9 +27,16 @@ uint64_t event_key(uint32_t index, uint32_t generation) {
   return (static_cast<uint64_t>(generation) << 32) | index;
 }
 
+// Deadlines are kept in 32 bits of milliseconds after the lot's epoch, which moves forward
+// (rebase) once it is this old: with kMaxParkedFor ahead at most, they always fit.
+constexpr std::chrono::hours kRebaseAfter{24 * 8};
+static_assert(std::chrono::milliseconds(ParkingLot::kMaxParkedFor + kRebaseAfter).count() <
+              std::numeric_limits<uint32_t>::max());
+
 } // namespace
 
-ParkingLot::ParkingLot(asio::io_context& ioc, Wake wake) : wake_(std::move(wake)), watcher_(ioc) {
+ParkingLot::ParkingLot(asio::io_context& ioc, Wake wake)
+    : wake_(std::move(wake)), epoch_(std::chrono::steady_clock::now()), watcher_(ioc) {
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0) {
     logger("core")->warn("idle connections cannot be parked: epoll_create1: {}",
@@ -63,47 +72,123 @@ bool ParkingLot::park(ParkedConn&& c) {
     slots_.emplace_back();
   }
   Slot& slot = slots_[index];
-  epoll_event ev{};
-  // Level-triggered: a request (or the client's close) that is already there wakes it at once.
-  ev.events = EPOLLIN | EPOLLRDHUP;
-  ev.data.u64 = event_key(index, slot.generation);
-  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c.fd, &ev) != 0) {
+  if (!watch(c.fd, event_key(index, slot.generation))) {
     logger("core")->debug("parking a connection failed: epoll_ctl: {}", std::strerror(errno));
+    forget(c.fd);
     ::close(c.fd);
     free_.push_back(index);
     return false;
   }
-  slot.conn = std::move(c);
+  slot.fd = c.fd;
+  slot.flags = static_cast<uint8_t>((c.unix_socket ? kUnix : 0) | (c.v6_socket ? kV6 : 0));
+  auto deadline = std::min(c.deadline, std::chrono::steady_clock::now() + kMaxParkedFor);
+  slot.deadline_ms =
+      deadline <= epoch_
+          ? 0
+          : static_cast<uint32_t>(
+                std::chrono::ceil<std::chrono::milliseconds>(deadline - epoch_).count());
+  auto known = std::find(listeners_.begin(), listeners_.end(), c.listener);
+  if (known == listeners_.end())
+    known = listeners_.insert(known, c.listener);
+  slot.listener = static_cast<uint16_t>(known - listeners_.begin());
+  slot.addresses = kNone;
+  if (c.has_addresses) {
+    if (!free_addresses_.empty()) {
+      slot.addresses = free_addresses_.back();
+      free_addresses_.pop_back();
+      addresses_[slot.addresses] = {c.peer, c.local};
+    } else {
+      slot.addresses = static_cast<uint32_t>(addresses_.size());
+      addresses_.push_back({c.peer, c.local});
+    }
+  }
   ++count_;
   arm();
   return true;
 }
 
+// Level-triggered: a request (or the client's close) that is already there wakes it at once.
+// One-shot: the wake disables the registration instead of removing it, so that parking the same
+// connection again is an EPOLL_CTL_MOD. (An EPOLL_CTL_ADD into this set, which Asio's reactor
+// watches in turn, makes the kernel check the nesting of epoll sets under a global lock.)
+bool ParkingLot::watch(int fd, uint64_t key) {
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+  ev.data.u64 = key;
+  auto at = static_cast<size_t>(fd);
+  if (at >= registered_.size())
+    registered_.resize(std::max<size_t>(at + 1, registered_.size() * 2));
+  // registered_ is a hint: a connection closed while awake (by its session) left the set without
+  // the lot's knowing, and its number may belong to another connection now.
+  int op = registered_[at] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+  int r = ::epoll_ctl(epoll_fd_, op, fd, &ev);
+  if (r != 0 && (errno == ENOENT || errno == EEXIST)) {
+    op = op == EPOLL_CTL_MOD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    r = ::epoll_ctl(epoll_fd_, op, fd, &ev);
+  }
+  registered_[at] = r == 0;
+  return r == 0;
+}
+
+void ParkingLot::forget(int fd) {
+  if (static_cast<size_t>(fd) < registered_.size())
+    registered_[static_cast<size_t>(fd)] = false;
+}
+
+ParkedConn ParkingLot::unpack(const Slot& slot) const {
+  ParkedConn c;
+  c.fd = slot.fd;
+  c.unix_socket = (slot.flags & kUnix) != 0;
+  c.v6_socket = (slot.flags & kV6) != 0;
+  c.listener = listeners_[slot.listener];
+  c.deadline = deadline_of(slot);
+  if (slot.addresses != kNone) {
+    c.has_addresses = true;
+    c.peer = addresses_[slot.addresses].peer;
+    c.local = addresses_[slot.addresses].local;
+  }
+  return c;
+}
+
 void ParkingLot::release(uint32_t index) {
   Slot& slot = slots_[index];
-  slot.conn.fd = -1;
+  slot.fd = -1;
   ++slot.generation; // an event already fetched for the old occupant is recognised as stale
+  if (slot.addresses != kNone) {
+    free_addresses_.push_back(slot.addresses);
+    slot.addresses = kNone;
+  }
   free_.push_back(index);
   --count_;
 }
 
 size_t ParkingLot::expire(std::chrono::steady_clock::time_point now) {
   size_t closed = 0;
+  auto now_ms = std::chrono::floor<std::chrono::milliseconds>(now - epoch_).count();
   for (uint32_t i = 0; i < slots_.size(); ++i) {
     Slot& slot = slots_[i];
-    if (slot.conn.fd >= 0 && slot.conn.deadline <= now) {
-      ::close(slot.conn.fd); // also leaves the epoll set: the lot held its only descriptor
+    if (slot.fd >= 0 && slot.deadline_ms <= now_ms) {
+      forget(slot.fd);
+      ::close(slot.fd); // also leaves the epoll set: the lot held its only descriptor
       release(i);
       ++closed;
     }
+  }
+  if (now - epoch_ >= kRebaseAfter) {
+    // Move the epoch forward: every deadline left is after now, so none goes below zero.
+    auto shift = static_cast<uint32_t>(now_ms);
+    for (Slot& slot : slots_)
+      slot.deadline_ms = slot.fd >= 0 ? slot.deadline_ms - shift : 0;
+    epoch_ += std::chrono::milliseconds(shift);
   }
   return closed;
 }
 
 void ParkingLot::close_all() {
   for (uint32_t i = 0; i < slots_.size(); ++i)
-    if (slots_[i].conn.fd >= 0) {
-      ::close(slots_[i].conn.fd);
+    if (slots_[i].fd >= 0) {
+      forget(slots_[i].fd);
+      ::close(slots_[i].fd);
       release(i);
     }
   closed_ = true;
@@ -135,11 +220,9 @@ void ParkingLot::on_ready() {
     for (size_t k = 0; k < static_cast<size_t>(n) && !closed_; ++k) {
       auto index = static_cast<uint32_t>(events[k].data.u64 & 0xffffffffu);
       auto generation = static_cast<uint32_t>(events[k].data.u64 >> 32);
-      if (index >= slots_.size() || slots_[index].generation != generation ||
-          slots_[index].conn.fd < 0)
-        continue; // closed (expired) since the event was fetched
-      ParkedConn conn = slots_[index].conn;
-      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, conn.fd, nullptr);
+      if (index >= slots_.size() || slots_[index].generation != generation || slots_[index].fd < 0)
+        continue;                              // closed (expired) since the event was fetched
+      ParkedConn conn = unpack(slots_[index]); // (one-shot: the registration is disabled now)
       release(index);
       wake_(std::move(conn)); // may park it again
     }

@@ -1,6 +1,6 @@
 // Parked idle client connections: a keep-alive connection that has been quiet for a while is
-// reduced to its file descriptor and a small record (ParkedConn, 80 bytes), watched by an epoll
-// set of the worker's own. Its session object, socket object, Asio reactor entry, timer and read
+// reduced to its file descriptor and a 20-byte record, watched by an epoll set of the worker's
+// own. Its session object, socket object, Asio reactor entry, timer and read
 // buffer are all gone until the client sends its next request; then the worker builds a session
 // again from the record. This is what keeps thousands of idle keep-alive connections cheap (nginx
 // does the same with its small connection structure; an Asio socket with a session around it
@@ -32,13 +32,19 @@ struct PackedAddress {
 };
 
 // What a parked connection keeps: enough to serve its next request as if it had never left.
+// The addresses are kept only when a PROXY protocol header replaced the socket's own; otherwise
+// the woken session asks the socket again (one getpeername and one getsockname per wake, which
+// comes after at least the parking delay of idle time).
 struct ParkedConn {
   int fd = -1;
-  bool unix_socket = false; // an AF_UNIX stream socket, else TCP
-  bool v6_socket = false;   // TCP: the socket's own family is AF_INET6
+  bool unix_socket = false;   // an AF_UNIX stream socket, else TCP
+  bool v6_socket = false;     // TCP: the socket's own family is AF_INET6
+  bool has_addresses = false; // peer and local below hold the addresses the session used
   const WorkerListener* listener = nullptr;
-  std::chrono::steady_clock::time_point deadline; // keepalive-timeout: closed after it
-  PackedAddress peer;                             // as the session saw it (PROXY protocol applied)
+  // keepalive-timeout: closed after it. The lot keeps it to the millisecond (rounded up) and at
+  // most kMaxParkedFor ahead.
+  std::chrono::steady_clock::time_point deadline;
+  PackedAddress peer; // (has_addresses) as the session saw them, PROXY protocol applied
   PackedAddress local;
 };
 
@@ -63,21 +69,52 @@ public:
   void close_all();
   size_t size() const { return count_; }
 
+  // The longest a deadline can be ahead of the moment of parking (a longer one is cut to it).
+  static constexpr std::chrono::hours kMaxParkedFor{24 * 40};
+
+  // The bytes each parked connection costs in the lot's table (without PROXY addresses).
+  static constexpr size_t kSlotBytes = 20;
+
 private:
+  static constexpr uint32_t kNone = ~uint32_t{0};
+  // A parked connection as the table holds it: thousands of these are the whole cost of idle
+  // keep-alive clients, so they are packed (see kSlotBytes).
   struct Slot {
-    ParkedConn conn; // conn.fd < 0: free
-    uint32_t generation = 0;
+    int fd = -1;                // -1: free
+    uint32_t generation = 0;    // bumped when the slot is freed: stale epoll events are ignored
+    uint32_t deadline_ms = 0;   // milliseconds after epoch_
+    uint32_t addresses = kNone; // index in addresses_, or kNone
+    uint16_t listener = 0;      // index in listeners_
+    uint8_t flags = 0;          // kUnix, kV6
+  };
+  static constexpr uint8_t kUnix = 1, kV6 = 2;
+  struct Addresses {
+    PackedAddress peer, local;
   };
   void arm();
   void on_ready();
-  void release(uint32_t index); // forget the slot (its descriptor is closed or handed on)
+  // Forget the slot (its descriptor is closed or handed on) and its addresses.
+  void release(uint32_t index);
+  ParkedConn unpack(const Slot& slot) const;
+  bool watch(int fd, uint64_t key); // add to the epoll set or re-arm; errno set when false
+  void forget(int fd);              // fd is about to close
+
+  std::chrono::steady_clock::time_point deadline_of(const Slot& slot) const {
+    return epoch_ + std::chrono::milliseconds(slot.deadline_ms);
+  }
 
   Wake wake_;
+  std::chrono::steady_clock::time_point epoch_;
+  std::vector<const WorkerListener*> listeners_; // the few listeners of the worker, by first use
+  std::vector<Addresses> addresses_;             // PROXY protocol addresses, for the slots' use
+  std::vector<uint32_t> free_addresses_;
+  std::vector<bool> registered_; // by descriptor: (probably) in the epoll set, maybe disabled
   int epoll_fd_ = -1;
   boost::asio::posix::stream_descriptor watcher_;
   bool armed_ = false;
   bool closed_ = false;
   std::vector<Slot> slots_;
+  static_assert(sizeof(Slot) == kSlotBytes);
   std::vector<uint32_t> free_;
   size_t count_ = 0;
 };

@@ -87,15 +87,15 @@ Worker::Worker(size_t index, const Plan& plan)
       idle_timer_(std::make_unique<asio::steady_timer>(*ioc_)) {
   parking_ = std::make_unique<ParkingLot>(
       *ioc_, [this](ParkedConn&& c) { http::resume_session(*this, std::move(c)); });
-  auto shortest = idle_period_ * 8;
+  auto shortest = kParkAfter * 8;
   for (const auto& s : plan.services) {
     const auto& limits = s.cfg->limits;
     shortest = std::min(
         {shortest, std::chrono::duration_cast<std::chrono::milliseconds>(limits.keepalive_timeout),
          std::chrono::duration_cast<std::chrono::milliseconds>(limits.header_timeout)});
   }
-  idle_period_ =
-      std::clamp(shortest / 8, std::chrono::milliseconds(50), std::chrono::milliseconds(100));
+  idle_period_ = std::clamp(shortest / 8, std::chrono::milliseconds(10),
+                            std::chrono::milliseconds(kParkAfter));
 }
 
 Worker::~Worker() {
@@ -348,9 +348,12 @@ void Worker::schedule_idle_sweep() {
   idle_timer_->async_wait([this](boost::system::error_code ec) {
     if (ec || draining_)
       return;
-    if (std::exchange(trim_pending_, false))
-      give_back_free_memory();
     auto now = std::chrono::steady_clock::now();
+    if (trim_pending_ && now - last_give_back_ >= kGiveBackEvery) {
+      trim_pending_ = false;
+      last_give_back_ = now;
+      give_back_free_memory();
+    }
     parking_->expire(now);
     // on_idle_timeout only cancels a wait (its session resumes later), so the list stays intact.
     size_t parked = 0;
@@ -418,7 +421,7 @@ void Worker::post_drain() {
     h2_pool_->clear(); // connections still carrying requests close when those are done
     parking_->close_all();
     // Copy: on_drain may remove the session from the list.
-    std::vector<Drainable*> sessions(sessions_.begin(), sessions_.end());
+    std::vector<Drainable*> sessions(sessions_);
     for (auto* s : sessions)
       s->on_drain();
   });
@@ -455,13 +458,19 @@ void Worker::join() {
     thread_.join();
 }
 
-std::list<Drainable*>::iterator Worker::add_session(Drainable* s) {
-  return sessions_.insert(sessions_.end(), s);
+void Worker::add_session(Drainable* s) {
+  s->worker_slot = sessions_.size();
+  sessions_.push_back(s);
 }
 
-void Worker::remove_session(std::list<Drainable*>::iterator it) {
-  if (!tearing_down_)
-    sessions_.erase(it);
+void Worker::remove_session(Drainable* s) {
+  if (tearing_down_)
+    return;
+  size_t i = s->worker_slot;
+  Drainable* last = sessions_.back();
+  sessions_[i] = last;
+  last->worker_slot = i;
+  sessions_.pop_back();
 }
 
 } // namespace weir::core

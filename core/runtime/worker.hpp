@@ -18,7 +18,6 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -85,6 +84,7 @@ public:
   virtual bool on_idle_timeout() { return false; }
   std::chrono::steady_clock::time_point idle_deadline =
       std::chrono::steady_clock::time_point::max();
+  size_t worker_slot = 0; // the worker's bookkeeping: its place in the worker's list
 
 protected:
   ~Drainable() = default;
@@ -92,6 +92,12 @@ protected:
 
 class Worker {
 public:
+  // A plain keep-alive connection quiet for this long (between kParkAfter and twice that, by
+  // the idle sweep) is parked (runtime/parking.hpp). Short, so that a burst of clients that go
+  // idle together never holds many sessions at once: their peak would stay in the heap as
+  // fragmentation. Waking a parked connection costs about six system calls.
+  static constexpr std::chrono::milliseconds kParkAfter{25};
+
   Worker(size_t index, const Plan& plan);
   ~Worker();
   Worker(const Worker&) = delete;
@@ -128,8 +134,9 @@ public:
   // Where idle keep-alive connections wait for their next request (see runtime/parking.hpp).
   ParkingLot& parking() { return *parking_; }
   bool draining() const { return draining_; }
-  std::list<Drainable*>::iterator add_session(Drainable* s);
-  void remove_session(std::list<Drainable*>::iterator it);
+  // Every session of the worker registers (in its constructor) and unregisters (destructor).
+  void add_session(Drainable* s);
+  void remove_session(Drainable* s);
   size_t index() const { return index_; }
   // Rate limit for repeated log lines about one subject (a target's connect failures): true
   // when this occurrence may be logged. At most kGateBurst lines per subject per second; the
@@ -172,16 +179,20 @@ private:
     bool is_open() const;
   };
   std::vector<std::unique_ptr<Listener>> listeners_;
-  std::list<Drainable*> sessions_;
+  std::vector<Drainable*> sessions_; // unordered: a removal moves the last one into the gap
   std::unique_ptr<ParkingLot> parking_;
   std::unique_ptr<boost::asio::steady_timer> sweep_timer_;
-  // Times out and parks idle sessions (see Drainable) every idle_period_: an eighth of the
-  // shortest keepalive- or header-timeout, between 50 and 100 ms.
+  // Times out and parks idle sessions (see Drainable) every idle_period_: kParkAfter, or an
+  // eighth of the shortest keepalive- or header-timeout when that is shorter (10 ms at least).
   std::unique_ptr<boost::asio::steady_timer> idle_timer_;
-  std::chrono::milliseconds idle_period_{1000};
-  bool trim_pending_ = false; // many sessions parked: give freed memory back at the next sweep
+  std::chrono::milliseconds idle_period_{kParkAfter};
+  // Many sessions parked, or the caches gave much back: give freed memory to the system at a
+  // coming sweep, at most once per kGiveBackEvery (a purge makes the next allocations fault).
+  bool trim_pending_ = false;
+  std::chrono::steady_clock::time_point last_give_back_;
   static constexpr size_t kTrimAfterParked = 64;
   static constexpr size_t kTrimAfterBytes = 256 * 1024;
+  static constexpr std::chrono::milliseconds kGiveBackEvery{500};
   bool draining_ = false;
   bool tearing_down_ = false;
   std::atomic<bool> finished_{false};

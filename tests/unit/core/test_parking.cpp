@@ -32,7 +32,6 @@ ParkedConn record(int fd, Clock::duration left = std::chrono::seconds(60)) {
   c.fd = fd;
   c.unix_socket = true;
   c.deadline = Clock::now() + left;
-  c.peer.port = 4242;
   return c;
 }
 
@@ -55,7 +54,17 @@ TEST_CASE("parking: a client's bytes wake its connection with the record it was 
   std::vector<ParkedConn> woken;
   ParkingLot lot(ioc, [&](ParkedConn&& c) { woken.push_back(std::move(c)); });
   auto fds = stream_pair();
-  REQUIRE(lot.park(record(fds[0])));
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  ParkedConn proxied = record(fds[0]);
+  proxied.deadline = deadline;
+  proxied.has_addresses = true; // as after a PROXY protocol header
+  proxied.peer.kind = weir::core::PackedAddress::Kind::v6;
+  proxied.peer.bytes[15] = 7;
+  proxied.peer.scope_id = 3;
+  proxied.peer.port = 4242;
+  proxied.local.kind = weir::core::PackedAddress::Kind::v4;
+  proxied.local.port = 80;
+  REQUIRE(lot.park(std::move(proxied)));
   CHECK(lot.size() == 1);
   ioc.run_for(std::chrono::milliseconds(20));
   CHECK(woken.empty()); // nothing sent yet
@@ -64,7 +73,17 @@ TEST_CASE("parking: a client's bytes wake its connection with the record it was 
   ioc.run_for(std::chrono::milliseconds(50));
   REQUIRE(woken.size() == 1);
   CHECK(woken[0].fd == fds[0]);
+  CHECK(woken[0].unix_socket);
+  CHECK(woken[0].has_addresses);
+  CHECK(woken[0].peer.kind == weir::core::PackedAddress::Kind::v6);
+  CHECK(woken[0].peer.bytes[15] == 7);
+  CHECK(woken[0].peer.scope_id == 3);
   CHECK(woken[0].peer.port == 4242);
+  CHECK(woken[0].local.kind == weir::core::PackedAddress::Kind::v4);
+  CHECK(woken[0].local.port == 80);
+  // The deadline comes back to the millisecond, never earlier.
+  CHECK(woken[0].deadline >= deadline);
+  CHECK(woken[0].deadline - deadline < std::chrono::milliseconds(1));
   CHECK(lot.size() == 0);
   char buf[8];
   CHECK(::recv(fds[0], buf, sizeof buf, 0) == 3); // still open: the callee owns it now
@@ -178,4 +197,85 @@ TEST_CASE("parking: a connection woken for nothing can be parked again from the 
   lot.close_all();
   CHECK(closed_by_peer(fds[1]));
   ::close(fds[1]);
+}
+
+TEST_CASE("parking: without PROXY addresses a record keeps none, and the slots stay small") {
+  boost::asio::io_context ioc;
+  std::vector<ParkedConn> woken;
+  ParkingLot lot(ioc, [&](ParkedConn&& c) { woken.push_back(std::move(c)); });
+  auto fds = stream_pair();
+  ParkedConn c = record(fds[0]);
+  c.unix_socket = false;
+  c.v6_socket = true;
+  REQUIRE(lot.park(std::move(c)));
+  REQUIRE(::send(fds[1], "x", 1, 0) == 1);
+  ioc.run_for(std::chrono::milliseconds(50));
+  REQUIRE(woken.size() == 1);
+  CHECK_FALSE(woken[0].has_addresses);
+  CHECK_FALSE(woken[0].unix_socket);
+  CHECK(woken[0].v6_socket);
+  CHECK(woken[0].peer.kind == weir::core::PackedAddress::Kind::none);
+  CHECK(ParkingLot::kSlotBytes <= 20);
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST_CASE("parking: a deadline beyond kMaxParkedFor is cut to it") {
+  boost::asio::io_context ioc;
+  std::vector<ParkedConn> woken;
+  ParkingLot lot(ioc, [&](ParkedConn&& c) { woken.push_back(std::move(c)); });
+  auto fds = stream_pair();
+  auto before = Clock::now();
+  REQUIRE(lot.park(record(fds[0], std::chrono::hours(24 * 365))));
+  CHECK(lot.expire(Clock::now() + std::chrono::hours(24)) == 0);
+  REQUIRE(::send(fds[1], "x", 1, 0) == 1);
+  ioc.run_for(std::chrono::milliseconds(50));
+  REQUIRE(woken.size() == 1);
+  CHECK(woken[0].deadline <=
+        Clock::now() + ParkingLot::kMaxParkedFor + std::chrono::milliseconds(1));
+  CHECK(woken[0].deadline >= before + ParkingLot::kMaxParkedFor);
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST_CASE("parking: a connection closed while awake and its number reused parks again") {
+  // The lot keeps a woken connection in its epoll set (disabled) and re-arms it when it parks
+  // again; when the connection was closed meanwhile, a new one may carry its number.
+  boost::asio::io_context ioc;
+  std::vector<int> woken;
+  ParkingLot lot(ioc, [&](ParkedConn&& c) { woken.push_back(c.fd); });
+  auto first = stream_pair();
+  int number = first[0];
+  REQUIRE(lot.park(record(first[0])));
+  REQUIRE(::send(first[1], "x", 1, 0) == 1);
+  ioc.run_for(std::chrono::milliseconds(50));
+  REQUIRE(woken.size() == 1);
+  // Awake, then parked again: woken again by the next bytes.
+  char b[4];
+  CHECK(::recv(first[0], b, sizeof b, 0) == 1);
+  REQUIRE(lot.park(record(first[0])));
+  REQUIRE(::send(first[1], "y", 1, 0) == 1);
+  ioc.restart(); // it ran out of work when the lot was empty
+  ioc.run_for(std::chrono::milliseconds(50));
+  REQUIRE(woken.size() == 2);
+  // Closed by its owner while awake; a new connection gets the same number.
+  ::close(first[0]);
+  ::close(first[1]);
+  auto second = stream_pair();
+  int renumbered = second[0] == number ? -1 : ::dup2(second[0], number);
+  if (renumbered >= 0) {
+    ::close(second[0]);
+    second[0] = number;
+  }
+  REQUIRE(second[0] == number);
+  REQUIRE(lot.park(record(second[0])));
+  ioc.restart();
+  ioc.run_for(std::chrono::milliseconds(20));
+  CHECK(woken.size() == 2);
+  REQUIRE(::send(second[1], "z", 1, 0) == 1);
+  ioc.run_for(std::chrono::milliseconds(50));
+  REQUIRE(woken.size() == 3);
+  CHECK(woken[2] == number);
+  ::close(second[0]);
+  ::close(second[1]);
 }
