@@ -38,6 +38,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -103,7 +104,6 @@ private:
 using net::as_view;
 using net::connection_specific;
 using net::HeaderList;
-using net::lowercase;
 using net::make_nv;
 using net::Notifier;
 
@@ -235,24 +235,27 @@ public:
   }
 
   bool submit_continue(H2Stream& st) {
-    HeaderList h;
+    HeaderList& h = head_scratch_;
+    h.clear();
     h.add(":status", "100");
     const nghttp2_nv* nva = h.build();
-    int rv = nghttp2_submit_headers(session_, kNone, st.id_, nullptr, nva, h.nva.size(), nullptr);
+    int rv = nghttp2_submit_headers(session_, kNone, st.id_, nullptr, nva, h.size(), nullptr);
     wake_writer();
     return rv == 0;
   }
 
   bool submit_response(H2Stream& st, const ResponseMessage& res, bool body) {
-    HeaderList h;
-    h.add(":status", std::to_string(res.result_int()));
-    h.add_all(res);
+    HeaderList& h = head_scratch_;
+    h.clear();
+    std::array<char, 8> status{};
+    auto end = std::to_chars(status.data(), status.data() + status.size(), res.result_int()).ptr;
+    h.add(":status", std::string_view(status.data(), static_cast<size_t>(end - status.data())));
+    h.add_all(res, true); // (submitted right away)
     const nghttp2_nv* nva = h.build();
     nghttp2_data_provider provider{};
     provider.source.ptr = &st;
     provider.read_callback = &Core::cb_data_read;
-    int rv =
-        nghttp2_submit_response(session_, st.id_, nva, h.nva.size(), body ? &provider : nullptr);
+    int rv = nghttp2_submit_response(session_, st.id_, nva, h.size(), body ? &provider : nullptr);
     wake_writer();
     if (rv != 0) {
       logger("http2")->debug("{}:{}: stream {}: response not submitted: {}", conn_.peer_ip,
@@ -550,9 +553,9 @@ private:
     *flags |= static_cast<uint32_t>(NGHTTP2_DATA_FLAG_NO_COPY);
     if (st.out_eof_ && n == avail) {
       *flags |= static_cast<uint32_t>(NGHTTP2_DATA_FLAG_EOF);
-      if (!st.trailers_out_.fields.empty()) {
+      if (!st.trailers_out_.empty()) {
         const nghttp2_nv* nva = st.trailers_out_.build();
-        if (nghttp2_submit_trailer(session, id, nva, st.trailers_out_.nva.size()) == 0)
+        if (nghttp2_submit_trailer(session, id, nva, st.trailers_out_.size()) == 0)
           *flags |= static_cast<uint32_t>(NGHTTP2_DATA_FLAG_NO_END_STREAM);
       }
     }
@@ -942,6 +945,7 @@ protected:
   asio::any_io_executor ex_;
   nghttp2_session* session_ = nullptr;
   std::unordered_map<int32_t, std::shared_ptr<H2Stream>> streams_;
+  HeaderList head_scratch_; // response heads, built and submitted at once (no allocation)
 
   Notifier wake_;            // the writer
   Notifier tick_;            // the ticker
@@ -1048,7 +1052,8 @@ asio::awaitable<bool> H2Stream::finish(const Fields* trailers) {
 }
 
 asio::awaitable<bool> H2Stream::wait_sent(bool to_end) {
-  auto deadline = Clock::now() + core_.send_timeout();
+  // send-timeout runs from the first wait, and again from each progress of the sending.
+  Clock::time_point deadline = Clock::time_point::min();
   uint64_t seen = sent_total_;
   for (;;) {
     if (to_end ? end_sent_ : out_.size() < kStreamSendBuffer)
@@ -1056,7 +1061,7 @@ asio::awaitable<bool> H2Stream::wait_sent(bool to_end) {
     if (gone())
       co_return false;
     auto now = Clock::now();
-    if (sent_total_ != seen) {
+    if (deadline == Clock::time_point::min() || sent_total_ != seen) {
       seen = sent_total_;
       deadline = now + core_.send_timeout();
     }

@@ -51,14 +51,6 @@ inline nghttp2_nv make_nv(std::string_view name, std::string_view value) {
   return nv;
 }
 
-inline std::string lowercase(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out)
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
 // Fields that have no place in an HTTP/2 message (RFC 9113 8.2.2), dropped from what we send.
 inline bool connection_specific(std::string_view lower) {
   return lower.empty() || lower.front() == ':' || lower == "connection" || lower == "keep-alive" ||
@@ -66,28 +58,73 @@ inline bool connection_specific(std::string_view lower) {
          lower == "te";
 }
 
-// Name/value pairs for nghttp2 (which copies them when a frame is submitted).
-struct HeaderList {
-  std::vector<std::pair<std::string, std::string>> fields;
-  std::vector<nghttp2_nv> nva;
-
-  void add(std::string name, std::string_view value) {
-    fields.emplace_back(std::move(name), std::string(value));
+// Name/value pairs for nghttp2, which copies them when a frame is submitted. The names (in
+// lower case) and copied values are kept in one string, so a list that is cleared and used again
+// (a connection keeps one for its responses) costs no allocation once it has grown.
+class HeaderList {
+public:
+  // `name` and `value` are copied into the list.
+  void add(std::string_view name, std::string_view value) {
+    entries_.push_back({keep(name), keep(value)});
   }
-  template <class Fields> void add_all(const Fields& f) {
-    for (const auto& field : f) {
-      std::string name = lowercase(field.name_string());
-      if (!connection_specific(name))
-        add(std::move(name), field.value());
+  // A field under its name in lower case, unless HTTP/2 has no place for it (or it is `skip`,
+  // which is in lower case). `view_value`: the value is not copied, and must outlive the use of
+  // build() (a submission right away).
+  void add_field(std::string_view name, std::string_view value, bool view_value,
+                 std::string_view skip = {}) {
+    size_t at = text_.size();
+    text_.resize(at + name.size());
+    for (size_t i = 0; i < name.size(); ++i) {
+      char c = name[i];
+      text_[at + i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
     }
+    std::string_view lower(text_.data() + at, name.size());
+    if (connection_specific(lower) || (!skip.empty() && lower == skip)) {
+      text_.resize(at);
+      return;
+    }
+    entries_.push_back({Part{nullptr, at, name.size()},
+                        view_value ? Part{value.data(), 0, value.size()} : keep(value)});
   }
+  template <class Fields>
+  void add_all(const Fields& f, bool view_values = false, std::string_view skip = {}) {
+    for (const auto& field : f)
+      add_field(field.name_string(), field.value(), view_values, skip);
+  }
+  bool empty() const { return entries_.empty(); }
+  size_t size() const { return entries_.size(); }
+  void clear() {
+    text_.clear();
+    entries_.clear();
+  }
+  // The array for nghttp2 (size() entries), valid until the list changes.
   const nghttp2_nv* build() {
-    nva.clear();
-    nva.reserve(fields.size());
-    for (const auto& [n, v] : fields)
-      nva.push_back(make_nv(n, v));
-    return nva.data();
+    nva_.clear();
+    for (const auto& e : entries_)
+      nva_.push_back(make_nv(view(e.name), view(e.value)));
+    return nva_.data();
   }
+
+private:
+  struct Part {
+    const char* data; // null: at `offset` in text_ (which may move while the list grows)
+    size_t offset;
+    size_t size;
+  };
+  struct Entry {
+    Part name, value;
+  };
+  Part keep(std::string_view s) {
+    size_t at = text_.size();
+    text_.append(s);
+    return {nullptr, at, s.size()};
+  }
+  std::string_view view(const Part& p) const {
+    return {p.data != nullptr ? p.data : text_.data() + p.offset, p.size};
+  }
+  std::string text_;
+  std::vector<Entry> entries_;
+  std::vector<nghttp2_nv> nva_;
 };
 
 } // namespace weir::core::net

@@ -235,20 +235,15 @@ public:
     h.add(":scheme", scheme);
     h.add(":authority", authority);
     h.add(":path", path);
-    for (const auto& field : fields) {
-      std::string name = net::lowercase(field.name_string());
-      if (name == "host" || net::connection_specific(name))
-        continue;
-      h.add(std::move(name), field.value());
-    }
+    h.add_all(fields, true, "host"); // (submitted below, while `fields` lives)
     if (te_trailers)
       h.add("te", "trailers");
     const nghttp2_nv* nva = h.build();
     nghttp2_data_provider prd{};
     prd.source.ptr = &st;
     prd.read_callback = &H2Conn::on_read_body;
-    int32_t id = nghttp2_submit_request(session_, nullptr, nva, h.nva.size(),
-                                        has_body ? &prd : nullptr, &st);
+    int32_t id =
+        nghttp2_submit_request(session_, nullptr, nva, h.size(), has_body ? &prd : nullptr, &st);
     if (id < 0) {
       logger("upstream")
           ->warn("{} (upstream {}): cannot submit an HTTP/2 request: {}", settings_.target,
@@ -427,10 +422,10 @@ private:
       if (st->has_trailers) {
         net::HeaderList t;
         t.add_all(st->req_trailers);
-        if (!t.fields.empty()) {
+        if (!t.empty()) {
           *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
           const nghttp2_nv* nva = t.build();
-          if (nghttp2_submit_trailer(s, id, nva, t.nva.size()) != 0)
+          if (nghttp2_submit_trailer(s, id, nva, t.size()) != 0)
             *flags &= ~static_cast<uint32_t>(NGHTTP2_DATA_FLAG_NO_END_STREAM);
         }
       }
