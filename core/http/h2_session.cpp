@@ -338,7 +338,29 @@ protected:
   }
 
   // Hand bytes from the client to nghttp2.
+  // Bytes from the client into nghttp2; then the handlers of the requests they completed start.
   void feed(const uint8_t* data, size_t len) {
+    receive(data, len);
+    start_handlers();
+  }
+
+  // The handlers wait until nghttp2 has processed everything that was read (a RST_STREAM right
+  // behind the HEADERS, say), so that no work starts for a stream already reset and
+  // handle_request never runs inside mem_recv. co_spawn runs each until it first waits.
+  void start_handlers() {
+    if (ready_.empty())
+      return;
+    auto ready = std::move(ready_);
+    ready_.clear();
+    for (auto& sp : ready)
+      asio::co_spawn(ex_, run_handler(std::move(sp)), asio::detached);
+    if (ready_.empty()) {
+      ready.clear();
+      ready_ = std::move(ready); // keep the capacity
+    }
+  }
+
+  void receive(const uint8_t* data, size_t len) {
     if (session_ == nullptr || dead_ || terminating_)
       return;
     ssize_t rv = nghttp2_session_mem_recv(session_, data, len);
@@ -815,7 +837,7 @@ private:
 
     ++live_handlers_;
     st.handler_running_ = true;
-    asio::co_spawn(ex_, run_handler(sp), asio::detached);
+    ready_.push_back(sp); // started when feed() is done
   }
 
   // The stream's coroutine. It never throws, and it accounts for itself (handler_finished)
@@ -824,10 +846,6 @@ private:
     H2Stream& st = *sp;
     bool invoked = false;
     try {
-      // co_spawn starts us inline, inside nghttp2's callback. Step out first: the rest of what
-      // was read (a RST_STREAM right behind the HEADERS, say) is processed before any work
-      // starts, and handle_request never runs inside mem_recv.
-      co_await asio::post(ex_, asio::use_awaitable);
       if (!st.gone()) {
         invoked = true;
         if (st.preset_status_ != 0)
@@ -945,6 +963,7 @@ protected:
   asio::any_io_executor ex_;
   nghttp2_session* session_ = nullptr;
   std::unordered_map<int32_t, std::shared_ptr<H2Stream>> streams_;
+  std::vector<std::shared_ptr<H2Stream>> ready_; // complete requests: see start_handlers()
   HeaderList head_scratch_; // response heads, built and submitted at once (no allocation)
 
   Notifier wake_;            // the writer
