@@ -438,15 +438,11 @@ private:
           co_return std::nullopt;
         }
       }
-      auto outcome = co_await exchange(*conn);
+      // (A connection that can carry another request is back in the pool when this returns.)
+      auto outcome = co_await exchange(conn, key, target);
       lb_done(idx, req_.status, elapsed_ns(t0));
       if (outcome != Outcome::client_failed)
         observe(target, req_.status, false, outcome == Outcome::timeout, t0);
-      // A target that left the set while the request ran drains: its connection is not kept.
-      // Nor is any once the worker drains (the pool was emptied; a connection kept now would
-      // live on, and its stream's timer would hold the worker's shutdown until it fires).
-      if (outcome == Outcome::done_reusable && still_published(target) && !worker_.draining())
-        worker_.pool().put(key, std::move(conn), ucfg_.pool_size, ucfg_.idle_timeout);
       bool retry = false;
       bool other = false;
       auto result = co_await conclude(outcome, reused, retry, other);
@@ -729,7 +725,22 @@ private:
   }
 
   // One attempt on one upstream connection (HTTP/1.1).
-  asio::awaitable<Outcome> exchange(upstream::Conn& conn) {
+  // A connection whose exchange ended cleanly goes back to the worker's pool. Not when its
+  // target left the set while the request ran (it drains), nor once the worker drains (the pool
+  // was emptied; a connection kept now would live on, and its stream's timer would hold the
+  // worker's shutdown until it fires).
+  void keep_connection(std::unique_ptr<upstream::Conn>& conn, const std::string& key,
+                       const upstream::Target& target) {
+    if (still_published(target) && !worker_.draining())
+      worker_.pool().put(key, std::move(conn), ucfg_.pool_size, ucfg_.idle_timeout);
+  }
+
+  // One request and its response on `owned`, which goes back to the pool (keep_connection) as
+  // soon as the upstream's side of the response is complete and the connection can carry
+  // another request.
+  asio::awaitable<Outcome> exchange(std::unique_ptr<upstream::Conn>& owned, const std::string& key,
+                                    const upstream::Target& target) {
+    upstream::Conn& conn = *owned;
     auto& msg = *req_.msg;
     // HTTP/1.1 upstream requires a Host; an HTTP/1.0 client may not have sent one.
     if (msg.find(bhttp::field::host) == msg.end())
@@ -865,11 +876,16 @@ private:
       if (!complete && !client_gone_)
         co_return Outcome::broken;
     }
+    bool reusable = upstream_keep && complete && up_buf.size() == 0;
+    // The upstream's side is done: the connection can serve another request while the client
+    // takes the end of this response (over HTTP/2, finish waits until END_STREAM is sent).
+    // `conn` is not touched after this.
+    if (reusable)
+      keep_connection(owned, key, target);
     if (!client_gone_ && !co_await sink_.finish(nullptr))
       client_gone_ = true;
     if (client_gone_ && !complete)
       co_return Outcome::aborted;
-    bool reusable = upstream_keep && complete && up_buf.size() == 0;
     co_return reusable ? Outcome::done_reusable : Outcome::done;
   }
 
