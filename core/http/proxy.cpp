@@ -443,6 +443,12 @@ private:
       lb_done(idx, req_.status, elapsed_ns(t0));
       if (outcome != Outcome::client_failed)
         observe(target, req_.status, false, outcome == Outcome::timeout, t0);
+      if (outcome == Outcome::done_reusable || outcome == Outcome::done ||
+          outcome == Outcome::aborted) {
+        // conclude()'s answer, without its coroutine frame on every request
+        log_request(service_, conn_, req_);
+        co_return outcome != Outcome::aborted && !client_gone_;
+      }
       bool retry = false;
       bool other = false;
       auto result = co_await conclude(outcome, reused, retry, other);
@@ -882,7 +888,7 @@ private:
     // `conn` is not touched after this.
     if (reusable)
       keep_connection(owned, key, target);
-    if (!client_gone_ && !co_await sink_.finish(nullptr))
+    if (!client_gone_ && !sink_.finish_now() && !co_await sink_.finish(nullptr))
       client_gone_ = true;
     if (client_gone_ && !complete)
       co_return Outcome::aborted;

@@ -897,26 +897,33 @@ private:
     return true;
   }
 
+  // Not a coroutine itself: the one it returns (write_parts) is the only frame per call.
   asio::awaitable<bool> data(asio::const_buffer chunk) override {
-    if (!res_has_body_ || chunk.size() == 0)
-      co_return true;
-    std::array<asio::const_buffer, 4> parts;
+    Parts parts{};
     size_t count = 0;
+    if (!res_has_body_ || chunk.size() == 0)
+      return write_parts(parts, count);
     if (!out_head_.empty())
       parts[count++] = asio::buffer(out_head_);
-    std::array<char, 20> size_line{};
     if (out_chunked_) {
-      auto [end, err] = std::to_chars(size_line.data(), size_line.data() + size_line.size() - 2,
+      auto [end, err] = std::to_chars(size_line_.data(), size_line_.data() + size_line_.size() - 2,
                                       chunk.size(), 16);
       (void)err;
       *end++ = '\r';
       *end++ = '\n';
-      parts[count++] = asio::buffer(size_line.data(), static_cast<size_t>(end - size_line.data()));
+      parts[count++] =
+          asio::buffer(size_line_.data(), static_cast<size_t>(end - size_line_.data()));
     }
     parts[count++] = chunk;
     if (out_chunked_)
       parts[count++] = asio::buffer("\r\n", 2);
-    co_return co_await write_parts(parts, count);
+    return write_parts(parts, count);
+  }
+
+  bool finish_now() override {
+    if (!out_finished_ && out_head_.empty() && !(res_has_body_ && out_chunked_))
+      out_finished_ = true; // nothing held back, no last chunk to send
+    return out_finished_;
   }
 
   asio::awaitable<bool> finish(const Fields* trailers) override {
@@ -941,8 +948,10 @@ private:
     co_return co_await write_parts(parts, count);
   }
 
-  // One gathered write of parts[0..count); the held-back head is gone once written.
-  asio::awaitable<bool> write_parts(const std::array<asio::const_buffer, 4>& parts, size_t count) {
+  // One gathered write of parts[0..count); the held-back head is gone once written. `parts` is
+  // a copy: the callers return this coroutine without waiting for it themselves.
+  using Parts = std::array<asio::const_buffer, 4>;
+  asio::awaitable<bool> write_parts(Parts parts, size_t count) {
     if (count == 0)
       co_return true;
     started_ = true; // from here on, no other response can replace this one
@@ -1079,6 +1088,7 @@ private:
   std::string out_head_; // a response head waiting for its body's first bytes (see head())
   bool out_chunked_ = false;
   bool out_finished_ = false;
+  std::array<char, 20> size_line_{}; // a chunk's size line, until its write is done
   bool res_has_body_ = false;
   bool keep_alive_ = false; // the request allows another after it
   bool keep_after_ = false; // the response said the connection stays open
