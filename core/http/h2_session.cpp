@@ -337,7 +337,6 @@ protected:
     return std::max<size_t>(8, static_cast<size_t>(limits_.max_header_bytes / 16384) + 2);
   }
 
-  // Hand bytes from the client to nghttp2.
   // Bytes from the client into nghttp2; then the handlers of the requests they completed start.
   void feed(const uint8_t* data, size_t len) {
     receive(data, len);

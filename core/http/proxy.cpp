@@ -23,7 +23,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <memory>
+#include <span>
 #include <tuple>
 
 namespace weir::core::http {
@@ -206,7 +208,14 @@ public:
     }
     // HTTP/2 to the targets ("h2"), or by ALPN ("auto"; an Upgrade request needs HTTP/1.1).
     bool h2 = ucfg_.protocol == "h2" || (ucfg_.protocol == "auto" && req_.upgrade.empty());
-    std::vector<uint8_t> excluded(targets->targets.size(), 0);
+    // Targets tried already (no allocation for the usual few targets).
+    std::array<uint8_t, 32> excluded_few{};
+    std::vector<uint8_t> excluded_many;
+    std::span<uint8_t> excluded(excluded_few.data(), targets->targets.size());
+    if (targets->targets.size() > excluded_few.size()) {
+      excluded_many.assign(targets->targets.size(), 0);
+      excluded = excluded_many;
+    }
     // Each try goes to a target not tried yet for this request, while tries and time remain:
     // after a connect failure (nothing was sent), or after a reset before any response byte when
     // sending the request again is safe (try_h1/try_h2 decide).

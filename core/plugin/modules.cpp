@@ -105,7 +105,7 @@ bool LbInstance::set_targets(const std::vector<weir_target_t>& targets) {
   return st == WEIR_OK;
 }
 
-long LbInstance::pick(weir_http_t* http, uint32_t attempt, const std::vector<uint8_t>& excluded) {
+long LbInstance::pick(weir_http_t* http, uint32_t attempt, std::span<const uint8_t> excluded) {
   weir_lb_pick_t req{sizeof(weir_lb_pick_t), http, attempt,
                      excluded.empty() ? nullptr : excluded.data(), excluded.size()};
   size_t index = 0;

@@ -12,6 +12,7 @@
 #include "weir/lb.h"
 
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -64,7 +65,7 @@ public:
   ~LbInstance() override;
   bool set_targets(const std::vector<weir_target_t>& targets);
   // Index of the chosen target, or -1.
-  long pick(weir_http_t* http, uint32_t attempt, const std::vector<uint8_t>& excluded);
+  long pick(weir_http_t* http, uint32_t attempt, std::span<const uint8_t> excluded);
   void on_start(size_t index);
   void on_done(size_t index, uint32_t status, uint64_t duration_ns);
 
