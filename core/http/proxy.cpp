@@ -91,10 +91,6 @@ bool idempotent(bhttp::verb method) {
   }
 }
 
-std::string_view reason_text(unsigned status) {
-  return bhttp::obsolete_reason(static_cast<bhttp::status>(status));
-}
-
 std::string status_body(unsigned status) {
   return std::to_string(status) + " " + std::string(reason_text(status)) + "\n";
 }
@@ -1187,6 +1183,10 @@ const WorkerRoute& prepare_request(const WorkerService& service, const ConnInfo&
 }
 
 } // namespace
+
+std::string_view reason_text(unsigned status) {
+  return bhttp::obsolete_reason(static_cast<bhttp::status>(status));
+}
 
 asio::awaitable<bool> handle_request(Worker& worker, const WorkerService& service,
                                      const ConnInfo& conn, ProxyRequest& req, BodySource& body,

@@ -156,4 +156,8 @@ void strip_hop_by_hop(Fields& f);
 // Whether a comma-separated header (all its lines) lists `token`, case-insensitively.
 bool has_token(const Fields& f, boost::beast::http::field name, std::string_view token);
 
+// The standard reason phrase of `status` ("Not Found"); Beast's "<unknown-status>" for a code
+// without one.
+std::string_view reason_text(unsigned status);
+
 } // namespace weir::core::http

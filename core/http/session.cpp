@@ -65,10 +65,6 @@ namespace {
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-std::string_view reason_text(unsigned status) {
-  return bhttp::obsolete_reason(static_cast<bhttp::status>(status));
-}
-
 // A parked connection's addresses (ConnInfo's text, as the session shows it) packed into bytes
 // and back: "unix" for a Unix socket peer, "" for none, else an IPv4 or IPv6 address.
 bool pack_address(const std::string& ip, uint16_t port, PackedAddress& out) {
