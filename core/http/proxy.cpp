@@ -270,18 +270,28 @@ private:
   // `other` is set (and nullopt returned) when the request may go to another target: nothing of
   // it reached this one, or it is idempotent, had no body and the connection closed before any
   // byte of a response.
+  // The answer for an exchange that ended (answered in full, or aborted), with its log line;
+  // nullopt for the other outcomes, which conclude() handles. A plain call: the common case
+  // needs no coroutine frame.
+  std::optional<bool> settled(Outcome outcome) {
+    if (outcome != Outcome::done_reusable && outcome != Outcome::done &&
+        outcome != Outcome::aborted)
+      return std::nullopt;
+    log_request(service_, conn_, req_);
+    return outcome != Outcome::aborted && !client_gone_;
+  }
+
   asio::awaitable<std::optional<bool>> conclude(Outcome outcome, bool reused, bool& retry,
                                                 bool& other) {
     retry = false;
     other = false;
+    if (auto done = settled(outcome))
+      co_return done;
     switch (outcome) {
     case Outcome::done_reusable:
     case Outcome::done:
-      log_request(service_, conn_, req_);
-      co_return !client_gone_;
     case Outcome::aborted:
-      log_request(service_, conn_, req_);
-      co_return false;
+      break; // settled() answered
     case Outcome::broken:
       failure_status_ = 502;
       co_await fail(502); // only logs when bytes of the response went out already
@@ -448,12 +458,8 @@ private:
       lb_done(idx, req_.status, elapsed_ns(t0));
       if (outcome != Outcome::client_failed)
         observe(target, req_.status, false, outcome == Outcome::timeout, t0);
-      if (outcome == Outcome::done_reusable || outcome == Outcome::done ||
-          outcome == Outcome::aborted) {
-        // conclude()'s answer, without its coroutine frame on every request
-        log_request(service_, conn_, req_);
-        co_return outcome != Outcome::aborted && !client_gone_;
-      }
+      if (auto done = settled(outcome))
+        co_return *done; // (without conclude()'s coroutine frame)
       bool retry = false;
       bool other = false;
       auto result = co_await conclude(outcome, reused, retry, other);

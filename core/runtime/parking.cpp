@@ -59,10 +59,14 @@ ParkingLot::~ParkingLot() {
 }
 
 bool ParkingLot::park(ParkedConn&& c) {
-  if (closed_) {
-    ::close(c.fd);
+  auto known = std::find(listeners_.begin(), listeners_.end(), c.listener);
+  if (closed_ || (known == listeners_.end() && listeners_.size() > 0xffff)) {
+    ::close(c.fd); // (a slot numbers its listener in 16 bits)
     return false;
   }
+  if (known == listeners_.end())
+    known = listeners_.insert(known, c.listener);
+  auto listener = static_cast<uint16_t>(known - listeners_.begin());
   uint32_t index;
   if (!free_.empty()) {
     index = free_.back();
@@ -74,7 +78,6 @@ bool ParkingLot::park(ParkedConn&& c) {
   Slot& slot = slots_[index];
   if (!watch(c.fd, event_key(index, slot.generation))) {
     logger("core")->debug("parking a connection failed: epoll_ctl: {}", std::strerror(errno));
-    forget(c.fd);
     ::close(c.fd);
     free_.push_back(index);
     return false;
@@ -87,10 +90,7 @@ bool ParkingLot::park(ParkedConn&& c) {
           ? 0
           : static_cast<uint32_t>(
                 std::chrono::ceil<std::chrono::milliseconds>(deadline - epoch_).count());
-  auto known = std::find(listeners_.begin(), listeners_.end(), c.listener);
-  if (known == listeners_.end())
-    known = listeners_.insert(known, c.listener);
-  slot.listener = static_cast<uint16_t>(known - listeners_.begin());
+  slot.listener = listener;
   slot.addresses = kNone;
   if (c.has_addresses) {
     if (!free_addresses_.empty()) {

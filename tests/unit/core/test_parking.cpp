@@ -47,12 +47,24 @@ bool closed_by_peer(int fd) {
   return false;
 }
 
+// A lot that records the connections it wakes.
+struct Recording {
+  boost::asio::io_context ioc;
+  std::vector<ParkedConn> woken;
+  ParkingLot lot{ioc, [this](ParkedConn&& c) { woken.push_back(std::move(c)); }};
+  // The client sends a byte; the lot gets the time to wake its connection.
+  void poke(int client) {
+    REQUIRE(::send(client, "x", 1, 0) == 1);
+    ioc.restart();
+    ioc.run_for(std::chrono::milliseconds(50));
+  }
+};
+
 } // namespace
 
 TEST_CASE("parking: a client's bytes wake its connection with the record it was parked with") {
-  boost::asio::io_context ioc;
-  std::vector<ParkedConn> woken;
-  ParkingLot lot(ioc, [&](ParkedConn&& c) { woken.push_back(std::move(c)); });
+  Recording r;
+  auto& [ioc, woken, lot] = r;
   auto fds = stream_pair();
   auto deadline = Clock::now() + std::chrono::seconds(60);
   ParkedConn proxied = record(fds[0]);
@@ -200,16 +212,14 @@ TEST_CASE("parking: a connection woken for nothing can be parked again from the 
 }
 
 TEST_CASE("parking: without PROXY addresses a record keeps none, and the slots stay small") {
-  boost::asio::io_context ioc;
-  std::vector<ParkedConn> woken;
-  ParkingLot lot(ioc, [&](ParkedConn&& c) { woken.push_back(std::move(c)); });
+  Recording r;
+  auto& [ioc, woken, lot] = r;
   auto fds = stream_pair();
   ParkedConn c = record(fds[0]);
   c.unix_socket = false;
   c.v6_socket = true;
   REQUIRE(lot.park(std::move(c)));
-  REQUIRE(::send(fds[1], "x", 1, 0) == 1);
-  ioc.run_for(std::chrono::milliseconds(50));
+  r.poke(fds[1]);
   REQUIRE(woken.size() == 1);
   CHECK_FALSE(woken[0].has_addresses);
   CHECK_FALSE(woken[0].unix_socket);
@@ -221,20 +231,40 @@ TEST_CASE("parking: without PROXY addresses a record keeps none, and the slots s
 }
 
 TEST_CASE("parking: a deadline beyond kMaxParkedFor is cut to it") {
-  boost::asio::io_context ioc;
-  std::vector<ParkedConn> woken;
-  ParkingLot lot(ioc, [&](ParkedConn&& c) { woken.push_back(std::move(c)); });
+  Recording r;
+  auto& [ioc, woken, lot] = r;
   auto fds = stream_pair();
   auto before = Clock::now();
   REQUIRE(lot.park(record(fds[0], std::chrono::hours(24 * 365))));
   CHECK(lot.expire(Clock::now() + std::chrono::hours(24)) == 0);
-  REQUIRE(::send(fds[1], "x", 1, 0) == 1);
-  ioc.run_for(std::chrono::milliseconds(50));
+  r.poke(fds[1]);
   REQUIRE(woken.size() == 1);
   CHECK(woken[0].deadline <=
         Clock::now() + ParkingLot::kMaxParkedFor + std::chrono::milliseconds(1));
   CHECK(woken[0].deadline >= before + ParkingLot::kMaxParkedFor);
   ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST_CASE("parking: deadlines survive the move of the lot's epoch, and still expire") {
+  // Slots keep deadlines in 32-bit milliseconds after an epoch that moves forward after 8 days.
+  Recording r;
+  auto fds = stream_pair();
+  auto deadline = Clock::now() + std::chrono::hours(24 * 30);
+  REQUIRE(r.lot.park(record(fds[0], deadline - Clock::now())));
+  // A sweep 9 days on: nothing is due, and the epoch moves.
+  CHECK(r.lot.expire(Clock::now() + std::chrono::hours(24 * 9)) == 0);
+  r.poke(fds[1]);
+  REQUIRE(r.woken.size() == 1);
+  CHECK(r.woken[0].deadline >= deadline);
+  CHECK(r.woken[0].deadline - deadline < std::chrono::milliseconds(2));
+  // Parked again after the move: due at its deadline, not before.
+  char b[4];
+  CHECK(::recv(fds[0], b, sizeof b, 0) == 1);
+  REQUIRE(r.lot.park(record(fds[0], deadline - Clock::now())));
+  CHECK(r.lot.expire(deadline - std::chrono::seconds(1)) == 0);
+  CHECK(r.lot.expire(deadline + std::chrono::milliseconds(2)) == 1);
+  CHECK(closed_by_peer(fds[1]));
   ::close(fds[1]);
 }
 
