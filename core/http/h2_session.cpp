@@ -12,6 +12,7 @@
 #include "core/http/proxy.hpp"
 #include "core/net/h2_common.hpp"
 #include "core/runtime/logging.hpp"
+#include "core/runtime/small_alloc.hpp"
 #include "core/runtime/worker.hpp"
 
 #include "core/net/timed_stream.hpp"
@@ -109,6 +110,9 @@ using net::Notifier;
 
 class Core;
 
+// Request and response bodies of a stream: small ones (the usual) from the worker's lists.
+using SmallFlatBuffer = beast::basic_flat_buffer<SmallAllocator<char>>;
+
 // One stream: the request as it arrives, its body queue, its response queue. It is the
 // BodySource and the ResponseSink handle_request() uses.
 class H2Stream final : public BodySource, public ResponseSink {
@@ -156,7 +160,7 @@ public:
   unsigned preset_status_ = 0; // answer this instead of handling the request (405, 413, 431)
 
   // Request body: DATA not yet taken by the handler (never more than the stream window).
-  beast::flat_buffer in_;
+  SmallFlatBuffer in_;
   uint64_t in_total_ = 0;
   uint64_t max_body_ = 0;
   bool in_eof_ = false;
@@ -169,7 +173,7 @@ public:
   bool response_submitted_ = false;
   bool has_body_ = false;
   bool continue_sent_ = false;
-  beast::flat_buffer out_;
+  SmallFlatBuffer out_;
   bool out_eof_ = false;
   bool deferred_ = false; // nghttp2 parked our DATA until resume_data
   HeaderList trailers_out_;
@@ -306,7 +310,7 @@ protected:
     nghttp2_option_set_stream_reset_rate_limit(opt, kResetBurst, kResetRate);
     nghttp2_option_set_max_continuations(opt, max_continuations());
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, kDeflateTableSize);
-    int rv = nghttp2_session_server_new2(&session_, cbs, this, opt);
+    int rv = nghttp2_session_server_new3(&session_, cbs, this, opt, net::h2_memory());
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cbs);
     if (rv != 0) {
@@ -643,7 +647,7 @@ private:
       return 0;
     int32_t id = f.hd.stream_id;
     if (f.headers.cat == NGHTTP2_HCAT_REQUEST) {
-      auto st = std::make_shared<H2Stream>(*this, id, ex_);
+      auto st = std::allocate_shared<H2Stream>(SmallAllocator<H2Stream>(), *this, id, ex_);
       streams_[id] = std::move(st);
     } else if (auto* st = find(id)) {
       st->header_bytes_ = 0; // trailer fields get their own budget
@@ -961,7 +965,9 @@ protected:
   const config::LimitsConfig& limits_;
   asio::any_io_executor ex_;
   nghttp2_session* session_ = nullptr;
-  std::unordered_map<int32_t, std::shared_ptr<H2Stream>> streams_;
+  std::unordered_map<int32_t, std::shared_ptr<H2Stream>, std::hash<int32_t>, std::equal_to<>,
+                     SmallAllocator<std::pair<const int32_t, std::shared_ptr<H2Stream>>>>
+      streams_;
   std::vector<std::shared_ptr<H2Stream>> ready_; // complete requests: see start_handlers()
   HeaderList head_scratch_; // response heads, built and submitted at once (no allocation)
 

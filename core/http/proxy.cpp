@@ -426,7 +426,8 @@ private:
   asio::awaitable<std::optional<bool>> try_h1(size_t idx, const upstream::Target& target,
                                               std::unique_ptr<upstream::Conn> pre,
                                               const Clock::time_point* started) {
-    std::string key = pool_key(target);
+    std::string scratch;
+    const std::string& key = pool_key(target, scratch);
     // A pooled connection the peer closed in the meantime is retried once on a fresh one,
     // which is safe because nothing of the request was consumed yet.
     for (int fresh_try = 0; fresh_try < 2; ++fresh_try) {
@@ -474,7 +475,8 @@ private:
 
   // HTTP/2 to one target: a stream on a shared connection, opening one when none has room.
   asio::awaitable<std::optional<bool>> try_h2(size_t idx, const upstream::Target& target) {
-    std::string key = pool_key(target);
+    std::string scratch;
+    const std::string& key = pool_key(target, scratch);
     auto& pool = worker_.h2_pool();
     bool is_auto = ucfg_.protocol == "auto";
     upstream::H2Settings settings;
@@ -632,14 +634,18 @@ private:
     co_return Outcome::done;
   }
 
-  std::string pool_key(const upstream::Target& target) const {
+  // The key of `target`'s connections in the worker's pools: the target's own, or one made in
+  // `scratch`.
+  const std::string& pool_key(const upstream::Target& target, std::string& scratch) const {
+    // A PROXY header describes one client: such connections carry only that client's requests.
+    if (up_.plan->proxy_protocol == 0 && !target.pool_key.empty())
+      return target.pool_key;
     // Connections belong to their upstream group: two groups may reach one address with
     // different TLS settings (verification, client certificate, server name).
-    std::string key = ucfg_.name + '\n' + target.id;
-    // A PROXY header describes one client: such connections carry only that client's requests.
+    scratch = ucfg_.name + '\n' + target.id;
     if (up_.plan->proxy_protocol != 0)
-      key += '\n' + proxy_client().first + ':' + std::to_string(proxy_client().second);
-    return key;
+      scratch += '\n' + proxy_client().first + ':' + std::to_string(proxy_client().second);
+    return scratch;
   }
 
   // The client a PROXY header towards the upstream names: the request's client address (trusted

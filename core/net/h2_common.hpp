@@ -37,6 +37,9 @@ private:
   boost::asio::steady_timer timer_;
 };
 
+// nghttp2's allocator for our sessions: the calling thread's small-block lists (h2_memory.cpp).
+nghttp2_mem* h2_memory();
+
 inline std::string_view as_view(const uint8_t* p, size_t n) {
   return {reinterpret_cast<const char*>(p), n};
 }

@@ -194,6 +194,7 @@ private:
       }
       t.address = std::move(p.address);
       t.id = std::move(p.id);
+      t.pool_key = name() + '\n' + t.id; // (made once here, not per request)
       t.weight = p.weight;
       t.priority = p.priority;
       t.metadata = std::move(p.metadata);

@@ -1,7 +1,8 @@
 // Small blocks for the objects every request creates and frees again (HTTP field entries, the
-// stored request target and status reason): kept in per-thread free lists by size class, so a
-// worker in steady state serves them without calling malloc. Stateless: any instance frees what
-// another allocated, on any thread (the block joins that thread's list).
+// stored request target and status reason, coroutine frames: net/asio_frames.hpp): kept in
+// per-thread free lists by size class, so a worker in steady state serves them without calling
+// malloc. Stateless: any instance frees what another allocated, on any thread (the block joins
+// that thread's list).
 #pragma once
 
 #include <cstddef>
@@ -13,14 +14,17 @@ namespace detail {
 
 class SmallFreeLists {
 public:
-  static constexpr std::size_t kClasses = 4; // 64, 128, 256 and 512 bytes
-  static constexpr std::size_t kLargest = 512;
-  static constexpr std::size_t kKeep = 4096; // per class and thread, at most
+  static constexpr std::size_t kStep = 64;
+  static constexpr std::size_t kLargest = 2048;
+  static constexpr std::size_t kClasses = kLargest / kStep; // 64, 128, 192, ... 2048 bytes
+  static constexpr std::size_t kKeep = 4096;                // per class and thread, at most
 
   static constexpr int size_class(std::size_t n) noexcept {
-    return n <= 64 ? 0 : n <= 128 ? 1 : n <= 256 ? 2 : n <= 512 ? 3 : -1;
+    return n == 0 ? 0 : n <= kLargest ? static_cast<int>((n - 1) / kStep) : -1;
   }
-  static constexpr std::size_t class_size(int c) noexcept { return std::size_t{64} << c; }
+  static constexpr std::size_t class_size(int c) noexcept {
+    return kStep * (static_cast<std::size_t>(c) + 1);
+  }
 
 #if defined(__SANITIZE_ADDRESS__)
   // Under AddressSanitizer every block goes back to the heap, so that a use after free is caught.
@@ -30,6 +34,8 @@ public:
 #endif
 
   void* take(int c) {
+    if (gone_)
+      return ::operator new(class_size(c));
     if (Node* n = head_[c]) {
       head_[c] = n->next;
       if (--count_[c] < low_[c])
@@ -55,7 +61,7 @@ public:
     return freed;
   }
   void give(int c, void* p) noexcept {
-    if (count_[c] >= kKeepPerClass) {
+    if (count_[c] >= kKeepPerClass || gone_) {
       ::operator delete(p, class_size(c));
       return;
     }
@@ -72,6 +78,7 @@ public:
   SmallFreeLists(const SmallFreeLists&) = delete;
   SmallFreeLists& operator=(const SmallFreeLists&) = delete;
   ~SmallFreeLists() {
+    gone_ = true;
     for (int c = 0; c < static_cast<int>(kClasses); ++c)
       while (Node* n = head_[c]) {
         head_[c] = n->next;
@@ -83,6 +90,10 @@ private:
   struct Node {
     Node* next;
   };
+  // Set when the thread's lists are destroyed (thread exit): a block freed later in that thread's
+  // exit (a coroutine frame of an io_context torn down last) goes straight to the heap. A
+  // trivially destructible thread_local, so it stays readable after the lists' destructor ran.
+  static inline thread_local bool gone_ = false;
   Node* head_[kClasses] = {};
   std::size_t count_[kClasses] = {};
   std::size_t low_[kClasses] = {}; // the fewest blocks each list held since the last trim

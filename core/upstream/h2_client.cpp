@@ -317,7 +317,7 @@ private:
     nghttp2_option_new(&opt);
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_peer_max_concurrent_streams(opt, settings_.max_concurrent_streams);
-    int rv = nghttp2_session_client_new2(&session_, cbs, this, opt);
+    int rv = nghttp2_session_client_new3(&session_, cbs, this, opt, net::h2_memory());
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cbs);
     if (rv != 0)

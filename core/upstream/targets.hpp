@@ -16,8 +16,9 @@
 namespace weir::core::upstream {
 
 struct Target {
-  std::string address; // as published
-  std::string id;      // stable identity (pool key, health reports)
+  std::string address;  // as published
+  std::string id;       // stable identity (pool key, health reports)
+  std::string pool_key; // "<upstream>\n<id>": its connections' key in the worker pools, or ""
   uint32_t weight = 1;
   bool healthy = true;
   uint32_t priority = 0; // lower is preferred

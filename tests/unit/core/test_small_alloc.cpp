@@ -1,10 +1,15 @@
 // SmallAllocator: blocks come back from the thread's free list by size class, large requests go
 // to the heap, a block freed on another thread is fine, and Beast's fields work on it.
 #include "core/http/fields.hpp"
+#include "core/net/h2_common.hpp"
 #include "core/runtime/small_alloc.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 #include <doctest/doctest.h>
 
+#include <cstdint>
 #include <string>
 #include <thread>
 #include <vector>
@@ -13,12 +18,20 @@ using weir::core::SmallAllocator;
 using weir::core::detail::SmallFreeLists;
 
 TEST_CASE("size classes") {
+  CHECK(SmallFreeLists::size_class(0) == 0);
   CHECK(SmallFreeLists::size_class(1) == 0);
   CHECK(SmallFreeLists::size_class(64) == 0);
   CHECK(SmallFreeLists::size_class(65) == 1);
-  CHECK(SmallFreeLists::size_class(256) == 2);
-  CHECK(SmallFreeLists::size_class(512) == 3);
-  CHECK(SmallFreeLists::size_class(513) == -1);
+  CHECK(SmallFreeLists::size_class(256) == 3);
+  CHECK(SmallFreeLists::size_class(520) == 8);
+  CHECK(SmallFreeLists::size_class(1024) == 15);
+  CHECK(SmallFreeLists::size_class(2048) == 31);
+  CHECK(SmallFreeLists::size_class(2049) == -1);
+  for (std::size_t n = 1; n <= SmallFreeLists::kLargest; ++n) {
+    int c = SmallFreeLists::size_class(n);
+    REQUIRE(SmallFreeLists::class_size(c) >= n);
+    REQUIRE(SmallFreeLists::class_size(c) < n + SmallFreeLists::kStep);
+  }
 }
 
 TEST_CASE("a freed small block is handed out again for the same class") {
@@ -92,4 +105,80 @@ TEST_CASE("trim frees the blocks that stayed unused since the last trim") {
   CHECK(weir::core::trim_small_blocks() == 64);
 #endif
   CHECK(lists.size(0) == 0);
+}
+
+namespace {
+size_t listed_blocks() {
+  size_t n = 0;
+  for (int c = 0; c < static_cast<int>(SmallFreeLists::kClasses); ++c)
+    n += weir::core::detail::small_free_lists().size(c);
+  return n;
+}
+
+boost::asio::awaitable<int> leaf(int v) {
+  co_return v + 1;
+}
+
+boost::asio::awaitable<int> large_frame(int v) {
+  volatile char big[4000]; // a frame above the largest class: from the heap
+  big[0] = static_cast<char>(v);
+  big[3999] = 2;
+  int r = co_await leaf(big[0] + big[3999]);
+  co_return r;
+}
+} // namespace
+
+TEST_CASE("coroutine frames come from the lists and go back to them") {
+  boost::asio::io_context io;
+  weir::core::trim_small_blocks();
+  weir::core::trim_small_blocks();
+  int result = 0;
+  boost::asio::co_spawn(
+      io,
+      [&]() -> boost::asio::awaitable<void> {
+        for (int i = 0; i < 100; ++i)
+          result += co_await leaf(i);
+        result += co_await large_frame(5);
+      },
+      boost::asio::detached);
+  io.run();
+  CHECK(result == 5050 + 8);
+#if !defined(__SANITIZE_ADDRESS__) // (which keeps no free list)
+  // The frames of the 100 calls reused one block; every frame was given back.
+  size_t after = listed_blocks();
+  CHECK(after >= 2);
+  CHECK(after <= 6);
+#endif
+}
+
+TEST_CASE("nghttp2's allocator: malloc, calloc, realloc across classes, free") {
+  nghttp2_mem* mem = weir::core::net::h2_memory();
+  auto* p = static_cast<unsigned char*>(mem->malloc(10, mem->mem_user_data));
+  REQUIRE(p != nullptr);
+  CHECK(reinterpret_cast<std::uintptr_t>(p) % 16 == 0);
+  for (int i = 0; i < 10; ++i)
+    p[i] = static_cast<unsigned char>(i);
+  // Within its block, then into a larger class, then above the largest class (the heap).
+  p = static_cast<unsigned char*>(mem->realloc(p, 40, mem->mem_user_data));
+  p = static_cast<unsigned char*>(mem->realloc(p, 900, mem->mem_user_data));
+  p[899] = 9;
+  p = static_cast<unsigned char*>(mem->realloc(p, 100000, mem->mem_user_data));
+  REQUIRE(p != nullptr);
+  for (int i = 0; i < 10; ++i)
+    CHECK(p[i] == i);
+  CHECK(p[899] == 9);
+  p = static_cast<unsigned char*>(mem->realloc(p, 5, mem->mem_user_data)); // back to a class
+  CHECK(p[4] == 4);
+  mem->free(p, mem->mem_user_data);
+  mem->free(nullptr, mem->mem_user_data);
+
+  auto* z = static_cast<unsigned char*>(mem->calloc(100, 30, mem->mem_user_data));
+  REQUIRE(z != nullptr);
+  bool zero = true;
+  for (int i = 0; i < 3000; ++i)
+    zero = zero && z[i] == 0;
+  CHECK(zero);
+  mem->free(z, mem->mem_user_data);
+  CHECK(mem->calloc(SIZE_MAX / 2, 4, mem->mem_user_data) == nullptr); // overflow
+  CHECK(mem->malloc(SIZE_MAX - 4, mem->mem_user_data) == nullptr);
 }
