@@ -178,7 +178,11 @@ public:
   bool deferred_ = false; // nghttp2 parked our DATA until resume_data
   HeaderList trailers_out_;
   uint64_t sent_total_ = 0;
-  bool end_sent_ = false; // END_STREAM left (serialized into the write buffer)
+  bool end_sent_ = false;   // END_STREAM left (serialized into the write buffer)
+  bool end_queued_ = false; // finish() returned: END_STREAM leaves with the writer's next batch
+  bool reset_after_end_ = false;   // RST_STREAM(NO_ERROR) once END_STREAM left (request not read)
+  Clock::time_point held_since_{}; // an end_queued_ stream found held back, since (the ticker)
+  uint64_t held_seen_ = 0;         // sent_total_ then
   bool rst_sent_ = false;
 
   // Lifecycle.
@@ -267,6 +271,32 @@ public:
       return false;
     }
     return true;
+  }
+
+  // Whether what `st` has queued goes out in the writer's next batch: HEADERS are not
+  // flow-controlled, DATA is when the stream's window has room for all of it and the
+  // connection's for everything every stream has queued.
+  bool sendable_now(const H2Stream& st) const {
+    if (st.gone())
+      return false;
+    if (st.out_.size() == 0)
+      return true;
+    int32_t stream_window = nghttp2_session_get_stream_remote_window_size(session_, st.id_);
+    int32_t conn_window = nghttp2_session_get_remote_window_size(session_);
+    return stream_window >= 0 && conn_window >= 0 &&
+           st.out_.size() <= static_cast<size_t>(stream_window) &&
+           queued_ <= static_cast<size_t>(conn_window);
+  }
+
+  // Response bytes queued in streams and not yet sent, all streams together.
+  void queued(size_t n) { queued_ += n; }
+
+  // finish() returned before END_STREAM left (see H2Stream::finish): it normally leaves with the
+  // writer's next batch. Should the client shrink its windows meanwhile (SETTINGS), the writer
+  // finds it held back and the ticker gives it send-timeout, as a waiting handler would.
+  void end_queued(H2Stream& st) {
+    st.end_queued_ = true;
+    ++queued_ends_;
   }
 
   void log_timeout(const H2Stream& st) const {
@@ -473,6 +503,8 @@ protected:
           deadline = d;
         }
       }
+      if (queued_ends_ > 0)
+        deadline = std::min(deadline, expire_held_ends(now));
       if (idle() && !idle_goaway_ && !terminating_) {
         auto d = last_active_ + limits_.keepalive_timeout;
         if (now >= d) {
@@ -487,6 +519,28 @@ protected:
       }
       co_await tick_.wait(deadline);
     }
+  }
+
+  // Streams whose END_STREAM was promised (end_queued) but is held back by the client's windows:
+  // reset after send-timeout without progress. Returns the next deadline.
+  Clock::time_point expire_held_ends(Clock::time_point now) {
+    auto next = Clock::time_point::max();
+    for (auto& [id, st] : streams_) {
+      if (!st->end_queued_ || st->end_sent_ || st->rst_sent_)
+        continue;
+      if (st->held_since_ == Clock::time_point{} || st->sent_total_ != st->held_seen_) {
+        st->held_since_ = now;
+        st->held_seen_ = st->sent_total_;
+      }
+      auto d = st->held_since_ + limits_.send_timeout;
+      if (now >= d) {
+        log_timeout(*st);
+        reset_stream(*st, NGHTTP2_CANCEL);
+      } else {
+        next = std::min(next, d);
+      }
+    }
+    return next;
   }
 
   // The connection ended: every stream learns it (its handler's next read or write fails).
@@ -607,6 +661,7 @@ private:
       return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     st.out_.consume(length);
+    c.queued_ -= length;
     st.sent_total_ += length;
     st.write_wait_.notify();
     return 0;
@@ -875,10 +930,12 @@ private:
   void handler_finished(H2Stream& st) {
     st.handler_running_ = false;
     if (!st.closed_ && !dead_) {
-      if (!st.end_sent_)
+      if (!st.end_sent_ && !st.end_queued_)
         reset_stream(st, NGHTTP2_INTERNAL_ERROR); // the response did not complete
-      else if (!st.in_eof_)
+      else if (!st.in_eof_ && st.end_sent_)
         reset_stream(st, NGHTTP2_NO_ERROR); // RFC 9113 8.1: answered before the whole request
+      else if (!st.in_eof_)
+        st.reset_after_end_ = true; // (a reset now would overtake the response's last DATA)
     }
     discard(st);
     --live_handlers_;
@@ -919,6 +976,9 @@ private:
       header_stream_ = 0;
     st->closed_ = true;
     st->discard_ = true;
+    queued_ -= st->out_.size();
+    if (st->end_queued_ && !st->end_sent_)
+      --queued_ends_;
     // What the handler never took still counts against the connection window.
     if (st->in_.size() > 0) {
       nghttp2_session_consume_connection(session_, st->in_.size());
@@ -940,6 +1000,10 @@ private:
       if ((f.hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
         if (auto* st = find(f.hd.stream_id)) {
           st->end_sent_ = true;
+          if (st->end_queued_)
+            --queued_ends_;
+          if (st->reset_after_end_)
+            reset_stream(*st, NGHTTP2_NO_ERROR);
           st->write_wait_.notify();
         }
       }
@@ -965,6 +1029,8 @@ protected:
   const config::LimitsConfig& limits_;
   asio::any_io_executor ex_;
   nghttp2_session* session_ = nullptr;
+  size_t queued_ = 0;      // response bytes in the streams' queues (see sendable_now)
+  size_t queued_ends_ = 0; // streams whose END_STREAM was promised and has not left
   std::unordered_map<int32_t, std::shared_ptr<H2Stream>, std::hash<int32_t>, std::equal_to<>,
                      SmallAllocator<std::pair<const int32_t, std::shared_ptr<H2Stream>>>>
       streams_;
@@ -1059,7 +1125,10 @@ asio::awaitable<bool> H2Stream::data(asio::const_buffer chunk) {
   auto dst = out_.prepare(chunk.size());
   asio::buffer_copy(dst, chunk);
   out_.commit(chunk.size());
+  core_.queued(chunk.size());
   core_.resume(*this);
+  if (out_.size() < kStreamSendBuffer)
+    co_return true; // (without wait_sent's frame)
   co_return co_await wait_sent(false);
 }
 
@@ -1071,6 +1140,15 @@ asio::awaitable<bool> H2Stream::finish(const Fields* trailers) {
       trailers_out_.add_all(*trailers);
     out_eof_ = true;
     core_.resume(*this);
+  }
+  // Done once the writer can send the rest without waiting for the client: END_STREAM then
+  // leaves in the writer's next batch (or the stream is reset, as with bytes already written).
+  // Only a response held back by the client's flow-control windows waits, under send-timeout.
+  if (end_sent_)
+    co_return true;
+  if (core_.sendable_now(*this)) {
+    core_.end_queued(*this);
+    co_return true;
   }
   co_return co_await wait_sent(true);
 }
@@ -1182,6 +1260,8 @@ private:
       if (out_.empty()) {
         if (!want_io())
           break; // GOAWAY went out and no stream is left
+        if (queued_ends_ > 0)
+          tick_.notify(); // held back by the client's windows (see end_queued)
         co_await wake_.wait();
         continue;
       }

@@ -12,6 +12,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -20,21 +21,28 @@
 namespace weir::core::net {
 
 // A wake-up for one waiting coroutine (a timer cancelled to notify). Waiters always re-check
-// their condition, so a notification that nobody waits for is simply dropped. Single-threaded.
+// their condition, so a notification that nobody waits for is simply dropped. The timer is made
+// at the first wait: most streams' notifiers are never waited on. Single-threaded.
 class Notifier {
 public:
   using Clock = std::chrono::steady_clock;
-  explicit Notifier(const boost::asio::any_io_executor& ex) : timer_(ex) {}
-  void notify() { timer_.cancel(); }
+  explicit Notifier(const boost::asio::any_io_executor& ex) : ex_(ex) {}
+  void notify() {
+    if (timer_)
+      timer_->cancel();
+  }
   // Until notify() or `deadline`; true when notified (or cancelled).
   boost::asio::awaitable<bool> wait(Clock::time_point deadline = Clock::time_point::max()) {
-    timer_.expires_at(deadline);
-    auto [ec] = co_await timer_.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    if (!timer_)
+      timer_.emplace(ex_);
+    timer_->expires_at(deadline);
+    auto [ec] = co_await timer_->async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
     co_return ec == boost::asio::error::operation_aborted;
   }
 
 private:
-  boost::asio::steady_timer timer_;
+  boost::asio::any_io_executor ex_;
+  std::optional<boost::asio::steady_timer> timer_;
 };
 
 // nghttp2's allocator for our sessions: the calling thread's small-block lists (h2_memory.cpp).

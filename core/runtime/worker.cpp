@@ -366,7 +366,11 @@ void Worker::schedule_idle_sweep() {
     // Blocks that a load peak left in the worker's caches go back to the heap, and after a burst
     // of connections going idle together (many sessions freed at once), the heap gives its free
     // pages back to the system: without that, the process would keep the peak's RSS.
-    size_t freed = buffers_.trim() + trim_small_blocks();
+    size_t freed = 0;
+    if (parked > 0 || now - last_trim_ >= kTrimEvery) {
+      last_trim_ = now;
+      freed = buffers_.trim() + trim_small_blocks();
+    }
     if (parked >= kTrimAfterParked || freed >= kTrimAfterBytes)
       trim_pending_ = true;
     schedule_idle_sweep();

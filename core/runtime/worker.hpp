@@ -193,6 +193,12 @@ private:
   static constexpr size_t kTrimAfterParked = 64;
   static constexpr size_t kTrimAfterBytes = 256 * 1024;
   static constexpr std::chrono::milliseconds kGiveBackEvery{500};
+  // The buffer pool and the small-block lists give back the blocks that stayed unused since
+  // their previous trim: at a sweep that parked sessions (a load going idle), else once per
+  // kTrimEvery. Under a steady load a 25 ms period is shorter than the load's own ups and downs,
+  // and each trim would free blocks the next burst allocates again.
+  std::chrono::steady_clock::time_point last_trim_;
+  static constexpr std::chrono::milliseconds kTrimEvery{1000};
   bool draining_ = false;
   bool tearing_down_ = false;
   std::atomic<bool> finished_{false};

@@ -388,6 +388,28 @@ upstream = "app"
                 c.read_frame(0.2)
             self.assertEqual(c.data_received.get(1, 0), 65535 + 100000)
 
+    def test_response_held_by_a_closed_window_is_reset_after_send_timeout(self):
+        # A client that grants no stream window at all: the response's HEADERS leave, its DATA
+        # cannot. weir holds it for send-timeout, then resets the stream and says why; the
+        # connection and other clients go on.
+        self.start(limits='send-timeout = "1s"')
+        with H2Conn(self.h2c, local_settings=[(h2raw.INITIAL_WINDOW_SIZE, 0)]) as c:
+            t0 = time.monotonic()
+            c.send(h2raw.headers(1, self.block("GET", "/held"), end_stream=True))
+            rst = c.read_until(lambda f: f.type == h2raw.RST_STREAM and f.stream_id == 1, 8)
+            self.assertIsNotNone(rst, "\n".join(map(str, c.frames)))
+            self.assertEqual(rst.error_code, h2raw.CANCEL)
+            self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+            self.assertTrue([f for f in c.frames if f.type == h2raw.HEADERS and f.stream_id == 1])
+            self.assertEqual(c.data_received.get(1, 0), 0)
+            self.wait_log("took nothing of the response for 1000ms")
+            self.assertFalse(c.ended())
+            # The connection still serves a stream whose response is only HEADERS.
+            c.send(h2raw.headers(3, self.block("HEAD", "/head"), end_stream=True))
+            self.assertIsNotNone(c.read_until(lambda f: f.stream_id == 3 and f.end_stream, 5))
+        r = wt.curl("--http2-prior-knowledge", wt.url(self.h2c, "/other"))
+        self.assertEqual(r.status, 200, r)
+
     def test_request_body_beyond_the_window_is_refused(self):
         # An upstream that accepts and never reads: weir stops taking the body once the kernel
         # buffers are full, so a client ignoring flow control overruns its window.
