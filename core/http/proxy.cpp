@@ -483,6 +483,7 @@ private:
     settings.max_concurrent_streams = ucfg_.h2_max_concurrent_streams;
     settings.upstream_name = ucfg_.name;
     settings.target = target.address;
+    settings.write_timeout = ucfg_.response_timeout;
     for (int fresh_try = 0; fresh_try < 2; ++fresh_try) {
       std::shared_ptr<upstream::H2Conn> hc = fresh_try == 0 ? pool.find(key) : nullptr;
       bool reused = hc != nullptr;

@@ -96,6 +96,13 @@ public:
   }
   void expires_after(Clock::duration d) { expires_at(Clock::now() + d); }
   void expires_never() { expires_at(Clock::time_point::max()); }
+  // The deadline of the next write only (when none is pending): for a writer whose connection
+  // also has a reader that may be between two reads at this moment (HTTP/2 towards upstreams).
+  void write_expires_after(Clock::duration d) {
+    State& s = *s_;
+    if (s.pending[State::kWrite] == 0)
+      s.deadline[State::kWrite] = Clock::now() + d;
+  }
 
   // No deadline, and the timer stops waiting (its queued wait is freed): for a stream about to
   // sit idle for long with no operation pending.

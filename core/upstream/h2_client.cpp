@@ -15,6 +15,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/error.hpp>
 
 #include <nghttp2/nghttp2.h>
 
@@ -340,6 +341,10 @@ private:
       auto [ec, n] = co_await conn_->async_read_some(asio::buffer(buf), nothrow);
       if (state_ != State::ready)
         break;
+      if (ec == boost::beast::error::timeout) {
+        fail(write_stalled()); // (only writes have a deadline; it closed the socket)
+        break;
+      }
       if (ec) {
         bool quiet = closing_ || (calls_ == 0 &&
                                   (ec == asio::error::eof || ec == asio::error::connection_reset));
@@ -372,9 +377,13 @@ private:
         out.append(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
       }
       if (!out.empty()) {
+        conn_->write_expires_after(settings_.write_timeout);
         auto [ec, n] = co_await asio::async_write(*conn_, asio::buffer(out), nothrow);
         if (ec) {
-          fail(closing_ ? std::string() : "write: " + ec.message());
+          if (ec == boost::beast::error::timeout)
+            fail(write_stalled());
+          else
+            fail(closing_ ? std::string() : "write: " + ec.message());
           co_return;
         }
         continue;
@@ -391,6 +400,11 @@ private:
       }
       co_await write_wait_.wait();
     }
+  }
+
+  std::string write_stalled() const {
+    return "the upstream took nothing of what was written for " +
+           std::to_string(settings_.write_timeout.count()) + "ms (response-timeout)";
   }
 
   void notify_ready() {

@@ -29,6 +29,10 @@ struct H2Settings {
   uint32_t max_concurrent_streams = 100; // our own cap per connection (the peer's applies too)
   std::string upstream_name;             // for log lines
   std::string target;                    // the target address, for log lines
+  // The longest the upstream may take to accept each write (the upstream's response-timeout):
+  // a peer that stops reading fails the connection instead of holding its writer, and every
+  // request queued behind it, forever.
+  std::chrono::milliseconds write_timeout{60000};
 };
 
 // The result of waiting for a response head.

@@ -19,6 +19,7 @@ import threading
 import time
 import unittest
 
+import h2raw
 import tlsutil
 import weirtest as wt
 
@@ -124,6 +125,60 @@ class H1TlsOrigin:
     def stop(self) -> None:
         self.srv.close()
         self.thread.join(5)
+
+
+class StallingH2Peer:
+    """An h2c upstream that completes the connection preface, grants the largest windows, and
+    then never reads again: what weir writes piles up in the kernel's buffers until its writes
+    block. Counts the connections it accepted and notices when weir closes one."""
+
+    def __init__(self):
+        self.srv = socket.create_server(("127.0.0.1", 0))
+        # Small receive buffers: weir's writes block after little data.
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        self.address = f"127.0.0.1:{self.srv.getsockname()[1]}"
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            c.settimeout(5)
+            try:
+                got = b""
+                while len(got) < len(h2raw.PREFACE) + 9:  # the preface and SETTINGS' header
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        break
+                    got += chunk
+                c.sendall(h2raw.settings([(h2raw.INITIAL_WINDOW_SIZE, (1 << 31) - 1)]) +
+                          h2raw.window_update(0, (1 << 31) - 1 - 65535) +
+                          h2raw.settings(ack=True))
+            except OSError:
+                pass
+            self.conns.append(c)
+
+    def closed_by_peer(self, i: int) -> bool:
+        """Whether weir closed connection i (its unread bytes are drained to find out)."""
+        c = self.conns[i]
+        c.settimeout(0.2)
+        try:
+            while True:
+                if not c.recv(1 << 20):
+                    return True
+        except socket.timeout:
+            return False
+        except OSError:
+            return True
+
+    def stop(self) -> None:
+        self.srv.close()
+        for c in self.conns:
+            c.close()
 
 
 class UpstreamH2Test(wt.WeirTestCase):
@@ -352,6 +407,34 @@ upstream = "slow"
         self.assertTrue(ok, self.w.log_text(20))
         self.assertTrue(self.w.alive())
         del o2
+
+    def test_upstream_that_stops_reading_fails_its_connection(self):
+        """A peer that takes nothing more: weir's write to it gives up after response-timeout,
+        the connection is closed with one log line, and later requests get a new connection
+        instead of queueing behind the stuck one."""
+        peer = StallingH2Peer()
+        self.addCleanup(peer.stop)
+        self.start(peer.address, upstream_extra='response-timeout = "1s"')
+        body = os.path.join(self.dir, "upload.bin")
+        with open(body, "wb") as f:
+            f.write(os.urandom(16 * MIB))  # well above what loopback buffers take
+        self.addCleanup(os.unlink, body)
+        t0 = time.monotonic()
+        r = wt.curl("--http1.1", "--data-binary", f"@{body}", wt.url(self.addr, "/upload"),
+                    timeout=20)
+        self.assertIn(r.status, (502, 504), r)
+        self.assertLess(time.monotonic() - t0, 10)
+        line = self.w.wait_for_line(
+            lambda l: "took nothing of what was written for 1000ms" in l, 10)
+        self.assertIsNotNone(line, self.w.log_text(20))
+        self.assertIn(peer.address, line)
+        self.assertTrue(wt.wait_until(lambda: peer.closed_by_peer(0), 5),
+                        "the stuck upstream connection was not closed")
+        # The next request opens a new connection (the peer answers nothing: a timeout).
+        r = wt.curl("--http1.1", wt.url(self.addr, "/next"), timeout=20)
+        self.assertEqual(r.status, 504, r)
+        self.assertEqual(len(peer.conns), 2)
+        self.assertTrue(self.w.alive())
 
     def test_upgrade_request_refused_on_h2_only_upstream(self):
         o = self.nghttpd()

@@ -291,3 +291,29 @@ TEST_CASE("disarm: no deadline left, the next read waits as long as it takes") {
   CHECK_FALSE(*r2.ec);
   CHECK(std::string(buf.data(), r2.n) == "two");
 }
+
+TEST_CASE("write_expires_after limits writes only, even with no read pending") {
+  Pair p;
+  std::array<char, 64> buf{};
+  ReadResult r;
+  p.a->write_expires_after(30ms); // no operation pending: a plain expires_after would limit reads
+  start_read(p, buf, r);
+  p.send_later(120ms, "late");
+  p.io.run_for(1s);
+  REQUIRE(r.ec.has_value());
+  CHECK(!*r.ec); // the read waited past the write deadline and got its data
+  CHECK(r.n == 4);
+  CHECK(!p.a->timed_out());
+}
+
+TEST_CASE("write_expires_after ends a write the peer never takes") {
+  Pair p;
+  p.a->write_expires_after(100ms);
+  std::string big(16 << 20, 'x'); // more than the socket pair's buffers hold
+  std::optional<error_code> ec;
+  asio::async_write(*p.a, asio::buffer(big), [&](error_code e, size_t) { ec = e; });
+  p.io.run_for(2s);
+  REQUIRE(ec.has_value());
+  CHECK(*ec == boost::beast::error::timeout);
+  CHECK(p.a->timed_out());
+}
