@@ -367,7 +367,9 @@ void Worker::schedule_idle_sweep() {
     // of connections going idle together (many sessions freed at once), the heap gives its free
     // pages back to the system: without that, the process would keep the peak's RSS.
     size_t freed = 0;
-    if (parked > 0 || now - last_trim_ >= kTrimEvery) {
+    if (parked > 0)
+      last_parked_ = now;
+    if (now - last_parked_ <= kTrimWhileParking || now - last_trim_ >= kTrimEvery) {
       last_trim_ = now;
       freed = buffers_.trim() + trim_small_blocks();
     }

@@ -194,11 +194,14 @@ private:
   static constexpr size_t kTrimAfterBytes = 256 * 1024;
   static constexpr std::chrono::milliseconds kGiveBackEvery{500};
   // The buffer pool and the small-block lists give back the blocks that stayed unused since
-  // their previous trim: at a sweep that parked sessions (a load going idle), else once per
-  // kTrimEvery. Under a steady load a 25 ms period is shorter than the load's own ups and downs,
-  // and each trim would free blocks the next burst allocates again.
+  // their previous trim: at every sweep while sessions are parking (a load going idle: the
+  // blocks a parked session freed go back two trims later), else once per kTrimEvery. Under a
+  // steady load a 25 ms period is shorter than the load's own ups and downs, and each trim would
+  // free blocks the next burst allocates again.
   std::chrono::steady_clock::time_point last_trim_;
+  std::chrono::steady_clock::time_point last_parked_;
   static constexpr std::chrono::milliseconds kTrimEvery{1000};
+  static constexpr std::chrono::milliseconds kTrimWhileParking{100};
   bool draining_ = false;
   bool tearing_down_ = false;
   std::atomic<bool> finished_{false};
