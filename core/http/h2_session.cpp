@@ -273,19 +273,23 @@ public:
     return true;
   }
 
-  // Whether what `st` has queued goes out in the writer's next batch: HEADERS are not
-  // flow-controlled, DATA is when the stream's window has room for all of it and the
-  // connection's for everything every stream has queued.
+  // Whether the rest of `st`'s response goes out in the writer's next batch. HEADERS are not
+  // flow-controlled. The last DATA frame (the queue's rest with END_STREAM, or an empty one when
+  // the queue is empty) is: it needs room in the stream's window for the queue, and in the
+  // connection's for everything every stream queued; an empty frame needs a window above zero
+  // even so (nghttp2 sends no DATA at all into a window of 0).
   bool sendable_now(const H2Stream& st) const {
     if (st.gone())
       return false;
-    if (st.out_.size() == 0)
+    if (!st.has_body_)
       return true;
-    int32_t stream_window = nghttp2_session_get_stream_remote_window_size(session_, st.id_);
-    int32_t conn_window = nghttp2_session_get_remote_window_size(session_);
-    return stream_window >= 0 && conn_window >= 0 &&
-           st.out_.size() <= static_cast<size_t>(stream_window) &&
-           queued_ <= static_cast<size_t>(conn_window);
+    int64_t stream_window = nghttp2_session_get_stream_remote_window_size(session_, st.id_);
+    int64_t conn_window = nghttp2_session_get_remote_window_size(session_);
+    auto mine = static_cast<int64_t>(st.out_.size());
+    auto all = static_cast<int64_t>(queued_);
+    if (mine == 0)
+      return stream_window > 0 && conn_window > all;
+    return mine <= stream_window && all <= conn_window;
   }
 
   // Response bytes queued in streams and not yet sent, all streams together.
@@ -295,6 +299,8 @@ public:
   // writer's next batch. Should the client shrink its windows meanwhile (SETTINGS), the writer
   // finds it held back and the ticker gives it send-timeout, as a waiting handler would.
   void end_queued(H2Stream& st) {
+    if (st.end_queued_)
+      return;
     st.end_queued_ = true;
     ++queued_ends_;
   }
@@ -1002,7 +1008,7 @@ private:
           st->end_sent_ = true;
           if (st->end_queued_)
             --queued_ends_;
-          if (st->reset_after_end_)
+          if (st->reset_after_end_ && !st->in_eof_) // (else the stream closes now)
             reset_stream(*st, NGHTTP2_NO_ERROR);
           st->write_wait_.notify();
         }

@@ -902,7 +902,7 @@ private:
     }
     bool reusable = upstream_keep && complete && up_buf.size() == 0;
     // The upstream's side is done: the connection can serve another request while the client
-    // takes the end of this response (over HTTP/2, finish waits until END_STREAM is sent).
+    // takes the end of this response (over HTTP/2, finish may wait for the client's windows).
     // `conn` is not touched after this.
     if (reusable)
       keep_connection(owned, key, target);

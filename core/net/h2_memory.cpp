@@ -81,7 +81,7 @@ void* mem_realloc(void* p, std::size_t size, void*) {
   if (p == nullptr)
     return take(size);
   Prefix* prefix = prefix_of(p);
-  if (prefix->cls >= 0 && size + sizeof(Prefix) <= SmallFreeLists::class_size(prefix->cls)) {
+  if (prefix->cls >= 0 && size <= SmallFreeLists::class_size(prefix->cls) - sizeof(Prefix)) {
     prefix->size = size; // still fits its block
     return p;
   }

@@ -98,10 +98,12 @@ public:
   void expires_never() { expires_at(Clock::time_point::max()); }
   // The deadline of the next write only (when none is pending): for a writer whose connection
   // also has a reader that may be between two reads at this moment (HTTP/2 towards upstreams).
-  void write_expires_after(Clock::duration d) {
+  void write_expires_after(Clock::duration d) { write_expires_at(Clock::now() + d); }
+  void write_expires_never() { write_expires_at(Clock::time_point::max()); }
+  void write_expires_at(Clock::time_point t) {
     State& s = *s_;
     if (s.pending[State::kWrite] == 0)
-      s.deadline[State::kWrite] = Clock::now() + d;
+      s.deadline[State::kWrite] = t;
   }
 
   // No deadline, and the timer stops waiting (its queued wait is freed): for a stream about to

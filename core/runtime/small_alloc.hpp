@@ -17,7 +17,10 @@ public:
   static constexpr std::size_t kStep = 64;
   static constexpr std::size_t kLargest = 2048;
   static constexpr std::size_t kClasses = kLargest / kStep; // 64, 128, 192, ... 2048 bytes
-  static constexpr std::size_t kKeep = 4096;                // per class and thread, at most
+  // Kept per class and thread, at most: 512 KiB of blocks (8,192 of 64 bytes, 256 of 2 KiB),
+  // 16 MiB for all classes. What a burst freed beyond that goes straight back to the heap.
+  static constexpr std::size_t kKeepBytes = 512 * 1024;
+  static constexpr std::size_t keep(int c) noexcept { return kKeepBytes / class_size(c); }
 
   static constexpr int size_class(std::size_t n) noexcept {
     return n == 0 ? 0 : n <= kLargest ? static_cast<int>((n - 1) / kStep) : -1;
@@ -28,9 +31,9 @@ public:
 
 #if defined(__SANITIZE_ADDRESS__)
   // Under AddressSanitizer every block goes back to the heap, so that a use after free is caught.
-  static constexpr std::size_t kKeepPerClass = 0;
+  static constexpr bool kKeepAny = false;
 #else
-  static constexpr std::size_t kKeepPerClass = kKeep;
+  static constexpr bool kKeepAny = true;
 #endif
 
   void* take(int c) {
@@ -61,7 +64,7 @@ public:
     return freed;
   }
   void give(int c, void* p) noexcept {
-    if (count_[c] >= kKeepPerClass || gone_) {
+    if (gone_ || !kKeepAny || count_[c] >= keep(c)) {
       ::operator delete(p, class_size(c));
       return;
     }

@@ -55,6 +55,10 @@ void Conn::write_expires_after(std::chrono::steady_clock::duration d) {
   on_lowest(s_, [&](auto& low) { low.write_expires_after(d); });
 }
 
+void Conn::write_expires_never() {
+  on_lowest(s_, [](auto& low) { low.write_expires_never(); });
+}
+
 void Conn::expires_never() {
   on_lowest(s_, [](auto& low) { low.expires_never(); });
 }

@@ -57,6 +57,7 @@ public:
 
   void expires_after(std::chrono::steady_clock::duration d);
   void write_expires_after(std::chrono::steady_clock::duration d); // (see TimedStream)
+  void write_expires_never();
   void expires_never();
   void close();
   bool is_open();

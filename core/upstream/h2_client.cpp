@@ -379,6 +379,8 @@ private:
       if (!out.empty()) {
         conn_->write_expires_after(settings_.write_timeout);
         auto [ec, n] = co_await asio::async_write(*conn_, asio::buffer(out), nothrow);
+        // No deadline left behind for writes TLS makes itself meanwhile (a KeyUpdate's answer).
+        conn_->write_expires_never();
         if (ec) {
           if (ec == boost::beast::error::timeout)
             fail(write_stalled());

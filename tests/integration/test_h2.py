@@ -410,6 +410,29 @@ upstream = "app"
         r = wt.curl("--http2-prior-knowledge", wt.url(self.h2c, "/other"))
         self.assertEqual(r.status, 200, r)
 
+    def test_end_of_a_response_held_by_an_exactly_used_window(self):
+        # The body uses the client's stream window exactly, and the response's end comes later
+        # (the chunked terminator after a pause): its END_STREAM needs an empty DATA frame,
+        # which a window of 0 holds back too. weir waits send-timeout for it, then resets.
+        body = b"z" * 100
+        origin = wt.ScriptedOrigin(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n" + body + b"\r\n",
+            0.4, b"0\r\n\r\n")
+        self.addCleanup(origin.stop)
+        self.start(limits='send-timeout = "1s"',
+                   extra=f'[upstreams.held]\ndiscovery = {{ use = "static", targets = '
+                         f'["{origin.address}"] }}\nlb = {{ use = "round-robin" }}\n'
+                         f'[[services.web.routes]]\npath-prefix = "/held"\nupstream = "held"\n')
+        with H2Conn(self.h2c, local_settings=[(h2raw.INITIAL_WINDOW_SIZE, len(body))]) as c:
+            c.send(h2raw.headers(1, self.block("GET", "/held"), end_stream=True))
+            rst = c.read_until(lambda f: f.type == h2raw.RST_STREAM and f.stream_id == 1, 8)
+            self.assertIsNotNone(rst, "\n".join(map(str, c.frames)))
+            self.assertEqual(rst.error_code, h2raw.CANCEL)
+            self.assertEqual(c.data_received.get(1, 0), len(body))
+            self.assertFalse([f for f in c.frames if f.stream_id == 1 and f.end_stream])
+            self.wait_log("took nothing of the response for 1000ms")
+            self.assertFalse(c.ended())
+
     def test_request_body_beyond_the_window_is_refused(self):
         # An upstream that accepts and never reads: weir stops taking the body once the kernel
         # buffers are full, so a client ignoring flow control overruns its window.

@@ -181,4 +181,14 @@ TEST_CASE("nghttp2's allocator: malloc, calloc, realloc across classes, free") {
   mem->free(z, mem->mem_user_data);
   CHECK(mem->calloc(SIZE_MAX / 2, 4, mem->mem_user_data) == nullptr); // overflow
   CHECK(mem->malloc(SIZE_MAX - 4, mem->mem_user_data) == nullptr);
+
+  // realloc(NULL) allocates; a shrink within the class keeps the block; a size that would
+  // overflow fails and leaves the block as it was.
+  auto* q = static_cast<unsigned char*>(mem->realloc(nullptr, 100, mem->mem_user_data));
+  REQUIRE(q != nullptr);
+  q[0] = 42;
+  CHECK(mem->realloc(q, 90, mem->mem_user_data) == q);
+  CHECK(mem->realloc(q, SIZE_MAX - 4, mem->mem_user_data) == nullptr);
+  CHECK(q[0] == 42);
+  mem->free(q, mem->mem_user_data);
 }
