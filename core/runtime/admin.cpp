@@ -26,6 +26,11 @@ using tcp = asio::ip::tcp;
 namespace {
 constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 constexpr auto kIdle = std::chrono::seconds(10);
+// Connections served at once. The endpoint is for operators and monitoring; beyond this (a
+// misbehaving scraper, a flood) a new connection is closed at once instead of each holding a
+// coroutine and a buffer on the control thread, which also runs discovery and health checks.
+constexpr size_t kMaxConnections = 64;
+constexpr auto kRefusalLogEvery = std::chrono::seconds(10);
 } // namespace
 
 struct AdminServer::State {
@@ -33,6 +38,9 @@ struct AdminServer::State {
   tcp::acceptor acceptor;
   std::map<std::string, std::function<boost::json::object()>> routes;
   bool closed = false;
+  size_t open = 0;    // connections being served
+  size_t refused = 0; // since the last log line about it
+  std::chrono::steady_clock::time_point refusal_logged{};
 };
 
 namespace {
@@ -77,6 +85,13 @@ bhttp::response<bhttp::string_body> answer(AdminServer::State& st,
 }
 
 asio::awaitable<void> serve(std::shared_ptr<AdminServer::State> st, tcp::socket socket) {
+  struct Counted {
+    AdminServer::State& s;
+    explicit Counted(AdminServer::State& state) : s(state) { ++s.open; }
+    Counted(const Counted&) = delete;
+    Counted& operator=(const Counted&) = delete;
+    ~Counted() { --s.open; }
+  } counted(*st);
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buf;
   for (;;) {
@@ -116,6 +131,20 @@ asio::awaitable<void> accept_loop(std::shared_ptr<AdminServer::State> st) {
       if (ec == asio::error::operation_aborted)
         co_return;
       logger("admin")->warn("accept failed: {}", ec.message());
+      continue;
+    }
+    if (st->open >= kMaxConnections) {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      ++st->refused;
+      auto now = std::chrono::steady_clock::now();
+      if (now - st->refusal_logged >= kRefusalLogEvery) {
+        logger("admin")->warn("{} connection(s) closed at once: {} are being served already "
+                              "(the limit)",
+                              st->refused, kMaxConnections);
+        st->refused = 0;
+        st->refusal_logged = now;
+      }
       continue;
     }
     asio::co_spawn(st->acceptor.get_executor(), serve(st, std::move(socket)), asio::detached);

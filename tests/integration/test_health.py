@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import threading
 import time
 import urllib.error
@@ -525,6 +526,36 @@ class HealthTest(wt.WeirTestCase):
         self.assertEqual([x["status"] for x in logs], [504])
 
     # ---------------------------------------------------------------------------------------------
+    def test_admin_endpoint_serves_at_most_64_connections(self):
+        a = self.origin("a")
+        admin = wt.free_port()
+        w = self.start_weir(health_config([a.address], admin_port=admin))
+
+        def healthz() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/healthz", timeout=2) as r:
+                    return r.status == 200 and r.read() == b"ok\n"
+            except OSError:
+                return False
+
+        held: list[socket.socket] = []
+        self.addCleanup(lambda: [c.close() for c in held])
+        for _ in range(64):
+            held.append(socket.create_connection(("127.0.0.1", admin), timeout=5))
+        time.sleep(0.5)  # every one accepted and waiting for its request
+        extra = socket.create_connection(("127.0.0.1", admin), timeout=5)
+        extra.settimeout(3)
+        self.assertEqual(extra.recv(100), b"", "the 65th connection was not closed at once")
+        extra.close()
+        line = w.wait_for_line(lambda l: "are being served already" in l, 5)
+        self.assertIsNotNone(line, w.log_text(10))
+        self.assertIn("64", line)
+        for c in held[:8]:
+            c.close()
+        del held[:8]
+        self.assertTrue(wt.wait_until(healthz, 5), "the endpoint did not serve again")
+        self.assertTrue(w.alive())
+
     def test_tcp_check_marks_dead_target(self):
         a = self.origin("a")
         dead = f"127.0.0.1:{wt.free_port()}"
