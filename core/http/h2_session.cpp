@@ -136,9 +136,15 @@ public:
   bool head(ResponseMessage& res, bool body) override;
   asio::awaitable<bool> data(asio::const_buffer chunk) override;
   asio::awaitable<bool> finish(const Fields* trailers) override;
+  bool finish_now() override;
 
   // Whether the stream can no longer carry anything (reset, closed, or the connection ended).
   bool gone() const;
+  // Ends the response (with `trailers`, if any); true when that is all: the writer can send the
+  // rest without waiting for the client, so END_STREAM leaves with its next batch (or the stream
+  // is reset, as with bytes already written). False when the stream is gone, or when the
+  // client's flow-control windows hold the rest back (finish() then waits, under send-timeout).
+  bool end_response(const Fields* trailers);
   // Wait until the response queue is below its bound (or, with `to_end`, until END_STREAM
   // went out). False when the stream is gone, or when nothing moved for send-timeout (the
   // stream is then reset).
@@ -1138,24 +1144,33 @@ asio::awaitable<bool> H2Stream::data(asio::const_buffer chunk) {
   co_return co_await wait_sent(false);
 }
 
-asio::awaitable<bool> H2Stream::finish(const Fields* trailers) {
+bool H2Stream::end_response(const Fields* trailers) {
   if (gone() || !response_submitted_)
-    co_return false;
+    return false;
   if (has_body_ && !out_eof_) {
     if (trailers != nullptr)
       trailers_out_.add_all(*trailers);
     out_eof_ = true;
     core_.resume(*this);
   }
-  // Done once the writer can send the rest without waiting for the client: END_STREAM then
-  // leaves in the writer's next batch (or the stream is reset, as with bytes already written).
-  // Only a response held back by the client's flow-control windows waits, under send-timeout.
   if (end_sent_)
-    co_return true;
+    return true;
   if (core_.sendable_now(*this)) {
     core_.end_queued(*this);
-    co_return true;
+    return true;
   }
+  return false;
+}
+
+bool H2Stream::finish_now() {
+  return end_response(nullptr);
+}
+
+asio::awaitable<bool> H2Stream::finish(const Fields* trailers) {
+  if (end_response(trailers))
+    co_return true;
+  if (gone() || !response_submitted_)
+    co_return false;
   co_return co_await wait_sent(true);
 }
 

@@ -77,8 +77,9 @@ public:
   virtual boost::asio::awaitable<bool> data(boost::asio::const_buffer chunk) = 0;
   // The end of the response, with trailer fields (may be null or empty).
   virtual boost::asio::awaitable<bool> finish(const Fields* trailers) = 0;
-  // The end of a response without trailers, when that needs no I/O (nothing is held back): then
-  // it is done and true is returned, and finish() need not be called. (Saves a coroutine.)
+  // The end of a response without trailers, when it completes without waiting (nothing held
+  // back, or a queue the connection's writer sends as it is): then true is returned and finish()
+  // need not be called. (Saves a coroutine.)
   virtual bool finish_now() { return false; }
   // A sink may hold the head back to send it with the first body bytes; the caller flushes
   // before it waits for body bytes that are not there yet, so a slow body never delays the head.

@@ -84,60 +84,17 @@ def established_to(port: int) -> int:
     return n
 
 
-class H1TlsOrigin:
-    """A one-connection HTTP/1.1 origin over TLS that offers only http/1.1 in ALPN (Python's ssl).
-    Records the ALPN protocol chosen and the request line."""
+class Listener:
+    """A listening socket on 127.0.0.1 whose thread hands each accepted connection to handle()
+    until stop()."""
 
-    def __init__(self, pki: Pki):
-        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.ctx.load_cert_chain(pki.cert, pki.key)
-        self.ctx.set_alpn_protocols(["http/1.1"])
+    def __init__(self, rcvbuf: int | None = None, accept_timeout: float | None = None):
         self.srv = socket.create_server(("127.0.0.1", 0))
-        self.srv.settimeout(20)
+        if rcvbuf is not None:
+            self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if accept_timeout is not None:
+            self.srv.settimeout(accept_timeout)
         self.address = f"127.0.0.1:{self.srv.getsockname()[1]}"
-        self.seen: list = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                raw, _ = self.srv.accept()
-            except OSError:
-                return
-            try:
-                with self.ctx.wrap_socket(raw, server_side=True) as c:
-                    c.settimeout(10)
-                    self.seen.append(c.selected_alpn_protocol())
-                    data = b""
-                    while b"\r\n\r\n" not in data:
-                        chunk = c.recv(4096)
-                        if not chunk:
-                            break
-                        data += chunk
-                    if data:
-                        self.seen.append(data.split(b"\r\n", 1)[0].decode())
-                        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
-                                  b"Connection: close\r\n\r\nh1!")
-            except (OSError, ssl.SSLError) as e:
-                self.seen.append(f"error: {e}")
-
-    def stop(self) -> None:
-        self.srv.close()
-        self.thread.join(5)
-
-
-class StallingH2Peer:
-    """An h2c upstream that completes the connection preface, grants the largest windows, and
-    then never reads again: what weir writes piles up in the kernel's buffers until its writes
-    block. Counts the connections it accepted and notices when weir closes one."""
-
-    def __init__(self):
-        self.srv = socket.create_server(("127.0.0.1", 0))
-        # Small receive buffers: weir's writes block after little data.
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-        self.address = f"127.0.0.1:{self.srv.getsockname()[1]}"
-        self.conns: list[socket.socket] = []
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
@@ -147,20 +104,70 @@ class StallingH2Peer:
                 c, _ = self.srv.accept()
             except OSError:
                 return
-            c.settimeout(5)
-            try:
-                got = b""
-                while len(got) < len(h2raw.PREFACE) + 9:  # the preface and SETTINGS' header
+            self.handle(c)
+
+    def handle(self, c: socket.socket) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self.srv.close()
+        self.thread.join(5)
+
+
+class H1TlsOrigin(Listener):
+    """A one-connection HTTP/1.1 origin over TLS that offers only http/1.1 in ALPN (Python's ssl).
+    Records the ALPN protocol chosen and the request line."""
+
+    def __init__(self, pki: Pki):
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ctx.load_cert_chain(pki.cert, pki.key)
+        self.ctx.set_alpn_protocols(["http/1.1"])
+        self.seen: list = []
+        super().__init__(accept_timeout=20)
+
+    def handle(self, raw: socket.socket) -> None:
+        try:
+            with self.ctx.wrap_socket(raw, server_side=True) as c:
+                c.settimeout(10)
+                self.seen.append(c.selected_alpn_protocol())
+                data = b""
+                while b"\r\n\r\n" not in data:
                     chunk = c.recv(4096)
                     if not chunk:
                         break
-                    got += chunk
-                c.sendall(h2raw.settings([(h2raw.INITIAL_WINDOW_SIZE, (1 << 31) - 1)]) +
-                          h2raw.window_update(0, (1 << 31) - 1 - 65535) +
-                          h2raw.settings(ack=True))
-            except OSError:
-                pass
-            self.conns.append(c)
+                    data += chunk
+                if data:
+                    self.seen.append(data.split(b"\r\n", 1)[0].decode())
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
+                              b"Connection: close\r\n\r\nh1!")
+        except (OSError, ssl.SSLError) as e:
+            self.seen.append(f"error: {e}")
+
+
+class StallingH2Peer(Listener):
+    """An h2c upstream that completes the connection preface, grants the largest windows, and
+    then never reads again: what weir writes piles up in the kernel's buffers until its writes
+    block. Counts the connections it accepted and notices when weir closes one."""
+
+    def __init__(self):
+        self.conns: list[socket.socket] = []
+        super().__init__(rcvbuf=16384)  # small: weir's writes block after little data
+
+    def handle(self, c: socket.socket) -> None:
+        c.settimeout(5)
+        try:
+            got = b""
+            while len(got) < len(h2raw.PREFACE) + 9:  # the preface and SETTINGS' header
+                chunk = c.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            c.sendall(h2raw.settings([(h2raw.INITIAL_WINDOW_SIZE, (1 << 31) - 1)]) +
+                      h2raw.window_update(0, (1 << 31) - 1 - 65535) +
+                      h2raw.settings(ack=True))
+        except OSError:
+            pass
+        self.conns.append(c)
 
     def closed_by_peer(self, i: int) -> bool:
         """Whether weir closed connection i (its unread bytes are drained to find out)."""
@@ -176,7 +183,7 @@ class StallingH2Peer:
             return True
 
     def stop(self) -> None:
-        self.srv.close()
+        super().stop()
         for c in self.conns:
             c.close()
 
