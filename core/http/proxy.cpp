@@ -5,6 +5,7 @@
 #include "core/http/host_match.hpp"
 #include "core/http/response_head.hpp"
 #include "core/http/wire.hpp"
+#include "core/net/drained_read.hpp"
 #include "core/net/proxy_protocol.hpp"
 #include "core/runtime/logging.hpp"
 #include "core/runtime/worker.hpp"
@@ -808,8 +809,16 @@ private:
         if (head_len > 0 || have.size() > kMaxUpstreamHead)
           break;
         conn.expires_after(wait_limit(pol_.response_timeout));
-        auto [ec, n] = co_await conn.async_read_some(
-            up_buf.prepare(upstream_read_size(up_buf.size())), nothrow);
+        // (See read_body_more: the first read of a response waits without trying.)
+        auto space = up_buf.prepare(upstream_read_size(up_buf.size()));
+        error_code ec;
+        size_t n = 0;
+        bool first = up_buf.size() == 0 && interim == 0;
+        if (first || !conn.read_now(space, n, ec)) {
+          auto [e, got] = co_await conn.async_read_some(net::DrainedRead(space), nothrow);
+          ec = e;
+          n = got;
+        }
         up_buf.commit(n);
         if (!ec)
           continue;
@@ -922,9 +931,21 @@ private:
       client_gone_ = true;
       co_return asio::error::operation_aborted;
     }
+    // Every read from the upstream is a drained read (net/drained_read.hpp): after one that came
+    // up short, the first read of the next response (the head loop in exchange()), issued right
+    // after its request went out, waits for the upstream's bytes instead of trying recv() at
+    // once and failing. Any other read, as this one, tries recv() first, which sees an end of
+    // file that the read before it consumed with its data (a body delimited by the close, a
+    // truncated one). One missed before a first read is the pool's to catch (Pool::take).
     conn.expires_after(wait_limit(pol_.response_timeout));
-    auto [ec, n] =
-        co_await conn.async_read_some(up_buf.prepare(upstream_read_size(up_buf.size())), nothrow);
+    auto space = up_buf.prepare(upstream_read_size(up_buf.size()));
+    error_code ec;
+    size_t n = 0;
+    if (!conn.read_now(space, n, ec)) {
+      auto [e, got] = co_await conn.async_read_some(net::DrainedRead(space), nothrow);
+      ec = e;
+      n = got;
+    }
     up_buf.commit(n);
     co_return ec;
   }

@@ -3,6 +3,7 @@
 #include "core/http/head_check.hpp"
 #include "core/http/proxy.hpp"
 #include "core/http/wire.hpp"
+#include "core/net/drained_read.hpp"
 #include "core/net/proxy_protocol.hpp"
 #include "core/net/timed_stream.hpp"
 #include "core/runtime/logging.hpp"
@@ -322,7 +323,13 @@ private:
     idle_deadline = std::min(now + Worker::kParkAfter, wait_deadline_);
     reading_idle_ = true;
     idle_ = true;
-    auto [ec, n] = co_await lowest().socket().async_read_some(buf_.prepare(read_size()), nothrow);
+    // A short read counts as "drained" (net/drained_read.hpp): the read for the request after
+    // this one waits for the client's bytes instead of trying recv() at once and failing. An end
+    // of file that came with this request is seen when the idle connection parks. (The other
+    // reads of a request keep Asio's behaviour, so a request that a half-close cuts short after
+    // this read ends at its header or body timeout.)
+    auto [ec, n] = co_await lowest().socket().async_read_some(
+        net::DrainedRead(buf_.prepare(read_size())), nothrow);
     idle_ = false;
     reading_idle_ = false;
     idle_deadline = Clock::time_point::max();
@@ -1001,9 +1008,23 @@ private:
 
   asio::awaitable<void> pump_to_upstream(upstream::Conn& conn, std::chrono::milliseconds idle) {
     std::array<char, 16 * 1024> buf{};
+    // The request came through a drained read (net/drained_read.hpp), which may have consumed
+    // the client's end of file: the first read tries recv() at once, and sees it. Later reads
+    // are Asio's, which try at once after any read that returned data.
+    bool first = true;
     for (;;) {
       lowest().expires_after(idle);
-      auto [ec, n] = co_await client_.async_read_some(asio::buffer(buf), nothrow);
+      error_code ec;
+      size_t n = 0;
+      bool now = false;
+      if constexpr (!kTls)
+        if (std::exchange(first, false))
+          now = net::recv_now(lowest().socket().native_handle(), asio::buffer(buf), n, ec);
+      if (!now) {
+        auto [e, got] = co_await client_.async_read_some(asio::buffer(buf), nothrow);
+        ec = e;
+        n = got;
+      }
       if (ec)
         break;
       conn.expires_after(idle);
@@ -1016,9 +1037,16 @@ private:
   asio::awaitable<void> pump_to_client(upstream::Conn& conn, std::chrono::milliseconds idle,
                                        uint64_t* counter) {
     std::array<char, 16 * 1024> buf{};
+    bool first = true; // (the 101 came through a drained read: see pump_to_upstream)
     for (;;) {
       conn.expires_after(idle);
-      auto [ec, n] = co_await conn.async_read_some(asio::buffer(buf), nothrow);
+      error_code ec;
+      size_t n = 0;
+      if (!std::exchange(first, false) || !conn.read_now(asio::buffer(buf), n, ec)) {
+        auto [e, got] = co_await conn.async_read_some(asio::buffer(buf), nothrow);
+        ec = e;
+        n = got;
+      }
       if (ec)
         break;
       lowest().expires_after(idle);

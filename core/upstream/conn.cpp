@@ -1,5 +1,6 @@
 #include "core/upstream/conn.hpp"
 
+#include "core/net/drained_read.hpp"
 #include "core/upstream/targets.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -57,6 +58,12 @@ void Conn::write_expires_after(std::chrono::steady_clock::duration d) {
 
 void Conn::write_expires_never() {
   on_lowest(s_, [](auto& low) { low.write_expires_never(); });
+}
+
+bool Conn::read_now(boost::asio::mutable_buffer b, std::size_t& n, boost::system::error_code& ec) {
+  if (std::holds_alternative<TlsStream>(s_))
+    return false;
+  return net::recv_now(native_handle(), b, n, ec);
 }
 
 void Conn::expires_never() {

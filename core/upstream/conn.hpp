@@ -55,6 +55,13 @@ public:
         token, buffers);
   }
 
+  // One read that does not wait (plain TCP and Unix connections): true with the bytes there,
+  // or with eof or another error; false when nothing is there yet, or on TLS (whose records
+  // need the stream). Every read of a response after its first calls this first: the read
+  // before it was a drained read (net/drained_read.hpp), which may have consumed the
+  // upstream's end of file with its data.
+  bool read_now(boost::asio::mutable_buffer b, std::size_t& n, boost::system::error_code& ec);
+
   void expires_after(std::chrono::steady_clock::duration d);
   void write_expires_after(std::chrono::steady_clock::duration d); // (see TimedStream)
   void write_expires_never();

@@ -19,7 +19,9 @@ the origin). Its instructions are only reported: the order in which concurrent s
 varies, and so does the figure (by about 1%), and there is no threshold for it.
 
 Both fail when weir calls the heap allocator more than 0.5 times per request: a request in
-steady state takes everything it needs from the worker's free lists.
+steady state takes everything it needs from the worker's free lists. Both also report the system
+calls per request (valgrind's --trace-syscalls, without the clock calls that the vDSO answers
+natively), and how many of them were receives that found nothing.
 
 `--update` writes the measured figure plus 5% into the threshold file (for a change that makes
 a request legitimately more expensive; say why in the commit)."""
@@ -201,10 +203,42 @@ def read_totals(out: str) -> tuple[int, int]:
     return total, allocations
 
 
+# System calls as valgrind's --trace-syscalls shows them: one line per call that ends in its
+# result, "SYSCALL[pid,tid](number) name ( args ) --> Success(0x..)" or "--> Failure(0x..)"
+# (a blocking call prints its result on a second line, which has the same prefix). Calls that
+# the vDSO answers without entering the kernel natively (clock_gettime, gettimeofday, time,
+# getcpu) are left out: valgrind runs them as system calls. Numbers are x86-64's.
+SYSCALL_RESULT = re.compile(r"^SYSCALL\[\d+,\d+\]\((\d+)\).*--> (?:\[[a-z-]+\] )?"
+                            r"(Success|Failure)\((0x[0-9a-f]+)\)")
+VDSO_CALLS = {96, 201, 228, 309}
+RECEIVES = {0, 45, 47}  # read, recvfrom, recvmsg
+EAGAIN = 11
+
+
+def read_syscalls(log: str) -> tuple[int, int]:
+    """The system calls in a valgrind log (without the vDSO's), and how many of them were
+    receives that found nothing to read (EAGAIN)."""
+    calls = 0
+    empty_receives = 0
+    with open(log, errors="replace") as f:
+        for line in f:
+            m = SYSCALL_RESULT.match(line)
+            if not m:
+                continue
+            number = int(m.group(1))
+            if number in VDSO_CALLS:
+                continue
+            calls += 1
+            if number in RECEIVES and m.group(2) == "Failure" and int(m.group(3), 16) == EAGAIN:
+                empty_receives += 1
+    return calls, empty_receives
+
+
 def run_once(weir: str, origin: Origin, requests: int, tmp: str, tag: str,
-             h2c: bool = False) -> tuple[int, int]:
-    """weir under callgrind serving `requests` GETs: the total of instructions it executed, and
-    its heap allocations."""
+             h2c: bool = False) -> tuple[int, int, int, int]:
+    """weir under callgrind serving `requests` GETs: the total of instructions it executed, its
+    heap allocations, its system calls, and its receives that found nothing (see
+    read_syscalls)."""
     port = free_port()
     listener = f'address = "127.0.0.1:{port}"' + (", h2c = true" if h2c else "")
     conf = os.path.join(tmp, f"weir-{tag}.toml")
@@ -230,6 +264,7 @@ upstream = "origin"
     log = open(os.path.join(tmp, f"weir-{tag}.log"), "w")
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--dump-instr=no",
+         "--trace-syscalls=yes",
          "--compress-strings=no", weir, "run", "-c", conf],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -259,7 +294,9 @@ upstream = "origin"
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
-    return read_totals(out)
+    instructions, allocations = read_totals(out)
+    calls, empty_receives = read_syscalls(log.name)
+    return instructions, allocations, calls, empty_receives
 
 
 # Anything a request allocated itself would show as 1 or more. What is left below that is Asio's
@@ -299,10 +336,10 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="weir-callgrind-") as tmp:
             where = args.keep or tmp
             os.makedirs(where, exist_ok=True)
-            short, short_allocs = run_once(args.weir, origin, args.base, where, "short",
-                                           args.h2c)
-            long, long_allocs = run_once(args.weir, origin, args.base + args.requests, where,
-                                         "long", args.h2c)
+            short, short_allocs, short_calls, short_empty = run_once(
+                args.weir, origin, args.base, where, "short", args.h2c)
+            long, long_allocs, long_calls, long_empty = run_once(
+                args.weir, origin, args.base + args.requests, where, "long", args.h2c)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
         print(f"callgrind check failed to measure: {e}")
         return 1
@@ -317,6 +354,12 @@ def main() -> int:
     allocs = (long_allocs - short_allocs) / args.requests
     print(f"heap allocations per request: {allocs:.2f} "
           f"(calls into the allocator: malloc, operator new, aligned_alloc and the rest)")
+    # Reported, not gated: under valgrind the worker is slow, so events batch differently than
+    # at native speed (tools/bench.sh counts them natively), but a change in the mix shows here.
+    empty = round((long_empty - short_empty) / args.requests, 2) + 0.0  # (no "-0.00")
+    print(f"system calls per request: {(long_calls - short_calls) / args.requests:.2f}, of "
+          f"which receives that found nothing (EAGAIN): {empty:.2f} (valgrind "
+          f"--trace-syscalls; the vDSO's clock calls left out)")
     # No heap allocation per request in steady state, HTTP/1.1 and HTTP/2 alike: what a request
     # creates comes from the worker's lists (runtime/small_alloc.hpp).
     if allocs > MAX_ALLOCATIONS_PER_REQUEST:

@@ -2,12 +2,14 @@
 // moved later or earlier while an operation waits is honoured, a deadline that passes with no
 // operation pending ends the next one at once, expires_never lifts it, and a stream destroyed
 // under a pending operation is safe. On a real socket pair with a real io_context.
+#include "core/net/drained_read.hpp"
 #include "core/net/timed_stream.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/connect_pair.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -16,12 +18,14 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 namespace asio = boost::asio;
 using boost::system::error_code;
@@ -29,6 +33,7 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 using Local = asio::local::stream_protocol;
 using Stream = weir::core::net::TimedStream<Local>;
+using weir::core::net::DrainedRead;
 
 namespace {
 
@@ -316,4 +321,111 @@ TEST_CASE("write_expires_after ends a write the peer never takes") {
   REQUIRE(ec.has_value());
   CHECK(*ec == boost::beast::error::timeout);
   CHECK(p.a->timed_out());
+}
+
+namespace {
+
+// A read through net::DrainedRead takes a short read as "the socket is drained"
+// (net/drained_read.hpp): the next read waits for the next readiness edge instead of trying
+// recv() at once. Data that
+// arrives at any moment (before the next read starts, while it waits, in pieces larger or
+// smaller than the read buffer) must still be read, in order, with no read left waiting.
+template <class Protocol, class Socket>
+void relay_pattern(asio::io_context& io, weir::core::net::TimedStream<Protocol>& reader,
+                   Socket& writer) {
+  constexpr size_t kTotal = 256 * 1024;
+  std::string sent(kTotal, '\0');
+  for (size_t i = 0; i < kTotal; ++i)
+    sent[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
+  std::string got;
+  std::array<char, 64> buf{};
+  size_t offset = 0;
+  unsigned step = 0;
+  std::function<void()> send_next = [&] {
+    if (offset >= kTotal)
+      return;
+    size_t n = std::min<size_t>(kTotal - offset, 1 + (step * 37) % 200); // 1 to 200 bytes
+    error_code ec;
+    asio::write(writer, asio::buffer(sent.data() + offset, n), ec);
+    REQUIRE(!ec);
+    offset += n;
+    // The next piece: at once, after the loop's other work, or after a short pause.
+    switch (step++ % 3) {
+    case 0:
+      send_next();
+      break;
+    case 1:
+      asio::post(io, send_next);
+      break;
+    default:
+      auto t = std::make_shared<asio::steady_timer>(io, 200us);
+      t->async_wait([t, &send_next](error_code) { send_next(); });
+    }
+  };
+  std::function<void()> read_next = [&] {
+    reader.async_read_some(DrainedRead(asio::buffer(buf)), [&](error_code ec, size_t n) {
+      REQUIRE(!ec);
+      got.append(buf.data(), n);
+      if (got.size() < kTotal)
+        read_next();
+    });
+  };
+  read_next();
+  send_next();
+  io.run_for(20s);
+  REQUIRE(got.size() == kTotal);
+  CHECK(got == sent);
+}
+
+} // namespace
+
+TEST_CASE("reads after short reads miss nothing: a Unix socket pair") {
+  Pair p;
+  relay_pattern(p.io, *p.a, p.b);
+}
+
+TEST_CASE("reads after short reads miss nothing: TCP on loopback") {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  asio::ip::tcp::socket client(io);
+  client.connect(acceptor.local_endpoint());
+  weir::core::net::TimedStream<asio::ip::tcp> server(acceptor.accept());
+  server.socket().set_option(asio::ip::tcp::no_delay(true));
+  client.set_option(asio::ip::tcp::no_delay(true));
+  relay_pattern(io, server, client);
+}
+
+TEST_CASE("a drained read may consume the end of file with the data; recv_now sees it") {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  asio::ip::tcp::socket client(io);
+  client.connect(acceptor.local_endpoint());
+  weir::core::net::TimedStream<asio::ip::tcp> server(acceptor.accept());
+  asio::write(client, asio::buffer(std::string("last words")));
+  client.shutdown(asio::ip::tcp::socket::shutdown_send);
+  std::this_thread::sleep_for(50ms); // data and FIN both queued before the read
+  std::array<char, 64> buf{};
+  std::optional<error_code> ec;
+  size_t n = 0;
+  server.async_read_some(DrainedRead(asio::buffer(buf)), [&](error_code e, size_t got) {
+    ec = e;
+    n = got;
+  });
+  io.run_for(2s);
+  REQUIRE(ec.has_value());
+  CHECK(!*ec);
+  CHECK(std::string(buf.data(), n) == "last words");
+  // The FIN went with that read; a waiting read would see no further edge. recv_now does.
+  error_code eof;
+  size_t more = 1;
+  CHECK(weir::core::net::recv_now(server.socket().native_handle(), asio::buffer(buf), more, eof));
+  CHECK(more == 0);
+  CHECK(eof == asio::error::eof);
+  // And on an open, empty socket it reports that nothing is there.
+  asio::ip::tcp::socket c2(io);
+  c2.connect(acceptor.local_endpoint());
+  auto s2 = acceptor.accept();
+  error_code none;
+  CHECK_FALSE(weir::core::net::recv_now(s2.native_handle(), asio::buffer(buf), more, none));
+  CHECK(!none);
 }
