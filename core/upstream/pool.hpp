@@ -23,6 +23,9 @@ public:
   // each is probed (one non-blocking peek) before it is handed out, except when `resendable`
   // (the request may be sent again on a fresh connection if this one turns out closed) and it
   // went idle less than kTrustIdle ago, which saves a system call per request under load.
+  // This is also where an end of file that a drained read consumed with the last response
+  // (net/drained_read.hpp) is found: the probe sees it, or the closed peer resets the next
+  // request, which is then sent again.
   static constexpr std::chrono::milliseconds kTrustIdle{1000};
   std::unique_ptr<Stream> take(const std::string& key, bool resendable = false);
   // Keep `stream` for reuse unless `max_idle` connections to `key` are already kept.
