@@ -781,11 +781,18 @@ private:
       auto room = up_buf.prepare(std::max(size, upstream_read_size(0)));
       write_request_head(static_cast<char*>(room.data()), msg);
       up_buf.commit(size);
-      conn.expires_after(wait_limit(pol_.response_timeout));
-      auto [ec, n] = co_await asio::async_write(conn, up_buf.data(), nothrow);
+      // Offered to the socket at once; only a rest it did not take waits (see net::send_now).
+      error_code ec;
+      up_buf.consume(conn.write_now(up_buf.data(), ec));
       if (ec)
         co_return Outcome::unsent;
-      up_buf.consume(size);
+      if (up_buf.size() > 0) {
+        conn.expires_after(wait_limit(pol_.response_timeout));
+        auto [e, n] = co_await asio::async_write(conn, up_buf.data(), nothrow);
+        if (e)
+          co_return Outcome::unsent;
+        up_buf.consume(n);
+      }
     } else if (auto sent = co_await send_with_body(conn, msg); sent != Outcome::done) {
       co_return sent;
     }

@@ -26,6 +26,8 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffer_traits.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
@@ -952,15 +954,31 @@ private:
   }
 
   // One gathered write of parts[0..count); the held-back head is gone once written. `parts` is
-  // a copy: the callers return this coroutine without waiting for it themselves.
+  // a copy: the callers return this coroutine without waiting for it themselves. On a plain
+  // connection the socket is offered the bytes at once (net::send_now); only what it did not
+  // take waits for it, under send-timeout.
   using Parts = std::array<asio::const_buffer, 4>;
   asio::awaitable<bool> write_parts(Parts parts, size_t count) {
     if (count == 0)
       co_return true;
     started_ = true; // from here on, no other response can replace this one
+    std::span<const asio::const_buffer> all(parts.data(), count);
+    beast::buffers_suffix<std::span<const asio::const_buffer>> rest(all);
+    if constexpr (!kTls) {
+      error_code ec;
+      size_t sent = net::send_now(lowest().socket().native_handle(), parts.data(), count, ec);
+      if (ec) {
+        out_head_.clear();
+        co_return false;
+      }
+      rest.consume(sent);
+      if (beast::buffer_bytes(rest) == 0) {
+        out_head_.clear();
+        co_return true;
+      }
+    }
     lowest().expires_after(limits_.send_timeout);
-    auto [ec, n] = co_await asio::async_write(
-        client_, std::span<const asio::const_buffer>(parts.data(), count), nothrow);
+    auto [ec, n] = co_await asio::async_write(client_, rest, nothrow);
     out_head_.clear();
     co_return !ec;
   }

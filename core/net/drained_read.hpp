@@ -40,6 +40,7 @@
 #include <boost/asio/detail/reactive_socket_recv_op.hpp>
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <cerrno>
 #include <cstddef>
@@ -70,6 +71,39 @@ inline bool recv_now(int fd, boost::asio::mutable_buffer b, std::size_t& n,
     return false;
   ec = boost::system::error_code(errno, boost::asio::error::get_system_category());
   return true;
+}
+
+// One gathered send that does not wait, on a stream socket: the bytes the socket took now (all of
+// them, some, or none when its send buffer is full). ec holds any error other than "would block".
+// A response or request that fits the send buffer then leaves without an Asio operation, a
+// deadline, or a turn of the event loop; the caller waits (async_write) only for a rest.
+inline std::size_t send_now(int fd, const boost::asio::const_buffer* bufs, std::size_t count,
+                            boost::system::error_code& ec) {
+  constexpr std::size_t kMax = 8;
+  iovec iov[kMax];
+  std::size_t used = 0;
+  for (std::size_t i = 0; i < count && used < kMax; ++i) {
+    if (bufs[i].size() == 0)
+      continue;
+    iov[used].iov_base = const_cast<void*>(bufs[i].data());
+    iov[used].iov_len = bufs[i].size();
+    ++used;
+  }
+  if (used == 0)
+    return 0;
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = used;
+  for (;;) {
+    ssize_t sent = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent >= 0)
+      return static_cast<std::size_t>(sent);
+    if (errno == EINTR)
+      continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      ec = boost::system::error_code(errno, boost::asio::error::get_system_category());
+    return 0;
+  }
 }
 
 } // namespace weir::core::net

@@ -66,6 +66,12 @@ bool Conn::read_now(boost::asio::mutable_buffer b, std::size_t& n, boost::system
   return net::recv_now(native_handle(), b, n, ec);
 }
 
+std::size_t Conn::write_now(boost::asio::const_buffer b, boost::system::error_code& ec) {
+  if (std::holds_alternative<TlsStream>(s_))
+    return 0;
+  return net::send_now(native_handle(), &b, 1, ec);
+}
+
 void Conn::expires_never() {
   on_lowest(s_, [](auto& low) { low.expires_never(); });
 }

@@ -62,6 +62,10 @@ public:
   // upstream's end of file with its data.
   bool read_now(boost::asio::mutable_buffer b, std::size_t& n, boost::system::error_code& ec);
 
+  // One send that does not wait (plain TCP and Unix connections): the bytes the socket took
+  // now; 0 on TLS (records need the stream), with a full send buffer, or with ec on an error.
+  std::size_t write_now(boost::asio::const_buffer b, boost::system::error_code& ec);
+
   void expires_after(std::chrono::steady_clock::duration d);
   void write_expires_after(std::chrono::steady_clock::duration d); // (see TimedStream)
   void write_expires_never();

@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace asio = boost::asio;
 using boost::system::error_code;
@@ -428,4 +429,49 @@ TEST_CASE("a drained read may consume the end of file with the data; recv_now se
   error_code none;
   CHECK_FALSE(weir::core::net::recv_now(s2.native_handle(), asio::buffer(buf), more, none));
   CHECK(!none);
+}
+
+TEST_CASE("send_now: gathers the buffers, takes what the socket takes, never waits") {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
+  asio::ip::tcp::socket client(io);
+  client.connect(acceptor.local_endpoint());
+  auto server = acceptor.accept();
+  int fd = server.native_handle();
+  // Empty buffers are skipped; the rest leave in one call, in order.
+  std::array<asio::const_buffer, 4> parts{asio::buffer("head|", 5), asio::const_buffer(),
+                                          asio::buffer("body|", 5), asio::buffer("end", 3)};
+  error_code ec;
+  CHECK(weir::core::net::send_now(fd, parts.data(), parts.size(), ec) == 13);
+  CHECK(!ec);
+  std::array<char, 64> got{};
+  size_t n = asio::read(client, asio::buffer(got.data(), 13));
+  CHECK(std::string(got.data(), n) == "head|body|end");
+  // Nothing to send: no call, nothing sent.
+  CHECK(weir::core::net::send_now(fd, parts.data(), 0, ec) == 0);
+  CHECK(!ec);
+
+  // A peer that reads nothing: the send buffer fills, and then send_now returns 0 with no error
+  // (would block) instead of waiting.
+  server.set_option(asio::socket_base::send_buffer_size(4096));
+  client.set_option(asio::socket_base::receive_buffer_size(4096));
+  std::vector<char> block(64 * 1024, 'x');
+  asio::const_buffer big = asio::buffer(block);
+  size_t total = 0;
+  size_t last = 1;
+  for (int i = 0; i < 10000 && last > 0; ++i) {
+    last = weir::core::net::send_now(fd, &big, 1, ec);
+    REQUIRE(!ec);
+    total += last;
+  }
+  CHECK(last == 0);
+  CHECK(total > 0);
+
+  // A peer that is gone: an error (EPIPE or a reset), not a SIGPIPE.
+  client.close();
+  std::this_thread::sleep_for(20ms);
+  error_code gone;
+  for (int i = 0; i < 3 && !gone; ++i)
+    weir::core::net::send_now(fd, parts.data(), parts.size(), gone);
+  CHECK(gone);
 }
