@@ -53,8 +53,7 @@ constexpr size_t upstream_read_size(size_t buffered) {
 // Call `fn` with each non-empty, trimmed element of a comma-separated header (all its lines, in
 // order); stop early when `fn` returns true. Returns whether it stopped early.
 template <class Fn> bool for_each_token(const Fields& f, bhttp::field name, Fn&& fn) {
-  for (auto [it, end] = f.equal_range(name); it != end; ++it) {
-    std::string_view v = it->value();
+  return f.each_value(name, [&](std::string_view v) {
     while (!v.empty()) {
       auto comma = v.find(',');
       auto item = v.substr(0, comma);
@@ -68,8 +67,8 @@ template <class Fn> bool for_each_token(const Fields& f, bhttp::field name, Fn&&
         break;
       v.remove_prefix(comma + 1);
     }
-  }
-  return false;
+    return false;
+  });
 }
 
 uint64_t elapsed_ns(Clock::time_point since) {
@@ -1170,19 +1169,22 @@ const WorkerRoute& prepare_request(const WorkerService& service, const ConnInfo&
   // The client address: the peer, or (from trusted proxies) the rightmost untrusted hop.
   std::vector<std::string_view> xff;
   std::string chain;
-  for (auto [it, end] = msg.equal_range("X-Forwarded-For"); it != end; ++it) {
-    if (!it->value().empty()) {
-      xff.push_back(it->value());
-      chain += it->value();
+  msg.each_value("X-Forwarded-For", [&](std::string_view v) {
+    if (!v.empty()) {
+      xff.push_back(v);
+      chain += v;
       chain += ", ";
     }
-  }
+    return false;
+  });
   req.client_ip = conn.peer_ip;
   req.client_port = conn.peer_port;
   if (!service.plan->trusted_proxies.empty()) {
     std::vector<std::string_view> forwarded;
-    for (auto [it, end] = msg.equal_range(bhttp::field::forwarded); it != end; ++it)
-      forwarded.push_back(it->value());
+    msg.each_value(bhttp::field::forwarded, [&](std::string_view v) {
+      forwarded.push_back(v);
+      return false;
+    });
     std::string client =
         effective_client(conn.peer_ip, xff, forwarded, service.plan->trusted_proxies);
     if (client != conn.peer_ip) {

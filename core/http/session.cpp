@@ -704,10 +704,11 @@ private:
   unsigned parse_request(ProxyRequest& req, size_t head_len, std::string& why) {
     // check_head's views of the method, target and fields (reused: no allocation per request).
     static thread_local HeadParts parts;
+    HeadCheck hc;
     {
       auto data = buf_.data();
       std::string_view head(static_cast<const char*>(data.data()), head_len);
-      HeadCheck hc = check_head(head, head_limits_, &parts);
+      hc = check_head(head, head_limits_, &parts);
       if (hc.status != 0) {
         auto sp = head.find(' ');
         if (sp != std::string_view::npos)
@@ -724,42 +725,45 @@ private:
       }
     }
 
-    RequestMessage* parsed = nullptr;
-    if (!req.has_body) {
-      // No body, so no framing to follow: the message is made from check_head's views, without
-      // parsing the head a second time.
-      auto& msg = own_msg_.emplace();
-      msg.method_string(parts.method);
-      msg.target(parts.target);
-      msg.version(req.version);
-      for (const auto& [name, value] : parts.fields)
-        msg.insert(name, value);
-      buf_.consume(head_len);
-      parsed = &msg;
-    } else {
-      // A body: Beast's parser reads its framing (Content-Length or chunked) after the head.
+    // The message is made from check_head's views, without parsing the head a second time.
+    auto& msg = own_msg_.emplace();
+    msg.method_string(parts.method);
+    msg.target(parts.target);
+    msg.version(req.version);
+    for (const auto& [name, value] : parts.fields)
+      msg.insert(name, value);
+    buf_.consume(head_len);
+    if (req.has_body) {
+      // A body: Beast's parser takes its framing (Content-Length or chunked, which check_head
+      // checked) off. It is given a head that says only that; the request's own head is in msg.
       parser_.emplace();
       auto& parser = *parser_;
+      // (The limit on the head applies to a chunked body's trailers.)
       parser.header_limit(static_cast<uint32_t>(limits_.max_header_bytes + 1));
       if (limits_.max_body > 0) {
         parser.body_limit(limits_.max_body);
       } else {
         parser.body_limit(boost::none);
       }
-      // The whole head is in buf_ (find_head_end saw its end): parse it where it lies.
+      char framing[80];
+      auto end = framing;
+      auto add = [&](std::string_view s) { end = std::copy(s.begin(), s.end(), end); };
+      add("POST / HTTP/1.1\r\n");
+      if (hc.chunked) {
+        add("Transfer-Encoding: chunked\r\n");
+      } else {
+        add("Content-Length: ");
+        end = std::to_chars(end, framing + sizeof framing, *hc.content_length).ptr;
+        add("\r\n");
+      }
+      add("\r\n");
       error_code ec;
-      auto data = buf_.data();
-      size_t used = parser.put(asio::buffer(data.data(), head_len), ec);
-      if (!ec && !parser.is_header_done())
-        ec = bhttp::error::partial_message;
-      if (ec) {
-        why = "malformed request: " + ec.message();
+      parser.put(asio::buffer(framing, static_cast<size_t>(end - framing)), ec);
+      if (ec || !parser.is_header_done()) {
+        why = "malformed request framing";
         return 400;
       }
-      buf_.consume(used);
-      parsed = &parser.get();
     }
-    auto& msg = *parsed;
     req.msg = &msg;
     req.method = std::string(msg.method_string());
     req.target = std::string(msg.target());

@@ -383,15 +383,14 @@ weir_status_t api_header_get(weir_http_t* h, weir_headers_which_t which, weir_st
   auto* f = fields_of(h, which);
   if (f == nullptr || out == nullptr)
     return WEIR_ERROR_INVALID;
-  auto range = f->equal_range(sv(name));
   size_t i = 0;
-  for (auto it = range.first; it != range.second; ++it, ++i) {
-    if (i == index) {
-      *out = view(it->value());
-      return WEIR_OK;
-    }
-  }
-  return WEIR_ERROR_NOT_FOUND;
+  bool found = f->each_value(sv(name), [&](http::Fields::string_view v) {
+    if (i++ != index)
+      return false;
+    *out = view(v);
+    return true;
+  });
+  return found ? WEIR_OK : WEIR_ERROR_NOT_FOUND;
 }
 
 // Set (replace every field of that name) or add a header for a plugin.

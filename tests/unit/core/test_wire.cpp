@@ -9,7 +9,8 @@
 namespace bhttp = boost::beast::http;
 using namespace weir::core::http;
 
-TEST_CASE("a request head is written byte for byte, fields in order, repeated ones kept") {
+TEST_CASE(
+    "a request head is written byte for byte, fields in the order added, repeated ones kept") {
   bhttp::request_header<Fields> h;
   h.method_string("PATCH");
   h.target("/a/b?c=d");
@@ -23,8 +24,8 @@ TEST_CASE("a request head is written byte for byte, fields in order, repeated on
   CHECK(out == "PATCH /a/b?c=d HTTP/1.1\r\n"
                "Host: example.test:8080\r\n"
                "X-Forwarded-For: 10.0.0.1\r\n"
-               "X-Forwarded-For: 10.0.0.2\r\n"
                "x-custom: \r\n"
+               "X-Forwarded-For: 10.0.0.2\r\n"
                "\r\n");
 }
 
