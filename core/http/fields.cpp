@@ -165,19 +165,27 @@ Fields::string_view Fields::operator[](string_view name) const noexcept {
   return it == end() ? string_view() : it->value();
 }
 
-void Fields::insert(field id, string_view name, string_view value) {
-  if (entries_.capacity() == 0)
-    entries_.reserve(16);
+char* Fields::stage(string_view name, string_view value) {
+  if (entries_.size() == entries_.capacity())
+    entries_.reserve(std::max<std::size_t>(entries_.size() * 2, 16));
   // Name and value in one piece of a block.
   char* p = room(name.size() + value.size());
   std::memcpy(p, name.data(), name.size());
   std::memcpy(p + name.size(), value.data(), value.size());
-  value_type& f = entries_.emplace_back();
+  return p;
+}
+
+void Fields::push(field id, const char* p, std::size_t name_len, std::size_t value_len) noexcept {
+  value_type& f = entries_.emplace_back(); // (no allocation: stage() made room)
   f.name_ = p;
-  f.name_len_ = static_cast<std::uint32_t>(name.size());
-  f.value_ = p + name.size();
-  f.value_len_ = static_cast<std::uint32_t>(value.size());
+  f.name_len_ = static_cast<std::uint32_t>(name_len);
+  f.value_ = p + name_len;
+  f.value_len_ = static_cast<std::uint32_t>(value_len);
   f.id_ = id;
+}
+
+void Fields::insert(field id, string_view name, string_view value) {
+  push(id, stage(name, value), name.size(), value.size());
 }
 
 void Fields::insert(field name, string_view value) {
@@ -188,15 +196,20 @@ void Fields::insert(string_view name, string_view value) {
   insert(bhttp::string_to_field(name), name, value);
 }
 
+// Room for the new field is made before the old ones go: a failed allocation leaves the fields
+// as they were.
 void Fields::set(field name, string_view value) {
-  erase(name);
-  insert(name, value);
+  set(name, bhttp::to_string(name), value);
 }
 
 void Fields::set(string_view name, string_view value) {
-  field id = bhttp::string_to_field(name);
+  set(bhttp::string_to_field(name), name, value);
+}
+
+void Fields::set(field id, string_view name, string_view value) {
+  char* p = stage(name, value);
   erase(id, name);
-  insert(id, name, value);
+  push(id, p, name.size(), value.size());
 }
 
 Fields::const_iterator Fields::erase(const_iterator pos) {

@@ -96,6 +96,15 @@ public:
     return false;
   }
 
+  // The same, for a caller that knows the name's code (field::unknown for a name Beast does not
+  // know, like X-Forwarded-For): no lookup of the name.
+  template <class Fn> bool each_value(field id, string_view name, Fn&& fn) const {
+    for (const auto& f : *this)
+      if (matches(f, id, name) && fn(f.value()))
+        return true;
+    return false;
+  }
+
   // Adds a field at the end.
   void insert(field name, string_view value);
   void insert(string_view name, string_view value);
@@ -104,6 +113,8 @@ public:
   // Replaces every field of that name with one (at the end).
   void set(field name, string_view value);
   void set(string_view name, string_view value);
+  // `id` the code of `name` (as for each_value above).
+  void set(field id, string_view name, string_view value);
   // Removes one field; returns the one after it.
   const_iterator erase(const_iterator pos);
   // Removes every field of that name; returns how many.
@@ -138,6 +149,10 @@ private:
     return f.id_ == field::unknown && boost::beast::iequals(f.name_string(), name);
   }
   const_iterator find(field id, string_view name) const noexcept;
+  // A field is added in two steps: stage() copies its name and value (and makes room in the
+  // array), which may throw; push() appends it, which does not.
+  char* stage(string_view name, string_view value);
+  void push(field id, const char* p, std::size_t name_len, std::size_t value_len) noexcept;
   std::size_t erase(field id, string_view name);
   // `s` copied into the blocks (stable until clear()).
   string_view copy(string_view s);

@@ -1169,7 +1169,9 @@ const WorkerRoute& prepare_request(const WorkerService& service, const ConnInfo&
   // The client address: the peer, or (from trusted proxies) the rightmost untrusted hop.
   std::vector<std::string_view> xff;
   std::string chain;
-  msg.each_value("X-Forwarded-For", [&](std::string_view v) {
+  // (The X-Forwarded-* names are not among Beast's field codes: field::unknown, no lookup.)
+  constexpr auto unknown = bhttp::field::unknown;
+  msg.each_value(unknown, "X-Forwarded-For", [&](std::string_view v) {
     if (!v.empty()) {
       xff.push_back(v);
       chain += v;
@@ -1194,10 +1196,10 @@ const WorkerRoute& prepare_request(const WorkerService& service, const ConnInfo&
   }
   // Every X-Forwarded-For line counts (a list may be split over several), then the peer.
   chain += conn.peer_ip;
-  msg.set("X-Forwarded-For", chain);
-  msg.set("X-Forwarded-Proto", conn.tls ? "https" : "http");
+  msg.set(unknown, "X-Forwarded-For", chain);
+  msg.set(unknown, "X-Forwarded-Proto", conn.tls ? "https" : "http");
   if (!req.host.empty())
-    msg.set("X-Forwarded-Host", req.host);
+    msg.set(unknown, "X-Forwarded-Host", req.host);
   msg.version(11);
 
   const WorkerRoute& route = service.match(req.method, host_without_port(req.host), req.path);

@@ -733,6 +733,11 @@ private:
     for (const auto& [name, value] : parts.fields)
       msg.insert(name, value);
     buf_.consume(head_len);
+    // One Transfer-Encoding line, as check_head read them all: an empty line or element
+    // (accepted, RFC 9110 5.6.1) must not hide "chunked" from the message's own framing rule,
+    // which reads only the first line, while the upstream might read another.
+    if (hc.chunked)
+      msg.set(bhttp::field::transfer_encoding, "chunked");
     if (req.has_body) {
       // A body: Beast's parser takes its framing (Content-Length or chunked, which check_head
       // checked) off. It is given a head that says only that; the request's own head is in msg.
@@ -791,8 +796,7 @@ private:
         cl != msg.end()) {
       std::string value(cl->value());
       auto comma = value.find(',');
-      auto next = std::next(cl);
-      bool repeated = next != msg.end() && next->name() == bhttp::field::content_length;
+      bool repeated = msg.count(bhttp::field::content_length) > 1; // (not always adjacent)
       if (comma != std::string::npos || repeated) {
         msg.erase(bhttp::field::content_length);
         value = value.substr(0, comma);

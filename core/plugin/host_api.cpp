@@ -436,9 +436,13 @@ void api_header_each(weir_http_t* h, weir_headers_which_t which, weir_header_cb 
   auto* f = fields_of(h, which);
   if (f == nullptr || cb == nullptr)
     return;
-  for (const auto& field : *f)
+  // By index: a callback that edits the headers (which the ABI forbids) must not make the loop
+  // read freed memory.
+  for (size_t i = 0; i < f->size(); ++i) {
+    const auto& field = f->begin()[i];
     if (cb(user, view(field.name_string()), view(field.value())) != 0)
       break;
+  }
 }
 
 weir_status_t api_http_respond(weir_http_t* h, uint32_t status, weir_str_t content_type,

@@ -699,7 +699,8 @@ class EdgeTest(wt.WeirTestCase):
         o = self.origin("a", wt.echo())
         w = self.weir_for(o.address)
         cases = {"list": "Content-Length: 5, 5\r\n",
-                 "repeated": "Content-Length: 5\r\nContent-Length: 5\r\n"}
+                 "repeated": "Content-Length: 5\r\nContent-Length: 5\r\n",
+                 "apart": "Content-Length: 5\r\nX-Between: 1\r\nContent-Length: 5\r\n"}
         for name, cl in cases.items():
             with self.subTest(case=name):
                 before = o.request_count
@@ -712,6 +713,30 @@ class EdgeTest(wt.WeirTestCase):
                                  f"{name}: the origin received the Content-Length field as is "
                                  f"(weir answered {r.status})")
                 self.assertStatus(r, 200, f"{name}: {cl!r}")
+
+    def test_transfer_encoding_lines_forwarded_as_one(self):
+        # An empty Transfer-Encoding line before "chunked" (RFC 9110 5.6.1: empty list elements
+        # are accepted) must not leave the origin with a head that frames the body differently
+        # from the body weir sends: weir de-chunks and re-frames it, so the origin must see
+        # one framing only and the same body.
+        o = self.origin("a", wt.echo())
+        w = self.weir_for(o.address)
+        body = "5\r\nhello\r\n0\r\n\r\n"
+        for te in ("Transfer-Encoding: \r\nTransfer-Encoding: chunked\r\n",
+                   "Transfer-Encoding: ,chunked\r\n",
+                   "Transfer-Encoding: chunked\r\nX-A: 1\r\nTransfer-Encoding: \r\n"):
+            with self.subTest(te=te):
+                before = o.request_count
+                r = wt.raw_exchange(w.addr(), f"POST /te HTTP/1.1\r\nHost: t\r\n{te}\r\n{body}")
+                if r.status == 400:
+                    self.assertEqual(o.request_count, before)
+                    continue
+                self.assertStatus(r, 200, f"{te!r}")
+                self.assertEqual(o.request_count, before + 1)
+                rec = o.last()
+                self.assertEqual(rec.body, b"hello", f"{te!r}: the origin read {rec.body!r}")
+                framing = rec.header_all("transfer-encoding") + rec.header_all("content-length")
+                self.assertEqual(len(framing), 1, f"{te!r}: the origin saw {rec.headers}")
 
     def test_absolute_form_invalid_authority_refused(self):
         # RFC 9110 4.2.1: an "http" URI with an empty host MUST be rejected; 4.2.4: userinfo in

@@ -53,6 +53,18 @@ TEST_CASE("fields keep their wire order and spelling; lookups ignore case") {
   CHECK_FALSE(f.each_value(bhttp::field::cookie, [](auto) { return true; }));
 }
 
+TEST_CASE("the X-Forwarded-* names the proxy sets by code are unknown to Beast") {
+  // prepare_request passes field::unknown for them; a code of their own would make it wrong.
+  for (const char* name : {"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"})
+    CHECK(bhttp::string_to_field(name) == bhttp::field::unknown);
+  Fields f;
+  f.insert("x-forwarded-for", "10.0.0.1");
+  f.set(bhttp::field::unknown, "X-Forwarded-For", "10.0.0.1, 127.0.0.1");
+  CHECK(f.count("X-Forwarded-For") == 1);
+  CHECK(f["x-forwarded-for"] == "10.0.0.1, 127.0.0.1");
+  CHECK(f.each_value(bhttp::field::unknown, "X-FORWARDED-FOR", [](auto) { return true; }));
+}
+
 TEST_CASE("set replaces every field of the name; erase removes them; values stay readable") {
   Fields f;
   f.insert("X-Forwarded-For", "10.0.0.1");
