@@ -1,6 +1,8 @@
 #include "core/http/exchange.hpp"
 
 #include <array>
+#include <cstdint>
+#include <cstring>
 #include <string_view>
 
 namespace weir::core::http {
@@ -30,7 +32,79 @@ constexpr auto kControl = [] {
   return t;
 }();
 
+// Whether a word of 8 bytes may hold a control byte: one below 0x20 (HTAB too: the caller looks
+// at such a word byte by byte) or DEL. Exact for "none"; bytes from 0x80 up are never flagged.
+inline bool may_hold_control(std::uint64_t x) noexcept {
+  constexpr std::uint64_t kOnes = 0x0101010101010101;
+  constexpr std::uint64_t kHigh = 0x8080808080808080;
+  std::uint64_t below_space = (x - 0x20 * kOnes) & ~x & kHigh;
+  std::uint64_t del = x ^ (0x7f * kOnes);
+  std::uint64_t is_del = (del - kOnes) & ~del & kHigh;
+  return (below_space | is_del) != 0;
+}
+
+// Why the line at `line` (up to its CRLF or the head's end) is not a field line.
+const char* diagnose(std::string_view line) {
+  if (!line.empty() && (line.front() == ' ' || line.front() == '\t'))
+    return "obsolete line folding in headers";
+  auto colon = line.find(':');
+  if (colon != std::string_view::npos && !valid_header_name(line.substr(0, colon)))
+    return "invalid header name";
+  if (has_control_byte(line))
+    return "control byte in header";
+  if (colon == std::string_view::npos)
+    return "header line without colon";
+  return "malformed header line";
+}
+
 } // namespace
+
+FieldLineKind read_field_line(std::string_view head, std::size_t& pos, FieldLine& out,
+                              const char*& why) noexcept {
+  const char* const start = head.data() + pos;
+  const char* const end = head.data() + head.size();
+  const char* p = start;
+  if (end - p >= 2 && p[0] == '\r' && p[1] == '\n') {
+    pos += 2;
+    return FieldLineKind::end;
+  }
+  while (p < end && kTokenChars[static_cast<unsigned char>(*p)])
+    ++p;
+  const char* colon = p;
+  if (p == start || p == end || *p != ':') {
+    auto eol = head.find("\r\n", pos);
+    why = eol == std::string_view::npos ? "unterminated header line"
+                                        : diagnose(head.substr(pos, eol - pos));
+    return FieldLineKind::bad;
+  }
+  ++p;
+  while (p < end && (*p == ' ' || *p == '\t'))
+    ++p;
+  const char* value = p;
+  // The value runs to the first control byte, which must be the CR of the line's CRLF.
+  while (end - p >= 8) {
+    std::uint64_t x;
+    std::memcpy(&x, p, 8);
+    if (may_hold_control(x))
+      break;
+    p += 8;
+  }
+  while (p < end && !kControl[static_cast<unsigned char>(*p)])
+    ++p;
+  if (end - p < 2 || p[0] != '\r' || p[1] != '\n') {
+    auto eol = head.find("\r\n", pos);
+    why = eol == std::string_view::npos ? "unterminated header line"
+                                        : diagnose(head.substr(pos, eol - pos));
+    return FieldLineKind::bad;
+  }
+  const char* value_end = p;
+  while (value_end > value && (value_end[-1] == ' ' || value_end[-1] == '\t'))
+    --value_end;
+  out.name = std::string_view(start, static_cast<std::size_t>(colon - start));
+  out.value = std::string_view(value, static_cast<std::size_t>(value_end - value));
+  pos = static_cast<std::size_t>(p + 2 - head.data());
+  return FieldLineKind::field;
+}
 
 bool has_control_byte(std::string_view s) {
   bool control = false;

@@ -1,5 +1,7 @@
 #include "core/http/fields.hpp"
 
+#include "core/http/field_code.hpp"
+
 #include <boost/beast/core/detail/temporary_buffer.hpp>
 #include <boost/beast/http/fields.hpp> // Beast's token-list helpers (detail::keep_alive_impl)
 #include <boost/beast/http/rfc7230.hpp>
@@ -141,7 +143,7 @@ Fields::const_iterator Fields::find(field name) const noexcept {
 }
 
 Fields::const_iterator Fields::find(string_view name) const noexcept {
-  return find(bhttp::string_to_field(name), name);
+  return find(field_code(name), name);
 }
 
 std::size_t Fields::count(field name) const noexcept {
@@ -150,7 +152,7 @@ std::size_t Fields::count(field name) const noexcept {
 }
 
 std::size_t Fields::count(string_view name) const noexcept {
-  field id = bhttp::string_to_field(name);
+  field id = field_code(name);
   return static_cast<std::size_t>(
       std::count_if(begin(), end(), [&](const value_type& f) { return matches(f, id, name); }));
 }
@@ -193,7 +195,7 @@ void Fields::insert(field name, string_view value) {
 }
 
 void Fields::insert(string_view name, string_view value) {
-  insert(bhttp::string_to_field(name), name, value);
+  insert(field_code(name), name, value);
 }
 
 // Room for the new field is made before the old ones go: a failed allocation leaves the fields
@@ -203,7 +205,7 @@ void Fields::set(field name, string_view value) {
 }
 
 void Fields::set(string_view name, string_view value) {
-  set(bhttp::string_to_field(name), name, value);
+  set(field_code(name), name, value);
 }
 
 void Fields::set(field id, string_view name, string_view value) {
@@ -231,7 +233,7 @@ std::size_t Fields::erase(field name) {
 }
 
 std::size_t Fields::erase(string_view name) {
-  return erase(bhttp::string_to_field(name), name);
+  return erase(field_code(name), name);
 }
 
 // --- Beast's Fields requirements: the same rules as basic_fields' ---------------------------

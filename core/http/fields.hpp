@@ -19,6 +19,7 @@
 //   even after set() replaced or erase() removed its field.
 #pragma once
 
+#include "core/http/field_code.hpp"
 #include "core/runtime/small_alloc.hpp"
 
 #include <boost/asio/buffer.hpp>
@@ -89,7 +90,7 @@ public:
     return false;
   }
   template <class Fn> bool each_value(string_view name, Fn&& fn) const {
-    field id = boost::beast::http::string_to_field(name);
+    field id = field_code(name);
     for (const auto& f : *this)
       if (matches(f, id, name) && fn(f.value()))
         return true;

@@ -1,6 +1,7 @@
 #include "core/http/head_check.hpp"
 
 #include "core/http/exchange.hpp"
+#include "core/http/field_code.hpp"
 
 #include <boost/url/parse.hpp>
 
@@ -46,24 +47,26 @@ constexpr size_t kMaxFieldBytes = 65000;
 
 // Record in `parts` what a field other than Host, Content-Length and Transfer-Encoding tells the
 // caller: hop-by-hop fields (those strip_hop_by_hop() removes or reads) and Expect.
-void note_field(HeadParts& parts, std::string_view name) {
-  switch (name.size()) {
-  case 2:  // TE
-  case 7:  // Trailer, Upgrade
-  case 10: // Connection, Keep-Alive
-    parts.hop_by_hop = parts.hop_by_hop || iequals(name, "te") || iequals(name, "trailer") ||
-                       iequals(name, "upgrade") || iequals(name, "connection") ||
-                       iequals(name, "keep-alive");
+void note_field(HeadParts& parts, boost::beast::http::field id, std::string_view name) {
+  using field = boost::beast::http::field;
+  switch (id) {
+  case field::te:
+  case field::trailer:
+  case field::upgrade:
+  case field::connection:
+  case field::keep_alive:
+    parts.hop_by_hop = true;
     break;
-  case 6:
-    parts.expect = parts.expect || iequals(name, "expect");
+  case field::expect:
+    parts.expect = true;
     break;
   default:
+    // Proxy-Connection, Proxy-Authorization and the like (strip_hop_by_hop removes "proxy-*").
+    if (name.size() > 6 && (name[0] == 'p' || name[0] == 'P') &&
+        iequals(name.substr(0, 6), "proxy-"))
+      parts.hop_by_hop = true;
     break;
   }
-  // Proxy-Connection, Proxy-Authorization and the like (strip_hop_by_hop removes "proxy-*").
-  if (name.size() > 6 && iequals(name.substr(0, 6), "proxy-"))
-    parts.hop_by_hop = true;
 }
 
 } // namespace
@@ -208,37 +211,29 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits, HeadParts*
   std::optional<uint64_t> content_length;
   size_t pos = eol + 2;
   while (pos < head.size()) {
-    auto next = head.find("\r\n", pos);
-    if (next == std::string_view::npos)
-      return reject(400, "unterminated header line");
-    std::string_view field = head.substr(pos, next - pos);
-    pos = next + 2;
-    if (field.empty())
-      break; // end of head
-    if (field.front() == ' ' || field.front() == '\t')
-      return reject(400, "obsolete line folding in headers");
-    if (has_control_byte(field))
-      return reject(400, "control byte in header");
+    FieldLine fl;
+    const char* why = nullptr;
+    auto kind = read_field_line(head, pos, fl, why);
+    if (kind == FieldLineKind::end)
+      break;
+    if (kind == FieldLineKind::bad)
+      return reject(400, why);
     if (++count > limits.max_headers)
       return reject(431, "too many headers");
     // The parser stores a field's name and value with 16-bit lengths.
-    if (field.size() > kMaxFieldBytes)
+    if (fl.name.size() + fl.value.size() > kMaxFieldBytes)
       return reject(431, "a header field is larger than 64 KiB");
-    auto colon = field.find(':');
-    if (colon == std::string_view::npos)
-      return reject(400, "header line without colon");
-    std::string_view name = field.substr(0, colon);
-    if (!valid_header_name(name))
-      return reject(400, "invalid header name");
-    std::string_view value = trim_ows(field.substr(colon + 1));
+    std::string_view name = fl.name;
+    std::string_view value = fl.value;
+    auto id = field_code(name);
     if (parts)
-      parts->fields.emplace_back(name, value);
-    if (iequals(name, "host")) {
+      parts->fields.push_back({name, value, id});
+    if (id == boost::beast::http::field::host) {
       if (++hosts == 1 && parts)
         parts->host = value;
       if (!valid_host_value(value))
         return reject(400, "invalid Host header");
-    } else if (iequals(name, "content-length")) {
+    } else if (id == boost::beast::http::field::content_length) {
       if (parts && (content_length || value.find(',') != std::string_view::npos))
         parts->content_length_list = true;
       // A list ("5, 5") or repeated field is accepted only when every value is the same.
@@ -260,7 +255,7 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits, HeadParts*
         if (comma != std::string_view::npos && trim_ows(rest).empty())
           return reject(400, "invalid Content-Length");
       } while (!rest.empty());
-    } else if (iequals(name, "transfer-encoding")) {
+    } else if (id == boost::beast::http::field::transfer_encoding) {
       has_te = true;
       std::string_view rest = value;
       while (true) {
@@ -273,7 +268,7 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits, HeadParts*
         rest = rest.substr(comma + 1);
       }
     } else if (parts) {
-      note_field(*parts, name);
+      note_field(*parts, id, name);
     }
   }
   if (has_te) {

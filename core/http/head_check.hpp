@@ -2,6 +2,8 @@
 // smuggling is refused: whatever passes here has one unambiguous framing.
 #pragma once
 
+#include <boost/beast/http/field.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -50,7 +52,12 @@ unsigned check_partial_head(std::string_view data, const HeadLimits& limits);
 struct HeadParts {
   std::string_view method;
   std::string_view target;
-  std::vector<std::pair<std::string_view, std::string_view>> fields; // name, value (trimmed)
+  struct Field {
+    std::string_view name;
+    std::string_view value; // without the whitespace around it
+    boost::beast::http::field id;
+  };
+  std::vector<Field> fields;
   // What the caller would otherwise look up in the message, found on the same pass:
   std::string_view host;            // the (first) Host value
   bool hop_by_hop = false;          // a field that strip_hop_by_hop() removes or reads

@@ -1,6 +1,7 @@
 #include "core/http/response_head.hpp"
 
 #include "core/http/exchange.hpp"
+#include "core/http/field_code.hpp"
 
 #include <boost/beast/core/string.hpp>
 
@@ -63,25 +64,16 @@ const char* parse_response_head(std::string_view head, beast::http::header<false
 
   size_t pos = eol + 2;
   while (pos < head.size()) {
-    auto next = head.find("\r\n", pos);
-    if (next == std::string_view::npos)
-      return "unterminated header line";
-    std::string_view field = head.substr(pos, next - pos);
-    pos = next + 2;
-    if (field.empty())
+    FieldLine fl;
+    const char* why = nullptr;
+    auto kind = read_field_line(head, pos, fl, why);
+    if (kind == FieldLineKind::end)
       return nullptr; // the end of the head
-    if (field.front() == ' ' || field.front() == '\t')
-      return "obsolete line folding in headers";
-    auto colon = field.find(':');
-    if (colon == std::string_view::npos)
-      return "header line without colon";
-    std::string_view name = field.substr(0, colon);
-    if (!valid_header_name(name))
-      return "invalid header name";
-    std::string_view value = trim_ows(field.substr(colon + 1));
-    if (has_control_byte(value))
-      return "control byte in a header value";
-    auto f = beast::http::string_to_field(name);
+    if (kind == FieldLineKind::bad)
+      return why;
+    std::string_view name = fl.name;
+    std::string_view value = fl.value;
+    auto f = field_code(name);
     switch (f) {
     case beast::http::field::content_length: {
       if (out.chunked)
@@ -126,7 +118,8 @@ const char* parse_response_head(std::string_view head, beast::http::header<false
       out.hop_by_hop = true;
       break;
     default:
-      if (name.size() > 6 && beast::iequals(name.substr(0, 6), "proxy-"))
+      if (name.size() > 6 && (name[0] == 'p' || name[0] == 'P') &&
+          beast::iequals(name.substr(0, 6), "proxy-"))
         out.hop_by_hop = true;
       break;
     }

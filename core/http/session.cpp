@@ -730,8 +730,8 @@ private:
     msg.method_string(parts.method);
     msg.target(parts.target);
     msg.version(req.version);
-    for (const auto& [name, value] : parts.fields)
-      msg.insert(name, value);
+    for (const auto& f : parts.fields)
+      msg.insert(f.id, f.name, f.value);
     buf_.consume(head_len);
     // One Transfer-Encoding line, as check_head read them all: an empty line or element
     // (accepted, RFC 9110 5.6.1) must not hide "chunked" from the message's own framing rule,

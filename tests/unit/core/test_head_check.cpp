@@ -1,8 +1,12 @@
 #include "core/http/head_check.hpp"
 
+#include "core/http/exchange.hpp"
+
 #include <doctest/doctest.h>
 
+#include <cctype>
 #include <string>
+#include <string_view>
 
 using weir::core::http::check_head;
 using weir::core::http::check_partial_head;
@@ -153,4 +157,91 @@ TEST_CASE("a single header field must fit the parser's 16-bit lengths") {
   limits.max_header_bytes = 1 << 20;
   std::string head = "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(70000, 'x') + "\r\n\r\n";
   CHECK(status_of(head, limits) == 431);
+}
+
+TEST_CASE("read_field_line agrees with a byte-by-byte reading at every offset") {
+  using weir::core::http::FieldLine;
+  using weir::core::http::FieldLineKind;
+  using weir::core::http::read_field_line;
+  // The reference: a token, ':', OWS, a value of no control byte but HTAB, OWS, CRLF.
+  auto reference = [](std::string_view line, FieldLine& out) {
+    auto colon = line.find(':');
+    if (colon == 0 || colon == std::string_view::npos)
+      return false;
+    for (char c : line.substr(0, colon))
+      if (!(std::isalnum(static_cast<unsigned char>(c)) ||
+            std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos))
+        return false;
+    std::string_view v = line.substr(colon + 1);
+    for (char c : v) {
+      auto u = static_cast<unsigned char>(c);
+      if ((u < 0x20 && u != '\t') || u == 0x7f)
+        return false;
+    }
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t'))
+      v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t'))
+      v.remove_suffix(1);
+    out.name = line.substr(0, colon);
+    out.value = v;
+    return true;
+  };
+  static const char specials[] = {'\0',   '\x01', '\x08', '\t', '\n', '\r', '\x1f', ' ',
+                                  '\x7f', '\x80', '\xfe', ':',  '!',  'A',  '~'};
+  // The value is read eight bytes at a time until a word may hold a control byte (HTAB too), then
+  // byte by byte: one base without HTAB, one with it late.
+  size_t bad = 0;
+  for (const std::string& base :
+       {std::string("X-Long-Name: abcdefghijklmnop\x80\xff qrstuvwxyz 0123456789 ~}|{ and more"),
+        std::string("X-Long-Name: abcdefghijklmnop\x80\xff qrstuvwxyz 0123456789 ~}|{\tend")}) {
+    for (size_t at = 0; at <= base.size(); ++at)
+      for (char sp : specials) {
+        std::string line = base;
+        line.insert(at, 1, sp);
+        for (const std::string& tail : {std::string("\r\n"), std::string("  \r\n")}) {
+          std::string head = "GET / HTTP/1.1\r\n" + line + tail + "\r\n";
+          size_t pos = 16;
+          FieldLine got;
+          const char* why = nullptr;
+          auto kind = read_field_line(head, pos, got, why);
+          FieldLine want;
+          // The line as the head splits it: up to the first CRLF.
+          std::string_view whole(head);
+          auto eol = whole.find("\r\n", 16);
+          bool ok = eol == 16 + line.size() + tail.size() - 2 &&
+                    reference(whole.substr(16, eol - 16), want);
+          CAPTURE(at);
+          CAPTURE(static_cast<int>(static_cast<unsigned char>(sp)));
+          REQUIRE((kind == FieldLineKind::field) == ok);
+          if (ok) {
+            CHECK(got.name == want.name);
+            CHECK(got.value == want.value);
+            CHECK(pos == eol + 2);
+            FieldLine end_line;
+            CHECK(read_field_line(head, pos, end_line, why) == FieldLineKind::end);
+            CHECK(pos == head.size());
+          } else {
+            CHECK(why != nullptr);
+            ++bad;
+          }
+        }
+      }
+  }
+  CHECK(bad > 0);
+  // What a bad line is told apart as.
+  auto why_of = [&](std::string line) {
+    std::string head = "GET / HTTP/1.1\r\n" + line;
+    size_t pos = 16;
+    FieldLine f;
+    const char* why = nullptr;
+    REQUIRE(read_field_line(head, pos, f, why) == FieldLineKind::bad);
+    return std::string(why);
+  };
+  CHECK(why_of(" folded\r\n\r\n") == "obsolete line folding in headers");
+  CHECK(why_of("Bad Name: x\r\n\r\n") == "invalid header name");
+  CHECK(why_of("NoColon\r\n\r\n") == "header line without colon");
+  CHECK(why_of("X: a\x01z\r\n\r\n") == "control byte in header");
+  CHECK(why_of("X: a\nz\r\n\r\n") == "control byte in header");
+  CHECK(why_of("X: abc") == "unterminated header line");
+  CHECK(why_of(": empty name\r\n\r\n") == "invalid header name");
 }
