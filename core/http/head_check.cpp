@@ -5,6 +5,7 @@
 
 #include <boost/url/parse.hpp>
 
+#include <array>
 #include <charconv>
 #include <vector>
 
@@ -69,6 +70,14 @@ void note_field(HeadParts& parts, boost::beast::http::field id, std::string_view
   }
 }
 
+// A port of 1 to 65535 (Boost.URL's port_number() keeps only the low 16 bits of a larger one).
+bool valid_port(std::string_view port) {
+  unsigned n = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+  return !port.empty() && port.size() <= 5 && ec == std::errc() &&
+         end == port.data() + port.size() && n != 0 && n <= 65535;
+}
+
 } // namespace
 
 std::optional<AbsoluteTarget> parse_absolute_target(std::string_view target) {
@@ -79,7 +88,7 @@ std::optional<AbsoluteTarget> parse_absolute_target(std::string_view target) {
     return std::nullopt;
   if (!u->has_authority() || u->has_userinfo() || u->encoded_host().empty())
     return std::nullopt;
-  if (u->has_port() && (u->port().empty() || u->port_number() == 0))
+  if (u->has_port() && !valid_port(u->port()))
     return std::nullopt;
   AbsoluteTarget out;
   out.authority = std::string(u->encoded_host_and_port());
@@ -96,24 +105,32 @@ std::optional<AbsoluteTarget> parse_absolute_target(std::string_view target) {
 // The common Host: a name or IPv4 address of letters, digits, '-' and '.', and maybe ":port"
 // (1 to 65535). nullopt when the value is anything else: the full parser decides.
 std::optional<bool> plain_host_value(std::string_view value) {
-  size_t i = 0;
-  for (; i < value.size(); ++i) {
-    char c = value[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-          c == '.'))
-      break;
-  }
-  if (i == 0)
+  static constexpr auto kNameChars = [] {
+    std::array<bool, 256> t{};
+    for (int c = 'a'; c <= 'z'; ++c)
+      t[static_cast<size_t>(c)] = t[static_cast<size_t>(c - 32)] = true;
+    for (int c = '0'; c <= '9'; ++c)
+      t[static_cast<size_t>(c)] = true;
+    t['-'] = t['.'] = true;
+    return t;
+  }();
+  const char* p = value.data();
+  const char* const end = p + value.size();
+  while (p != end && kNameChars[static_cast<unsigned char>(*p)])
+    ++p;
+  if (p == value.data())
     return std::nullopt;
-  if (i == value.size())
+  if (p == end)
     return true;
-  if (value[i] != ':' || value.size() - i - 1 == 0 || value.size() - i - 1 > 5)
+  size_t digits = static_cast<size_t>(end - p - 1);
+  if (*p != ':' || digits == 0 || digits > 5)
     return std::nullopt;
   unsigned port = 0;
-  for (size_t j = i + 1; j < value.size(); ++j) {
-    if (value[j] < '0' || value[j] > '9')
+  while (++p != end) {
+    auto d = static_cast<unsigned>(static_cast<unsigned char>(*p) - '0');
+    if (d > 9)
       return std::nullopt;
-    port = port * 10 + static_cast<unsigned>(value[j] - '0');
+    port = port * 10 + d;
   }
   if (port == 0 || port > 65535)
     return std::nullopt;
@@ -130,7 +147,7 @@ bool valid_host_value(std::string_view value) {
     return false;
   if (a->encoded_host().empty())
     return false;
-  if (a->has_port() && (a->port().empty() || a->port_number() == 0))
+  if (a->has_port() && !valid_port(a->port()))
     return false;
   return true;
 }

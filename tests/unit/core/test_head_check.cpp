@@ -124,6 +124,9 @@ TEST_CASE("absolute-form targets") {
   CHECK_FALSE(parse_absolute_target("http://user:pw@example.test/x").has_value());
   CHECK_FALSE(parse_absolute_target("http://[::1/x").has_value());
   CHECK_FALSE(parse_absolute_target("ftp://example.test/x").has_value());
+  CHECK_FALSE(parse_absolute_target("http://example.test:65536/x").has_value());
+  CHECK_FALSE(parse_absolute_target("http://example.test:0/x").has_value());
+  CHECK(parse_absolute_target("http://example.test:65535/x").has_value());
   CHECK(status_of("GET HTTP://Example.TEST/p HTTP/1.1\r\nHost: a\r\n\r\n") == 0);
   CHECK(status_of("GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n") == 400);
 }
@@ -149,6 +152,14 @@ TEST_CASE("Host header values") {
   CHECK_FALSE(valid_host_value("a:"));
   CHECK_FALSE(valid_host_value(":80"));
   CHECK_FALSE(valid_host_value("a:8x"));
+  CHECK_FALSE(valid_host_value("a:99999"));
+  CHECK_FALSE(valid_host_value("a:123456"));
+  CHECK_FALSE(valid_host_value("a:/"));
+  CHECK(valid_host_value("a:1"));
+  CHECK(valid_host_value("[::1]:65535"));
+  CHECK_FALSE(valid_host_value("[::1]:65536"));
+  CHECK_FALSE(valid_host_value("[::1]:99999"));
+  CHECK_FALSE(valid_host_value("[::1]:0"));
   CHECK(status_of("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n") == 400);
 }
 
