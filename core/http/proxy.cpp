@@ -185,83 +185,11 @@ public:
       deadline_ = req_.start + *pol_.request_timeout;
   }
 
-  asio::awaitable<bool> run() {
-    auto targets = up_.targets; // keeps this snapshot alive for the whole exchange
-    snapshot_ = targets.get();
-    if (!targets || targets->targets.empty()) {
-      logger("upstream")
-          ->warn("upstream {}: no targets for {} {}", ucfg_.name, req_.method, req_.path);
-      co_await fail(503);
-      co_return false;
-    }
-    if (ucfg_.protocol == "h2" && !req_.upgrade.empty()) {
-      logger("upstream")
-          ->warn("upstream {} speaks HTTP/2 only: cannot pass an Upgrade ({}) request; use "
-                 "protocol \"h1\" or \"auto\"",
-                 ucfg_.name, req_.upgrade);
-      co_await fail(502);
-      co_return false;
-    }
-    // HTTP/2 to the targets ("h2"), or by ALPN ("auto"; an Upgrade request needs HTTP/1.1).
-    bool h2 = ucfg_.protocol == "h2" || (ucfg_.protocol == "auto" && req_.upgrade.empty());
-    // Targets tried already (no allocation for the usual few targets).
-    std::array<uint8_t, 32> excluded_few{};
-    std::vector<uint8_t> excluded_many;
-    std::span<uint8_t> excluded(excluded_few.data(), targets->targets.size());
-    if (targets->targets.size() > excluded_few.size()) {
-      excluded_many.assign(targets->targets.size(), 0);
-      excluded = excluded_many;
-    }
-    // Each try goes to a target not tried yet for this request, while tries and time remain:
-    // after a connect failure (nothing was sent), or after a reset before any response byte when
-    // sending the request again is safe (try_h1/try_h2 decide).
-    const auto first_try = Clock::now();
-    auto tries_text = [](uint32_t n) { return fmt::format("{} tr{}", n, n == 1 ? "y" : "ies"); };
-    for (uint32_t attempt = 0;; ++attempt) {
-      if (attempt >= targets->targets.size()) {
-        if (attempt > 1)
-          logger("upstream")
-              ->warn("upstream {}: {} {} failed on every target ({})", ucfg_.name, req_.method,
-                     req_.path, tries_text(attempt));
-        break;
-      }
-      if (attempt >= pol_.max_tries) {
-        if (attempt > 0)
-          logger("upstream")
-              ->warn("upstream {}: {} {} failed after {} (max-tries)", ucfg_.name, req_.method,
-                     req_.path, tries_text(attempt));
-        break;
-      }
-      if (attempt > 0 && pol_.retry_timeout && Clock::now() - first_try >= *pol_.retry_timeout) {
-        logger("upstream")
-            ->warn("upstream {}: {} {}: no further try after {}ms (retry-timeout)", ucfg_.name,
-                   req_.method, req_.path, pol_.retry_timeout->count());
-        break;
-      }
-      if (deadline_ && Clock::now() >= *deadline_) {
-        failure_status_ = 504;
-        break;
-      }
-      long picked = up_.lb->pick(reinterpret_cast<weir_http_t*>(&ex_), attempt, excluded);
-      if (picked < 0) {
-        if (attempt > 0)
-          logger("upstream")
-              ->warn("upstream {}: {} {} failed after {}; no other target to try", ucfg_.name,
-                     req_.method, req_.path, tries_text(attempt));
-        break;
-      }
-      auto idx = static_cast<size_t>(picked);
-      const upstream::Target& target = targets->targets[idx];
-      req_.upstream = target.address;
-      std::optional<bool> done =
-          h2 ? co_await try_h2(idx, target) : co_await try_h1(idx, target, nullptr, nullptr);
-      if (done)
-        co_return *done;
-      excluded[idx] = 1; // not reached, or safely retryable: the next target
-    }
-    co_await fail(failure_status_);
-    co_return false;
-  }
+  // (The loop over targets is in handle_request(), whose coroutine frame holds the Forwarder: one
+  // coroutine frame less per request.)
+  friend asio::awaitable<bool> http::handle_request(Worker& worker, const WorkerService& service,
+                                                    const ConnInfo& conn, ProxyRequest& req,
+                                                    BodySource& body, ResponseSink& sink);
 
 private:
   // What to do after one exchange: a final answer (the request is done, true when the
@@ -1252,7 +1180,82 @@ asio::awaitable<bool> handle_request(Worker& worker, const WorkerService& servic
     co_return true;
   }
   Forwarder fwd(worker, service, conn, req, body, sink, route, ex);
-  co_return co_await fwd.run();
+  auto targets = fwd.up_.targets; // keeps this snapshot alive for the whole exchange
+  fwd.snapshot_ = targets.get();
+  if (!targets || targets->targets.empty()) {
+    logger("upstream")
+        ->warn("upstream {}: no targets for {} {}", fwd.ucfg_.name, req.method, req.path);
+    co_await fwd.fail(503);
+    co_return false;
+  }
+  if (fwd.ucfg_.protocol == "h2" && !req.upgrade.empty()) {
+    logger("upstream")
+        ->warn("upstream {} speaks HTTP/2 only: cannot pass an Upgrade ({}) request; use "
+               "protocol \"h1\" or \"auto\"",
+               fwd.ucfg_.name, req.upgrade);
+    co_await fwd.fail(502);
+    co_return false;
+  }
+  // HTTP/2 to the targets ("h2"), or by ALPN ("auto"; an Upgrade request needs HTTP/1.1).
+  bool h2 = fwd.ucfg_.protocol == "h2" || (fwd.ucfg_.protocol == "auto" && req.upgrade.empty());
+  // Targets tried already (no allocation for the usual few targets).
+  std::array<uint8_t, 32> excluded_few{};
+  std::vector<uint8_t> excluded_many;
+  std::span<uint8_t> excluded(excluded_few.data(), targets->targets.size());
+  if (targets->targets.size() > excluded_few.size()) {
+    excluded_many.assign(targets->targets.size(), 0);
+    excluded = excluded_many;
+  }
+  // Each try goes to a target not tried yet for this request, while tries and time remain:
+  // after a connect failure (nothing was sent), or after a reset before any response byte when
+  // sending the request again is safe (try_h1/try_h2 decide).
+  const auto first_try = Clock::now();
+  auto tries_text = [](uint32_t n) { return fmt::format("{} tr{}", n, n == 1 ? "y" : "ies"); };
+  for (uint32_t attempt = 0;; ++attempt) {
+    if (attempt >= targets->targets.size()) {
+      if (attempt > 1)
+        logger("upstream")
+            ->warn("upstream {}: {} {} failed on every target ({})", fwd.ucfg_.name, req.method,
+                   req.path, tries_text(attempt));
+      break;
+    }
+    if (attempt >= fwd.pol_.max_tries) {
+      if (attempt > 0)
+        logger("upstream")
+            ->warn("upstream {}: {} {} failed after {} (max-tries)", fwd.ucfg_.name, req.method,
+                   req.path, tries_text(attempt));
+      break;
+    }
+    if (attempt > 0 && fwd.pol_.retry_timeout &&
+        Clock::now() - first_try >= *fwd.pol_.retry_timeout) {
+      logger("upstream")
+          ->warn("upstream {}: {} {}: no further try after {}ms (retry-timeout)", fwd.ucfg_.name,
+                 req.method, req.path, fwd.pol_.retry_timeout->count());
+      break;
+    }
+    if (fwd.deadline_ && Clock::now() >= *fwd.deadline_) {
+      fwd.failure_status_ = 504;
+      break;
+    }
+    long picked = fwd.up_.lb->pick(reinterpret_cast<weir_http_t*>(&ex), attempt, excluded);
+    if (picked < 0) {
+      if (attempt > 0)
+        logger("upstream")
+            ->warn("upstream {}: {} {} failed after {}; no other target to try", fwd.ucfg_.name,
+                   req.method, req.path, tries_text(attempt));
+      break;
+    }
+    auto idx = static_cast<size_t>(picked);
+    const upstream::Target& target = targets->targets[idx];
+    req.upstream = target.address;
+    std::optional<bool> done =
+        h2 ? co_await fwd.try_h2(idx, target) : co_await fwd.try_h1(idx, target, nullptr, nullptr);
+    if (done)
+      co_return *done;
+    excluded[idx] = 1; // not reached, or safely retryable: the next target
+  }
+  co_await fwd.fail(fwd.failure_status_);
+  co_return false;
 }
 
 } // namespace weir::core::http
