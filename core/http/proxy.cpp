@@ -382,8 +382,214 @@ private:
           co_return std::nullopt;
         }
       }
-      // (A connection that can carry another request is back in the pool when this returns.)
-      auto outcome = co_await exchange(conn, key, target);
+      // The exchange (inline: no coroutine frame of its own). A connection that can carry
+      // another request is back in the pool when it ends.
+      Outcome outcome;
+      {
+        upstream::Conn& up = *conn;
+        auto& msg = *req_.msg;
+        // HTTP/1.1 upstream requires a Host; an HTTP/1.0 client may not have sent one.
+        if (msg.find(bhttp::field::host) == msg.end())
+          msg.set(bhttp::field::host, req_.upstream);
+        // The buffer for the response; its memory comes from the worker's pool (see
+        // upstream_read_size).
+        beast::basic_flat_buffer<BufferPool::Allocator<char>> up_buf{
+            BufferPool::Allocator<char>(&worker_.buffers())};
+        if (!req_.has_body) {
+          // No body: the head goes out in one write, serialized in place into the block the
+          // response is then read into.
+          size_t size = request_head_size(msg);
+          auto room = up_buf.prepare(std::max(size, upstream_read_size(0)));
+          write_request_head(static_cast<char*>(room.data()), msg);
+          up_buf.commit(size);
+          // Offered to the socket at once; only a rest it did not take waits (see net::send_now).
+          error_code ec;
+          up_buf.consume(up.write_now(up_buf.data(), ec));
+          if (ec) {
+            outcome = Outcome::unsent;
+            goto exchanged;
+          }
+          if (up_buf.size() > 0) {
+            up.expires_after(wait_limit(pol_.response_timeout));
+            auto [e, n] = co_await asio::async_write(up, up_buf.data(), nothrow);
+            if (e) {
+              outcome = Outcome::unsent;
+              goto exchanged;
+            }
+            up_buf.consume(n);
+          }
+        } else if (auto sent = co_await send_with_body(up, msg); sent != Outcome::done) {
+          {
+            outcome = sent;
+            goto exchanged;
+          }
+        }
+
+        // Read the response head, skipping interim (1xx) responses. The head is parsed where it
+        // lies in up_buf, into `res` (the message the filters and the sink see).
+        std::optional<ResponseMessage> res_store;
+        ResponseHead framing;
+        for (int interim = 0;; ++interim) {
+          if (interim > kMaxInterimResponses) {
+            logger("upstream")
+                ->warn("{} (upstream {}): more than {} interim (1xx) responses", req_.upstream,
+                       ucfg_.name, kMaxInterimResponses);
+            {
+              outcome = Outcome::failed;
+              goto exchanged;
+            }
+          }
+          size_t head_len = 0;
+          for (;;) {
+            auto data = up_buf.data();
+            std::string_view have(static_cast<const char*>(data.data()), data.size());
+            head_len = find_response_head_end(have);
+            if (head_len > 0 || have.size() > kMaxUpstreamHead)
+              break;
+            up.expires_after(wait_limit(pol_.response_timeout));
+            // (See read_body_more: the first read of a response waits without trying.)
+            auto space = up_buf.prepare(upstream_read_size(up_buf.size()));
+            error_code ec;
+            size_t n = 0;
+            bool first = up_buf.size() == 0 && interim == 0;
+            if (first || !up.read_now(space, n, ec)) {
+              auto [e, got] = co_await up.async_read_some(net::DrainedRead(space), nothrow);
+              ec = e;
+              n = got;
+            }
+            up_buf.commit(n);
+            if (!ec)
+              continue;
+            if (ec == beast::error::timeout) {
+              logger("upstream")
+                  ->warn("{} (upstream {}): {}", req_.upstream, ucfg_.name, timeout_text());
+              {
+                outcome = Outcome::timeout;
+                goto exchanged;
+              }
+            }
+            if ((ec == asio::error::connection_reset || ec == asio::error::eof ||
+                 ec == asio::ssl::error::stream_truncated) &&
+                up_buf.size() == 0) {
+              outcome = Outcome::stale;
+              goto exchanged;
+            }
+            logger("upstream")
+                ->warn("{} (upstream {}): bad response: {}", req_.upstream, ucfg_.name,
+                       ec == asio::error::eof ? "partial message" : ec.message());
+            {
+              outcome = Outcome::failed;
+              goto exchanged;
+            }
+          }
+          if (head_len == 0 || head_len > kMaxUpstreamHead) {
+            logger("upstream")
+                ->warn("{} (upstream {}): response head larger than {} bytes", req_.upstream,
+                       ucfg_.name, kMaxUpstreamHead);
+            {
+              outcome = Outcome::failed;
+              goto exchanged;
+            }
+          }
+          auto data = up_buf.data();
+          framing = ResponseHead{};
+          const char* bad =
+              parse_response_head(std::string_view(static_cast<const char*>(data.data()), head_len),
+                                  res_store.emplace(), framing);
+          if (bad) {
+            logger("upstream")
+                ->warn("{} (upstream {}): bad response: {}", req_.upstream, ucfg_.name, bad);
+            {
+              outcome = Outcome::failed;
+              goto exchanged;
+            }
+          }
+          up_buf.consume(head_len);
+          if (framing.status >= 100 && framing.status < 200 && framing.status != 101)
+            continue;
+          break;
+        }
+        auto& res = *res_store;
+        req_.status = framing.status;
+        if (req_.status == 101) {
+          if (req_.upgrade.empty() || !has_token(res, bhttp::field::connection, "upgrade")) {
+            logger("upstream")->warn("{}: unexpected 101 Switching Protocols", req_.upstream);
+            {
+              outcome = Outcome::failed;
+              goto exchanged;
+            }
+          }
+          if (!co_await sink_.tunnel(res, up, up_buf.data())) {
+            if (!sink_.started()) {
+              outcome = Outcome::failed;
+              goto exchanged;
+            }
+          }
+          {
+            outcome = Outcome::aborted;
+            goto exchanged;
+          } // neither connection can carry HTTP again
+        }
+        // Without a Connection field, HTTP/1.1 keeps the connection and HTTP/1.0 does not.
+        bool upstream_keep = res.version() == 11 && (!framing.connection || res.keep_alive());
+        bool no_body = req_.head || req_.status == 204 || req_.status == 304;
+        bool delimited = framing.content_length || framing.chunked || no_body;
+        if (!delimited)
+          upstream_keep = false; // the body ends when the upstream closes
+        if (framing.hop_by_hop)
+          strip_hop_by_hop(res);
+        if (framing.transfer_encoding)
+          res.erase(bhttp::field::transfer_encoding);
+        ex_.response = &res;
+        ex_.status = req_.status;
+        run_response_filters(&route_, ex_);
+        ex_.response = nullptr;
+
+        if (!sink_.head(res, !no_body)) {
+          outcome = Outcome::aborted;
+          goto exchanged;
+        }
+        bool complete = no_body; // the upstream's side of the response was read to its end
+        if (!no_body && framing.content_length && !framing.chunked &&
+            *framing.content_length <= up_buf.size()) {
+          // The whole body came with the head (small responses): one write, no relay loop.
+          auto n = static_cast<size_t>(*framing.content_length);
+          complete = true;
+          if (n > 0) {
+            if (co_await sink_.data(asio::buffer(up_buf.data().data(), n)))
+              req_.bytes_out += n;
+            else
+              client_gone_ = true; // after the whole body: the upstream connection stays usable
+          }
+          up_buf.consume(n);
+        } else if (!no_body && framing.content_length && !framing.chunked) {
+          complete = co_await relay_counted(up, up_buf, *framing.content_length);
+          if (!complete && !client_gone_) {
+            outcome = Outcome::broken;
+            goto exchanged;
+          }
+        } else if (!no_body) {
+          complete = co_await relay_parsed(up, up_buf, framing.chunked);
+          if (!complete && !client_gone_) {
+            outcome = Outcome::broken;
+            goto exchanged;
+          }
+        }
+        bool reusable = upstream_keep && complete && up_buf.size() == 0;
+        // The upstream's side is done: the connection can serve another request while the client
+        // takes the end of this response (over HTTP/2, finish may wait for the client's windows).
+        // `up` is not touched after this.
+        if (reusable)
+          keep_connection(conn, key, target);
+        if (!client_gone_ && !sink_.finish_now() && !co_await sink_.finish(nullptr))
+          client_gone_ = true;
+        if (client_gone_ && !complete) {
+          outcome = Outcome::aborted;
+          goto exchanged;
+        }
+        outcome = reusable ? Outcome::done_reusable : Outcome::done;
+      }
+    exchanged:
       lb_done(idx, req_.status, elapsed_ns(t0));
       if (outcome != Outcome::client_failed)
         observe(target, req_.status, false, outcome == Outcome::timeout, t0);
@@ -690,172 +896,6 @@ private:
   // One request and its response on `owned`, which goes back to the pool (keep_connection) as
   // soon as the upstream's side of the response is complete and the connection can carry
   // another request.
-  asio::awaitable<Outcome> exchange(std::unique_ptr<upstream::Conn>& owned, const std::string& key,
-                                    const upstream::Target& target) {
-    upstream::Conn& conn = *owned;
-    auto& msg = *req_.msg;
-    // HTTP/1.1 upstream requires a Host; an HTTP/1.0 client may not have sent one.
-    if (msg.find(bhttp::field::host) == msg.end())
-      msg.set(bhttp::field::host, req_.upstream);
-    // The buffer for the response; its memory comes from the worker's pool (see
-    // upstream_read_size).
-    beast::basic_flat_buffer<BufferPool::Allocator<char>> up_buf{
-        BufferPool::Allocator<char>(&worker_.buffers())};
-    if (!req_.has_body) {
-      // No body: the head goes out in one write, serialized in place into the block the
-      // response is then read into.
-      size_t size = request_head_size(msg);
-      auto room = up_buf.prepare(std::max(size, upstream_read_size(0)));
-      write_request_head(static_cast<char*>(room.data()), msg);
-      up_buf.commit(size);
-      // Offered to the socket at once; only a rest it did not take waits (see net::send_now).
-      error_code ec;
-      up_buf.consume(conn.write_now(up_buf.data(), ec));
-      if (ec)
-        co_return Outcome::unsent;
-      if (up_buf.size() > 0) {
-        conn.expires_after(wait_limit(pol_.response_timeout));
-        auto [e, n] = co_await asio::async_write(conn, up_buf.data(), nothrow);
-        if (e)
-          co_return Outcome::unsent;
-        up_buf.consume(n);
-      }
-    } else if (auto sent = co_await send_with_body(conn, msg); sent != Outcome::done) {
-      co_return sent;
-    }
-
-    // Read the response head, skipping interim (1xx) responses. The head is parsed where it lies
-    // in up_buf, into `res` (the message the filters and the sink see).
-    std::optional<ResponseMessage> res_store;
-    ResponseHead framing;
-    for (int interim = 0;; ++interim) {
-      if (interim > kMaxInterimResponses) {
-        logger("upstream")
-            ->warn("{} (upstream {}): more than {} interim (1xx) responses", req_.upstream,
-                   ucfg_.name, kMaxInterimResponses);
-        co_return Outcome::failed;
-      }
-      size_t head_len = 0;
-      for (;;) {
-        auto data = up_buf.data();
-        std::string_view have(static_cast<const char*>(data.data()), data.size());
-        head_len = find_response_head_end(have);
-        if (head_len > 0 || have.size() > kMaxUpstreamHead)
-          break;
-        conn.expires_after(wait_limit(pol_.response_timeout));
-        // (See read_body_more: the first read of a response waits without trying.)
-        auto space = up_buf.prepare(upstream_read_size(up_buf.size()));
-        error_code ec;
-        size_t n = 0;
-        bool first = up_buf.size() == 0 && interim == 0;
-        if (first || !conn.read_now(space, n, ec)) {
-          auto [e, got] = co_await conn.async_read_some(net::DrainedRead(space), nothrow);
-          ec = e;
-          n = got;
-        }
-        up_buf.commit(n);
-        if (!ec)
-          continue;
-        if (ec == beast::error::timeout) {
-          logger("upstream")
-              ->warn("{} (upstream {}): {}", req_.upstream, ucfg_.name, timeout_text());
-          co_return Outcome::timeout;
-        }
-        if ((ec == asio::error::connection_reset || ec == asio::error::eof ||
-             ec == asio::ssl::error::stream_truncated) &&
-            up_buf.size() == 0)
-          co_return Outcome::stale;
-        logger("upstream")
-            ->warn("{} (upstream {}): bad response: {}", req_.upstream, ucfg_.name,
-                   ec == asio::error::eof ? "partial message" : ec.message());
-        co_return Outcome::failed;
-      }
-      if (head_len == 0 || head_len > kMaxUpstreamHead) {
-        logger("upstream")
-            ->warn("{} (upstream {}): response head larger than {} bytes", req_.upstream,
-                   ucfg_.name, kMaxUpstreamHead);
-        co_return Outcome::failed;
-      }
-      auto data = up_buf.data();
-      framing = ResponseHead{};
-      const char* bad =
-          parse_response_head(std::string_view(static_cast<const char*>(data.data()), head_len),
-                              res_store.emplace(), framing);
-      if (bad) {
-        logger("upstream")
-            ->warn("{} (upstream {}): bad response: {}", req_.upstream, ucfg_.name, bad);
-        co_return Outcome::failed;
-      }
-      up_buf.consume(head_len);
-      if (framing.status >= 100 && framing.status < 200 && framing.status != 101)
-        continue;
-      break;
-    }
-    auto& res = *res_store;
-    req_.status = framing.status;
-    if (req_.status == 101) {
-      if (req_.upgrade.empty() || !has_token(res, bhttp::field::connection, "upgrade")) {
-        logger("upstream")->warn("{}: unexpected 101 Switching Protocols", req_.upstream);
-        co_return Outcome::failed;
-      }
-      if (!co_await sink_.tunnel(res, conn, up_buf.data())) {
-        if (!sink_.started())
-          co_return Outcome::failed;
-      }
-      co_return Outcome::aborted; // neither connection can carry HTTP again
-    }
-    // Without a Connection field, HTTP/1.1 keeps the connection and HTTP/1.0 does not.
-    bool upstream_keep = res.version() == 11 && (!framing.connection || res.keep_alive());
-    bool no_body = req_.head || req_.status == 204 || req_.status == 304;
-    bool delimited = framing.content_length || framing.chunked || no_body;
-    if (!delimited)
-      upstream_keep = false; // the body ends when the upstream closes
-    if (framing.hop_by_hop)
-      strip_hop_by_hop(res);
-    if (framing.transfer_encoding)
-      res.erase(bhttp::field::transfer_encoding);
-    ex_.response = &res;
-    ex_.status = req_.status;
-    run_response_filters(&route_, ex_);
-    ex_.response = nullptr;
-
-    if (!sink_.head(res, !no_body))
-      co_return Outcome::aborted;
-    bool complete = no_body; // the upstream's side of the response was read to its end
-    if (!no_body && framing.content_length && !framing.chunked &&
-        *framing.content_length <= up_buf.size()) {
-      // The whole body came with the head (small responses): one write, no relay loop.
-      auto n = static_cast<size_t>(*framing.content_length);
-      complete = true;
-      if (n > 0) {
-        if (co_await sink_.data(asio::buffer(up_buf.data().data(), n)))
-          req_.bytes_out += n;
-        else
-          client_gone_ = true; // after the whole body: the upstream connection stays usable
-      }
-      up_buf.consume(n);
-    } else if (!no_body && framing.content_length && !framing.chunked) {
-      complete = co_await relay_counted(conn, up_buf, *framing.content_length);
-      if (!complete && !client_gone_)
-        co_return Outcome::broken;
-    } else if (!no_body) {
-      complete = co_await relay_parsed(conn, up_buf, framing.chunked);
-      if (!complete && !client_gone_)
-        co_return Outcome::broken;
-    }
-    bool reusable = upstream_keep && complete && up_buf.size() == 0;
-    // The upstream's side is done: the connection can serve another request while the client
-    // takes the end of this response (over HTTP/2, finish may wait for the client's windows).
-    // `conn` is not touched after this.
-    if (reusable)
-      keep_connection(owned, key, target);
-    if (!client_gone_ && !sink_.finish_now() && !co_await sink_.finish(nullptr))
-      client_gone_ = true;
-    if (client_gone_ && !complete)
-      co_return Outcome::aborted;
-    co_return reusable ? Outcome::done_reusable : Outcome::done;
-  }
-
   using UpBuffer = beast::basic_flat_buffer<BufferPool::Allocator<char>>;
 
   // Read more of a response body from the upstream into up_buf; the sink first sends what it
@@ -866,7 +906,7 @@ private:
       co_return asio::error::operation_aborted;
     }
     // Every read from the upstream is a drained read (net/drained_read.hpp): after one that came
-    // up short, the first read of the next response (the head loop in exchange()), issued right
+    // up short, the first read of the next response (the head loop in try_h1()), issued right
     // after its request went out, waits for the upstream's bytes instead of trying recv() at
     // once and failing. Any other read, as this one, tries recv() first, which sees an end of
     // file that the read before it consumed with its data (a body delimited by the close, a
