@@ -556,7 +556,11 @@ private:
           auto n = static_cast<size_t>(*framing.content_length);
           complete = true;
           if (n > 0) {
-            if (co_await sink_.data(asio::buffer(up_buf.data().data(), n)))
+            auto body = asio::buffer(up_buf.data().data(), n);
+            std::optional<bool> sent = sink_.data_now(body); // (no coroutine frame for data())
+            if (!sent)
+              sent = co_await sink_.data(body);
+            if (*sent)
               req_.bytes_out += n;
             else
               client_gone_ = true; // after the whole body: the upstream connection stays usable

@@ -75,6 +75,13 @@ public:
   // allocation and more per response.)
   virtual bool head(ResponseMessage& res, bool body) = 0;
   virtual boost::asio::awaitable<bool> data(boost::asio::const_buffer chunk) = 0;
+  // data() without a coroutine, when the connection takes the whole chunk at once: true (sent)
+  // or false (the client is gone). nullopt when it did not take it all: then data() must be
+  // called with the same chunk, and sends what is left. (The default always says nullopt.)
+  virtual std::optional<bool> data_now(boost::asio::const_buffer chunk) {
+    (void)chunk;
+    return std::nullopt;
+  }
   // The end of the response, with trailer fields (may be null or empty).
   virtual boost::asio::awaitable<bool> finish(const Fields* trailers) = 0;
   // The end of a response without trailers, when it completes without waiting (nothing held

@@ -911,11 +911,13 @@ private:
   }
 
   // Not a coroutine itself: the one it returns (write_parts) is the only frame per call.
-  asio::awaitable<bool> data(asio::const_buffer chunk) override {
-    Parts parts{};
+  using Parts = std::array<asio::const_buffer, 4>;
+
+  // The parts of a data() call: the held-back head, a chunk's size line, the chunk, its CRLF.
+  size_t data_parts(asio::const_buffer chunk, Parts& parts) {
     size_t count = 0;
     if (!res_has_body_ || chunk.size() == 0)
-      return write_parts(parts, count);
+      return 0;
     if (!out_head_.empty())
       parts[count++] = asio::buffer(out_head_);
     if (out_chunked_) {
@@ -930,7 +932,37 @@ private:
     parts[count++] = chunk;
     if (out_chunked_)
       parts[count++] = asio::buffer("\r\n", 2);
+    return count;
+  }
+
+  asio::awaitable<bool> data(asio::const_buffer chunk) override {
+    Parts parts{};
+    size_t count = data_parts(chunk, parts);
     return write_parts(parts, count);
+  }
+
+  std::optional<bool> data_now(asio::const_buffer chunk) override {
+    if constexpr (kTls) {
+      return std::nullopt;
+    } else {
+      Parts parts{};
+      size_t count = data_parts(chunk, parts);
+      if (count == 0)
+        return true;
+      started_ = true; // from here on, no other response can replace this one
+      error_code ec;
+      size_t sent = net::send_now(lowest().socket().native_handle(), parts.data(), count, ec);
+      if (ec) {
+        out_head_.clear();
+        return false;
+      }
+      if (sent == beast::buffer_bytes(std::span<const asio::const_buffer>(parts.data(), count))) {
+        out_head_.clear();
+        return true;
+      }
+      sent_ahead_ = sent; // data() with the same chunk skips what went
+      return std::nullopt;
+    }
   }
 
   bool finish_now() override {
@@ -965,14 +997,16 @@ private:
   // a copy: the callers return this coroutine without waiting for it themselves. On a plain
   // connection the socket is offered the bytes at once (net::send_now); only what it did not
   // take waits for it, under send-timeout.
-  using Parts = std::array<asio::const_buffer, 4>;
   asio::awaitable<bool> write_parts(Parts parts, size_t count) {
     if (count == 0)
       co_return true;
     started_ = true; // from here on, no other response can replace this one
     std::span<const asio::const_buffer> all(parts.data(), count);
     beast::buffers_suffix<std::span<const asio::const_buffer>> rest(all);
-    if constexpr (!kTls) {
+    if (sent_ahead_ > 0) {
+      // data_now() sent the start of these parts: the socket was full a moment ago.
+      rest.consume(std::exchange(sent_ahead_, 0));
+    } else if constexpr (!kTls) {
       error_code ec;
       size_t sent = net::send_now(lowest().socket().native_handle(), parts.data(), count, ec);
       if (ec) {
@@ -1139,6 +1173,7 @@ private:
   bool out_chunked_ = false;
   bool out_finished_ = false;
   std::array<char, 20> size_line_{}; // a chunk's size line, until its write is done
+  size_t sent_ahead_ = 0;            // what data_now() sent of the parts data() is to send
   bool res_has_body_ = false;
   bool keep_alive_ = false; // the request allows another after it
   bool keep_after_ = false; // the response said the connection stays open

@@ -245,6 +245,36 @@ class EdgeTest(wt.WeirTestCase):
         self.assertEqual(recs[0].body, b"hello")
         self.assertEqual(recs[2].body, b"abc")
 
+    def test_responses_to_a_slow_reader_arrive_whole_and_in_order(self):
+        # Small responses (the whole body read with the head) go to the client at once when its
+        # socket takes them; when the socket is full, the rest is sent when it drains. A client
+        # with a small receive buffer pipelines many requests and reads nothing for a while.
+        def handler(rec: Rec):
+            tag = rec.target.encode()
+            body = (tag + b"|") * (12000 // (len(tag) + 1))
+            return resp(200, body), True
+
+        o = self.script(handler)
+        w = self.weir_for(o.address)
+        host, port = w.addr()
+        count = 300
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as c:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.settimeout(20)
+            c.connect((host, port))
+            c.sendall(b"".join(f"GET /r{i} HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+                               for i in range(count)))
+            time.sleep(1.0)  # weir's side of the connection fills up meanwhile
+            rd = wt.SockReader(c, threading.Event(), 20.0)
+            for i in range(count):
+                head = rd.read_until(b"\r\n\r\n", 65536)
+                first, headers = wt.parse_head(head)
+                self.assertIn(" 200 ", first, f"response {i}")
+                body = rd.read_exact(int(wt.hget(headers, "content-length")))
+                tag = f"/r{i}|".encode()
+                self.assertEqual(body, tag * (12000 // len(tag)), f"the body of response {i}")
+        self.assertEqual(o.errors, [])
+
     def test_pipelined_after_chunked_body(self):
         o = self.origin("a", wt.echo())
         w = self.weir_for(o.address)
