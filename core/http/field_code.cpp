@@ -1,6 +1,7 @@
 #include "core/http/field_code.hpp"
 
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 
@@ -9,6 +10,9 @@ namespace weir::core::http {
 namespace {
 
 using field = boost::beast::http::field;
+
+// The words are built with byte i at bits 8i, as a little-endian load reads them.
+static_assert(std::endian::native == std::endian::little, "field_code's words are little-endian");
 
 // A name of 2 to 24 bytes is compared as two or three words: the first `k` bytes, the last `k`
 // (k = 2, 4 or 8 after the length; they may overlap) and, above 16 bytes, bytes 8 to 15.

@@ -70,8 +70,11 @@ void note_field(HeadParts& parts, boost::beast::http::field id, std::string_view
   }
 }
 
-// A port of 1 to 65535 (Boost.URL's port_number() keeps only the low 16 bits of a larger one).
+// A port of 1 to 65535, leading zeros allowed (RFC 3986: any number of digits). Boost.URL's
+// port_number() keeps only the low 16 bits of a larger one.
 bool valid_port(std::string_view port) {
+  while (port.size() > 1 && port.front() == '0')
+    port.remove_prefix(1);
   unsigned n = 0;
   auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
   return !port.empty() && port.size() <= 5 && ec == std::errc() &&
@@ -122,7 +125,7 @@ std::optional<bool> plain_host_value(std::string_view value) {
     return std::nullopt;
   if (p == end)
     return true;
-  size_t digits = static_cast<size_t>(end - p - 1);
+  size_t digits = static_cast<size_t>(end - p - 1); // (more than 5: the full parser decides)
   if (*p != ':' || digits == 0 || digits > 5)
     return std::nullopt;
   unsigned port = 0;
@@ -237,7 +240,7 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits, HeadParts*
       return reject(400, why);
     if (++count > limits.max_headers)
       return reject(431, "too many headers");
-    // The parser stores a field's name and value with 16-bit lengths.
+    // A bound on one field (name and value), whatever max-header-bytes allows.
     if (fl.name.size() + fl.value.size() > kMaxFieldBytes)
       return reject(431, "a header field is larger than 64 KiB");
     std::string_view name = fl.name;

@@ -897,9 +897,6 @@ private:
       worker_.pool().put(key, std::move(conn), ucfg_.pool_size, ucfg_.idle_timeout);
   }
 
-  // One request and its response on `owned`, which goes back to the pool (keep_connection) as
-  // soon as the upstream's side of the response is complete and the connection can carry
-  // another request.
   using UpBuffer = beast::basic_flat_buffer<BufferPool::Allocator<char>>;
 
   // Read more of a response body from the upstream into up_buf; the sink first sends what it
@@ -1041,9 +1038,10 @@ private:
   WorkerUpstream& up_;
   const config::UpstreamConfig& ucfg_;
   const ForwardPolicy& pol_;
-  const upstream::TargetSet* snapshot_ = nullptr; // the set indices refer to (kept alive by run)
-  std::optional<Clock::time_point> deadline_;     // request-timeout
-  BufferPool::Block relay_;                       // from the worker's pool, when a body is relayed
+  const upstream::TargetSet* snapshot_ =
+      nullptr; // the set indices refer to (kept alive by handle_request)
+  std::optional<Clock::time_point> deadline_; // request-timeout
+  BufferPool::Block relay_;                   // from the worker's pool, when a body is relayed
   bool body_started_ = false;
   bool continue_sent_ = false;
   bool client_gone_ = false; // a write to the client failed: its connection closes

@@ -160,6 +160,10 @@ TEST_CASE("Host header values") {
   CHECK_FALSE(valid_host_value("[::1]:65536"));
   CHECK_FALSE(valid_host_value("[::1]:99999"));
   CHECK_FALSE(valid_host_value("[::1]:0"));
+  CHECK(valid_host_value("a:000080"));
+  CHECK(valid_host_value("[::1]:0000065535"));
+  CHECK_FALSE(valid_host_value("a:0000065536"));
+  CHECK_FALSE(valid_host_value("a:0000"));
   CHECK(status_of("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n") == 400);
 }
 
