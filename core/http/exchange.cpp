@@ -43,8 +43,12 @@ inline bool may_hold_control(std::uint64_t x) noexcept {
   return (below_space | is_del) != 0;
 }
 
-// Why the line at `line` (up to its CRLF or the head's end) is not a field line.
-const char* diagnose(std::string_view line) {
+// Why the line at `pos` of `head` is not a field line.
+const char* diagnose(std::string_view head, std::size_t pos) {
+  auto eol = head.find("\r\n", pos);
+  if (eol == std::string_view::npos)
+    return "unterminated header line";
+  std::string_view line = head.substr(pos, eol - pos);
   if (!line.empty() && (line.front() == ' ' || line.front() == '\t'))
     return "obsolete line folding in headers";
   auto colon = line.find(':');
@@ -72,9 +76,7 @@ FieldLineKind read_field_line(std::string_view head, std::size_t& pos, FieldLine
     ++p;
   const char* colon = p;
   if (p == start || p == end || *p != ':') {
-    auto eol = head.find("\r\n", pos);
-    why = eol == std::string_view::npos ? "unterminated header line"
-                                        : diagnose(head.substr(pos, eol - pos));
+    why = diagnose(head, pos);
     return FieldLineKind::bad;
   }
   ++p;
@@ -92,9 +94,7 @@ FieldLineKind read_field_line(std::string_view head, std::size_t& pos, FieldLine
   while (p < end && !kControl[static_cast<unsigned char>(*p)])
     ++p;
   if (end - p < 2 || p[0] != '\r' || p[1] != '\n') {
-    auto eol = head.find("\r\n", pos);
-    why = eol == std::string_view::npos ? "unterminated header line"
-                                        : diagnose(head.substr(pos, eol - pos));
+    why = diagnose(head, pos);
     return FieldLineKind::bad;
   }
   const char* value_end = p;

@@ -1,7 +1,5 @@
 #include "core/http/fields.hpp"
 
-#include "core/http/field_code.hpp"
-
 #include <boost/beast/core/detail/temporary_buffer.hpp>
 #include <boost/beast/http/fields.hpp> // Beast's token-list helpers (detail::keep_alive_impl)
 #include <boost/beast/http/rfc7230.hpp>

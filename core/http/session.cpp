@@ -950,19 +950,29 @@ private:
       if (count == 0)
         return true;
       started_ = true; // from here on, no other response can replace this one
-      error_code ec;
-      size_t sent = net::send_now(lowest().socket().native_handle(), parts.data(), count, ec);
-      if (ec) {
-        out_head_.clear();
-        return false;
-      }
-      if (sent == beast::buffer_bytes(std::span<const asio::const_buffer>(parts.data(), count))) {
-        out_head_.clear();
-        return true;
-      }
-      sent_ahead_ = sent; // data() with the same chunk skips what went
-      return std::nullopt;
+      size_t sent = 0;
+      auto done = offer_now(parts, count, sent);
+      if (!done)
+        sent_ahead_ = sent; // data() with the same chunk skips what went
+      return done;
     }
+  }
+
+  // Offers parts[0..count) to a plain connection's socket at once (net::send_now): false when
+  // the client is gone, true when the socket took them all (the held-back head is gone either
+  // way), else nullopt with `sent` the bytes it took.
+  std::optional<bool> offer_now(const Parts& parts, size_t count, size_t& sent) {
+    error_code ec;
+    sent = net::send_now(lowest().socket().native_handle(), parts.data(), count, ec);
+    if (ec) {
+      out_head_.clear();
+      return false;
+    }
+    if (sent == beast::buffer_bytes(std::span<const asio::const_buffer>(parts.data(), count))) {
+      out_head_.clear();
+      return true;
+    }
+    return std::nullopt;
   }
 
   bool finish_now() override {
@@ -1007,17 +1017,10 @@ private:
       // data_now() sent the start of these parts: the socket was full a moment ago.
       rest.consume(std::exchange(sent_ahead_, 0));
     } else if constexpr (!kTls) {
-      error_code ec;
-      size_t sent = net::send_now(lowest().socket().native_handle(), parts.data(), count, ec);
-      if (ec) {
-        out_head_.clear();
-        co_return false;
-      }
+      size_t sent = 0;
+      if (auto done = offer_now(parts, count, sent))
+        co_return *done;
       rest.consume(sent);
-      if (beast::buffer_bytes(rest) == 0) {
-        out_head_.clear();
-        co_return true;
-      }
     }
     lowest().expires_after(limits_.send_timeout);
     auto [ec, n] = co_await asio::async_write(client_, rest, nothrow);
