@@ -165,9 +165,13 @@ Fields::string_view Fields::operator[](string_view name) const noexcept {
   return it == end() ? string_view() : it->value();
 }
 
-char* Fields::stage(string_view name, string_view value) {
+void Fields::reserve_one() {
   if (entries_.size() == entries_.capacity())
     entries_.reserve(std::max<std::size_t>(entries_.size() * 2, 16));
+}
+
+char* Fields::stage(string_view name, string_view value) {
+  reserve_one();
   // Name and value in one piece of a block.
   char* p = room(name.size() + value.size());
   std::memcpy(p, name.data(), name.size());
@@ -175,17 +179,24 @@ char* Fields::stage(string_view name, string_view value) {
   return p;
 }
 
-void Fields::push(field id, const char* p, std::size_t name_len, std::size_t value_len) noexcept {
-  value_type& f = entries_.emplace_back(); // (no allocation: stage() made room)
-  f.name_ = p;
+void Fields::push(field id, const char* name, std::size_t name_len, const char* value,
+                  std::size_t value_len) noexcept {
+  value_type& f = entries_.emplace_back(); // (no allocation: reserve_one() made room)
+  f.name_ = name;
   f.name_len_ = static_cast<std::uint32_t>(name_len);
-  f.value_ = p + name_len;
+  f.value_ = value;
   f.value_len_ = static_cast<std::uint32_t>(value_len);
   f.id_ = id;
 }
 
+void Fields::adopt(field id, string_view name, string_view value) {
+  reserve_one();
+  push(id, name.data(), name.size(), value.data(), value.size());
+}
+
 void Fields::insert(field id, string_view name, string_view value) {
-  push(id, stage(name, value), name.size(), value.size());
+  char* p = stage(name, value);
+  push(id, p, name.size(), p + name.size(), value.size());
 }
 
 void Fields::insert(field name, string_view value) {
@@ -209,7 +220,7 @@ void Fields::set(string_view name, string_view value) {
 void Fields::set(field id, string_view name, string_view value) {
   char* p = stage(name, value);
   erase(id, name);
-  push(id, p, name.size(), value.size());
+  push(id, p, name.size(), p + name.size(), value.size());
 }
 
 Fields::const_iterator Fields::erase(const_iterator pos) {

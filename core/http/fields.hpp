@@ -111,6 +111,16 @@ public:
   void insert(string_view name, string_view value);
   // The name as given (its spelling kept), `id` its code (field::unknown for an unknown name).
   void insert(field id, string_view name, string_view value);
+  // A whole head's fields added with one copy instead of one per field: hold() copies `text` (a
+  // head, or the part of it that holds the fields) into the blocks and returns the copy;
+  // adopt() adds a field whose name and value are views that outlive the container: inside a
+  // copy hold() returned (stable until clear()), or static text. adopt_target() and
+  // adopt_reason() set the request target or the reason phrase to such a view.
+  string_view hold(string_view text) { return copy(text); }
+  void adopt(field id, string_view name, string_view value);
+  void adopt_target(string_view target) noexcept { target_ = target; }
+  void adopt_reason(string_view reason) noexcept { reason_ = reason; }
+
   // Replaces every field of that name with one (at the end).
   void set(field name, string_view value);
   void set(string_view name, string_view value);
@@ -150,10 +160,12 @@ private:
     return f.id_ == field::unknown && boost::beast::iequals(f.name_string(), name);
   }
   const_iterator find(field id, string_view name) const noexcept;
-  // A field is added in two steps: stage() copies its name and value (and makes room in the
-  // array), which may throw; push() appends it, which does not.
+  // A field is added in two steps: stage() copies its name and value (and reserve_one() makes
+  // room in the array), which may throw; push() appends it, which does not.
+  void reserve_one();
   char* stage(string_view name, string_view value);
-  void push(field id, const char* p, std::size_t name_len, std::size_t value_len) noexcept;
+  void push(field id, const char* name, std::size_t name_len, const char* value,
+            std::size_t value_len) noexcept;
   std::size_t erase(field id, string_view name);
   // `s` copied into the blocks (stable until clear()).
   string_view copy(string_view s);

@@ -36,6 +36,27 @@ HeadCheck reject(unsigned status, std::string reason) {
   return r;
 }
 
+} // namespace
+
+boost::beast::http::verb method_code(std::string_view m) {
+  using boost::beast::http::verb;
+  // The usual ones without Beast's lookup (which goes through every method it knows).
+  if (m.size() == 3) {
+    if (m == "GET")
+      return verb::get;
+    if (m == "PUT")
+      return verb::put;
+  } else if (m.size() == 4) {
+    if (m == "POST")
+      return verb::post;
+    if (m == "HEAD")
+      return verb::head;
+  }
+  return boost::beast::http::string_to_verb(m);
+}
+
+namespace {
+
 bool valid_method(std::string_view m) {
   return valid_header_name(m);
 }
@@ -194,7 +215,8 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits, HeadParts*
   std::string_view method = line.substr(0, sp1);
   std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   std::string_view version = line.substr(sp2 + 1);
-  if (!valid_method(method))
+  auto verb = method_code(method);
+  if (verb == boost::beast::http::verb::unknown && !valid_method(method))
     return reject(400, "invalid method");
   if (target.empty())
     return reject(400, "empty request target");
@@ -211,13 +233,14 @@ HeadCheck check_head(std::string_view head, const HeadLimits& limits, HeadParts*
   } else {
     return reject(400, "malformed HTTP version");
   }
-  if (method == "CONNECT")
+  if (verb == boost::beast::http::verb::connect)
     return reject(405, "CONNECT is not supported");
-  if (target.front() != '/' && !(target == "*" && method == "OPTIONS") &&
+  if (target.front() != '/' && !(target == "*" && verb == boost::beast::http::verb::options) &&
       !parse_absolute_target(target))
     return reject(400, "invalid request target");
   if (parts) {
     parts->method = method;
+    parts->verb = verb;
     parts->target = target;
     parts->fields.clear();
     parts->host = {};

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/beast/http/field.hpp>
+#include <boost/beast/http/verb.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -47,10 +48,15 @@ size_t find_head_end(std::string_view data, size_t& skip);
 // Inspect an incomplete head: a status (414 or 431) when it already breaks a limit, else 0.
 unsigned check_partial_head(std::string_view data, const HeadLimits& limits);
 
+// A method's code, as Beast's string_to_verb gives it (verb::unknown for an extension method),
+// the usual ones found faster.
+boost::beast::http::verb method_code(std::string_view method);
+
 // The parts of an acceptable head, as views into it: for a caller that builds its message from
 // them instead of parsing the head a second time.
 struct HeadParts {
   std::string_view method;
+  boost::beast::http::verb verb = boost::beast::http::verb::unknown; // its code (as Beast's)
   std::string_view target;
   struct Field {
     std::string_view name;

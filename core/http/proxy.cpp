@@ -1141,14 +1141,22 @@ const WorkerRoute& prepare_request(const WorkerService& service, const ConnInfo&
   std::string chain;
   // (The X-Forwarded-* names are not among Beast's field codes: field::unknown, no lookup.)
   constexpr auto unknown = bhttp::field::unknown;
-  msg.each_value(unknown, "X-Forwarded-For", [&](std::string_view v) {
-    if (!v.empty()) {
+  // Whether the request has any X-Forwarded-* field: when not, the three below are added without
+  // a search for the ones they replace.
+  bool forwarded_fields = false;
+  for (const auto& f : msg) {
+    std::string_view name = f.name_string();
+    if (f.name() != unknown || name.size() < 15 ||
+        !beast::iequals(name.substr(0, 12), "x-forwarded-"))
+      continue;
+    forwarded_fields = true;
+    std::string_view v = f.value();
+    if (!v.empty() && beast::iequals(name, "X-Forwarded-For")) {
       xff.push_back(v);
       chain += v;
       chain += ", ";
     }
-    return false;
-  });
+  }
   req.client_ip = conn.peer_ip;
   req.client_port = conn.peer_port;
   if (!service.plan->trusted_proxies.empty()) {
@@ -1166,13 +1174,21 @@ const WorkerRoute& prepare_request(const WorkerService& service, const ConnInfo&
   }
   // Every X-Forwarded-For line counts (a list may be split over several), then the peer.
   chain += conn.peer_ip;
-  msg.set(unknown, "X-Forwarded-For", chain);
-  msg.set(unknown, "X-Forwarded-Proto", conn.tls ? "https" : "http");
-  if (!req.host.empty())
-    msg.set(unknown, "X-Forwarded-Host", req.host);
+  std::string_view proto = conn.tls ? "https" : "http";
+  if (forwarded_fields) {
+    msg.set(unknown, "X-Forwarded-For", chain);
+    msg.set(unknown, "X-Forwarded-Proto", proto);
+    if (!req.host.empty())
+      msg.set(unknown, "X-Forwarded-Host", req.host);
+  } else {
+    msg.insert(unknown, "X-Forwarded-For", chain);
+    msg.adopt(unknown, "X-Forwarded-Proto", proto); // (static text: nothing to copy)
+    if (!req.host.empty())
+      msg.insert(unknown, "X-Forwarded-Host", req.host);
+  }
   msg.version(11);
 
-  const WorkerRoute& route = service.match(req.method, host_without_port(req.host), req.path);
+  const WorkerRoute& route = service.match(req.method, req.host, req.path);
   ex.method = req.method;
   ex.path = req.path;
   ex.query = req.query;

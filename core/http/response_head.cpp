@@ -30,8 +30,11 @@ size_t find_response_head_end(std::string_view data) {
   return pos == std::string_view::npos ? 0 : pos + 4;
 }
 
-const char* parse_response_head(std::string_view head, beast::http::header<false, Fields>& res,
+const char* parse_response_head(std::string_view wire, beast::http::header<false, Fields>& res,
                                 ResponseHead& out) {
+  // Parsed from a copy kept in the message: its reason and fields are views into that one copy
+  // (no copy per field).
+  std::string_view head = res.hold(wire);
   // status-line = HTTP-version SP status-code SP [ reason-phrase ] CRLF (the SP before an empty
   // reason is often left out: accepted).
   auto eol = head.find("\r\n");
@@ -59,7 +62,7 @@ const char* parse_response_head(std::string_view head, beast::http::header<false
   }
   res.version(line[7] == '1' ? 11 : 10);
   res.result(code);
-  res.reason(reason);
+  res.adopt_reason(reason);
   out.status = code;
 
   size_t pos = eol + 2;
@@ -123,7 +126,7 @@ const char* parse_response_head(std::string_view head, beast::http::header<false
         out.hop_by_hop = true;
       break;
     }
-    res.insert(f, name, value);
+    res.adopt(f, name, value);
   }
   return "unterminated head";
 }

@@ -725,13 +725,22 @@ private:
       }
     }
 
-    // The message is made from check_head's views, without parsing the head a second time.
+    // The message is made from check_head's views, without parsing the head a second time: the
+    // head is copied into it once, and its target and fields are views into that copy.
     auto& msg = own_msg_.emplace();
-    msg.method_string(parts.method);
-    msg.target(parts.target);
+    std::string_view wire(static_cast<const char*>(buf_.data().data()), head_len);
+    const char* held = msg.hold(wire).data();
+    auto in_copy = [&](std::string_view v) {
+      return std::string_view(held + (v.data() - wire.data()), v.size());
+    };
+    if (parts.verb != bhttp::verb::unknown)
+      msg.method(parts.verb);
+    else
+      msg.method_string(parts.method);
+    msg.adopt_target(in_copy(parts.target));
     msg.version(req.version);
     for (const auto& f : parts.fields)
-      msg.insert(f.id, f.name, f.value);
+      msg.adopt(f.id, in_copy(f.name), in_copy(f.value));
     buf_.consume(head_len);
     // One Transfer-Encoding line, as check_head read them all: an empty line or element
     // (accepted, RFC 9110 5.6.1) must not hide "chunked" from the message's own framing rule,

@@ -46,15 +46,19 @@ void give_back_free_memory() {
 
 const WorkerRoute& WorkerService::match(std::string_view method, std::string_view host,
                                         std::string_view path) const {
+  std::optional<std::string> name; // `host` normalised, once a route needs it
   for (const auto& r : routes) {
     const CompiledRoute& p = *r.plan;
     if (!p.methods.empty() &&
         std::find(p.methods.begin(), p.methods.end(), method) == p.methods.end())
       continue;
-    if (!p.hosts.empty() && std::none_of(p.hosts.begin(), p.hosts.end(), [&](const auto& h) {
-          return http::host_matches(h, host);
-        }))
-      continue;
+    if (!p.hosts.empty()) {
+      if (!name)
+        name = http::host_without_port(host);
+      if (std::none_of(p.hosts.begin(), p.hosts.end(),
+                       [&](const auto& h) { return http::host_matches(h, *name); }))
+        continue;
+    }
     if (p.exact) {
       if (path == *p.exact)
         return r;

@@ -60,9 +60,10 @@ struct WorkerService {
   std::vector<WorkerRoute> routes;
   std::optional<WorkerRoute> fallback;
   WorkerRoute unmatched; // service filters only, no upstream
-  // The route for a request, among the routes whose host (`host`: lowercase, without port) and
-  // method match: exact path, then longest prefix on a segment boundary, then the first regex
-  // that matches; else the fallback (the service's upstream), else `unmatched`.
+  // The route for a request, among the routes whose host and method match: exact path, then
+  // longest prefix on a segment boundary, then the first regex that matches; else the fallback
+  // (the service's upstream), else `unmatched`. `host` is the request's Host as sent (any case,
+  // a port, a trailing dot): it is normalised only when a route names hosts.
   const WorkerRoute& match(std::string_view method, std::string_view host,
                            std::string_view path) const;
 };

@@ -116,11 +116,17 @@ class ProxyTest(wt.WeirTestCase):
     def test_x_forwarded_for_is_appended(self):
         o = self.origin("a", wt.echo())
         w = self.start_weir(wt.basic_config({"app": o.address}))
-        r = wt.curl("-H", "X-Forwarded-For: 10.1.2.3", w.url("/xff"))
+        r = wt.curl("-H", "X-Forwarded-For: 10.1.2.3", "-H", "x-forwarded-proto: https",
+                    "-H", "X-FORWARDED-HOST: spoofed.test", "-H", "Host: real.test", w.url("/xff"))
         self.assertStatus(r, 200, "GET /xff")
-        xff = o.last().header_all("x-forwarded-for")
-        self.assertEqual(len(xff), 1, f"origin saw {o.last().headers}")
+        rec = o.last()
+        xff = rec.header_all("x-forwarded-for")
+        self.assertEqual(len(xff), 1, f"origin saw {rec.headers}")
         self.assertRegex(xff[0], r"^10\.1\.2\.3,\s*127\.0\.0\.1$")
+        # The client's own X-Forwarded-Proto and -Host are replaced, whatever their case.
+        self.assertEqual(rec.header_all("x-forwarded-proto"), ["http"], f"origin saw {rec.headers}")
+        self.assertEqual(rec.header_all("x-forwarded-host"), ["real.test"],
+                         f"origin saw {rec.headers}")
 
     def test_response_hop_by_hop_removed(self):
         o = self.origin("a", wt.fixed("resp", headers=[("Connection", "x-resp-drop"),

@@ -94,6 +94,32 @@ TEST_CASE("set replaces every field of the name; erase removes them; values stay
   CHECK(lines(f) == std::vector<std::string>{"After: clear"});
 }
 
+TEST_CASE("hold and adopt: a head copied once, its fields views into the copy") {
+  std::string wire = "GET /p?q HTTP/1.1\r\nHost: a.example\r\nX-Trace: 7\r\n\r\n";
+  boost::beast::http::request_header<Fields> msg;
+  std::string_view held = msg.hold(wire);
+  REQUIRE(held == wire);
+  CHECK(held.data() != wire.data());
+  msg.method(boost::beast::http::verb::get);
+  msg.adopt_target(held.substr(4, 4));
+  msg.adopt(boost::beast::http::field::host, held.substr(19, 4), held.substr(25, 9));
+  msg.adopt(boost::beast::http::field::unknown, held.substr(36, 7), held.substr(45, 1));
+  msg.adopt(boost::beast::http::field::unknown, "X-Static", "text"); // static text is fine too
+  wire.assign(wire.size(), '#');                                     // the source is gone
+  CHECK(msg.target() == "/p?q");
+  CHECK(msg[boost::beast::http::field::host] == "a.example");
+  CHECK(msg["x-trace"] == "7");
+  CHECK(msg["X-Static"] == "text");
+  msg.set("X-Trace", "8");
+  CHECK(msg["X-Trace"] == "8");
+  CHECK(msg.count("x-trace") == 1);
+  Fields copy = msg; // a copy copies the values (no views into the other's blocks)
+  msg.clear();
+  CHECK(copy["X-Trace"] == "8");
+  CHECK(copy[boost::beast::http::field::host] == "a.example");
+  CHECK(copy.size() == 3);
+}
+
 TEST_CASE("many and long fields spill into further blocks without moving earlier values") {
   Fields f;
   std::vector<std::string> names;

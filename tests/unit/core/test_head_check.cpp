@@ -12,6 +12,8 @@ using weir::core::http::check_head;
 using weir::core::http::check_partial_head;
 using weir::core::http::find_head_end;
 using weir::core::http::HeadLimits;
+using weir::core::http::HeadParts;
+using weir::core::http::method_code;
 
 namespace {
 
@@ -93,6 +95,25 @@ TEST_CASE("versions and methods") {
   CHECK(status_of("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n") == 405);
   CHECK(status_of("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n") == 0);
   CHECK(status_of("GET http://a/x HTTP/1.1\r\nHost: a\r\n\r\n") == 0);
+}
+
+TEST_CASE("method codes: the usual ones and Beast's agree; extension methods are unknown") {
+  using bhttp_verb = boost::beast::http::verb;
+  for (std::string_view m : {"GET", "PUT", "POST", "HEAD", "DELETE", "OPTIONS", "PATCH", "TRACE",
+                             "PROPFIND", "get", "Get", "GE", "GETS", "POS", "BREW", ""})
+    CHECK_MESSAGE(method_code(m) == boost::beast::http::string_to_verb(m), m);
+  CHECK(method_code("GET") == bhttp_verb::get);
+  CHECK(method_code("HEAD") == bhttp_verb::head);
+  CHECK(method_code("BREW") == bhttp_verb::unknown);
+  HeadParts parts;
+  REQUIRE(check_head("BREW /pot HTTP/1.1\r\nHost: a\r\n\r\n", {}, &parts).status == 0);
+  CHECK(parts.method == "BREW");
+  CHECK(parts.verb == bhttp_verb::unknown);
+  REQUIRE(
+      check_head("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n", {}, &parts).status ==
+      0);
+  CHECK(parts.verb == bhttp_verb::post);
+  CHECK(status_of("G@T / HTTP/1.1\r\nHost: a\r\n\r\n") == 400); // not a token
 }
 
 TEST_CASE("limits give 414 and 431") {

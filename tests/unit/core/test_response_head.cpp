@@ -50,6 +50,24 @@ TEST_CASE("response head: status line, reason and fields") {
   CHECK_FALSE(p.head.hop_by_hop);
 }
 
+TEST_CASE("response head: the message keeps its own copy of the head") {
+  // The head is read from the upstream's buffer, which the body and the next response reuse.
+  std::string wire = "HTTP/1.1 201 Made\r\nLocation: /a/b\r\nX-Id: 42\r\n\r\n";
+  ResponseMessage res;
+  ResponseHead head;
+  REQUIRE(parse_response_head(wire, res, head) == nullptr);
+  wire.assign(wire.size(), '#');
+  wire.shrink_to_fit();
+  CHECK(res.reason() == "Made");
+  CHECK(res[bhttp::field::location] == "/a/b");
+  CHECK(res["x-id"] == "42");
+  res.set("X-Id", "43"); // edits after the copy work as on any message
+  res.insert(bhttp::field::server, "weir");
+  CHECK(res["X-Id"] == "43");
+  CHECK(res[bhttp::field::location] == "/a/b");
+  CHECK(res.size() == 3);
+}
+
 TEST_CASE("response head: HTTP/1.0, an empty reason, no space before it") {
   auto p = parse("HTTP/1.0 200 \r\n\r\n");
   REQUIRE(p.error == nullptr);
