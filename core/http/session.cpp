@@ -202,9 +202,9 @@ public:
   }
 
   // The worker's idle sweep found idle_deadline passed. Either the connection has been quiet for
-  // Worker::kParkAfter while next_request() read with a block (the read is cancelled and the
-  // connection parks: see park_out(); returns true), or keepalive-timeout (header-timeout, before
-  // the first request) passed: the connection closes without a word.
+  // Worker::kParkAfter while run() read with a block between requests (the read is cancelled and
+  // the connection parks: see park_out(); returns true), or keepalive-timeout (header-timeout,
+  // before the first request) passed: the connection closes without a word.
   bool on_idle_timeout() override {
     bool park = reading_idle_ && Clock::now() < wait_deadline_;
     if (park)
@@ -260,22 +260,78 @@ public:
         }
       }
     }
+    // Request after request. (Waiting for the next request and serving one are written out
+    // here rather than as coroutines of their own: each coroutine call costs a frame and a
+    // resumption through Asio's scheduler, a few hundred instructions per request.)
     for (;;) {
       if constexpr (!kTls) {
+        // A plain keep-alive connection between requests: read into the pooled block while the
+        // client is busy, with the worker's idle sweep as the timer. Once the connection has been
+        // quiet for Worker::kParkAfter, the sweep cancels the read (see on_idle_timeout) and the
+        // connection parks: run() ends and park_out() waits for the next request holding no
+        // buffer and no coroutine frame.
         if (buf_.size() == 0) {
-          Wait w = co_await next_request();
-          if (w == Wait::park) {
-            parked_out_ = true;
-            co_return;
-          }
-          if (w == Wait::close)
+          if (worker_.draining())
             break;
+          auto now = Clock::now();
+          wait_deadline_ = now + limits_.keepalive_timeout;
+          idle_deadline = std::min(now + Worker::kParkAfter, wait_deadline_);
+          reading_idle_ = true;
+          idle_ = true;
+          // A short read counts as "drained" (net/drained_read.hpp): the read for the request
+          // after this one waits for the client's bytes instead of trying recv() at once and
+          // failing. An end of file that came with this request is seen when the idle
+          // connection parks. (The other reads of a request keep Asio's behaviour, so a request
+          // that a half-close cuts short after this read ends at its header or body timeout.)
+          auto [ec, n] = co_await lowest().socket().async_read_some(
+              net::DrainedRead(buf_.prepare(read_size())), nothrow);
+          idle_ = false;
+          reading_idle_ = false;
+          idle_deadline = Clock::time_point::max();
+          bool park = std::exchange(park_, false);
+          if (ec) {
+            if (park && ec == asio::error::operation_aborted && !worker_.draining())
+              parked_out_ = true;
+            break; // (parked: the caller sees parked_out() and hands the socket to the lot)
+          }
+          buf_.commit(n);
         }
       }
-      bool keep = co_await serve_one();
-      if (!keep || worker_.draining())
+
+      // One request. The head is usually in the buffer already (read just above); read_head()
+      // waits for the rest when not.
+      size_t skip = 0;
+      size_t head_len = find_head_end(buffered(), skip);
+      if (head_len == 0) {
+        head_len = co_await read_head(skip);
+        if (head_len == 0)
+          break;
+      }
+      buf_.consume(skip);
+      head_len -= skip;
+      first_request_ = false;
+
+      ProxyRequest req;
+      std::string why;
+      if (unsigned status = parse_request(req, head_len, why); status != 0) {
+        co_await reject(req, status, why);
+        break;
+      }
+      const WorkerService& service = choose_service(listener_.services, req.host, conn_.sni);
+      req_ = &req;
+      keep_after_ = false;
+      started_ = false;
+      bool ok = co_await handle_request(worker_, service, conn_, req, *this, *this);
+      req_ = nullptr;
+      res_ = nullptr;
+      out_head_.clear();
+      parser_.reset();
+      own_msg_.reset();
+      if (!ok || !keep_after_ || worker_.draining())
         break;
     }
+    if (parked_out_)
+      co_return;
     error_code ec;
     if constexpr (kTls) {
       // close_notify, briefly waiting for the peer's (a client that vanished costs 1 s at most).
@@ -309,40 +365,6 @@ private:
                          conn_.peer_port);
 #endif
     close_now();
-  }
-
-  // A plain keep-alive connection between requests (a coroutine of its own, so that no request's
-  // frame is held while it waits): read into the pooled block while the client is busy, with the
-  // worker's idle sweep as the timer. Once the connection has been quiet for Worker::kParkAfter,
-  // the sweep cancels the read (see on_idle_timeout) and the connection parks: the coroutines end
-  // and park_out() waits for the next request holding no buffer and no coroutine frame.
-  enum class Wait { ready, close, park };
-  asio::awaitable<Wait> next_request() {
-    if (worker_.draining())
-      co_return Wait::close;
-    auto now = Clock::now();
-    wait_deadline_ = now + limits_.keepalive_timeout;
-    idle_deadline = std::min(now + Worker::kParkAfter, wait_deadline_);
-    reading_idle_ = true;
-    idle_ = true;
-    // A short read counts as "drained" (net/drained_read.hpp): the read for the request after
-    // this one waits for the client's bytes instead of trying recv() at once and failing. An end
-    // of file that came with this request is seen when the idle connection parks. (The other
-    // reads of a request keep Asio's behaviour, so a request that a half-close cuts short after
-    // this read ends at its header or body timeout.)
-    auto [ec, n] = co_await lowest().socket().async_read_some(
-        net::DrainedRead(buf_.prepare(read_size())), nothrow);
-    idle_ = false;
-    reading_idle_ = false;
-    idle_deadline = Clock::time_point::max();
-    bool park = std::exchange(park_, false);
-    if (!ec) {
-      buf_.commit(n);
-      co_return Wait::ready;
-    }
-    if (park && ec == asio::error::operation_aborted && !worker_.draining())
-      co_return Wait::park;
-    co_return Wait::close;
   }
 
 public:
@@ -480,7 +502,7 @@ private:
       lowest().expires_at(deadline);
       auto [ec, got] = co_await client_.async_read_some(buf_.prepare(read_size()), nothrow);
       if (ec)
-        co_return false; // serve_one sees the same end of stream
+        co_return false; // run() sees the same end of stream
       buf_.commit(got);
     }
   }
@@ -603,42 +625,6 @@ private:
     }
   }
 
-  // Serve one request. Returns whether the connection may carry another.
-  asio::awaitable<bool> serve_one() {
-    // The head is usually in the buffer already (next_request() read it); read_head() waits
-    // for the rest when not. (The waiting, the parsing and the checks live in functions of their
-    // own: a coroutine frame holds every local of every path, and Asio's per-thread cache of
-    // frames takes none above 1020 bytes, so such a frame costs a malloc and a free each time.)
-    size_t skip = 0;
-    size_t head_len = find_head_end(buffered(), skip);
-    if (head_len == 0) {
-      head_len = co_await read_head(skip);
-      if (head_len == 0)
-        co_return false;
-    }
-    buf_.consume(skip);
-    head_len -= skip;
-    first_request_ = false;
-
-    ProxyRequest req;
-    std::string why;
-    if (unsigned status = parse_request(req, head_len, why); status != 0) {
-      co_await reject(req, status, why);
-      co_return false;
-    }
-    const WorkerService& service = choose_service(listener_.services, req.host, conn_.sni);
-    req_ = &req;
-    keep_after_ = false;
-    started_ = false;
-    bool ok = co_await handle_request(worker_, service, conn_, req, *this, *this);
-    req_ = nullptr;
-    res_ = nullptr;
-    out_head_.clear();
-    parser_.reset();
-    own_msg_.reset();
-    co_return ok&& keep_after_;
-  }
-
   std::string_view buffered() const {
     auto data = buf_.data();
     return {static_cast<const char*>(data.data()), data.size()};
@@ -672,7 +658,7 @@ private:
         co_return 0;
       if (!idle_ && !head_deadline)
         head_deadline = Clock::now() + limits_.header_timeout;
-      // (Plain connections come here with bytes already read: see next_request().)
+      // (Plain connections come here with bytes already read: see run().)
       if (head_deadline) {
         lowest().expires_at(*head_deadline);
       } else {
@@ -1171,7 +1157,7 @@ private:
   bool idle_ = false;
   bool linger_ = false; // close with a lingering read (see linger())
   // Parking an idle keep-alive connection (plain streams; see on_idle_timeout).
-  bool reading_idle_ = false;       // next_request() waits with a block
+  bool reading_idle_ = false;       // run() waits between requests with a block
   bool park_ = false;               // the sweep cancelled that read to park the connection
   bool parked_out_ = false;         // run() returned to park the connection (see park_out)
   bool resumed_ = false;            // run() continues a parked connection
