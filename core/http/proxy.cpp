@@ -185,8 +185,8 @@ public:
       deadline_ = req_.start + *pol_.request_timeout;
   }
 
-  // (The loop over targets is in handle_request(), whose coroutine frame holds the Forwarder: one
-  // coroutine frame less per request.)
+  // (The loop over targets and the HTTP/1.1 exchange are in handle_request(), whose coroutine
+  // frame holds the Forwarder: two coroutine frames less per request.)
   friend asio::awaitable<bool> http::handle_request(Worker& worker, const WorkerService& service,
                                                     const ConnInfo& conn, ProxyRequest& req,
                                                     BodySource& body, ResponseSink& sink);
@@ -348,269 +348,6 @@ private:
     return fmt::format("no response within {}ms", pol_.response_timeout.count());
   }
 
-  // HTTP/1.1 to one target: a pooled connection, else a new one (`pre`, when the caller made it
-  // for "auto" and ALPN chose http/1.1; `started` then holds when its on_start was called).
-  // nullopt: the target could not be reached.
-  asio::awaitable<std::optional<bool>> try_h1(size_t idx, const upstream::Target& target,
-                                              std::unique_ptr<upstream::Conn> pre,
-                                              const Clock::time_point* started) {
-    std::string scratch;
-    const std::string& key = pool_key(target, scratch);
-    // A pooled connection the peer closed in the meantime is retried once on a fresh one,
-    // which is safe because nothing of the request was consumed yet.
-    for (int fresh_try = 0; fresh_try < 2; ++fresh_try) {
-      std::unique_ptr<upstream::Conn> conn = std::move(pre);
-      bool reused = false;
-      if (!conn && fresh_try == 0) {
-        conn = worker_.pool().take(key, !req_.has_body && idempotent(req_.msg->method()));
-        reused = conn != nullptr;
-      }
-      // Every on_start has exactly one on_done (a failed connect included), so load balancers
-      // that count requests in flight stay balanced.
-      auto t0 = Clock::now();
-      if (started != nullptr && fresh_try == 0)
-        t0 = *started;
-      else
-        up_.lb->on_start(idx);
-      if (!conn) {
-        std::string error;
-        auto opts = connect_options();
-        opts.h1_only = true;
-        conn = co_await upstream::connect(worker_.context().get_executor(), target, opts, error);
-        if (!conn) {
-          connect_failed(idx, target, error, t0);
-          co_return std::nullopt;
-        }
-      }
-      // The exchange (inline: no coroutine frame of its own). A connection that can carry
-      // another request is back in the pool when it ends.
-      Outcome outcome;
-      {
-        upstream::Conn& up = *conn;
-        auto& msg = *req_.msg;
-        // HTTP/1.1 upstream requires a Host; an HTTP/1.0 client may not have sent one.
-        if (msg.find(bhttp::field::host) == msg.end())
-          msg.set(bhttp::field::host, req_.upstream);
-        // The buffer for the response; its memory comes from the worker's pool (see
-        // upstream_read_size).
-        beast::basic_flat_buffer<BufferPool::Allocator<char>> up_buf{
-            BufferPool::Allocator<char>(&worker_.buffers())};
-        if (!req_.has_body) {
-          // No body: the head goes out in one write, serialized in place into the block the
-          // response is then read into.
-          size_t size = request_head_size(msg);
-          auto room = up_buf.prepare(std::max(size, upstream_read_size(0)));
-          write_request_head(static_cast<char*>(room.data()), msg);
-          up_buf.commit(size);
-          // Offered to the socket at once; only a rest it did not take waits (see net::send_now).
-          error_code ec;
-          up_buf.consume(up.write_now(up_buf.data(), ec));
-          if (ec) {
-            outcome = Outcome::unsent;
-            goto exchanged;
-          }
-          if (up_buf.size() > 0) {
-            up.expires_after(wait_limit(pol_.response_timeout));
-            auto [e, n] = co_await asio::async_write(up, up_buf.data(), nothrow);
-            if (e) {
-              outcome = Outcome::unsent;
-              goto exchanged;
-            }
-            up_buf.consume(n);
-          }
-        } else if (auto sent = co_await send_with_body(up, msg); sent != Outcome::done) {
-          {
-            outcome = sent;
-            goto exchanged;
-          }
-        }
-
-        // Read the response head, skipping interim (1xx) responses. The head is parsed where it
-        // lies in up_buf, into `res` (the message the filters and the sink see).
-        std::optional<ResponseMessage> res_store;
-        ResponseHead framing;
-        for (int interim = 0;; ++interim) {
-          if (interim > kMaxInterimResponses) {
-            logger("upstream")
-                ->warn("{} (upstream {}): more than {} interim (1xx) responses", req_.upstream,
-                       ucfg_.name, kMaxInterimResponses);
-            {
-              outcome = Outcome::failed;
-              goto exchanged;
-            }
-          }
-          size_t head_len = 0;
-          for (;;) {
-            auto data = up_buf.data();
-            std::string_view have(static_cast<const char*>(data.data()), data.size());
-            head_len = find_response_head_end(have);
-            if (head_len > 0 || have.size() > kMaxUpstreamHead)
-              break;
-            up.expires_after(wait_limit(pol_.response_timeout));
-            // (See read_body_more: the first read of a response waits without trying.)
-            auto space = up_buf.prepare(upstream_read_size(up_buf.size()));
-            error_code ec;
-            size_t n = 0;
-            bool first = up_buf.size() == 0 && interim == 0;
-            if (first || !up.read_now(space, n, ec)) {
-              auto [e, got] = co_await up.async_read_some(net::DrainedRead(space), nothrow);
-              ec = e;
-              n = got;
-            }
-            up_buf.commit(n);
-            if (!ec)
-              continue;
-            if (ec == beast::error::timeout) {
-              logger("upstream")
-                  ->warn("{} (upstream {}): {}", req_.upstream, ucfg_.name, timeout_text());
-              {
-                outcome = Outcome::timeout;
-                goto exchanged;
-              }
-            }
-            if ((ec == asio::error::connection_reset || ec == asio::error::eof ||
-                 ec == asio::ssl::error::stream_truncated) &&
-                up_buf.size() == 0) {
-              outcome = Outcome::stale;
-              goto exchanged;
-            }
-            logger("upstream")
-                ->warn("{} (upstream {}): bad response: {}", req_.upstream, ucfg_.name,
-                       ec == asio::error::eof ? "partial message" : ec.message());
-            {
-              outcome = Outcome::failed;
-              goto exchanged;
-            }
-          }
-          if (head_len == 0 || head_len > kMaxUpstreamHead) {
-            logger("upstream")
-                ->warn("{} (upstream {}): response head larger than {} bytes", req_.upstream,
-                       ucfg_.name, kMaxUpstreamHead);
-            {
-              outcome = Outcome::failed;
-              goto exchanged;
-            }
-          }
-          auto data = up_buf.data();
-          framing = ResponseHead{};
-          const char* bad =
-              parse_response_head(std::string_view(static_cast<const char*>(data.data()), head_len),
-                                  res_store.emplace(), framing);
-          if (bad) {
-            logger("upstream")
-                ->warn("{} (upstream {}): bad response: {}", req_.upstream, ucfg_.name, bad);
-            {
-              outcome = Outcome::failed;
-              goto exchanged;
-            }
-          }
-          up_buf.consume(head_len);
-          if (framing.status >= 100 && framing.status < 200 && framing.status != 101)
-            continue;
-          break;
-        }
-        auto& res = *res_store;
-        req_.status = framing.status;
-        if (req_.status == 101) {
-          if (req_.upgrade.empty() || !has_token(res, bhttp::field::connection, "upgrade")) {
-            logger("upstream")->warn("{}: unexpected 101 Switching Protocols", req_.upstream);
-            {
-              outcome = Outcome::failed;
-              goto exchanged;
-            }
-          }
-          if (!co_await sink_.tunnel(res, up, up_buf.data())) {
-            if (!sink_.started()) {
-              outcome = Outcome::failed;
-              goto exchanged;
-            }
-          }
-          {
-            outcome = Outcome::aborted;
-            goto exchanged;
-          } // neither connection can carry HTTP again
-        }
-        // Without a Connection field, HTTP/1.1 keeps the connection and HTTP/1.0 does not.
-        bool upstream_keep = res.version() == 11 && (!framing.connection || res.keep_alive());
-        bool no_body = req_.head || req_.status == 204 || req_.status == 304;
-        bool delimited = framing.content_length || framing.chunked || no_body;
-        if (!delimited)
-          upstream_keep = false; // the body ends when the upstream closes
-        if (framing.hop_by_hop)
-          strip_hop_by_hop(res);
-        if (framing.transfer_encoding)
-          res.erase(bhttp::field::transfer_encoding);
-        ex_.response = &res;
-        ex_.status = req_.status;
-        run_response_filters(&route_, ex_);
-        ex_.response = nullptr;
-
-        if (!sink_.head(res, !no_body)) {
-          outcome = Outcome::aborted;
-          goto exchanged;
-        }
-        bool complete = no_body; // the upstream's side of the response was read to its end
-        if (!no_body && framing.content_length && !framing.chunked &&
-            *framing.content_length <= up_buf.size()) {
-          // The whole body came with the head (small responses): one write, no relay loop.
-          auto n = static_cast<size_t>(*framing.content_length);
-          complete = true;
-          if (n > 0) {
-            auto body = asio::buffer(up_buf.data().data(), n);
-            std::optional<bool> sent = sink_.data_now(body); // (no coroutine frame for data())
-            if (!sent)
-              sent = co_await sink_.data(body);
-            if (*sent)
-              req_.bytes_out += n;
-            else
-              client_gone_ = true; // after the whole body: the upstream connection stays usable
-          }
-          up_buf.consume(n);
-        } else if (!no_body && framing.content_length && !framing.chunked) {
-          complete = co_await relay_counted(up, up_buf, *framing.content_length);
-          if (!complete && !client_gone_) {
-            outcome = Outcome::broken;
-            goto exchanged;
-          }
-        } else if (!no_body) {
-          complete = co_await relay_parsed(up, up_buf, framing.chunked);
-          if (!complete && !client_gone_) {
-            outcome = Outcome::broken;
-            goto exchanged;
-          }
-        }
-        bool reusable = upstream_keep && complete && up_buf.size() == 0;
-        // The upstream's side is done: the connection can serve another request while the client
-        // takes the end of this response (over HTTP/2, finish may wait for the client's windows).
-        // `up` is not touched after this.
-        if (reusable)
-          keep_connection(conn, key, target);
-        if (!client_gone_ && !sink_.finish_now() && !co_await sink_.finish(nullptr))
-          client_gone_ = true;
-        if (client_gone_ && !complete) {
-          outcome = Outcome::aborted;
-          goto exchanged;
-        }
-        outcome = reusable ? Outcome::done_reusable : Outcome::done;
-      }
-    exchanged:
-      lb_done(idx, req_.status, elapsed_ns(t0));
-      if (outcome != Outcome::client_failed)
-        observe(target, req_.status, false, outcome == Outcome::timeout, t0);
-      if (auto done = settled(outcome))
-        co_return *done; // (without conclude()'s coroutine frame)
-      bool retry = false;
-      bool other = false;
-      auto result = co_await conclude(outcome, reused, retry, other);
-      if (other)
-        co_return std::nullopt;
-      if (!retry)
-        co_return result.has_value() ? result : std::optional<bool>(false);
-    }
-    co_await fail(failure_status_);
-    co_return false;
-  }
-
   // HTTP/2 to one target: a stream on a shared connection, opening one when none has room.
   asio::awaitable<std::optional<bool>> try_h2(size_t idx, const upstream::Target& target) {
     std::string scratch;
@@ -626,8 +363,10 @@ private:
       std::shared_ptr<upstream::H2Conn> hc = fresh_try == 0 ? pool.find(key) : nullptr;
       bool reused = hc != nullptr;
       // "auto" with an idle HTTP/1.1 connection kept (ALPN chose http/1.1 before): use it.
-      if (!hc && is_auto && fresh_try == 0 && worker_.pool().has_idle(key))
-        co_return co_await try_h1(idx, target, nullptr, nullptr);
+      if (!hc && is_auto && fresh_try == 0 && worker_.pool().has_idle(key)) {
+        h1_instead_ = true; // handle_request() goes on with HTTP/1.1
+        co_return std::nullopt;
+      }
       up_.lb->on_start(idx);
       auto t0 = Clock::now();
       if (!hc) {
@@ -647,8 +386,12 @@ private:
           connect_failed(idx, target, error, t0);
           co_return std::nullopt;
         }
-        if (is_auto && conn->alpn() != "h2")
-          co_return co_await try_h1(idx, target, std::move(conn), &t0);
+        if (is_auto && conn->alpn() != "h2") {
+          h1_instead_ = true; // handle_request() goes on with HTTP/1.1 on this connection
+          h1_conn_ = std::move(conn);
+          h1_started_ = t0;
+          co_return std::nullopt;
+        }
         if (is_auto)
           hc = pool.adopt(key, std::move(conn), settings, ucfg_.idle_timeout);
         else
@@ -907,8 +650,8 @@ private:
       co_return asio::error::operation_aborted;
     }
     // Every read from the upstream is a drained read (net/drained_read.hpp): after one that came
-    // up short, the first read of the next response (the head loop in try_h1()), issued right
-    // after its request went out, waits for the upstream's bytes instead of trying recv() at
+    // up short, the first read of the next response (the head loop in handle_request()), issued
+    // right after its request went out, waits for the upstream's bytes instead of trying recv() at
     // once and failing. Any other read, as this one, tries recv() first, which sees an end of
     // file that the read before it consumed with its data (a body delimited by the close, a
     // truncated one). One missed before a first read is the pool's to catch (Pool::take).
@@ -1046,6 +789,12 @@ private:
   bool continue_sent_ = false;
   bool client_gone_ = false; // a write to the client failed: its connection closes
   unsigned failure_status_ = 502;
+  // Set by try_h2 when "auto" chose HTTP/1.1 for the target (ALPN, or an idle HTTP/1.1
+  // connection in the pool): handle_request() goes on with HTTP/1.1, on h1_conn_ when try_h2
+  // made one (its on_start was at h1_started_).
+  bool h1_instead_ = false;
+  std::unique_ptr<upstream::Conn> h1_conn_;
+  std::optional<Clock::time_point> h1_started_;
 };
 
 } // namespace
@@ -1266,7 +1015,7 @@ asio::awaitable<bool> handle_request(Worker& worker, const WorkerService& servic
   }
   // Each try goes to a target not tried yet for this request, while tries and time remain:
   // after a connect failure (nothing was sent), or after a reset before any response byte when
-  // sending the request again is safe (try_h1/try_h2 decide).
+  // sending the request again is safe (conclude() decides).
   const auto first_try = Clock::now();
   auto tries_text = [](uint32_t n) { return fmt::format("{} tr{}", n, n == 1 ? "y" : "ies"); };
   for (uint32_t attempt = 0;; ++attempt) {
@@ -1306,10 +1055,285 @@ asio::awaitable<bool> handle_request(Worker& worker, const WorkerService& servic
     auto idx = static_cast<size_t>(picked);
     const upstream::Target& target = targets->targets[idx];
     req.upstream = target.address;
-    std::optional<bool> done =
-        h2 ? co_await fwd.try_h2(idx, target) : co_await fwd.try_h1(idx, target, nullptr, nullptr);
-    if (done)
-      co_return *done;
+    // HTTP/1.1 to this target goes on below, written out here rather than as a coroutine of
+    // its own (one frame and one resumption less per request): when HTTP/2 is not used, or when
+    // "auto" chose HTTP/1.1 (try_h2 then hands over the connection it made, `pre`, and when that
+    // attempt's on_start was, `started`).
+    std::unique_ptr<upstream::Conn> pre;
+    std::optional<Clock::time_point> started;
+    if (h2) {
+      std::optional<bool> done = co_await fwd.try_h2(idx, target);
+      if (!fwd.h1_instead_) {
+        if (done)
+          co_return *done;
+        excluded[idx] = 1; // not reached, or safely retryable: the next target
+        continue;
+      }
+      fwd.h1_instead_ = false;
+      pre = std::move(fwd.h1_conn_);
+      started = std::exchange(fwd.h1_started_, std::nullopt);
+    }
+    {
+      // A pooled connection when there is one, else a new one (`pre` when try_h2 made it).
+      std::string scratch;
+      const std::string& key = fwd.pool_key(target, scratch);
+      // A pooled connection the peer closed in the meantime is retried once on a fresh one,
+      // which is safe because nothing of the request was consumed yet.
+      for (int fresh_try = 0; fresh_try < 2; ++fresh_try) {
+        std::unique_ptr<upstream::Conn> up_conn = std::move(pre);
+        bool reused = false;
+        if (!up_conn && fresh_try == 0) {
+          up_conn = worker.pool().take(key, !req.has_body && idempotent(req.msg->method()));
+          reused = up_conn != nullptr;
+        }
+        // Every on_start has exactly one on_done (a failed connect included), so load balancers
+        // that count requests in flight stay balanced.
+        auto t0 = Clock::now();
+        if (started && fresh_try == 0)
+          t0 = *started;
+        else
+          fwd.up_.lb->on_start(idx);
+        if (!up_conn) {
+          std::string error;
+          auto opts = fwd.connect_options();
+          opts.h1_only = true;
+          up_conn =
+              co_await upstream::connect(worker.context().get_executor(), target, opts, error);
+          if (!up_conn) {
+            fwd.connect_failed(idx, target, error, t0);
+            goto next_target;
+          }
+        }
+        // The exchange (inline: no coroutine frame of its own). A connection that can carry
+        // another request is back in the pool when it ends.
+        Outcome outcome;
+        {
+          upstream::Conn& up = *up_conn;
+          auto& msg = *req.msg;
+          // HTTP/1.1 upstream requires a Host; an HTTP/1.0 client may not have sent one.
+          if (msg.find(bhttp::field::host) == msg.end())
+            msg.set(bhttp::field::host, req.upstream);
+          // The buffer for the response; its memory comes from the worker's pool (see
+          // upstream_read_size).
+          beast::basic_flat_buffer<BufferPool::Allocator<char>> up_buf{
+              BufferPool::Allocator<char>(&worker.buffers())};
+          if (!req.has_body) {
+            // No body: the head goes out in one write, serialized in place into the block the
+            // response is then read into.
+            size_t size = request_head_size(msg);
+            auto room = up_buf.prepare(std::max(size, upstream_read_size(0)));
+            write_request_head(static_cast<char*>(room.data()), msg);
+            up_buf.commit(size);
+            // Offered to the socket at once; only a rest it did not take waits (see net::send_now).
+            error_code ec;
+            up_buf.consume(up.write_now(up_buf.data(), ec));
+            if (ec) {
+              outcome = Outcome::unsent;
+              goto exchanged;
+            }
+            if (up_buf.size() > 0) {
+              up.expires_after(fwd.wait_limit(fwd.pol_.response_timeout));
+              auto [e, n] = co_await asio::async_write(up, up_buf.data(), nothrow);
+              if (e) {
+                outcome = Outcome::unsent;
+                goto exchanged;
+              }
+              up_buf.consume(n);
+            }
+          } else if (auto sent = co_await fwd.send_with_body(up, msg); sent != Outcome::done) {
+            {
+              outcome = sent;
+              goto exchanged;
+            }
+          }
+
+          // Read the response head, skipping interim (1xx) responses. The head is parsed where it
+          // lies in up_buf, into `res` (the message the filters and the sink see).
+          std::optional<ResponseMessage> res_store;
+          ResponseHead framing;
+          for (int interim = 0;; ++interim) {
+            if (interim > kMaxInterimResponses) {
+              logger("upstream")
+                  ->warn("{} (upstream {}): more than {} interim (1xx) responses", req.upstream,
+                         fwd.ucfg_.name, kMaxInterimResponses);
+              {
+                outcome = Outcome::failed;
+                goto exchanged;
+              }
+            }
+            size_t head_len = 0;
+            for (;;) {
+              auto data = up_buf.data();
+              std::string_view have(static_cast<const char*>(data.data()), data.size());
+              head_len = find_response_head_end(have);
+              if (head_len > 0 || have.size() > kMaxUpstreamHead)
+                break;
+              up.expires_after(fwd.wait_limit(fwd.pol_.response_timeout));
+              // (See read_body_more: the first read of a response waits without trying.)
+              auto space = up_buf.prepare(upstream_read_size(up_buf.size()));
+              error_code ec;
+              size_t n = 0;
+              bool first = up_buf.size() == 0 && interim == 0;
+              if (first || !up.read_now(space, n, ec)) {
+                auto [e, got] = co_await up.async_read_some(net::DrainedRead(space), nothrow);
+                ec = e;
+                n = got;
+              }
+              up_buf.commit(n);
+              if (!ec)
+                continue;
+              if (ec == beast::error::timeout) {
+                logger("upstream")
+                    ->warn("{} (upstream {}): {}", req.upstream, fwd.ucfg_.name,
+                           fwd.timeout_text());
+                {
+                  outcome = Outcome::timeout;
+                  goto exchanged;
+                }
+              }
+              if ((ec == asio::error::connection_reset || ec == asio::error::eof ||
+                   ec == asio::ssl::error::stream_truncated) &&
+                  up_buf.size() == 0) {
+                outcome = Outcome::stale;
+                goto exchanged;
+              }
+              logger("upstream")
+                  ->warn("{} (upstream {}): bad response: {}", req.upstream, fwd.ucfg_.name,
+                         ec == asio::error::eof ? "partial message" : ec.message());
+              {
+                outcome = Outcome::failed;
+                goto exchanged;
+              }
+            }
+            if (head_len == 0 || head_len > kMaxUpstreamHead) {
+              logger("upstream")
+                  ->warn("{} (upstream {}): response head larger than {} bytes", req.upstream,
+                         fwd.ucfg_.name, kMaxUpstreamHead);
+              {
+                outcome = Outcome::failed;
+                goto exchanged;
+              }
+            }
+            auto data = up_buf.data();
+            framing = ResponseHead{};
+            const char* bad = parse_response_head(
+                std::string_view(static_cast<const char*>(data.data()), head_len),
+                res_store.emplace(), framing);
+            if (bad) {
+              logger("upstream")
+                  ->warn("{} (upstream {}): bad response: {}", req.upstream, fwd.ucfg_.name, bad);
+              {
+                outcome = Outcome::failed;
+                goto exchanged;
+              }
+            }
+            up_buf.consume(head_len);
+            if (framing.status >= 100 && framing.status < 200 && framing.status != 101)
+              continue;
+            break;
+          }
+          auto& res = *res_store;
+          req.status = framing.status;
+          if (req.status == 101) {
+            if (req.upgrade.empty() || !has_token(res, bhttp::field::connection, "upgrade")) {
+              logger("upstream")->warn("{}: unexpected 101 Switching Protocols", req.upstream);
+              {
+                outcome = Outcome::failed;
+                goto exchanged;
+              }
+            }
+            if (!co_await sink.tunnel(res, up, up_buf.data())) {
+              if (!sink.started()) {
+                outcome = Outcome::failed;
+                goto exchanged;
+              }
+            }
+            {
+              outcome = Outcome::aborted;
+              goto exchanged;
+            } // neither connection can carry HTTP again
+          }
+          // Without a Connection field, HTTP/1.1 keeps the connection and HTTP/1.0 does not.
+          bool upstream_keep = res.version() == 11 && (!framing.connection || res.keep_alive());
+          bool no_body = req.head || req.status == 204 || req.status == 304;
+          bool delimited = framing.content_length || framing.chunked || no_body;
+          if (!delimited)
+            upstream_keep = false; // the body ends when the upstream closes
+          if (framing.hop_by_hop)
+            strip_hop_by_hop(res);
+          if (framing.transfer_encoding)
+            res.erase(bhttp::field::transfer_encoding);
+          ex.response = &res;
+          ex.status = req.status;
+          run_response_filters(&route, ex);
+          ex.response = nullptr;
+
+          if (!sink.head(res, !no_body)) {
+            outcome = Outcome::aborted;
+            goto exchanged;
+          }
+          bool complete = no_body; // the upstream's side of the response was read to its end
+          if (!no_body && framing.content_length && !framing.chunked &&
+              *framing.content_length <= up_buf.size()) {
+            // The whole body came with the head (small responses): one write, no relay loop.
+            auto n = static_cast<size_t>(*framing.content_length);
+            complete = true;
+            if (n > 0) {
+              auto chunk = asio::buffer(up_buf.data().data(), n);
+              std::optional<bool> sent = sink.data_now(chunk); // (no coroutine frame for data())
+              if (!sent)
+                sent = co_await sink.data(chunk);
+              if (*sent)
+                req.bytes_out += n;
+              else
+                fwd.client_gone_ = true; // after the whole body: the upstream connection stays
+            }
+            up_buf.consume(n);
+          } else if (!no_body && framing.content_length && !framing.chunked) {
+            complete = co_await fwd.relay_counted(up, up_buf, *framing.content_length);
+            if (!complete && !fwd.client_gone_) {
+              outcome = Outcome::broken;
+              goto exchanged;
+            }
+          } else if (!no_body) {
+            complete = co_await fwd.relay_parsed(up, up_buf, framing.chunked);
+            if (!complete && !fwd.client_gone_) {
+              outcome = Outcome::broken;
+              goto exchanged;
+            }
+          }
+          bool reusable = upstream_keep && complete && up_buf.size() == 0;
+          // The upstream's side is done: the connection can serve another request while the client
+          // takes the end of this response (over HTTP/2, finish may wait for the client's windows).
+          // `up` is not touched after this.
+          if (reusable)
+            fwd.keep_connection(up_conn, key, target);
+          if (!fwd.client_gone_ && !sink.finish_now() && !co_await sink.finish(nullptr))
+            fwd.client_gone_ = true;
+          if (fwd.client_gone_ && !complete) {
+            outcome = Outcome::aborted;
+            goto exchanged;
+          }
+          outcome = reusable ? Outcome::done_reusable : Outcome::done;
+        }
+      exchanged:
+        fwd.lb_done(idx, req.status, elapsed_ns(t0));
+        if (outcome != Outcome::client_failed)
+          fwd.observe(target, req.status, false, outcome == Outcome::timeout, t0);
+        if (auto done = fwd.settled(outcome))
+          co_return *done; // (without fwd.conclude()'s coroutine frame)
+        bool retry = false;
+        bool other = false;
+        auto result = co_await fwd.conclude(outcome, reused, retry, other);
+        if (other)
+          goto next_target;
+        if (!retry)
+          co_return result.value_or(false);
+      }
+      co_await fwd.fail(fwd.failure_status_);
+      co_return false;
+    }
+  next_target:
     excluded[idx] = 1; // not reached, or safely retryable: the next target
   }
   co_await fwd.fail(fwd.failure_status_);

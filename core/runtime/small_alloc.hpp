@@ -15,10 +15,11 @@ namespace detail {
 class SmallFreeLists {
 public:
   static constexpr std::size_t kStep = 64;
-  static constexpr std::size_t kLargest = 2048;
-  static constexpr std::size_t kClasses = kLargest / kStep; // 64, 128, 192, ... 2048 bytes
-  // Kept per class and thread, at most: 512 KiB of blocks (8,192 of 64 bytes, 256 of 2 KiB),
-  // 16 MiB for all classes. What a burst freed beyond that goes straight back to the heap.
+  static constexpr std::size_t kLargest = 4096;
+  static constexpr std::size_t kClasses = kLargest / kStep; // 64, 128, 192, ... 4096 bytes
+  // Kept per class and thread, at most: 512 KiB of blocks (8,192 of 64 bytes, 128 of 4 KiB),
+  // 32 MiB for all classes (only after bursts that needed them: the idle sweep trims). What a burst
+  // freed beyond that goes straight back to the heap.
   static constexpr std::size_t kKeepBytes = 512 * 1024;
   static constexpr std::size_t keep(int c) noexcept { return kKeepBytes / class_size(c); }
 

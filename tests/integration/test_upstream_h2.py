@@ -115,8 +115,8 @@ class Listener:
 
 
 class H1TlsOrigin(Listener):
-    """A one-connection HTTP/1.1 origin over TLS that offers only http/1.1 in ALPN (Python's ssl).
-    Records the ALPN protocol chosen and the request line."""
+    """A keep-alive HTTP/1.1 origin over TLS that offers only http/1.1 in ALPN (Python's ssl).
+    Records the ALPN protocol chosen per connection and each request line (GETs, no bodies)."""
 
     def __init__(self, pki: Pki):
         self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -126,20 +126,24 @@ class H1TlsOrigin(Listener):
         super().__init__(accept_timeout=20)
 
     def handle(self, raw: socket.socket) -> None:
+        # A thread per connection: one kept alive must not hold up the next accept.
+        threading.Thread(target=self.serve, args=(raw,), daemon=True).start()
+
+    def serve(self, raw: socket.socket) -> None:
         try:
             with self.ctx.wrap_socket(raw, server_side=True) as c:
                 c.settimeout(10)
                 self.seen.append(c.selected_alpn_protocol())
                 data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = c.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                if data:
-                    self.seen.append(data.split(b"\r\n", 1)[0].decode())
-                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n"
-                              b"Connection: close\r\n\r\nh1!")
+                while True:
+                    while b"\r\n\r\n" not in data:
+                        chunk = c.recv(4096)
+                        if not chunk:
+                            return
+                        data += chunk
+                    head, data = data.split(b"\r\n\r\n", 1)
+                    self.seen.append(head.split(b"\r\n", 1)[0].decode())
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nh1!")
         except (OSError, ssl.SSLError) as e:
             self.seen.append(f"error: {e}")
 
@@ -311,6 +315,14 @@ upstream = "slow"
         self.assertEqual(r.body, b"h1!")
         self.assertTrue(wt.wait_until(lambda: len(h1.seen) >= 2, 5), h1.seen)
         self.assertEqual(h1.seen[:2], ["http/1.1", "GET /y HTTP/1.1"])
+        # Later requests find the HTTP/1.1 connection in the pool and go on it: no new handshake.
+        for path in ("/z1", "/z2"):
+            r = wt.curl("--http2-prior-knowledge", wt.url(self.addr, path))
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.body, b"h1!")
+        self.assertTrue(wt.wait_until(lambda: len(h1.seen) >= 4, 5), h1.seen)
+        self.assertEqual(h1.seen, ["http/1.1", "GET /y HTTP/1.1", "GET /z1 HTTP/1.1",
+                                   "GET /z2 HTTP/1.1"])
 
     # -- bodies and trailers --------------------------------------------------------------------
     def test_request_bodies_stream_both_ways(self):

@@ -26,7 +26,9 @@ TEST_CASE("size classes") {
   CHECK(SmallFreeLists::size_class(520) == 8);
   CHECK(SmallFreeLists::size_class(1024) == 15);
   CHECK(SmallFreeLists::size_class(2048) == 31);
-  CHECK(SmallFreeLists::size_class(2049) == -1);
+  CHECK(SmallFreeLists::size_class(2049) == 32);
+  CHECK(SmallFreeLists::size_class(4096) == 63);
+  CHECK(SmallFreeLists::size_class(4097) == -1);
   for (std::size_t n = 1; n <= SmallFreeLists::kLargest; ++n) {
     int c = SmallFreeLists::size_class(n);
     REQUIRE(SmallFreeLists::class_size(c) >= n);
