@@ -1,5 +1,6 @@
 #include "core/http/exchange.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -65,22 +66,48 @@ const char* diagnose(std::string_view head, std::size_t pos) {
 
 FieldLineKind read_field_line(std::string_view head, std::size_t& pos, FieldLine& out,
                               const char*& why) noexcept {
+  // The scans below need no bounds checks: a LF ends `head` (every caller's head ends with its
+  // empty line; bytes after the last LF cannot be a whole line and are left out), and each scan
+  // stops at a LF at the latest.
+  if (!head.empty() && head.back() != '\n')
+    head = head.substr(0, head.rfind('\n') + 1); // (npos + 1 == 0: no LF at all)
+  if (pos >= head.size()) {
+    why = "unterminated header line";
+    return FieldLineKind::bad;
+  }
   const char* const start = head.data() + pos;
   const char* const end = head.data() + head.size();
   const char* p = start;
-  if (end - p >= 2 && p[0] == '\r' && p[1] == '\n') {
+  if (p[0] == '\r' && end - p >= 2 && p[1] == '\n') {
     pos += 2;
     return FieldLineKind::end;
   }
-  while (p < end && kTokenChars[static_cast<unsigned char>(*p)])
-    ++p;
+  // The name: four bytes a round (a byte is read only when those before it were token bytes,
+  // so never past the LF).
+  for (;;) {
+    if (!kTokenChars[static_cast<unsigned char>(p[0])])
+      break;
+    if (!kTokenChars[static_cast<unsigned char>(p[1])]) {
+      p += 1;
+      break;
+    }
+    if (!kTokenChars[static_cast<unsigned char>(p[2])]) {
+      p += 2;
+      break;
+    }
+    if (!kTokenChars[static_cast<unsigned char>(p[3])]) {
+      p += 3;
+      break;
+    }
+    p += 4;
+  }
   const char* colon = p;
-  if (p == start || p == end || *p != ':') {
+  if (p == start || *p != ':') {
     why = diagnose(head, pos);
     return FieldLineKind::bad;
   }
   ++p;
-  while (p < end && (*p == ' ' || *p == '\t'))
+  while (*p == ' ' || *p == '\t')
     ++p;
   const char* value = p;
   // The value runs to the first control byte, which must be the CR of the line's CRLF.
@@ -91,9 +118,9 @@ FieldLineKind read_field_line(std::string_view head, std::size_t& pos, FieldLine
       break;
     p += 8;
   }
-  while (p < end && !kControl[static_cast<unsigned char>(*p)])
+  while (!kControl[static_cast<unsigned char>(*p)])
     ++p;
-  if (end - p < 2 || p[0] != '\r' || p[1] != '\n') {
+  if (p[0] != '\r' || end - p < 2 || p[1] != '\n') {
     why = diagnose(head, pos);
     return FieldLineKind::bad;
   }
@@ -104,6 +131,24 @@ FieldLineKind read_field_line(std::string_view head, std::size_t& pos, FieldLine
   out.value = std::string_view(value, static_cast<std::size_t>(value_end - value));
   pos = static_cast<std::size_t>(p + 2 - head.data());
   return FieldLineKind::field;
+}
+
+std::size_t find_blank_line(std::string_view data, std::size_t from) noexcept {
+  // Line by line: each LF found (memchr, vectorised) is checked for the CR before it and the
+  // CRLF after it. (string_view::find calls memchr and then memcmp for every CR.)
+  const char* const base = data.data();
+  const char* const end = base + data.size();
+  const char* p = base + std::min(from, data.size());
+  while (end - p >= 4) {
+    const auto* lf =
+        static_cast<const char*>(std::memchr(p + 1, '\n', static_cast<std::size_t>(end - p - 3)));
+    if (lf == nullptr)
+      break;
+    if (lf[-1] == '\r' && lf[1] == '\r' && lf[2] == '\n')
+      return static_cast<std::size_t>(lf - 1 - base);
+    p = lf;
+  }
+  return std::string_view::npos;
 }
 
 bool has_control_byte(std::string_view s) {

@@ -1,5 +1,7 @@
 #include "core/http/fields.hpp"
 
+#include "core/http/copy_bytes.hpp"
+
 #include <boost/beast/core/detail/temporary_buffer.hpp>
 #include <boost/beast/http/fields.hpp> // Beast's token-list helpers (detail::keep_alive_impl)
 #include <boost/beast/http/rfc7230.hpp>
@@ -174,8 +176,8 @@ char* Fields::stage(string_view name, string_view value) {
   reserve_one();
   // Name and value in one piece of a block.
   char* p = room(name.size() + value.size());
-  std::memcpy(p, name.data(), name.size());
-  std::memcpy(p + name.size(), value.data(), value.size());
+  copy_bytes(p, name.data(), name.size());
+  copy_bytes(p + name.size(), value.data(), value.size());
   return p;
 }
 

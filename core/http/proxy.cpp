@@ -1016,7 +1016,7 @@ asio::awaitable<bool> handle_request(Worker& worker, const WorkerService& servic
   // Each try goes to a target not tried yet for this request, while tries and time remain:
   // after a connect failure (nothing was sent), or after a reset before any response byte when
   // sending the request again is safe (conclude() decides).
-  const auto first_try = Clock::now();
+  const auto first_try = fwd.pol_.retry_timeout ? Clock::now() : Clock::time_point();
   auto tries_text = [](uint32_t n) { return fmt::format("{} tr{}", n, n == 1 ? "y" : "ies"); };
   for (uint32_t attempt = 0;; ++attempt) {
     if (attempt >= targets->targets.size()) {

@@ -56,3 +56,35 @@ TEST_CASE("a response head keeps the reason received, else the standard one") {
   append_response_head(out2, custom);
   CHECK(out2 == "HTTP/1.1 200 Fine\r\n\r\n");
 }
+
+TEST_CASE("names and values of every length from 0 to 40 are copied whole") {
+  // The short pieces are copied with overlapping fixed-size moves (1-3, 4-7, 8-16 bytes), the
+  // longer ones by memcpy: every length, at every boundary, byte for byte.
+  std::string alphabet;
+  for (int i = 0; i < 41; ++i)
+    alphabet += static_cast<char>('A' + i % 26 + (i / 26) * 6);
+  for (size_t n = 0; n <= 40; ++n) {
+    bhttp::request_header<Fields> req;
+    req.method_string(n == 0 ? std::string("GET") : "M" + alphabet.substr(0, n));
+    req.target("/" + alphabet.substr(0, n));
+    req.version(11);
+    req.insert("N" + alphabet.substr(0, n), alphabet.substr(40 - n, n));
+    std::string out(request_head_size(req), '\0');
+    write_request_head(out.data(), req);
+    std::string want = std::string(req.method_string()) + " /" + alphabet.substr(0, n) +
+                       " HTTP/1.1\r\nN" + alphabet.substr(0, n) + ": " +
+                       alphabet.substr(40 - n, n) + "\r\n\r\n";
+    CAPTURE(n);
+    CHECK(out == want);
+
+    bhttp::response_header<Fields> res;
+    res.result(200);
+    res.reason(alphabet.substr(0, n));
+    res.version(11);
+    res.insert(alphabet.substr(1, n) + "x", alphabet.substr(0, n));
+    std::string got;
+    append_response_head(got, res);
+    CHECK(got == "HTTP/1.1 200 " + (n == 0 ? std::string("OK") : alphabet.substr(0, n)) + "\r\n" +
+                     alphabet.substr(1, n) + "x: " + alphabet.substr(0, n) + "\r\n\r\n");
+  }
+}
