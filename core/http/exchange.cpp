@@ -1,6 +1,5 @@
 #include "core/http/exchange.hpp"
 
-#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -131,24 +130,6 @@ FieldLineKind read_field_line(std::string_view head, std::size_t& pos, FieldLine
   out.value = std::string_view(value, static_cast<std::size_t>(value_end - value));
   pos = static_cast<std::size_t>(p + 2 - head.data());
   return FieldLineKind::field;
-}
-
-std::size_t find_blank_line(std::string_view data, std::size_t from) noexcept {
-  // Line by line: each LF found (memchr, vectorised) is checked for the CR before it and the
-  // CRLF after it. (string_view::find calls memchr and then memcmp for every CR.)
-  const char* const base = data.data();
-  const char* const end = base + data.size();
-  const char* p = base + std::min(from, data.size());
-  while (end - p >= 4) {
-    const auto* lf =
-        static_cast<const char*>(std::memchr(p + 1, '\n', static_cast<std::size_t>(end - p - 3)));
-    if (lf == nullptr)
-      break;
-    if (lf[-1] == '\r' && lf[1] == '\r' && lf[2] == '\n')
-      return static_cast<std::size_t>(lf - 1 - base);
-    p = lf;
-  }
-  return std::string_view::npos;
 }
 
 bool has_control_byte(std::string_view s) {

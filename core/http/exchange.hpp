@@ -48,8 +48,6 @@ enum class FieldLineKind { field, end, bad };
 // Moves `pos` past the line's CRLF unless bad. One pass, eight bytes at a time through a value.
 FieldLineKind read_field_line(std::string_view head, std::size_t& pos, FieldLine& out,
                               const char*& why) noexcept;
-// Where the first "\r\n\r\n" at or after `from` begins in `data`, or npos: the end of a head.
-std::size_t find_blank_line(std::string_view data, std::size_t from = 0) noexcept;
 // `s` without the optional whitespace (spaces and tabs) around it (RFC 9110 5.6.3).
 std::string_view trim_ows(std::string_view s);
 

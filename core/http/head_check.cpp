@@ -180,7 +180,7 @@ size_t find_head_end(std::string_view data, size_t& skip) {
   skip = 0;
   while (skip + 1 < data.size() && data[skip] == '\r' && data[skip + 1] == '\n')
     skip += 2;
-  auto pos = find_blank_line(data, skip);
+  auto pos = data.find("\r\n\r\n", skip);
   return pos == std::string_view::npos ? 0 : pos + 4;
 }
 

@@ -26,7 +26,7 @@ bool digits(std::string_view s, uint64_t& v) {
 } // namespace
 
 size_t find_response_head_end(std::string_view data) {
-  auto pos = find_blank_line(data);
+  auto pos = data.find("\r\n\r\n");
   return pos == std::string_view::npos ? 0 : pos + 4;
 }
 
