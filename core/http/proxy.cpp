@@ -529,6 +529,11 @@ private:
       scratch += '\n' + proxy_client().first + ':' + std::to_string(proxy_client().second);
     return scratch;
   }
+  // The same with its hash for the worker's pool (the target's own, hashed when published).
+  upstream::Pool::Key hashed_pool_key(const upstream::Target& target, std::string& scratch) const {
+    const std::string& key = pool_key(target, scratch);
+    return {key, &key == &target.pool_key ? target.pool_hash : upstream::Pool::hash(key)};
+  }
 
   // The client a PROXY header towards the upstream names: the request's client address (trusted
   // proxies and an incoming PROXY header applied), with the connection's port when that address
@@ -634,7 +639,7 @@ private:
   // target left the set while the request ran (it drains), nor once the worker drains (the pool
   // was emptied; a connection kept now would live on, and its stream's timer would hold the
   // worker's shutdown until it fires).
-  void keep_connection(std::unique_ptr<upstream::Conn>& conn, const std::string& key,
+  void keep_connection(std::unique_ptr<upstream::Conn>& conn, const upstream::Pool::Key& key,
                        const upstream::Target& target) {
     if (still_published(target) && !worker_.draining())
       worker_.pool().put(key, std::move(conn), ucfg_.pool_size, ucfg_.idle_timeout);
@@ -1076,7 +1081,7 @@ asio::awaitable<bool> handle_request(Worker& worker, const WorkerService& servic
     {
       // A pooled connection when there is one, else a new one (`pre` when try_h2 made it).
       std::string scratch;
-      const std::string& key = fwd.pool_key(target, scratch);
+      const upstream::Pool::Key key = fwd.hashed_pool_key(target, scratch);
       // A pooled connection the peer closed in the meantime is retried once on a fresh one,
       // which is safe because nothing of the request was consumed yet.
       for (int fresh_try = 0; fresh_try < 2; ++fresh_try) {

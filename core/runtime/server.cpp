@@ -195,6 +195,7 @@ private:
       t.address = std::move(p.address);
       t.id = std::move(p.id);
       t.pool_key = name() + '\n' + t.id; // (made once here, not per request)
+      t.pool_hash = upstream::Pool::hash(t.pool_key);
       t.weight = p.weight;
       t.priority = p.priority;
       t.metadata = std::move(p.metadata);

@@ -23,7 +23,20 @@ bool still_open(Pool::Stream& stream) {
 
 } // namespace
 
+std::size_t Pool::hash(std::string_view key) noexcept {
+  return std::hash<std::string_view>{}(key);
+}
+
 std::unique_ptr<Pool::Stream> Pool::take(const std::string& key, bool resendable) {
+  return take(Key{key, hash(key)}, resendable);
+}
+
+void Pool::put(const std::string& key, std::unique_ptr<Stream> stream, size_t max_idle,
+               std::chrono::milliseconds idle_timeout) {
+  put(Key{key, hash(key)}, std::move(stream), max_idle, idle_timeout);
+}
+
+std::unique_ptr<Pool::Stream> Pool::take(const Key& key, bool resendable) {
   auto it = idle_.find(key);
   if (it == idle_.end())
     return nullptr;
@@ -40,9 +53,12 @@ std::unique_ptr<Pool::Stream> Pool::take(const std::string& key, bool resendable
   return nullptr;
 }
 
-void Pool::put(const std::string& key, std::unique_ptr<Stream> stream, size_t max_idle,
+void Pool::put(const Key& key, std::unique_ptr<Stream> stream, size_t max_idle,
                std::chrono::milliseconds idle_timeout) {
-  auto& list = idle_[key];
+  auto it = idle_.find(key);
+  if (it == idle_.end())
+    it = idle_.try_emplace(std::string(key.text)).first;
+  auto& list = it->second;
   if (list.size() >= max_idle) {
     stream->close();
     return;

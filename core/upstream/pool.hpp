@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -31,6 +32,17 @@ public:
   // Keep `stream` for reuse unless `max_idle` connections to `key` are already kept.
   void put(const std::string& key, std::unique_ptr<Stream> stream, size_t max_idle,
            std::chrono::milliseconds idle_timeout);
+
+  // A key with its hash worked out beforehand (a target's key is hashed once, when its group
+  // publishes it): the same as the calls above without hashing the key per request.
+  struct Key {
+    std::string_view text;
+    std::size_t hash;
+  };
+  static std::size_t hash(std::string_view key) noexcept;
+  std::unique_ptr<Stream> take(const Key& key, bool resendable = false);
+  void put(const Key& key, std::unique_ptr<Stream> stream, size_t max_idle,
+           std::chrono::milliseconds idle_timeout);
   // Close connections idle past their timeout.
   void sweep();
   void clear();
@@ -46,7 +58,19 @@ private:
     Clock::time_point expires;
     Clock::time_point parked;
   };
-  std::unordered_map<std::string, std::vector<Idle>> idle_;
+  // Looked up by a std::string or a Key (hashed beforehand) alike.
+  struct KeyHash {
+    using is_transparent = void;
+    std::size_t operator()(const std::string& s) const noexcept { return hash(s); }
+    std::size_t operator()(const Key& k) const noexcept { return k.hash; }
+  };
+  struct KeyEqual {
+    using is_transparent = void;
+    bool operator()(const std::string& a, const std::string& b) const noexcept { return a == b; }
+    bool operator()(const Key& a, const std::string& b) const noexcept { return a.text == b; }
+    bool operator()(const std::string& a, const Key& b) const noexcept { return a == b.text; }
+  };
+  std::unordered_map<std::string, std::vector<Idle>, KeyHash, KeyEqual> idle_;
 };
 
 } // namespace weir::core::upstream

@@ -6,6 +6,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -16,9 +17,10 @@
 namespace weir::core::upstream {
 
 struct Target {
-  std::string address;  // as published
-  std::string id;       // stable identity (pool key, health reports)
-  std::string pool_key; // "<upstream>\n<id>": its connections' key in the worker pools, or ""
+  std::string address;       // as published
+  std::string id;            // stable identity (pool key, health reports)
+  std::string pool_key;      // "<upstream>\n<id>": its connections' key in the worker pools, or ""
+  std::size_t pool_hash = 0; // Pool::hash(pool_key), made with it
   uint32_t weight = 1;
   bool healthy = true;
   uint32_t priority = 0; // lower is preferred
