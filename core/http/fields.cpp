@@ -23,9 +23,13 @@ struct Fields::Block {
 
 namespace {
 // A first block holds the names and values of a usual head (curl: 50 bytes, a browser: 300 to
-// 1,200); a head that needs more gets 2 KiB blocks, or one of its own size for a larger value.
+// 1,200); a head that needs more gets 2 KiB blocks, or one of its own size for a larger value
+// (for a whole head held at once, with kHoldSlack bytes to spare).
 constexpr std::size_t kFirstBlock = 512;
 constexpr std::size_t kLaterBlock = 2048;
+// Spare room in a block made for a held head (Fields::hold): the X-Forwarded-* fields and a Host
+// the proxy adds fit without another block.
+constexpr std::size_t kHoldSlack = 256;
 } // namespace
 
 Fields::Fields(const Fields& other) {
@@ -102,10 +106,10 @@ void Fields::clear() noexcept {
   left_ = blocks_->size;
 }
 
-char* Fields::room(std::size_t n) {
+char* Fields::room(std::size_t n, std::size_t slack) {
   if (n > left_) {
     std::size_t size = blocks_ == nullptr ? kFirstBlock : kLaterBlock;
-    size = std::max(size - sizeof(Block), n);
+    size = std::max(size - sizeof(Block), n + slack);
     SmallAllocator<char> alloc;
     auto* b = reinterpret_cast<Block*>(alloc.allocate(sizeof(Block) + size));
     b->next = blocks_;
@@ -118,6 +122,14 @@ char* Fields::room(std::size_t n) {
   free_ += n;
   left_ -= n;
   return p;
+}
+
+Fields::string_view Fields::hold(string_view text) {
+  if (text.empty())
+    return {};
+  char* p = room(text.size(), kHoldSlack);
+  std::memcpy(p, text.data(), text.size());
+  return {p, text.size()};
 }
 
 Fields::string_view Fields::copy(string_view s) {

@@ -116,7 +116,9 @@ public:
   // adopt() adds a field whose name and value are views that outlive the container: inside a
   // copy hold() returned (stable until clear()), or static text. adopt_target() and
   // adopt_reason() set the request target or the reason phrase to such a view.
-  string_view hold(string_view text) { return copy(text); }
+  // (An empty text gives an empty view.) A head larger than the first block gets a block of its
+  // own with room to spare, so that the fields a proxy adds next (X-Forwarded-*) fit in it too.
+  string_view hold(string_view text);
   void adopt(field id, string_view name, string_view value);
   void adopt_target(string_view target) noexcept { target_ = target; }
   void adopt_reason(string_view reason) noexcept { reason_ = reason; }
@@ -169,7 +171,8 @@ private:
   std::size_t erase(field id, string_view name);
   // `s` copied into the blocks (stable until clear()).
   string_view copy(string_view s);
-  char* room(std::size_t n);
+  // Room for n bytes; a new block, when one is needed, has `slack` bytes more than n at least.
+  char* room(std::size_t n, std::size_t slack = 0);
   void release() noexcept;
 
   std::vector<value_type, SmallAllocator<value_type>> entries_;

@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <memory>
 #include <span>
 #include <tuple>
@@ -532,7 +533,10 @@ private:
   // The same with its hash for the worker's pool (the target's own, hashed when published).
   upstream::Pool::Key hashed_pool_key(const upstream::Target& target, std::string& scratch) const {
     const std::string& key = pool_key(target, scratch);
-    return {key, &key == &target.pool_key ? target.pool_hash : upstream::Pool::hash(key)};
+    if (&key != &target.pool_key)
+      return {key, upstream::Pool::hash(key)};
+    assert(target.pool_hash == upstream::Pool::hash(key)); // (set with pool_key: server.cpp)
+    return {key, target.pool_hash};
   }
 
   // The client a PROXY header towards the upstream names: the request's client address (trusted

@@ -22,7 +22,7 @@ struct Writer {
     p += s.size();
   }
   void put(char c) noexcept { *p++ = c; }
-  // " HTTP/x.y\r\n" (request line) or "HTTP/x.y " (status line).
+  // "HTTP/x.y" (8 bytes; the caller writes what goes around it).
   void version(unsigned v) noexcept {
     std::memcpy(p, "HTTP/", 5);
     p[5] = static_cast<char>('0' + v / 10 % 10);

@@ -195,6 +195,40 @@ TEST_CASE("a single header field must fit the parser's 16-bit lengths") {
   CHECK(status_of(head, limits) == 431);
 }
 
+TEST_CASE("read_field_line at the edges: no LF, bytes after the last LF, pos at or past the end") {
+  using weir::core::http::FieldLine;
+  using weir::core::http::FieldLineKind;
+  using weir::core::http::read_field_line;
+  auto kind_at = [](std::string_view head, size_t pos) {
+    FieldLine fl;
+    const char* why = nullptr;
+    auto kind = read_field_line(head, pos, fl, why);
+    return std::make_pair(kind, std::string(why ? why : ""));
+  };
+  CHECK(kind_at("", 0) ==
+        std::make_pair(FieldLineKind::bad, std::string("unterminated header line")));
+  CHECK(kind_at("A: b", 0).first == FieldLineKind::bad);
+  CHECK(kind_at("A: b\r\n", 6).first == FieldLineKind::bad); // pos == size
+  CHECK(kind_at("A: b\r\n", 9).first == FieldLineKind::bad); // pos > size
+  // A whole line before bytes that are not one yet: the line reads; the rest is unterminated.
+  std::string head = "A: b\r\nC: d";
+  size_t pos = 0;
+  FieldLine fl;
+  const char* why = nullptr;
+  REQUIRE(read_field_line(head, pos, fl, why) == FieldLineKind::field);
+  CHECK(fl.name == "A");
+  CHECK(fl.value == "b");
+  CHECK(pos == 6);
+  CHECK(read_field_line(head, pos, fl, why) == FieldLineKind::bad);
+  CHECK(std::string(why) == "unterminated header line");
+  // A name that runs into the LF, a bare CR before the last LF, a lone LF.
+  CHECK(kind_at("Name\n", 0).first == FieldLineKind::bad);
+  CHECK(kind_at("A: b\r\r\n", 0).first == FieldLineKind::bad);
+  CHECK(kind_at("A: b\n", 0).first == FieldLineKind::bad);
+  CHECK(kind_at("\r", 0).first == FieldLineKind::bad);
+  CHECK(kind_at("\r\n", 0).first == FieldLineKind::end);
+}
+
 TEST_CASE("read_field_line agrees with a byte-by-byte reading at every offset") {
   using weir::core::http::FieldLine;
   using weir::core::http::FieldLineKind;
