@@ -125,17 +125,13 @@ char* Fields::room(std::size_t n, std::size_t slack) {
 }
 
 Fields::string_view Fields::hold(string_view text) {
-  if (text.empty())
-    return {};
-  char* p = room(text.size(), kHoldSlack);
-  std::memcpy(p, text.data(), text.size());
-  return {p, text.size()};
+  return copy(text, kHoldSlack);
 }
 
-Fields::string_view Fields::copy(string_view s) {
+Fields::string_view Fields::copy(string_view s, std::size_t slack) {
   if (s.empty())
     return {};
-  char* p = room(s.size());
+  char* p = room(s.size(), slack);
   std::memcpy(p, s.data(), s.size());
   return {p, s.size()};
 }

@@ -170,7 +170,7 @@ private:
             std::size_t value_len) noexcept;
   std::size_t erase(field id, string_view name);
   // `s` copied into the blocks (stable until clear()).
-  string_view copy(string_view s);
+  string_view copy(string_view s, std::size_t slack = 0);
   // Room for n bytes; a new block, when one is needed, has `slack` bytes more than n at least.
   char* room(std::size_t n, std::size_t slack = 0);
   void release() noexcept;

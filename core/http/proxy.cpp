@@ -534,7 +534,7 @@ private:
   upstream::Pool::Key hashed_pool_key(const upstream::Target& target, std::string& scratch) const {
     const std::string& key = pool_key(target, scratch);
     if (&key != &target.pool_key)
-      return {key, upstream::Pool::hash(key)};
+      return upstream::Pool::keyed(key);
     assert(target.pool_hash == upstream::Pool::hash(key)); // (set with pool_key: server.cpp)
     return {key, target.pool_hash};
   }

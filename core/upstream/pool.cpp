@@ -27,15 +27,6 @@ std::size_t Pool::hash(std::string_view key) noexcept {
   return std::hash<std::string_view>{}(key);
 }
 
-std::unique_ptr<Pool::Stream> Pool::take(const std::string& key, bool resendable) {
-  return take(Key{key, hash(key)}, resendable);
-}
-
-void Pool::put(const std::string& key, std::unique_ptr<Stream> stream, size_t max_idle,
-               std::chrono::milliseconds idle_timeout) {
-  put(Key{key, hash(key)}, std::move(stream), max_idle, idle_timeout);
-}
-
 std::unique_ptr<Pool::Stream> Pool::take(const Key& key, bool resendable) {
   auto it = idle_.find(key);
   if (it == idle_.end())

@@ -28,19 +28,16 @@ public:
   // (net/drained_read.hpp) is found: the probe sees it, or the closed peer resets the next
   // request, which is then sent again.
   static constexpr std::chrono::milliseconds kTrustIdle{1000};
-  std::unique_ptr<Stream> take(const std::string& key, bool resendable = false);
-  // Keep `stream` for reuse unless `max_idle` connections to `key` are already kept.
-  void put(const std::string& key, std::unique_ptr<Stream> stream, size_t max_idle,
-           std::chrono::milliseconds idle_timeout);
-
-  // A key with its hash worked out beforehand (a target's key is hashed once, when its group
-  // publishes it): the same as the calls above without hashing the key per request.
+  // `key` comes with its hash worked out beforehand (a target's key is hashed once, when its
+  // group publishes it), so no request hashes it again.
   struct Key {
     std::string_view text;
     std::size_t hash;
   };
   static std::size_t hash(std::string_view key) noexcept;
+  static Key keyed(std::string_view key) noexcept { return {key, hash(key)}; }
   std::unique_ptr<Stream> take(const Key& key, bool resendable = false);
+  // Keep `stream` for reuse unless `max_idle` connections to `key` are already kept.
   void put(const Key& key, std::unique_ptr<Stream> stream, size_t max_idle,
            std::chrono::milliseconds idle_timeout);
   // Close connections idle past their timeout.
