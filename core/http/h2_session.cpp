@@ -62,7 +62,7 @@ namespace bhttp = boost::beast::http;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr auto nothrow = net::use_task_nothrow;
 
 // --- sizes and thresholds (docs/http2.md explains each) -----------------------------------------
 constexpr size_t kReadSize = 16 * 1024;            // one socket read
@@ -117,25 +117,25 @@ using SmallFlatBuffer = beast::basic_flat_buffer<SmallAllocator<char>>;
 // BodySource and the ResponseSink handle_request() uses.
 class H2Stream final : public BodySource, public ResponseSink {
 public:
-  H2Stream(Core& core, int32_t id, const asio::any_io_executor& ex)
+  H2Stream(Core& core, int32_t id, const net::Executor& ex)
       : core_(core), id_(id), read_wait_(ex), write_wait_(ex) {}
   H2Stream(const H2Stream&) = delete;
   H2Stream& operator=(const H2Stream&) = delete;
   ~H2Stream() = default;
 
   // BodySource
-  asio::awaitable<size_t> read(asio::mutable_buffer buf, error_code& ec, unsigned& status) override;
+  net::Task<size_t> read(asio::mutable_buffer buf, error_code& ec, unsigned& status) override;
   // Complete only when every byte was delivered: once body bytes were dropped (too large,
   // reset, not wanted), the body is never "done", so a reader learns of the failure instead of
   // forwarding a truncated body as a whole one.
   bool done() const override { return in_eof_ && in_.size() == 0 && !too_large_ && !discard_; }
-  asio::awaitable<bool> send_continue() override;
+  net::Task<bool> send_continue() override;
   const Fields* trailers() const override { return has_trailers_ ? &trailers_in_ : nullptr; }
 
   // ResponseSink
   bool head(ResponseMessage& res, bool body) override;
-  asio::awaitable<bool> data(asio::const_buffer chunk) override;
-  asio::awaitable<bool> finish(const Fields* trailers) override;
+  net::Task<bool> data(asio::const_buffer chunk) override;
+  net::Task<bool> finish(const Fields* trailers) override;
   bool finish_now() override;
 
   // Whether the stream can no longer carry anything (reset, closed, or the connection ended).
@@ -148,7 +148,7 @@ public:
   // Wait until the response queue is below its bound (or, with `to_end`, until END_STREAM
   // went out). False when the stream is gone, or when nothing moved for send-timeout (the
   // stream is then reset).
-  asio::awaitable<bool> wait_sent(bool to_end);
+  net::Task<bool> wait_sent(bool to_end);
 
   Core& core_;
   const int32_t id_;
@@ -490,7 +490,7 @@ protected:
   }
 
   // Keep-alive and header deadlines.
-  asio::awaitable<void> ticker() {
+  net::Task<void> ticker() {
     try {
       co_await tick_loop();
     } catch (const std::exception& e) {
@@ -500,7 +500,7 @@ protected:
     }
   }
 
-  asio::awaitable<void> tick_loop() {
+  net::Task<void> tick_loop() {
     while (!io_done_ && !dead_) {
       auto now = Clock::now();
       auto deadline = Clock::time_point::max();
@@ -565,7 +565,7 @@ protected:
     }
   }
 
-  asio::awaitable<void> wait_handlers() {
+  net::Task<void> wait_handlers() {
     while (live_handlers_ > 0)
       co_await done_.wait();
   }
@@ -845,10 +845,9 @@ private:
                   st.authority_.find('@') != std::string::npos;
     }
     auto host_it = st.msg_.find(bhttp::field::host);
-    std::string host =
-        !st.authority_.empty()
-            ? st.authority_
-            : (host_it != st.msg_.end() ? std::string(host_it->value()) : std::string());
+    std::string_view host = !st.authority_.empty()     ? std::string_view(st.authority_)
+                            : host_it != st.msg_.end() ? std::string_view(host_it->value())
+                                                       : std::string_view();
     if (!connect && host.empty())
       malformed = true;
     if (malformed) {
@@ -865,9 +864,9 @@ private:
     req.method = st.method_;
     req.target = connect ? st.authority_ : st.path_;
     auto qmark = st.path_.find('?');
-    req.path = st.path_.substr(0, qmark);
+    req.path = std::string_view(st.path_).substr(0, qmark);
     if (qmark != std::string::npos)
-      req.query = st.path_.substr(qmark + 1);
+      req.query = std::string_view(st.path_).substr(qmark + 1);
     req.host = host;
     req.head = st.method_ == "HEAD";
     req.start = Clock::now();
@@ -912,7 +911,7 @@ private:
 
   // The stream's coroutine. It never throws, and it accounts for itself (handler_finished)
   // whatever happens, so that run() can wait for it.
-  asio::awaitable<void> run_handler(std::shared_ptr<H2Stream> sp) {
+  net::Task<void> run_handler(std::shared_ptr<H2Stream> sp) {
     H2Stream& st = *sp;
     bool invoked = false;
     try {
@@ -1039,7 +1038,7 @@ protected:
   const std::vector<const WorkerService*>& services_;
   const ConnInfo& conn_;
   const config::LimitsConfig& limits_;
-  asio::any_io_executor ex_;
+  net::Executor ex_;
   nghttp2_session* session_ = nullptr;
   size_t queued_ = 0;      // response bytes in the streams' queues (see sendable_now)
   size_t queued_ends_ = 0; // streams whose END_STREAM was promised and has not left
@@ -1075,7 +1074,7 @@ bool H2Stream::gone() const {
   return closed_ || rst_sent_ || core_.dead();
 }
 
-asio::awaitable<size_t> H2Stream::read(asio::mutable_buffer buf, error_code& ec, unsigned& status) {
+net::Task<size_t> H2Stream::read(asio::mutable_buffer buf, error_code& ec, unsigned& status) {
   ec = {};
   status = 0;
   for (;;) {
@@ -1108,7 +1107,7 @@ asio::awaitable<size_t> H2Stream::read(asio::mutable_buffer buf, error_code& ec,
   }
 }
 
-asio::awaitable<bool> H2Stream::send_continue() {
+net::Task<bool> H2Stream::send_continue() {
   if (gone())
     co_return false;
   if (!continue_sent_ && !response_submitted_) {
@@ -1129,7 +1128,7 @@ bool H2Stream::head(ResponseMessage& res, bool body) {
   return core_.submit_response(*this, res, body);
 }
 
-asio::awaitable<bool> H2Stream::data(asio::const_buffer chunk) {
+net::Task<bool> H2Stream::data(asio::const_buffer chunk) {
   if (gone() || !has_body_ || out_eof_)
     co_return false;
   if (chunk.size() == 0)
@@ -1166,7 +1165,7 @@ bool H2Stream::finish_now() {
   return end_response(nullptr);
 }
 
-asio::awaitable<bool> H2Stream::finish(const Fields* trailers) {
+net::Task<bool> H2Stream::finish(const Fields* trailers) {
   if (end_response(trailers))
     co_return true;
   if (gone() || !response_submitted_)
@@ -1174,7 +1173,7 @@ asio::awaitable<bool> H2Stream::finish(const Fields* trailers) {
   co_return co_await wait_sent(true);
 }
 
-asio::awaitable<bool> H2Stream::wait_sent(bool to_end) {
+net::Task<bool> H2Stream::wait_sent(bool to_end) {
   // send-timeout runs from the first wait, and again from each progress of the sending.
   Clock::time_point deadline = Clock::time_point::min();
   uint64_t seen = sent_total_;
@@ -1206,7 +1205,7 @@ public:
       : Core(worker, services, conn), stream_(stream) {}
   ~Connection() = default;
 
-  asio::awaitable<void> run(beast::flat_buffer& initial) {
+  net::Task<void> run(beast::flat_buffer& initial) {
     if (!init()) {
       logger("http2")->error("{}:{}: cannot set up an HTTP/2 session", conn_.peer_ip,
                              conn_.peer_port);
@@ -1240,7 +1239,7 @@ private:
     tick_.notify();
   }
 
-  asio::awaitable<void> reader() {
+  net::Task<void> reader() {
     try {
       std::array<uint8_t, kReadSize> buf{};
       while (!dead_ && !terminating_ && !io_done_ && nghttp2_session_want_read(session_) != 0) {
@@ -1263,7 +1262,7 @@ private:
     tick_.notify();
   }
 
-  asio::awaitable<void> writer() {
+  net::Task<void> writer() {
     try {
       co_await write_loop();
     } catch (const std::exception& e) {
@@ -1274,7 +1273,7 @@ private:
     tick_.notify();
   }
 
-  asio::awaitable<void> write_loop() {
+  net::Task<void> write_loop() {
     for (;;) {
       if (dead_ || !fill())
         break;
@@ -1310,20 +1309,20 @@ private:
 } // namespace
 
 template <class Stream>
-asio::awaitable<void> serve_h2(Worker& worker, const std::vector<const WorkerService*>& services,
-                               const ConnInfo& conn, Stream& stream, beast::flat_buffer& initial) {
+net::Task<void> serve_h2(Worker& worker, const std::vector<const WorkerService*>& services,
+                         const ConnInfo& conn, Stream& stream, beast::flat_buffer& initial) {
   Connection<Stream> c(worker, services, conn, stream);
   co_await c.run(initial);
 }
 
-template asio::awaitable<void>
+template net::Task<void>
 serve_h2<net::TimedStream<asio::ip::tcp>>(Worker&, const std::vector<const WorkerService*>&,
                                           const ConnInfo&, net::TimedStream<asio::ip::tcp>&,
                                           beast::flat_buffer&);
-template asio::awaitable<void> serve_h2<beast::ssl_stream<net::TimedStream<asio::ip::tcp>>>(
+template net::Task<void> serve_h2<beast::ssl_stream<net::TimedStream<asio::ip::tcp>>>(
     Worker&, const std::vector<const WorkerService*>&, const ConnInfo&,
     beast::ssl_stream<net::TimedStream<asio::ip::tcp>>&, beast::flat_buffer&);
-template asio::awaitable<void> serve_h2<net::TimedStream<asio::local::stream_protocol>>(
+template net::Task<void> serve_h2<net::TimedStream<asio::local::stream_protocol>>(
     Worker&, const std::vector<const WorkerService*>&, const ConnInfo&,
     net::TimedStream<asio::local::stream_protocol>&, beast::flat_buffer&);
 

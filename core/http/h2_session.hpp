@@ -2,7 +2,8 @@
 // handle_request() (proxy.hpp). See docs/http2.md for flow control, limits and abuse defences.
 #pragma once
 
-#include <boost/asio/awaitable.hpp>
+#include "core/net/executor.hpp"
+
 #include <boost/beast/core/flat_buffer.hpp>
 
 #include <vector>
@@ -26,8 +27,7 @@ struct ConnInfo;
 // Instantiated for net::TimedStream<tcp>, boost::beast::ssl_stream<net::TimedStream<tcp>> and
 // net::TimedStream<boost::asio::local::stream_protocol>.
 template <class Stream>
-boost::asio::awaitable<void>
-serve_h2(Worker& worker, const std::vector<const WorkerService*>& services, const ConnInfo& conn,
-         Stream& stream, boost::beast::flat_buffer& initial);
+net::Task<void> serve_h2(Worker& worker, const std::vector<const WorkerService*>& services,
+                         const ConnInfo& conn, Stream& stream, boost::beast::flat_buffer& initial);
 
 } // namespace weir::core::http

@@ -40,7 +40,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr auto nothrow = net::use_task_nothrow;
 // Bodies stream through one buffer of this size per active exchange.
 constexpr size_t kRelayBufferSize = BufferPool::kBlockSize;
 constexpr uint32_t kMaxUpstreamHead = 60000; // below the 64 KiB a single Beast field may hold
@@ -128,10 +128,9 @@ void run_response_filters(const WorkerRoute* route, Exchange& ex) {
 }
 
 // An answer from weir itself, through the downstream protocol.
-asio::awaitable<void> respond_local(const WorkerService& service, const ConnInfo& conn,
-                                    ProxyRequest& req, ResponseSink& sink, unsigned status,
-                                    std::string_view content_type, std::string body,
-                                    const WorkerRoute* route, Exchange* ex) {
+net::Task<void> respond_local(const WorkerService& service, const ConnInfo& conn, ProxyRequest& req,
+                              ResponseSink& sink, unsigned status, std::string_view content_type,
+                              std::string body, const WorkerRoute* route, Exchange* ex) {
   ResponseMessage res{static_cast<bhttp::status>(status), 11};
   res.set(bhttp::field::server, "weir");
   if (!content_type.empty())
@@ -188,9 +187,9 @@ public:
 
   // (The loop over targets and the HTTP/1.1 exchange are in handle_request(), whose coroutine
   // frame holds the Forwarder: two coroutine frames less per request.)
-  friend asio::awaitable<bool> http::handle_request(Worker& worker, const WorkerService& service,
-                                                    const ConnInfo& conn, ProxyRequest& req,
-                                                    BodySource& body, ResponseSink& sink);
+  friend net::Task<bool> http::handle_request(Worker& worker, const WorkerService& service,
+                                              const ConnInfo& conn, ProxyRequest& req,
+                                              BodySource& body, ResponseSink& sink);
 
 private:
   // What to do after one exchange: a final answer (the request is done, true when the
@@ -210,8 +209,7 @@ private:
     return outcome != Outcome::aborted && !client_gone_;
   }
 
-  asio::awaitable<std::optional<bool>> conclude(Outcome outcome, bool reused, bool& retry,
-                                                bool& other) {
+  net::Task<std::optional<bool>> conclude(Outcome outcome, bool reused, bool& retry, bool& other) {
     retry = false;
     other = false;
     if (auto done = settled(outcome))
@@ -350,7 +348,7 @@ private:
   }
 
   // HTTP/2 to one target: a stream on a shared connection, opening one when none has room.
-  asio::awaitable<std::optional<bool>> try_h2(size_t idx, const upstream::Target& target) {
+  net::Task<std::optional<bool>> try_h2(size_t idx, const upstream::Target& target) {
     std::string scratch;
     const std::string& key = pool_key(target, scratch);
     auto& pool = worker_.h2_pool();
@@ -425,7 +423,7 @@ private:
   }
 
   // One attempt on one HTTP/2 stream.
-  asio::awaitable<Outcome> exchange_h2(upstream::H2Call& call) {
+  net::Task<Outcome> exchange_h2(upstream::H2Call& call) {
     auto& msg = *req_.msg;
     std::string_view authority = msg[bhttp::field::host];
     if (authority.empty())
@@ -570,7 +568,7 @@ private:
     return o;
   }
 
-  asio::awaitable<void> fail(unsigned status) {
+  net::Task<void> fail(unsigned status) {
     if (sink_.started()) {
       log_request(service_, conn_, req_);
       co_return;
@@ -581,7 +579,7 @@ private:
 
   // The request head and its body, streamed from the client through Beast's serializer (which
   // frames a chunked body). Outcome::done when all of it went out.
-  asio::awaitable<Outcome> send_with_body(upstream::Conn& conn, RequestMessage& msg) {
+  net::Task<Outcome> send_with_body(upstream::Conn& conn, RequestMessage& msg) {
     bhttp::serializer<true, bhttp::buffer_body, Fields> sr{msg};
     conn.expires_after(wait_limit(pol_.response_timeout));
     {
@@ -653,7 +651,7 @@ private:
 
   // Read more of a response body from the upstream into up_buf; the sink first sends what it
   // holds back. Returns the error (eof when the upstream closed).
-  asio::awaitable<error_code> read_body_more(upstream::Conn& conn, UpBuffer& up_buf) {
+  net::Task<error_code> read_body_more(upstream::Conn& conn, UpBuffer& up_buf) {
     if (!co_await sink_.flush()) {
       client_gone_ = true;
       co_return asio::error::operation_aborted;
@@ -685,7 +683,7 @@ private:
 
   // A body of `length` bytes: relayed straight from up_buf as it comes, counted. Returns whether
   // all of it came (false with client_gone_ when the client left first).
-  asio::awaitable<bool> relay_counted(upstream::Conn& conn, UpBuffer& up_buf, uint64_t length) {
+  net::Task<bool> relay_counted(upstream::Conn& conn, UpBuffer& up_buf, uint64_t length) {
     while (length > 0) {
       if (up_buf.size() == 0) {
         error_code ec = co_await read_body_more(conn, up_buf);
@@ -714,7 +712,7 @@ private:
 
   // A chunked body, or one that ends when the upstream closes: Beast's parser takes the framing
   // off (it is given a head that says only that) and leaves the data in relay_.
-  asio::awaitable<bool> relay_parsed(upstream::Conn& conn, UpBuffer& up_buf, bool chunked) {
+  net::Task<bool> relay_parsed(upstream::Conn& conn, UpBuffer& up_buf, bool chunked) {
     auto rp = std::make_unique<bhttp::response_parser<bhttp::buffer_body, SmallAllocator<char>>>();
     rp->body_limit(boost::none);
     {
@@ -880,8 +878,8 @@ void log_request(const WorkerService& service, const ConnInfo& conn, ProxyReques
   core::log_access(r);
 }
 
-asio::awaitable<void> respond_error(const WorkerService& service, const ConnInfo& conn,
-                                    ProxyRequest& req, ResponseSink& sink, unsigned status) {
+net::Task<void> respond_error(const WorkerService& service, const ConnInfo& conn, ProxyRequest& req,
+                              ResponseSink& sink, unsigned status) {
   co_await respond_local(service, conn, req, sink, status, "text/plain", status_body(status),
                          nullptr, nullptr);
 }
@@ -977,9 +975,8 @@ std::string_view reason_text(unsigned status) {
   return bhttp::obsolete_reason(static_cast<bhttp::status>(status));
 }
 
-asio::awaitable<bool> handle_request(Worker& worker, const WorkerService& service,
-                                     const ConnInfo& conn, ProxyRequest& req, BodySource& body,
-                                     ResponseSink& sink) {
+net::Task<bool> handle_request(Worker& worker, const WorkerService& service, const ConnInfo& conn,
+                               ProxyRequest& req, BodySource& body, ResponseSink& sink) {
   Exchange ex;
   const WorkerRoute& route = prepare_request(service, conn, req, ex);
   if (ex.local) {

@@ -5,8 +5,8 @@
 #pragma once
 
 #include "core/http/fields.hpp"
+#include "core/net/executor.hpp"
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/buffer_body.hpp>
@@ -50,13 +50,13 @@ public:
   // Read the next part of the body into `buf`. Returns the number of bytes; 0 with no error means
   // the body is complete. On an error, `status` says what to answer if no response began yet
   // (400 malformed, 413 too large), or 0 when the client is gone and nothing can be answered.
-  virtual boost::asio::awaitable<size_t> read(boost::asio::mutable_buffer buf,
-                                              boost::system::error_code& ec, unsigned& status) = 0;
+  virtual net::Task<size_t> read(boost::asio::mutable_buffer buf, boost::system::error_code& ec,
+                                 unsigned& status) = 0;
   // Whether the body was read to its end (true at once when there is no body).
   virtual bool done() const = 0;
   // Called once, before the first read, when the client expects "100 Continue" (HTTP/1.1).
   // Returns false when the client is gone.
-  virtual boost::asio::awaitable<bool> send_continue() { co_return true; }
+  virtual net::Task<bool> send_continue() { co_return true; }
   // Trailer fields that followed the body (HTTP/2), or null. Valid once done().
   virtual const Fields* trailers() const { return nullptr; }
 
@@ -74,7 +74,7 @@ public:
   // (A plain call, not a coroutine: no sink waits here, and a coroutine frame costs an
   // allocation and more per response.)
   virtual bool head(ResponseMessage& res, bool body) = 0;
-  virtual boost::asio::awaitable<bool> data(boost::asio::const_buffer chunk) = 0;
+  virtual net::Task<bool> data(boost::asio::const_buffer chunk) = 0;
   // data() without a coroutine, when the connection takes the whole chunk at once: true (sent)
   // or false (the client is gone). nullopt when it did not take it all: then data() must be
   // called with the same chunk, and sends what is left. (The default always says nullopt.)
@@ -83,19 +83,19 @@ public:
     return std::nullopt;
   }
   // The end of the response, with trailer fields (may be null or empty).
-  virtual boost::asio::awaitable<bool> finish(const Fields* trailers) = 0;
+  virtual net::Task<bool> finish(const Fields* trailers) = 0;
   // The end of a response without trailers, when it completes without waiting (nothing held
   // back, or a queue the connection's writer sends as it is): then true is returned and finish()
   // need not be called. (Saves a coroutine.)
   virtual bool finish_now() { return false; }
   // A sink may hold the head back to send it with the first body bytes; the caller flushes
   // before it waits for body bytes that are not there yet, so a slow body never delays the head.
-  virtual boost::asio::awaitable<bool> flush() { co_return true; }
+  virtual net::Task<bool> flush() { co_return true; }
   // The upstream answered an Upgrade request with 101: relay `res` and tunnel bytes both ways
   // until either side ends. `pending` holds bytes the upstream sent after its head. Only HTTP/1.1
   // supports this; the default refuses, and the caller answers 502.
-  virtual boost::asio::awaitable<bool> tunnel(ResponseMessage& res, upstream::Conn& conn,
-                                              boost::asio::const_buffer pending) {
+  virtual net::Task<bool> tunnel(ResponseMessage& res, upstream::Conn& conn,
+                                 boost::asio::const_buffer pending) {
     (void)res;
     (void)conn;
     (void)pending;
@@ -115,15 +115,17 @@ struct ProxyRequest {
   // hop-by-hop fields (handle_request adds X-Forwarded-* and Forwarded-trust handling). Its body
   // member is the relay buffer handle used by BodySource/forwarding.
   RequestMessage* msg = nullptr;
-  unsigned version = 11; // 10, 11 or 20: the downstream protocol version, for the log
-  std::string method;    // as received
-  std::string target;    // as received, for the log
-  std::string path;      // without the query
-  std::string query;     // without '?'
-  std::string host;      // Host or :authority, as received (may carry a port)
-  std::string upgrade;   // the protocol an HTTP/1.1 Upgrade request asks for, else ""
-  bool head = false;     // a HEAD request: the response has no body
-  bool has_body = false; // a body follows the head
+  // The request line's parts are views into text that outlives the request: the head held in
+  // *msg (HTTP/1.x), or the stream's pseudo-header fields (HTTP/2). No copy per request.
+  unsigned version = 11;    // 10, 11 or 20: the downstream protocol version, for the log
+  std::string_view method;  // as received
+  std::string_view target;  // as received, for the log
+  std::string_view path;    // without the query
+  std::string_view query;   // without '?'
+  std::string_view host;    // Host or :authority, as received (may carry a port)
+  std::string_view upgrade; // the protocol an HTTP/1.1 Upgrade request asks for, else ""
+  bool head = false;        // a HEAD request: the response has no body
+  bool has_body = false;    // a body follows the head
   bool expect_continue = false;
   bool te_trailers = false; // the client accepts trailers (TE: trailers): passed to h2 upstreams
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
@@ -145,14 +147,13 @@ const WorkerService& choose_service(const std::vector<const WorkerService*>& ser
 // Route, run filters, forward, answer (through `sink`, errors and local answers included) and log
 // one request. Returns false when the downstream connection must not carry another request: the
 // exchange was aborted, or the response could not be completed.
-boost::asio::awaitable<bool> handle_request(Worker& worker, const WorkerService& service,
-                                            const ConnInfo& conn, ProxyRequest& req,
-                                            BodySource& body, ResponseSink& sink);
+net::Task<bool> handle_request(Worker& worker, const WorkerService& service, const ConnInfo& conn,
+                               ProxyRequest& req, BodySource& body, ResponseSink& sink);
 
 // Answer from weir itself (an error raised before routing, say) and log the access line. Response
 // filters do not run.
-boost::asio::awaitable<void> respond_error(const WorkerService& service, const ConnInfo& conn,
-                                           ProxyRequest& req, ResponseSink& sink, unsigned status);
+net::Task<void> respond_error(const WorkerService& service, const ConnInfo& conn, ProxyRequest& req,
+                              ResponseSink& sink, unsigned status);
 
 // Write the access-log line for `req` (once).
 void log_request(const WorkerService& service, const ConnInfo& conn, ProxyRequest& req);

@@ -65,7 +65,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr auto nothrow = net::use_task_nothrow;
 constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 // A parked connection's addresses (ConnInfo's text, as the session shows it) packed into bytes
@@ -217,7 +217,7 @@ public:
   // Serve the connection: its start (PROXY header, TLS handshake, HTTP/2 or not), then request
   // after request. Returns when the connection is done, or parked (see park_out()): then it
   // is called again, resumed, once the client sends its next request.
-  asio::awaitable<void> run() {
+  net::Task<void> run() {
     if (!std::exchange(resumed_, false)) {
       // The start: the PROXY header, the TLS handshake, the first bytes, HTTP/2 (served here to
       // the end).
@@ -350,7 +350,7 @@ private:
     lowest().socket().close(ec);
   }
 
-  asio::awaitable<void> run_h2() {
+  net::Task<void> run_h2() {
 #ifdef WEIR_HAVE_H2
     idle_ = false;
     // The HTTP/2 session keeps its own buffer; the bytes read so far go first.
@@ -451,7 +451,7 @@ private:
   // accept); then read what came into a pooled block. False when the connection is to close:
   // timed out, closed, drained, or the peer left. (A wait costs an epoll_ctl that a read after a
   // drained read does not, which is why busy connections keep reading with a block instead.)
-  asio::awaitable<bool> await_request() {
+  net::Task<bool> await_request() {
     buf_.shrink_to_fit();
     auto& sock = lowest().socket();
     auto deadline = accepted_ + limits_.header_timeout; // (only ever the first request)
@@ -489,7 +489,7 @@ private:
 
   // Cleartext HTTP/2 with prior knowledge: the connection starts with the client preface.
   // Reads into buf_ until the preface is complete or the bytes differ from it.
-  asio::awaitable<bool> sniff_h2_preface() {
+  net::Task<bool> sniff_h2_preface() {
     auto deadline = accepted_ + limits_.header_timeout;
     for (;;) {
       auto data = buf_.data();
@@ -513,7 +513,7 @@ private:
   // of a header, they are taken off the socket (they all belong to the header) before waiting for
   // more: peeking again at bytes still in the socket would find it readable at once and spin
   // until header-timeout, for any peer that sends "PROXY" and stalls.
-  asio::awaitable<bool> read_proxy_header() {
+  net::Task<bool> read_proxy_header() {
     if constexpr (kUnix) {
       co_return true; // a Unix socket peer is never in an address range
     } else {
@@ -536,7 +536,7 @@ private:
       for (;;) {
         auto& sock = lowest().socket();
         using namespace boost::asio::experimental::awaitable_operators;
-        asio::steady_timer timer(co_await asio::this_coro::executor);
+        net::SteadyTimer timer(co_await asio::this_coro::executor);
         timer.expires_at(deadline);
         auto waited = co_await (sock.async_wait(tcp::socket::wait_read, nothrow) ||
                                 timer.async_wait(nothrow));
@@ -611,7 +611,7 @@ private:
   // After answering a request whose body (or rest) was not read, closing at once would make the
   // kernel reset the connection, and the client could lose the answer. Like nginx's lingering
   // close: the write side is shut already; read and discard for a bounded time until EOF.
-  asio::awaitable<void> linger() {
+  net::Task<void> linger() {
     auto deadline = Clock::now() + kLingerTime;
     std::array<char, 4096> scratch{};
     for (int i = 0; i < 4096; ++i) {
@@ -633,7 +633,7 @@ private:
   // Read until the buffer holds a whole head. Returns its length (with the `skip` empty lines
   // before it), or 0 when the connection is to close (timed out, too large, gone; answered or
   // logged here as needed).
-  asio::awaitable<size_t> read_head(size_t& skip) {
+  net::Task<size_t> read_head(size_t& skip) {
     size_t head_len = 0;
     // The whole head must arrive within header-timeout of its first byte (of the accept, for the
     // first request): a deadline, not a per-read timer, or a slow drip would never end.
@@ -697,14 +697,13 @@ private:
       hc = check_head(head, head_limits_, &parts);
       if (hc.status != 0) {
         auto sp = head.find(' ');
-        if (sp != std::string_view::npos)
-          req.method = std::string(head.substr(0, sp));
+        if (sp != std::string_view::npos) // (kept for the log, the buffer may move)
+          req.method = own_msg_.emplace().hold(head.substr(0, sp));
         why = hc.reason;
         return hc.status;
       }
       req.version = hc.version;
       req.has_body = hc.chunked || (hc.content_length && *hc.content_length > 0);
-      req.host = std::string(parts.host);
       if (limits_.max_body > 0 && hc.content_length && *hc.content_length > limits_.max_body) {
         why = "request body larger than limits.max-body";
         return 413;
@@ -724,6 +723,7 @@ private:
     else
       msg.method_string(parts.method);
     msg.adopt_target(in_copy(parts.target));
+    req.host = in_copy(parts.host);
     msg.version(req.version);
     for (const auto& f : parts.fields)
       msg.adopt(f.id, in_copy(f.name), in_copy(f.value));
@@ -765,8 +765,8 @@ private:
       }
     }
     req.msg = &msg;
-    req.method = std::string(msg.method_string());
-    req.target = std::string(msg.target());
+    req.method = msg.method_string();
+    req.target = msg.target();
     req.head = msg.method() == bhttp::verb::head;
     req.expect_continue = req.version == 11 && req.has_body && parts.expect &&
                           beast::iequals(msg[bhttp::field::expect], "100-continue");
@@ -781,9 +781,9 @@ private:
         why = "invalid request target";
         return 400;
       }
-      req.host = abs->authority;
       msg.target(abs->origin_form);
-      msg.set(bhttp::field::host, req.host);
+      msg.set(bhttp::field::host, abs->authority);
+      req.host = msg[bhttp::field::host];
       target = msg.target();
     }
     // Content-Length "5, 5" or repeated: check_head made sure they agree; send one.
@@ -803,15 +803,15 @@ private:
       }
     }
     auto qmark = target.find('?');
-    req.path = std::string(target.substr(0, qmark));
+    req.path = target.substr(0, qmark);
     if (qmark != std::string_view::npos)
-      req.query = std::string(target.substr(qmark + 1));
+      req.query = target.substr(qmark + 1);
 
     // An Upgrade request (WebSocket and others, HTTP/1.1, no body) keeps its Upgrade and
     // Connection headers: they are hop-by-hop, but the upstream must see them to switch.
     if (parts.hop_by_hop) {
       if (req.version == 11 && !req.has_body && has_token(msg, bhttp::field::connection, "upgrade"))
-        req.upgrade = std::string(msg[bhttp::field::upgrade]);
+        req.upgrade = msg[bhttp::field::upgrade]; // (readable after the erase below)
       req.te_trailers = has_token(msg, bhttp::field::te, "trailers");
       strip_hop_by_hop(msg);
       if (!req.upgrade.empty()) {
@@ -825,8 +825,7 @@ private:
   }
 
   // --- BodySource ------------------------------------------------------------------------------
-  asio::awaitable<size_t> read(asio::mutable_buffer buf, error_code& ec,
-                               unsigned& status) override {
+  net::Task<size_t> read(asio::mutable_buffer buf, error_code& ec, unsigned& status) override {
     if (!parser_)
       co_return 0; // no body
     auto& parser = *parser_;
@@ -863,7 +862,7 @@ private:
     return !parser_ || parser_->is_done();
   }
 
-  asio::awaitable<bool> send_continue() override {
+  net::Task<bool> send_continue() override {
     lowest().expires_after(limits_.send_timeout);
     static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
     auto [ec, n] = co_await asio::async_write(client_, asio::buffer(k100), nothrow);
@@ -930,7 +929,7 @@ private:
     return count;
   }
 
-  asio::awaitable<bool> data(asio::const_buffer chunk) override {
+  net::Task<bool> data(asio::const_buffer chunk) override {
     Parts parts{};
     size_t count = data_parts(chunk, parts);
     return write_parts(parts, count);
@@ -976,7 +975,7 @@ private:
     return out_finished_;
   }
 
-  asio::awaitable<bool> finish(const Fields* trailers) override {
+  net::Task<bool> finish(const Fields* trailers) override {
     (void)trailers; // HTTP/1.1 clients rarely ask for trailers (TE: trailers); not relayed
     if (out_finished_)
       co_return true;
@@ -990,7 +989,7 @@ private:
     co_return co_await write_parts(parts, count);
   }
 
-  asio::awaitable<bool> flush() override {
+  net::Task<bool> flush() override {
     std::array<asio::const_buffer, 4> parts;
     size_t count = 0;
     if (!out_head_.empty())
@@ -1002,7 +1001,7 @@ private:
   // a copy: the callers return this coroutine without waiting for it themselves. On a plain
   // connection the socket is offered the bytes at once (net::send_now); only what it did not
   // take waits for it, under send-timeout.
-  asio::awaitable<bool> write_parts(Parts parts, size_t count) {
+  net::Task<bool> write_parts(Parts parts, size_t count) {
     if (count == 0)
       co_return true;
     started_ = true; // from here on, no other response can replace this one
@@ -1025,8 +1024,8 @@ private:
 
   // After 101 Switching Protocols: answer the client, then copy bytes both ways until either side
   // closes or nothing moves for tunnel-idle-timeout. The connection is not HTTP any more.
-  asio::awaitable<bool> tunnel(ResponseMessage& res, upstream::Conn& conn,
-                               asio::const_buffer pending) override {
+  net::Task<bool> tunnel(ResponseMessage& res, upstream::Conn& conn,
+                         asio::const_buffer pending) override {
     auto& req = *req_;
     started_ = true;
     keep_after_ = false;
@@ -1064,7 +1063,7 @@ private:
     co_return true;
   }
 
-  asio::awaitable<void> pump_to_upstream(upstream::Conn& conn, std::chrono::milliseconds idle) {
+  net::Task<void> pump_to_upstream(upstream::Conn& conn, std::chrono::milliseconds idle) {
     std::array<char, 16 * 1024> buf{};
     // The request came through a drained read (net/drained_read.hpp), which may have consumed
     // the client's end of file: the first read tries recv() at once, and sees it. Later reads
@@ -1092,8 +1091,8 @@ private:
     }
   }
 
-  asio::awaitable<void> pump_to_client(upstream::Conn& conn, std::chrono::milliseconds idle,
-                                       uint64_t* counter) {
+  net::Task<void> pump_to_client(upstream::Conn& conn, std::chrono::milliseconds idle,
+                                 uint64_t* counter) {
     std::array<char, 16 * 1024> buf{};
     bool first = true; // (the 101 came through a drained read: see pump_to_upstream)
     for (;;) {
@@ -1116,7 +1115,7 @@ private:
   }
 
   // A request refused before routing: answer (and close) and log why.
-  asio::awaitable<void> reject(ProxyRequest& req, unsigned status, std::string_view why) {
+  net::Task<void> reject(ProxyRequest& req, unsigned status, std::string_view why) {
     logger("http")->info("{}:{}: {} {}: {}", conn_.peer_ip, conn_.peer_port, status,
                          reason_text(status), why);
     req_ = &req;
@@ -1177,7 +1176,7 @@ private:
   bool keep_after_ = false; // the response said the connection stays open
 };
 
-template <class Stream> asio::awaitable<void> serve(std::unique_ptr<Session<Stream>> session) {
+template <class Stream> net::Task<void> serve(std::unique_ptr<Session<Stream>> session) {
   // A safety net: nothing on the request path should throw, but if something does (a library
   // limit, out of memory), this connection ends and the worker goes on.
   try {
@@ -1199,7 +1198,8 @@ template <class Stream> void Session<Stream>::start(std::unique_ptr<Session> sel
 
 } // namespace
 
-void start_session(Worker& worker, const WorkerListener& listener, tcp::socket socket) {
+void start_session(Worker& worker, const WorkerListener& listener,
+                   asio::basic_stream_socket<tcp, net::Executor> socket) {
   if (listener.plan->tls) {
     auto session = std::make_unique<Session<TlsStream>>(worker, listener, std::move(socket),
                                                         listener.plan->tls->context());
@@ -1210,8 +1210,9 @@ void start_session(Worker& worker, const WorkerListener& listener, tcp::socket s
   asio::co_spawn(worker.context(), serve(std::move(session)), asio::detached);
 }
 
-void start_unix_session(Worker& worker, const WorkerListener& listener,
-                        asio::local::stream_protocol::socket socket) {
+void start_unix_session(
+    Worker& worker, const WorkerListener& listener,
+    asio::basic_stream_socket<asio::local::stream_protocol, net::Executor> socket) {
   auto session = std::make_unique<Session<UnixStream>>(worker, listener, std::move(socket));
   asio::co_spawn(worker.context(), serve(std::move(session)), asio::detached);
 }

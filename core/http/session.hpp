@@ -3,6 +3,9 @@
 // h2c listener sees the HTTP/2 preface.
 #pragma once
 
+#include "core/net/executor.hpp"
+
+#include <boost/asio/basic_stream_socket.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 
@@ -17,9 +20,10 @@ namespace weir::core::http {
 // Serve `socket` on `worker` for the services of `listener` until the connection ends. Runs on
 // the worker's thread.
 void start_session(Worker& worker, const WorkerListener& listener,
-                   boost::asio::ip::tcp::socket socket);
-void start_unix_session(Worker& worker, const WorkerListener& listener,
-                        boost::asio::local::stream_protocol::socket socket);
+                   boost::asio::basic_stream_socket<boost::asio::ip::tcp, net::Executor> socket);
+void start_unix_session(
+    Worker& worker, const WorkerListener& listener,
+    boost::asio::basic_stream_socket<boost::asio::local::stream_protocol, net::Executor> socket);
 // Serve a parked connection (runtime/parking.hpp) whose client sent something.
 void resume_session(Worker& worker, ParkedConn&& parked);
 

@@ -2,11 +2,8 @@
 // a coroutine wake-up, nghttp2 header lists, and the fields HTTP/2 forbids.
 #pragma once
 
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include "core/net/executor.hpp"
+
 #include <boost/beast/http/fields.hpp>
 
 #include <nghttp2/nghttp2.h>
@@ -26,23 +23,23 @@ namespace weir::core::net {
 class Notifier {
 public:
   using Clock = std::chrono::steady_clock;
-  explicit Notifier(const boost::asio::any_io_executor& ex) : ex_(ex) {}
+  explicit Notifier(const net::Executor& ex) : ex_(ex) {}
   void notify() {
     if (timer_)
       timer_->cancel();
   }
   // Until notify() or `deadline`; true when notified (or cancelled).
-  boost::asio::awaitable<bool> wait(Clock::time_point deadline = Clock::time_point::max()) {
+  net::Task<bool> wait(Clock::time_point deadline = Clock::time_point::max()) {
     if (!timer_)
       timer_.emplace(ex_);
     timer_->expires_at(deadline);
-    auto [ec] = co_await timer_->async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    auto [ec] = co_await timer_->async_wait(use_task_nothrow);
     co_return ec == boost::asio::error::operation_aborted;
   }
 
 private:
-  boost::asio::any_io_executor ex_;
-  std::optional<boost::asio::steady_timer> timer_;
+  net::Executor ex_;
+  std::optional<net::SteadyTimer> timer_;
 };
 
 // nghttp2's allocator for our sessions: the calling thread's small-block lists (h2_memory.cpp).

@@ -22,11 +22,11 @@
 // close()d or disarm()ed, or it holds up a worker's shutdown (see Conn::close, Session::park_out).
 #pragma once
 
-#include <boost/asio/any_io_executor.hpp>
+#include "core/net/executor.hpp"
+
 #include <boost/asio/associator.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/basic_stream_socket.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/error.hpp>
 
 #include <algorithm>
@@ -59,7 +59,7 @@ public:
   using Clock = std::chrono::steady_clock;
   using protocol_type = Protocol;
   using endpoint_type = typename Protocol::endpoint;
-  using executor_type = boost::asio::any_io_executor;
+  using executor_type = Executor;
   using socket_type = boost::asio::basic_stream_socket<Protocol, executor_type>;
   using lowest_layer_type = socket_type; // for asio::ssl::stream
 
@@ -168,7 +168,7 @@ private:
     static constexpr int kWrite = 1;
     explicit State(socket_type&& s) : socket(std::move(s)), timer(socket.get_executor()) {}
     socket_type socket;
-    boost::asio::steady_timer timer;
+    SteadyTimer timer;
     Clock::time_point deadline[2] = {Clock::time_point::max(), Clock::time_point::max()};
     Clock::time_point armed_at = Clock::time_point::max(); // the timer's wait ends; max: none
     unsigned pending[2] = {0, 0}; // operations started, not completed, per direction

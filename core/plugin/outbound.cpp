@@ -53,7 +53,7 @@ struct OutboundService::Op {
 
 namespace {
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr auto nothrow = net::use_task_nothrow;
 constexpr uint64_t kDefaultProbeTimeoutMs = 5000;
 constexpr uint64_t kDefaultFetchTimeoutMs = 10000;
 constexpr uint64_t kDefaultMaxBody = 65536;
@@ -105,8 +105,8 @@ std::string status_error(const std::string& error) {
   return error.empty() ? std::string("failed") : error;
 }
 
-asio::awaitable<void> run_probe(std::shared_ptr<OutboundService::Op> op, upstream::Target target,
-                                upstream::ConnectOptions opts, weir_probe_cb cb, void* user) {
+net::Task<void> run_probe(std::shared_ptr<OutboundService::Op> op, upstream::Target target,
+                          upstream::ConnectOptions opts, weir_probe_cb cb, void* user) {
   auto t0 = Clock::now();
   std::string error;
   auto ex = co_await asio::this_coro::executor;
@@ -135,8 +135,8 @@ struct FetchPlan {
   std::shared_ptr<asio::ssl::context> tls_keep; // a context made for this request only
 };
 
-asio::awaitable<void> run_fetch(std::shared_ptr<OutboundService::Op> op, FetchPlan plan,
-                                weir_fetch_cb cb, void* user) {
+net::Task<void> run_fetch(std::shared_ptr<OutboundService::Op> op, FetchPlan plan, weir_fetch_cb cb,
+                          void* user) {
   auto t0 = Clock::now();
   std::string error;
   unsigned status = 0;

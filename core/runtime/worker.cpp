@@ -296,7 +296,7 @@ bool Worker::start(std::string& error) {
 
 void Worker::accept_loop(size_t index) {
   auto& l = *listeners_[index];
-  l.tcp->async_accept([this, index](boost::system::error_code ec, tcp::socket socket) {
+  l.tcp->async_accept([this, index](boost::system::error_code ec, auto socket) {
     auto& listener = *listeners_[index];
     if (!listener.is_open() || draining_)
       return;
@@ -317,23 +317,22 @@ void Worker::accept_loop(size_t index) {
 
 void Worker::accept_unix_loop(size_t index) {
   auto& l = *listeners_[index];
-  l.unix_socket->async_accept(
-      [this, index](boost::system::error_code ec, asio::local::stream_protocol::socket socket) {
-        auto& listener = *listeners_[index];
-        if (!listener.is_open() || draining_)
-          return;
-        if (ec) {
-          if (ec == asio::error::operation_aborted)
-            return;
-          logger("core")->warn("accept failed on worker {}: {}", index_, ec.message());
-          auto timer = std::make_shared<asio::steady_timer>(*ioc_, std::chrono::milliseconds(50));
-          timer->async_wait(
-              [this, index, timer](boost::system::error_code) { accept_unix_loop(index); });
-          return;
-        }
-        http::start_unix_session(*this, listener.view, std::move(socket));
-        accept_unix_loop(index);
-      });
+  l.unix_socket->async_accept([this, index](boost::system::error_code ec, auto socket) {
+    auto& listener = *listeners_[index];
+    if (!listener.is_open() || draining_)
+      return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted)
+        return;
+      logger("core")->warn("accept failed on worker {}: {}", index_, ec.message());
+      auto timer = std::make_shared<asio::steady_timer>(*ioc_, std::chrono::milliseconds(50));
+      timer->async_wait(
+          [this, index, timer](boost::system::error_code) { accept_unix_loop(index); });
+      return;
+    }
+    http::start_unix_session(*this, listener.view, std::move(socket));
+    accept_unix_loop(index);
+  });
 }
 
 void Worker::schedule_sweep() {

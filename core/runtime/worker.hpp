@@ -173,8 +173,11 @@ private:
   std::vector<std::unique_ptr<plugin::FilterInstance>> filters_;
   struct Listener {
     size_t index; // into plan.listeners
-    std::optional<boost::asio::ip::tcp::acceptor> tcp;
-    std::optional<boost::asio::local::stream_protocol::acceptor> unix_socket;
+    // Accepted sockets carry the io_context's own executor type (net/executor.hpp).
+    std::optional<boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, net::Executor>> tcp;
+    std::optional<
+        boost::asio::basic_socket_acceptor<boost::asio::local::stream_protocol, net::Executor>>
+        unix_socket;
     WorkerListener view;
     void close();
     bool is_open() const;

@@ -21,7 +21,7 @@ using boost::system::error_code;
 
 namespace {
 
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr auto nothrow = net::use_task_nothrow;
 constexpr unsigned char kAlpnH1[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 template <class F>
@@ -98,10 +98,10 @@ std::string Conn::alpn() const {
   return {};
 }
 
-asio::awaitable<std::unique_ptr<Conn>> connect(asio::any_io_executor ex, const Target& target,
-                                               const ConnectOptions& opts, std::string& error) {
+net::Task<std::unique_ptr<Conn>> connect(net::Executor ex, const Target& target,
+                                         const ConnectOptions& opts, std::string& error) {
   // The PROXY header goes first, on the raw connection (before any TLS).
-  auto send_proxy = [&](auto& raw) -> asio::awaitable<bool> {
+  auto send_proxy = [&](auto& raw) -> net::Task<bool> {
     if (opts.proxy_protocol == 0 || opts.proxy_header.empty())
       co_return true;
     auto [ec, n] = co_await asio::async_write(raw, asio::buffer(opts.proxy_header), nothrow);

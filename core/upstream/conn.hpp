@@ -29,7 +29,7 @@ using TlsStream = boost::beast::ssl_stream<TcpStream>;
 
 class Conn {
 public:
-  using executor_type = boost::asio::any_io_executor;
+  using executor_type = net::Executor;
 
   template <class... Args> explicit Conn(Args&&... args) : s_(std::forward<Args>(args)...) {}
 
@@ -100,10 +100,8 @@ struct ConnectOptions {
 // handshake if asked. On failure returns null and `error` holds one human-readable reason (for
 // a certificate that does not verify: OpenSSL's verification error, like "certificate has
 // expired" or "hostname mismatch").
-boost::asio::awaitable<std::unique_ptr<Conn>> connect(boost::asio::any_io_executor ex,
-                                                      const Target& target,
-                                                      const ConnectOptions& opts,
-                                                      std::string& error);
+net::Task<std::unique_ptr<Conn>> connect(net::Executor ex, const Target& target,
+                                         const ConnectOptions& opts, std::string& error);
 
 // A TLS client context for an upstream group (verification, CA file, client certificate,
 // minimum version, ALPN for `protocol`). Null with `error` when a file cannot be used.

@@ -33,7 +33,7 @@ using Clock = std::chrono::steady_clock;
 using net::Notifier;
 
 namespace {
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+constexpr auto nothrow = net::use_task_nothrow;
 constexpr size_t kReadSize = 32 * 1024;
 constexpr size_t kWriteBatch = 64 * 1024;
 constexpr size_t kMaxQueuedBody = 64 * 1024;           // request bytes queued per stream
@@ -58,7 +58,7 @@ void compact(std::string& buf, size_t& off) {
 // What one call knows; owned by H2Call, reachable from nghttp2's callbacks through the
 // connection's stream map while the stream is open.
 struct H2CallState {
-  explicit H2CallState(const asio::any_io_executor& ex) : wake(ex) {}
+  explicit H2CallState(const net::Executor& ex) : wake(ex) {}
   int32_t id = -1;
   // Request body, queued until nghttp2 asks for it.
   std::string body;
@@ -87,7 +87,7 @@ class H2Conn : public std::enable_shared_from_this<H2Conn> {
 public:
   enum class State { connecting, ready, dead };
 
-  H2Conn(asio::any_io_executor ex, H2Settings settings, std::chrono::milliseconds idle_timeout)
+  H2Conn(net::Executor ex, H2Settings settings, std::chrono::milliseconds idle_timeout)
       : ex_(std::move(ex)), settings_(std::move(settings)), idle_timeout_(idle_timeout),
         write_wait_(ex_), idle_since_(Clock::now()) {}
   ~H2Conn() {
@@ -200,7 +200,7 @@ public:
       shutdown();
   }
 
-  asio::awaitable<bool> wait_ready(Clock::time_point deadline, std::string& error) {
+  net::Task<bool> wait_ready(Clock::time_point deadline, std::string& error) {
     // Several requests may wait for the same connection: each with its own timer, which a
     // change of state cancels. Each holds a place among the connection's streams meanwhile.
     reserve();
@@ -209,7 +209,7 @@ public:
       ~Unreserve() { c->unreserve(); }
     } unreserve_at_exit{this};
     while (state_ == State::connecting) {
-      asio::steady_timer timer(ex_, deadline);
+      net::SteadyTimer timer(ex_, deadline);
       ready_waiters_.push_back(&timer);
       auto [ec] = co_await timer.async_wait(nothrow);
       std::erase(ready_waiters_, &timer);
@@ -302,7 +302,7 @@ public:
   }
 
   const H2Settings& settings() const { return settings_; }
-  const asio::any_io_executor& executor() const { return ex_; }
+  const net::Executor& executor() const { return ex_; }
 
 private:
   bool init_session() {
@@ -334,7 +334,7 @@ private:
                                                  kConnectionWindow) == 0;
   }
 
-  asio::awaitable<void> reader() {
+  net::Task<void> reader() {
     auto self = shared_from_this();
     std::vector<uint8_t> buf(kReadSize);
     while (state_ == State::ready) {
@@ -360,7 +360,7 @@ private:
     }
   }
 
-  asio::awaitable<void> writer() {
+  net::Task<void> writer() {
     auto self = shared_from_this();
     std::string out;
     while (state_ == State::ready) {
@@ -561,7 +561,7 @@ private:
     return 0;
   }
 
-  asio::any_io_executor ex_;
+  net::Executor ex_;
   H2Settings settings_;
   std::chrono::milliseconds idle_timeout_;
   std::unique_ptr<Conn> conn_;
@@ -576,7 +576,7 @@ private:
   uint32_t reserved_ = 0;
   uint32_t calls_ = 0;
   std::map<int32_t, H2CallState*> streams_;
-  std::vector<asio::steady_timer*> ready_waiters_;
+  std::vector<net::SteadyTimer*> ready_waiters_;
   Notifier write_wait_;
   Clock::time_point idle_since_;
 };
@@ -597,7 +597,7 @@ bool H2Call::submit(std::string_view method, std::string_view path, std::string_
   return conn_->submit(*st_, method, path, scheme, authority, fields, has_body, te_trailers);
 }
 
-asio::awaitable<bool> H2Call::write(asio::const_buffer data, Clock::time_point deadline) {
+net::Task<bool> H2Call::write(asio::const_buffer data, Clock::time_point deadline) {
   auto& st = *st_;
   while (!st.closed && !st.head_done && st.body.size() - st.body_off >= kMaxQueuedBody) {
     if (!co_await st.wake.wait(deadline) && Clock::now() >= deadline)
@@ -621,7 +621,7 @@ void H2Call::end_body(const http::Fields* trailers) {
   conn_->body_changed(st);
 }
 
-asio::awaitable<H2Head> H2Call::read_head(Clock::time_point deadline) {
+net::Task<H2Head> H2Call::read_head(Clock::time_point deadline) {
   auto& st = *st_;
   while (!st.head_done && !st.closed) {
     if (!co_await st.wake.wait(deadline) && !st.head_done && !st.closed)
@@ -655,8 +655,8 @@ bool H2Call::readable() const {
   return st.data.size() > st.data_off || st.end_stream || st.closed;
 }
 
-asio::awaitable<size_t> H2Call::read(asio::mutable_buffer buf, Clock::time_point deadline,
-                                     std::string& error) {
+net::Task<size_t> H2Call::read(asio::mutable_buffer buf, Clock::time_point deadline,
+                               std::string& error) {
   auto& st = *st_;
   for (;;) {
     size_t have = st.data.size() - st.data_off;
@@ -688,7 +688,7 @@ asio::awaitable<size_t> H2Call::read(asio::mutable_buffer buf, Clock::time_point
 
 // --- H2Pool ------------------------------------------------------------------------------------
 
-H2Pool::H2Pool(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+H2Pool::H2Pool(net::Executor ex) : ex_(std::move(ex)) {}
 H2Pool::~H2Pool() {
   clear();
 }
@@ -769,8 +769,8 @@ void H2Pool::start(const std::shared_ptr<H2Conn>& c, std::unique_ptr<Conn> conn)
 void H2Pool::failed(const std::shared_ptr<H2Conn>& c, const std::string& error) {
   c->fail(error);
 }
-asio::awaitable<bool> H2Pool::wait_ready(const std::shared_ptr<H2Conn>& c,
-                                         Clock::time_point deadline, std::string& error) {
+net::Task<bool> H2Pool::wait_ready(const std::shared_ptr<H2Conn>& c, Clock::time_point deadline,
+                                   std::string& error) {
   co_return co_await c->wait_ready(deadline, error);
 }
 bool H2Pool::connecting(const std::shared_ptr<H2Conn>& c) {

@@ -4,8 +4,7 @@
 #pragma once
 
 #include "core/http/fields.hpp"
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/awaitable.hpp>
+#include "core/net/executor.hpp"
 #include <boost/asio/buffer.hpp>
 
 #include <boost/beast/http/fields.hpp>
@@ -56,19 +55,19 @@ public:
               bool te_trailers);
   // Queue request body bytes; waits while too much is queued (the upstream's flow control).
   // False when the stream failed or the deadline passed.
-  boost::asio::awaitable<bool> write(boost::asio::const_buffer data, Clock::time_point deadline);
+  net::Task<bool> write(boost::asio::const_buffer data, Clock::time_point deadline);
   // The request body is complete; `trailers` (may be null) are sent after it.
   void end_body(const http::Fields* trailers);
 
   // Wait for the final response head (interim 1xx responses are skipped).
-  boost::asio::awaitable<H2Head> read_head(Clock::time_point deadline);
+  net::Task<H2Head> read_head(Clock::time_point deadline);
   unsigned status() const;
   http::Fields& head();
   // Whether read() would return at once (body bytes are buffered, or the stream has ended).
   bool readable() const;
   // Read response body bytes; 0 with no error at the end. `error` is set on failure or timeout.
-  boost::asio::awaitable<size_t> read(boost::asio::mutable_buffer buf, Clock::time_point deadline,
-                                      std::string& error);
+  net::Task<size_t> read(boost::asio::mutable_buffer buf, Clock::time_point deadline,
+                         std::string& error);
   // Trailer fields after the response body, or null.
   const http::Fields* trailers() const;
   // A deadline passed on this call: have the connection prove it is alive (PING), else drop it.
@@ -87,7 +86,7 @@ private:
 // Per-worker HTTP/2 upstream connections, keyed like the HTTP/1 pool.
 class H2Pool {
 public:
-  explicit H2Pool(boost::asio::any_io_executor ex);
+  explicit H2Pool(net::Executor ex);
   ~H2Pool();
   H2Pool(const H2Pool&) = delete;
   H2Pool& operator=(const H2Pool&) = delete;
@@ -114,15 +113,15 @@ public:
   static void start(const std::shared_ptr<H2Conn>& c, std::unique_ptr<Conn> conn);
   static void failed(const std::shared_ptr<H2Conn>& c, const std::string& error);
   // Wait until `c` is connected (true) or failed (false, with the reason in `error`).
-  static boost::asio::awaitable<bool> wait_ready(const std::shared_ptr<H2Conn>& c,
-                                                 std::chrono::steady_clock::time_point deadline,
-                                                 std::string& error);
+  static net::Task<bool> wait_ready(const std::shared_ptr<H2Conn>& c,
+                                    std::chrono::steady_clock::time_point deadline,
+                                    std::string& error);
   static bool connecting(const std::shared_ptr<H2Conn>& c);
   // A call on a ready connection (null if it can no longer take one).
   static std::unique_ptr<H2Call> open(const std::shared_ptr<H2Conn>& c);
 
 private:
-  boost::asio::any_io_executor ex_;
+  net::Executor ex_;
   bool draining_ = false;
   std::unordered_map<std::string, std::vector<std::shared_ptr<H2Conn>>> conns_;
 };

@@ -26,11 +26,11 @@ namespace {
 // A pooled connection and the socket of its peer.
 struct Pair {
   std::unique_ptr<Conn> conn;
-  Local::socket peer;
+  UnixStream::socket_type peer;
 };
 
 Pair make_pair(asio::io_context& ioc) {
-  Local::socket a(ioc), b(ioc);
+  UnixStream::socket_type a(ioc), b(ioc);
   asio::local::connect_pair(a, b);
   return {std::make_unique<Conn>(std::in_place_type<UnixStream>, std::move(a)), std::move(b)};
 }

@@ -43,7 +43,7 @@ struct Pair {
   std::optional<Stream> a;
   Local::socket b{io};
   Pair() {
-    Local::socket s(io);
+    Stream::socket_type s(io);
     asio::local::connect_pair(s, b);
     a.emplace(std::move(s));
   }
@@ -390,7 +390,7 @@ TEST_CASE("reads after short reads miss nothing: TCP on loopback") {
   asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
   asio::ip::tcp::socket client(io);
   client.connect(acceptor.local_endpoint());
-  weir::core::net::TimedStream<asio::ip::tcp> server(acceptor.accept());
+  weir::core::net::TimedStream<asio::ip::tcp> server(acceptor.accept(io));
   server.socket().set_option(asio::ip::tcp::no_delay(true));
   client.set_option(asio::ip::tcp::no_delay(true));
   relay_pattern(io, server, client);
@@ -401,7 +401,7 @@ TEST_CASE("a drained read may consume the end of file with the data; recv_now se
   asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
   asio::ip::tcp::socket client(io);
   client.connect(acceptor.local_endpoint());
-  weir::core::net::TimedStream<asio::ip::tcp> server(acceptor.accept());
+  weir::core::net::TimedStream<asio::ip::tcp> server(acceptor.accept(io));
   asio::write(client, asio::buffer(std::string("last words")));
   client.shutdown(asio::ip::tcp::socket::shutdown_send);
   std::this_thread::sleep_for(50ms); // data and FIN both queued before the read
