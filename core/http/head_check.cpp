@@ -2,6 +2,7 @@
 
 #include "core/http/exchange.hpp"
 #include "core/http/field_code.hpp"
+#include "core/http/field_line.hpp"
 
 #include <boost/url/parse.hpp>
 

@@ -1,6 +1,7 @@
 #include "core/http/head_check.hpp"
 
 #include "core/http/exchange.hpp"
+#include "core/http/field_line.hpp"
 
 #include <doctest/doctest.h>
 
