@@ -114,7 +114,8 @@ public:
   // A whole head's fields added with one copy instead of one per field: hold() copies `text` (a
   // head, or the part of it that holds the fields) into the blocks and returns the copy;
   // adopt() adds a field whose name and value are views that outlive the container: inside a
-  // copy hold() returned (stable until clear()), or static text. adopt_target() and
+  // copy hold() returned (stable until clear()), static text, or text the caller keeps alive
+  // longer (a connection's peer address for a request's X-Forwarded-For). adopt_target() and
   // adopt_reason() set the request target or the reason phrase to such a view.
   // (An empty text gives an empty view.) A head larger than the first block gets a block of its
   // own with room to spare, so that the fields a proxy adds next (X-Forwarded-*) fit in it too.

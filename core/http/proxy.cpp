@@ -72,9 +72,12 @@ template <class Fn> bool for_each_token(const Fields& f, bhttp::field name, Fn&&
   });
 }
 
-uint64_t elapsed_ns(Clock::time_point since) {
+// From `since` to `until`, or to now when `until` is unset (the epoch).
+uint64_t elapsed_ns(Clock::time_point since, Clock::time_point until = {}) {
+  if (until == Clock::time_point())
+    until = Clock::now();
   return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - since).count());
+      std::chrono::duration_cast<std::chrono::nanoseconds>(until - since).count());
 }
 
 // RFC 9110 9.2.2.
@@ -315,7 +318,7 @@ private:
 
   // Tell passive health checkers (if the upstream has any) how an attempt ended.
   void observe(const upstream::Target& target, uint32_t status, bool connect_failed, bool timed_out,
-               Clock::time_point t0) {
+               Clock::time_point t0, Clock::time_point until = {}) {
     if (!up_.observed)
       return;
     Observation o;
@@ -323,7 +326,7 @@ private:
     o.status = status;
     o.connect_failed = connect_failed;
     o.timed_out = timed_out;
-    o.duration_ns = elapsed_ns(t0);
+    o.duration_ns = elapsed_ns(t0, until);
     worker_.observe(up_.index, std::move(o));
   }
 
@@ -642,9 +645,9 @@ private:
   // was emptied; a connection kept now would live on, and its stream's timer would hold the
   // worker's shutdown until it fires).
   void keep_connection(std::unique_ptr<upstream::Conn>& conn, const upstream::Pool::Key& key,
-                       const upstream::Target& target) {
+                       const upstream::Target& target, Clock::time_point now) {
     if (still_published(target) && !worker_.draining())
-      worker_.pool().put(key, std::move(conn), ucfg_.pool_size, ucfg_.idle_timeout);
+      worker_.pool().put(key, std::move(conn), ucfg_.pool_size, ucfg_.idle_timeout, now);
   }
 
   using UpBuffer = beast::basic_flat_buffer<BufferPool::Allocator<char>>;
@@ -928,19 +931,22 @@ const WorkerRoute& prepare_request(const WorkerService& service, const ConnInfo&
       req.client_port = 0;
     }
   }
-  // Every X-Forwarded-For line counts (a list may be split over several), then the peer.
-  chain += conn.peer_ip;
   std::string_view proto = conn.tls ? "https" : "http";
   if (forwarded_fields) {
+    // Every X-Forwarded-For line counts (a list may be split over several), then the peer.
+    chain += conn.peer_ip;
     msg.set(unknown, "X-Forwarded-For", chain);
     msg.set(unknown, "X-Forwarded-Proto", proto);
     if (!req.host.empty())
       msg.set(unknown, "X-Forwarded-Host", req.host);
   } else {
-    msg.insert(unknown, "X-Forwarded-For", chain);
-    msg.adopt(unknown, "X-Forwarded-Proto", proto); // (static text: nothing to copy)
+    // Views, not copies: the peer's address lives as long as the connection, the Host as long
+    // as the message (a view into its held head, or the HTTP/2 stream's :authority), the
+    // protocol is static text.
+    msg.adopt(unknown, "X-Forwarded-For", conn.peer_ip);
+    msg.adopt(unknown, "X-Forwarded-Proto", proto);
     if (!req.host.empty())
-      msg.insert(unknown, "X-Forwarded-Host", req.host);
+      msg.adopt(unknown, "X-Forwarded-Host", req.host);
   }
   msg.version(11);
 
@@ -1088,13 +1094,19 @@ net::Task<bool> handle_request(Worker& worker, const WorkerService& service, con
       for (int fresh_try = 0; fresh_try < 2; ++fresh_try) {
         std::unique_ptr<upstream::Conn> up_conn = std::move(pre);
         bool reused = false;
+        // One reading of the clock for the pool's look at an idle connection's age, the load
+        // balancer's latency and a reused connection's first response deadline; another at the
+        // end, when the connection goes back to the pool, for the latency's end too.
+        const auto tried_at = Clock::now();
+        Clock::time_point done_at{};
         if (!up_conn && fresh_try == 0) {
-          up_conn = worker.pool().take(key, !req.has_body && idempotent(req.msg->method()));
+          up_conn =
+              worker.pool().take(key, !req.has_body && idempotent(req.msg->method()), tried_at);
           reused = up_conn != nullptr;
         }
         // Every on_start has exactly one on_done (a failed connect included), so load balancers
         // that count requests in flight stay balanced.
-        auto t0 = Clock::now();
+        auto t0 = tried_at;
         if (started && fresh_try == 0)
           t0 = *started;
         else
@@ -1174,12 +1186,17 @@ net::Task<bool> handle_request(Worker& worker, const WorkerService& service, con
               head_len = find_response_head_end(have);
               if (head_len > 0 || have.size() > kMaxUpstreamHead)
                 break;
-              up.expires_after(fwd.wait_limit(fwd.pol_.response_timeout));
+              bool first = up_buf.size() == 0 && interim == 0;
+              // (A reused connection's first wait counts from tried_at, microseconds ago; a
+              // new one's from now, after its connect.)
+              if (first && reused)
+                up.expires_at(tried_at + fwd.wait_limit(fwd.pol_.response_timeout));
+              else
+                up.expires_after(fwd.wait_limit(fwd.pol_.response_timeout));
               // (See read_body_more: the first read of a response waits without trying.)
               auto space = up_buf.prepare(upstream_read_size(up_buf.size()));
               error_code ec;
               size_t n = 0;
-              bool first = up_buf.size() == 0 && interim == 0;
               if (first || !up.read_now(space, n, ec)) {
                 auto [e, got] = co_await up.async_read_some(net::DrainedRead(space), nothrow);
                 ec = e;
@@ -1312,8 +1329,10 @@ net::Task<bool> handle_request(Worker& worker, const WorkerService& service, con
           // The upstream's side is done: the connection can serve another request while the client
           // takes the end of this response (over HTTP/2, finish may wait for the client's windows).
           // `up` is not touched after this.
-          if (reusable)
-            fwd.keep_connection(up_conn, key, target);
+          if (reusable) {
+            done_at = Clock::now();
+            fwd.keep_connection(up_conn, key, target, done_at);
+          }
           if (!fwd.client_gone_ && !sink.finish_now() && !co_await sink.finish(nullptr))
             fwd.client_gone_ = true;
           if (fwd.client_gone_ && !complete) {
@@ -1323,9 +1342,9 @@ net::Task<bool> handle_request(Worker& worker, const WorkerService& service, con
           outcome = reusable ? Outcome::done_reusable : Outcome::done;
         }
       exchanged:
-        fwd.lb_done(idx, req.status, elapsed_ns(t0));
+        fwd.lb_done(idx, req.status, elapsed_ns(t0, done_at));
         if (outcome != Outcome::client_failed)
-          fwd.observe(target, req.status, false, outcome == Outcome::timeout, t0);
+          fwd.observe(target, req.status, false, outcome == Outcome::timeout, t0, done_at);
         if (auto done = fwd.settled(outcome))
           co_return *done; // (without fwd.conclude()'s coroutine frame)
         bool retry = false;

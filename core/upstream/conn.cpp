@@ -52,6 +52,10 @@ void Conn::expires_after(std::chrono::steady_clock::duration d) {
   on_lowest(s_, [&](auto& low) { low.expires_after(d); });
 }
 
+void Conn::expires_at(std::chrono::steady_clock::time_point t) {
+  on_lowest(s_, [&](auto& low) { low.expires_at(t); });
+}
+
 void Conn::write_expires_after(std::chrono::steady_clock::duration d) {
   on_lowest(s_, [&](auto& low) { low.write_expires_after(d); });
 }

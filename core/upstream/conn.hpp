@@ -67,6 +67,7 @@ public:
   std::size_t write_now(boost::asio::const_buffer b, boost::system::error_code& ec);
 
   void expires_after(std::chrono::steady_clock::duration d);
+  void expires_at(std::chrono::steady_clock::time_point t);
   void write_expires_after(std::chrono::steady_clock::duration d); // (see TimedStream)
   void write_expires_never();
   void expires_never();

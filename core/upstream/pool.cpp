@@ -27,12 +27,11 @@ std::size_t Pool::hash(std::string_view key) noexcept {
   return std::hash<std::string_view>{}(key);
 }
 
-std::unique_ptr<Pool::Stream> Pool::take(const Key& key, bool resendable) {
+std::unique_ptr<Pool::Stream> Pool::take(const Key& key, bool resendable, Clock::time_point now) {
   auto it = idle_.find(key);
   if (it == idle_.end())
     return nullptr;
   auto& list = it->second;
-  auto now = Clock::now();
   while (!list.empty()) {
     Idle idle = std::move(list.back());
     list.pop_back();
@@ -45,7 +44,7 @@ std::unique_ptr<Pool::Stream> Pool::take(const Key& key, bool resendable) {
 }
 
 void Pool::put(const Key& key, std::unique_ptr<Stream> stream, size_t max_idle,
-               std::chrono::milliseconds idle_timeout) {
+               std::chrono::milliseconds idle_timeout, Clock::time_point now) {
   auto it = idle_.find(key);
   if (it == idle_.end())
     it = idle_.try_emplace(std::string(key.text)).first;
@@ -55,7 +54,6 @@ void Pool::put(const Key& key, std::unique_ptr<Stream> stream, size_t max_idle,
     return;
   }
   stream->expires_never();
-  auto now = Clock::now();
   list.push_back(Idle{std::move(stream), now + idle_timeout, now});
 }
 

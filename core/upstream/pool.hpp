@@ -36,10 +36,13 @@ public:
   };
   static std::size_t hash(std::string_view key) noexcept;
   static Key keyed(std::string_view key) noexcept { return {key, hash(key)}; }
-  std::unique_ptr<Stream> take(const Key& key, bool resendable = false);
+  // `now`: the caller's reading of the clock, when it has one (the request path reads it once
+  // for several uses).
+  std::unique_ptr<Stream> take(const Key& key, bool resendable = false,
+                               Clock::time_point now = Clock::now());
   // Keep `stream` for reuse unless `max_idle` connections to `key` are already kept.
   void put(const Key& key, std::unique_ptr<Stream> stream, size_t max_idle,
-           std::chrono::milliseconds idle_timeout);
+           std::chrono::milliseconds idle_timeout, Clock::time_point now = Clock::now());
   // Close connections idle past their timeout.
   void sweep();
   void clear();
