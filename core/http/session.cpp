@@ -716,6 +716,8 @@ private:
     std::string_view wire(static_cast<const char*>(buf_.data().data()), head_len);
     const char* held = msg.hold(wire).data();
     auto in_copy = [&](std::string_view v) {
+      if (v.empty()) // (an absent part, Host say, may have no pointer into the head at all)
+        return std::string_view();
       return std::string_view(held + (v.data() - wire.data()), v.size());
     };
     if (parts.verb != bhttp::verb::unknown)
