@@ -4,6 +4,8 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <string>
+#include <vector>
 
 namespace weir::core::http {
 
@@ -156,6 +158,23 @@ field field_code(std::string_view name) noexcept {
       return k->id;
   }
   return boost::beast::http::string_to_field(name);
+}
+
+std::string_view lower_field_name(field id) noexcept {
+  // Built once, from Beast's own names (the first call allocates; none after).
+  static const auto table = [] {
+    constexpr auto count = static_cast<std::size_t>(field::xref) + 1; // xref: Beast's last
+    std::vector<std::string> t(count);
+    for (std::size_t i = 1; i < count; ++i) {
+      auto name = boost::beast::http::to_string(static_cast<field>(i));
+      t[i].reserve(name.size());
+      for (char c : name)
+        t[i] += c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    }
+    return t;
+  }();
+  auto i = static_cast<std::size_t>(id);
+  return i < table.size() ? std::string_view(table[i]) : std::string_view();
 }
 
 } // namespace weir::core::http

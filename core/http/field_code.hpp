@@ -12,4 +12,8 @@ namespace weir::core::http {
 
 boost::beast::http::field field_code(std::string_view name) noexcept;
 
+// The name of a known field in lower case (HTTP/2's spelling), static text; "" for
+// field::unknown.
+std::string_view lower_field_name(boost::beast::http::field id) noexcept;
+
 } // namespace weir::core::http

@@ -2,6 +2,7 @@
 // a coroutine wake-up, nghttp2 header lists, and the fields HTTP/2 forbids.
 #pragma once
 
+#include "core/http/field_code.hpp"
 #include "core/net/executor.hpp"
 
 #include <boost/beast/http/fields.hpp>
@@ -94,10 +95,29 @@ public:
     entries_.push_back({Part{nullptr, at, name.size()},
                         view_value ? Part{value.data(), 0, value.size()} : keep(value)});
   }
+  // The same for a field whose code is known: a known name's lower case is static text
+  // (http::lower_field_name), neither folded nor copied, and the check for the fields HTTP/2
+  // forbids compares codes.
+  void add_field(boost::beast::http::field id, std::string_view name, std::string_view value,
+                 bool view_value, std::string_view skip = {}) {
+    using boost::beast::http::field;
+    if (id == field::unknown) {
+      add_field(name, value, view_value, skip);
+      return;
+    }
+    if (id == field::connection || id == field::keep_alive || id == field::transfer_encoding ||
+        id == field::upgrade || id == field::proxy_connection || id == field::te)
+      return;
+    std::string_view lower = http::lower_field_name(id);
+    if (!skip.empty() && lower == skip)
+      return;
+    entries_.push_back({Part{lower.data(), 0, lower.size()},
+                        view_value ? Part{value.data(), 0, value.size()} : keep(value)});
+  }
   template <class Fields>
   void add_all(const Fields& f, bool view_values = false, std::string_view skip = {}) {
     for (const auto& field : f)
-      add_field(field.name_string(), field.value(), view_values, skip);
+      add_field(field.name(), field.name_string(), field.value(), view_values, skip);
   }
   bool empty() const { return entries_.empty(); }
   size_t size() const { return entries_.size(); }

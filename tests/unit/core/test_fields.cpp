@@ -3,6 +3,7 @@
 #include "core/http/fields.hpp"
 
 #include "core/http/field_code.hpp"
+#include "core/net/h2_common.hpp"
 
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/http/buffer_body.hpp>
@@ -282,4 +283,41 @@ TEST_CASE("field_code gives Beast's answer for every name, in any case") {
     CAPTURE(n);
     CHECK(field_code(n) == bhttp::string_to_field(n));
   }
+}
+
+TEST_CASE("lower_field_name: every known field's name in lower case; nothing for unknown") {
+  using weir::core::http::lower_field_name;
+  CHECK(lower_field_name(bhttp::field::unknown).empty());
+  for (auto code = static_cast<unsigned>(bhttp::field::accept);
+       code <= static_cast<unsigned>(bhttp::field::xref); ++code) {
+    auto f = static_cast<bhttp::field>(code);
+    std::string want(bhttp::to_string(f));
+    for (auto& c : want)
+      if (c >= 'A' && c <= 'Z')
+        c = static_cast<char>(c + 32);
+    CAPTURE(want);
+    CHECK(lower_field_name(f) == want);
+  }
+}
+
+TEST_CASE("HTTP/2 header lists: names in lower case, by code or folded; forbidden fields dropped") {
+  Fields f;
+  f.insert("Content-Type", "text/plain");   // known: the static lower-case name
+  f.insert("X-Custom-Thing", "1");          // unknown: folded into the list's text
+  f.insert("Connection", "keep-alive");     // forbidden in HTTP/2 (RFC 9113 8.2.2)
+  f.insert("Keep-Alive", "timeout=5");      // so is this
+  f.insert("Transfer-Encoding", "chunked"); // and this
+  f.insert("HOST", "example.com");          // skipped by the caller's request
+  f.insert(bhttp::field::unknown, "Proxy-Connection", "close"); // forbidden, by name only
+  f.insert("Set-Cookie", "a=1");
+  weir::core::net::HeaderList h;
+  h.add_all(f, false, "host");
+  const nghttp2_nv* nv = h.build();
+  std::vector<std::pair<std::string, std::string>> got;
+  for (size_t i = 0; i < h.size(); ++i)
+    got.emplace_back(std::string(reinterpret_cast<const char*>(nv[i].name), nv[i].namelen),
+                     std::string(reinterpret_cast<const char*>(nv[i].value), nv[i].valuelen));
+  std::vector<std::pair<std::string, std::string>> want = {
+      {"content-type", "text/plain"}, {"x-custom-thing", "1"}, {"set-cookie", "a=1"}};
+  CHECK(got == want);
 }
