@@ -1098,6 +1098,7 @@ net::Task<bool> handle_request(Worker& worker, const WorkerService& service, con
         // balancer's latency and a reused connection's first response deadline; another at the
         // end, when the connection goes back to the pool, for the latency's end too.
         const auto tried_at = Clock::now();
+        bool sent_at_once = false; // the head (and no body) went out within the first call
         Clock::time_point done_at{};
         if (!up_conn && fresh_try == 0) {
           up_conn =
@@ -1149,6 +1150,7 @@ net::Task<bool> handle_request(Worker& worker, const WorkerService& service, con
               outcome = Outcome::unsent;
               goto exchanged;
             }
+            sent_at_once = up_buf.size() == 0;
             if (up_buf.size() > 0) {
               up.expires_after(fwd.wait_limit(fwd.pol_.response_timeout));
               auto [e, n] = co_await asio::async_write(up, up_buf.data(), nothrow);
@@ -1187,9 +1189,10 @@ net::Task<bool> handle_request(Worker& worker, const WorkerService& service, con
               if (head_len > 0 || have.size() > kMaxUpstreamHead)
                 break;
               bool first = up_buf.size() == 0 && interim == 0;
-              // (A reused connection's first wait counts from tried_at, microseconds ago; a
-              // new one's from now, after its connect.)
-              if (first && reused)
+              // (A reused connection whose request left in one call waits from tried_at,
+              // microseconds ago; any other from now: after its connect, after a body's
+              // upload, after a head the socket took in several writes.)
+              if (first && reused && sent_at_once)
                 up.expires_at(tried_at + fwd.wait_limit(fwd.pol_.response_timeout));
               else
                 up.expires_after(fwd.wait_limit(fwd.pol_.response_timeout));
@@ -1329,10 +1332,11 @@ net::Task<bool> handle_request(Worker& worker, const WorkerService& service, con
           // The upstream's side is done: the connection can serve another request while the client
           // takes the end of this response (over HTTP/2, finish may wait for the client's windows).
           // `up` is not touched after this.
-          if (reusable) {
-            done_at = Clock::now();
+          // The upstream's part ends here for the load balancer's latency, whether or not the
+          // connection is kept (the client's taking the rest is not the upstream's time).
+          done_at = Clock::now();
+          if (reusable)
             fwd.keep_connection(up_conn, key, target, done_at);
-          }
           if (!fwd.client_gone_ && !sink.finish_now() && !co_await sink.finish(nullptr))
             fwd.client_gone_ = true;
           if (fwd.client_gone_ && !complete) {

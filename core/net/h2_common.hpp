@@ -109,6 +109,10 @@ public:
         id == field::upgrade || id == field::proxy_connection || id == field::te)
       return;
     std::string_view lower = http::lower_field_name(id);
+    if (lower.empty()) { // (a code newer than the table: by its name)
+      add_field(name, value, view_value, skip);
+      return;
+    }
     if (!skip.empty() && lower == skip)
       return;
     entries_.push_back({Part{lower.data(), 0, lower.size()},

@@ -72,8 +72,10 @@ const Node* node_of(const weir_config_node_t* n) {
 http::Exchange* ex_of(weir_http_t* h) {
   return reinterpret_cast<http::Exchange*>(h);
 }
+// Never a null pointer, even for an empty string (an empty view may have none): a plugin may
+// pass `data` to memcpy and the like.
 weir_str_t view(std::string_view s) {
-  return weir_str_t{s.data(), s.size()};
+  return weir_str_t{s.data() != nullptr ? s.data() : "", s.size()};
 }
 std::string_view sv(weir_str_t s) {
   return s.data == nullptr ? std::string_view() : std::string_view(s.data, s.len);

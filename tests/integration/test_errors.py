@@ -94,6 +94,28 @@ class ErrorsTest(wt.WeirTestCase):
         logs = [a for a in w.wait_access_logs(2) if a.get("path") == "/stall"]
         self.assertEqual([a["status"] for a in logs], [504], f"access log lines: {logs}")
 
+    def test_slow_upload_on_a_reused_connection_gets_its_whole_response_timeout(self):
+        # The wait for the response head starts when the request has gone out: a body that
+        # takes longer to arrive than response-timeout must not eat into that wait, also on a
+        # connection taken from the pool (whose first wait may start before the request only
+        # when the request left in one write).
+        w = self.start_weir(wt.basic_config({"app": self.o.address},
+                                            upstream_extra='response-timeout = "500ms"'))
+        self.assertStatus(wt.curl(w.url("/warm")), 200, "a GET that leaves a pooled connection")
+        body = b"0123456789"
+        with wt.RawConn(w.addr(), timeout=10) as c:
+            c.send(f"POST /slow-upload HTTP/1.1\r\nHost: t\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n")
+            for i in range(len(body)):  # 10 bytes over about 1.2 s
+                time.sleep(0.12)
+                c.send(body[i:i + 1])
+            r, _ = c.read_final_response()
+        self.assertStatus(r, 200, "POST whose body took 1.2 s, response-timeout 500ms")
+        seen = {x.target: x for x in self.o.snapshot()}
+        self.assertEqual(seen["/slow-upload"].body, body)
+        self.assertEqual(seen["/slow-upload"].conn_id, seen["/warm"].conn_id,
+                         "the POST did not go over the pooled connection: the test misses its aim")
+
     def test_404_no_route(self):
         extra = """
 [[services.web.routes]]
