@@ -134,7 +134,7 @@ public:
 
   // ResponseSink
   bool head(ResponseMessage& res, bool body) override;
-  net::Task<bool> data(asio::const_buffer chunk) override;
+  net::Task<bool> data(asio::const_buffer chunk, bool more) override;
   net::Task<bool> finish(const Fields* trailers) override;
   bool finish_now() override;
 
@@ -1128,7 +1128,7 @@ bool H2Stream::head(ResponseMessage& res, bool body) {
   return core_.submit_response(*this, res, body);
 }
 
-net::Task<bool> H2Stream::data(asio::const_buffer chunk) {
+net::Task<bool> H2Stream::data(asio::const_buffer chunk, bool /*more*/) {
   if (gone() || !has_body_ || out_eof_)
     co_return false;
   if (chunk.size() == 0)

@@ -153,7 +153,7 @@ net::Task<void> respond_local(const WorkerService& service, const ConnInfo& conn
   if (sink.head(res, send_body)) {
     bool ok = true;
     if (send_body) {
-      ok = co_await sink.data(asio::buffer(body));
+      ok = co_await sink.data(asio::buffer(body), false);
       if (ok)
         req.bytes_out = body.size();
     }
@@ -508,7 +508,7 @@ private:
         }
         if (n == 0)
           break;
-        if (!co_await sink_.data(asio::buffer(relay_.get(), n)))
+        if (!co_await sink_.data(asio::buffer(relay_.get(), n), false))
           co_return Outcome::aborted;
         req_.bytes_out += n;
       }
@@ -652,24 +652,24 @@ private:
 
   using UpBuffer = beast::basic_flat_buffer<BufferPool::Allocator<char>>;
 
-  // Read more of a response body from the upstream into up_buf; the sink first sends what it
-  // holds back. Returns the error (eof when the upstream closed).
+  // Read more of a response body from the upstream into up_buf; when it has to wait, the sink
+  // first sends what it holds back. Returns the error (eof when the upstream closed).
   net::Task<error_code> read_body_more(upstream::Conn& conn, UpBuffer& up_buf) {
-    if (!co_await sink_.flush()) {
-      client_gone_ = true;
-      co_return asio::error::operation_aborted;
-    }
     // Every read from the upstream is a drained read (net/drained_read.hpp): after one that came
     // up short, the first read of the next response (the head loop in handle_request()), issued
     // right after its request went out, waits for the upstream's bytes instead of trying recv() at
     // once and failing. Any other read, as this one, tries recv() first, which sees an end of
     // file that the read before it consumed with its data (a body delimited by the close, a
     // truncated one). One missed before a first read is the pool's to catch (Pool::take).
-    conn.expires_after(wait_limit(pol_.response_timeout));
     auto space = up_buf.prepare(upstream_read_size(up_buf.size()));
     error_code ec;
     size_t n = 0;
     if (!conn.read_now(space, n, ec)) {
+      if (!co_await sink_.flush()) {
+        client_gone_ = true;
+        co_return asio::error::operation_aborted;
+      }
+      conn.expires_after(wait_limit(pol_.response_timeout));
       auto [e, got] = co_await conn.async_read_some(net::DrainedRead(space), nothrow);
       ec = e;
       n = got;
@@ -699,7 +699,7 @@ private:
       }
       auto data = up_buf.data();
       size_t n = static_cast<size_t>(std::min<uint64_t>(length, data.size()));
-      if (!co_await sink_.data(asio::buffer(data.data(), n))) {
+      if (!co_await sink_.data(asio::buffer(data.data(), n), n < length)) {
         // The client left. When that was the last of the body, the upstream's side of the
         // exchange is complete and its connection stays usable.
         client_gone_ = true;
@@ -766,7 +766,7 @@ private:
       }
       size_t got = kRelayBufferSize - body.size;
       if (got > 0) {
-        if (!co_await sink_.data(asio::buffer(relay_.get(), got))) {
+        if (!co_await sink_.data(asio::buffer(relay_.get(), got), !rp->is_done())) {
           // The client left. When that was the last of the body, the upstream's side of the
           // exchange is complete and its connection stays usable.
           client_gone_ = true;
@@ -1308,7 +1308,7 @@ net::Task<bool> handle_request(Worker& worker, const WorkerService& service, con
               auto chunk = asio::buffer(up_buf.data().data(), n);
               std::optional<bool> sent = sink.data_now(chunk); // (no coroutine frame for data())
               if (!sent)
-                sent = co_await sink.data(chunk);
+                sent = co_await sink.data(chunk, false);
               if (*sent)
                 req.bytes_out += n;
               else

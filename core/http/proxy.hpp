@@ -74,7 +74,11 @@ public:
   // (A plain call, not a coroutine: no sink waits here, and a coroutine frame costs an
   // allocation and more per response.)
   virtual bool head(ResponseMessage& res, bool body) = 0;
-  virtual net::Task<bool> data(boost::asio::const_buffer chunk) = 0;
+  // A piece of the body. `more` says that more of it follows at once (the caller holds or can
+  // read it without waiting): a sink may then let the connection gather this piece with the
+  // next into full packets (MSG_MORE), as long as it sends everything before the caller waits
+  // (flush()) and at the end (finish(), finish_now()).
+  virtual net::Task<bool> data(boost::asio::const_buffer chunk, bool more) = 0;
   // data() without a coroutine, when the connection takes the whole chunk at once: true (sent)
   // or false (the client is gone). nullopt when it did not take it all: then data() must be
   // called with the same chunk, and sends what is left. (The default always says nullopt.)
@@ -88,8 +92,9 @@ public:
   // back, or a queue the connection's writer sends as it is): then true is returned and finish()
   // need not be called. (Saves a coroutine.)
   virtual bool finish_now() { return false; }
-  // A sink may hold the head back to send it with the first body bytes; the caller flushes
-  // before it waits for body bytes that are not there yet, so a slow body never delays the head.
+  // A sink may hold the head back to send it with the first body bytes, and body bytes given
+  // with `more`; the caller flushes before it waits for body bytes that are not there yet, so a
+  // slow body never delays what came before it.
   virtual net::Task<bool> flush() { co_return true; }
   // The upstream answered an Upgrade request with 101: relay `res` and tunnel bytes both ways
   // until either side ends. `pending` holds bytes the upstream sent after its head. Only HTTP/1.1

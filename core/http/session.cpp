@@ -37,6 +37,8 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -931,10 +933,10 @@ private:
     return count;
   }
 
-  net::Task<bool> data(asio::const_buffer chunk) override {
+  net::Task<bool> data(asio::const_buffer chunk, bool more) override {
     Parts parts{};
     size_t count = data_parts(chunk, parts);
-    return write_parts(parts, count);
+    return write_parts(parts, count, more);
   }
 
   std::optional<bool> data_now(asio::const_buffer chunk) override {
@@ -947,7 +949,7 @@ private:
         return true;
       started_ = true; // from here on, no other response can replace this one
       size_t sent = 0;
-      auto done = offer_now(parts, count, sent);
+      auto done = offer_now(parts, count, sent, false);
       if (!done)
         sent_ahead_ = sent; // data() with the same chunk skips what went
       return done;
@@ -956,31 +958,52 @@ private:
 
   // Offers parts[0..count) to a plain connection's socket at once (net::send_now): false when
   // the client is gone, true when the socket took them all (the held-back head is gone either
-  // way), else nullopt with `sent` the bytes it took.
-  std::optional<bool> offer_now(const Parts& parts, size_t count, size_t& sent) {
+  // way), else nullopt with `sent` the bytes it took. With `more`, the kernel may keep the tail
+  // that does not fill a packet until more comes or push() (MSG_MORE), as HAProxy does while
+  // it relays a body: a 256 KiB body then leaves in full 64 KiB packets on loopback instead of
+  // one per 32 KiB read, each waking the client.
+  std::optional<bool> offer_now(const Parts& parts, size_t count, size_t& sent, bool more) {
     error_code ec;
-    sent = net::send_now(lowest().socket().native_handle(), parts.data(), count, ec);
+    sent = net::send_now(lowest().socket().native_handle(), parts.data(), count, ec, more);
     if (ec) {
       out_head_.clear();
+      corked_ = false;
       return false;
     }
     if (sent == beast::buffer_bytes(std::span<const asio::const_buffer>(parts.data(), count))) {
       out_head_.clear();
+      corked_ = more;
       return true;
     }
+    corked_ = false; // the rest goes with async_write, which pushes what the socket holds
     return std::nullopt;
+  }
+
+  // Sends what MSG_MORE left in the socket (setting TCP_NODELAY again pushes pending data).
+  void push() {
+    if constexpr (!kTls) {
+      if (std::exchange(corked_, false)) {
+        int on = 1;
+        ::setsockopt(lowest().socket().native_handle(), IPPROTO_TCP, TCP_NODELAY, &on,
+                     sizeof on);
+      }
+    }
   }
 
   bool finish_now() override {
     if (!out_finished_ && out_head_.empty() && !(res_has_body_ && out_chunked_))
       out_finished_ = true; // nothing held back, no last chunk to send
+    if (out_finished_)
+      push();
     return out_finished_;
   }
 
   net::Task<bool> finish(const Fields* trailers) override {
     (void)trailers; // HTTP/1.1 clients rarely ask for trailers (TE: trailers); not relayed
-    if (out_finished_)
+    if (out_finished_) {
+      push();
       co_return true;
+    }
     out_finished_ = true;
     std::array<asio::const_buffer, 4> parts;
     size_t count = 0;
@@ -1003,9 +1026,11 @@ private:
   // a copy: the callers return this coroutine without waiting for it themselves. On a plain
   // connection the socket is offered the bytes at once (net::send_now); only what it did not
   // take waits for it, under send-timeout.
-  net::Task<bool> write_parts(Parts parts, size_t count) {
-    if (count == 0)
+  net::Task<bool> write_parts(Parts parts, size_t count, bool more = false) {
+    if (count == 0) {
+      push();
       co_return true;
+    }
     started_ = true; // from here on, no other response can replace this one
     std::span<const asio::const_buffer> all(parts.data(), count);
     beast::buffers_suffix<std::span<const asio::const_buffer>> rest(all);
@@ -1014,7 +1039,7 @@ private:
       rest.consume(std::exchange(sent_ahead_, 0));
     } else if constexpr (!kTls) {
       size_t sent = 0;
-      if (auto done = offer_now(parts, count, sent))
+      if (auto done = offer_now(parts, count, sent, more))
         co_return *done;
       rest.consume(sent);
     }
@@ -1172,6 +1197,7 @@ private:
   bool out_chunked_ = false;
   bool out_finished_ = false;
   std::array<char, 20> size_line_{}; // a chunk's size line, until its write is done
+  bool corked_ = false;              // a body piece went with MSG_MORE: push() before a wait
   size_t sent_ahead_ = 0;            // what data_now() sent of the parts data() is to send
   bool res_has_body_ = false;
   bool keep_alive_ = false; // the request allows another after it

@@ -76,9 +76,10 @@ inline bool recv_now(int fd, boost::asio::mutable_buffer b, std::size_t& n,
 // One gathered send that does not wait, on a stream socket: the bytes the socket took now (all of
 // them, some, or none when its send buffer is full). ec holds any error other than "would block".
 // A response or request that fits the send buffer then leaves without an Asio operation, a
-// deadline, or a turn of the event loop; the caller waits (async_write) only for a rest.
+// deadline, or a turn of the event loop; the caller waits (async_write) only for a rest. With
+// `more`, MSG_MORE: the caller sends more at once, or pushes what the socket holds back.
 inline std::size_t send_now(int fd, const boost::asio::const_buffer* bufs, std::size_t count,
-                            boost::system::error_code& ec) {
+                            boost::system::error_code& ec, bool more = false) {
   constexpr std::size_t kMax = 8;
   iovec iov[kMax];
   std::size_t used = 0;
@@ -95,7 +96,7 @@ inline std::size_t send_now(int fd, const boost::asio::const_buffer* bufs, std::
   msg.msg_iov = iov;
   msg.msg_iovlen = used;
   for (;;) {
-    ssize_t sent = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t sent = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL | (more ? MSG_MORE : 0));
     if (sent >= 0)
       return static_cast<std::size_t>(sent);
     if (errno == EINTR)

@@ -351,6 +351,64 @@ filters = [{ use = "respond", status = 200, body = "hi", content-type = "text/pl
                     self.assertGreater(t_body, 0.9)
                 w.stop()
 
+    def test_body_bytes_are_not_held_while_the_upstream_pauses(self):
+        # While it relays a body weir lets the kernel gather pieces into full packets (MSG_MORE):
+        # on loopback a packet holds 64 KiB. Without a push before weir waits for the upstream,
+        # the 20 KiB the origin sent first would sit in weir's socket until the kernel's probe
+        # timer (200 ms) or the rest of the body released them; without one at the end, the last
+        # piece would wait for that timer too. A slow run can take that long once; a held piece
+        # takes it every time, so a case fails only if three tries do.
+        first = bytes(range(256)) * 80  # 20,480 bytes
+        rest = b"z" * 1000
+        n = len(first) + len(rest)
+        cases = {
+            "content-length": (f"content-length: {n}\r\n", first, rest, b""),
+            "chunked": ("transfer-encoding: chunked\r\n", f"{len(first):x}\r\n".encode() + first
+                        + b"\r\n", f"{len(rest):x}\r\n".encode() + rest + b"\r\n", b"0\r\n\r\n"),
+            "close-delimited": ("connection: close\r\n", first, rest, b""),
+        }
+        for framing, (field, part1, part2, end) in cases.items():
+            with self.subTest(framing=framing):
+                times = []
+                for _ in range(3):
+                    o = wt.ScriptedOrigin(f"HTTP/1.1 200 OK\r\n{field}\r\n".encode() + part1,
+                                          1.0, part2 + end)
+                    self.addCleanup(o.stop)
+                    w = self.start_weir(wt.basic_config({"app": o.address}))
+                    with wt.RawConn(w.addr(), timeout=10) as c:
+                        t0 = time.monotonic()
+                        c.send("GET /pause HTTP/1.1\r\nHost: x\r\n\r\n")
+                        head = c.reader.read_until(b"\r\n\r\n", 1 << 16)
+                        self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+                        chunked = b"transfer-encoding: chunked" in head.lower()
+
+                        def read_body(count: int) -> bytes:
+                            if not chunked:
+                                return c.reader.read_exact(count)
+                            out = b""
+                            while len(out) < count:  # weir's chunks follow its reads
+                                size = int(c.reader.read_until(b"\r\n", 64).strip(), 16)
+                                self.assertGreater(size, 0)
+                                out += c.reader.read_exact(size)
+                                self.assertEqual(c.reader.read_exact(2), b"\r\n")
+                            return out
+
+                        body = read_body(len(first))
+                        t_first = time.monotonic() - t0
+                        body += read_body(len(first) + len(rest) - len(body))
+                        if chunked:
+                            self.assertEqual(c.reader.read_exact(5), b"0\r\n\r\n")
+                        t_rest = time.monotonic() - t0 - 1.0  # after the origin's pause
+                        self.assertEqual(body, first + rest)
+                        times.append((t_first, t_rest))
+                    w.stop()
+                    if t_first < 0.15 and t_rest < 0.15:
+                        break
+                self.assertTrue(any(a < 0.15 and b < 0.15 for a, b in times),
+                                f"(first {len(first)} bytes, the rest after the pause) came after "
+                                f"{', '.join(f'({a:.2f}, {b:.2f})' for a, b in times)} s: weir "
+                                "held body bytes back")
+
     def test_http10(self):
         o = self.origin("a", wt.fixed("ten"), paths={"/chunked": wt.stream(5000, chunked=True)})
         w = self.start_weir(wt.basic_config({"app": o.address}))
