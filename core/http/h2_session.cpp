@@ -62,8 +62,6 @@ namespace bhttp = boost::beast::http;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
-constexpr auto nothrow = net::use_task_nothrow;
-
 // --- sizes and thresholds (docs/http2.md explains each) -----------------------------------------
 constexpr size_t kReadSize = 16 * 1024;            // one socket read
 constexpr size_t kWriteBatch = 64 * 1024;          // frames gathered before one socket write
@@ -103,7 +101,6 @@ private:
 };
 
 using net::as_view;
-using net::connection_specific;
 using net::HeaderList;
 using net::make_nv;
 using net::Notifier;
@@ -1244,7 +1241,7 @@ private:
       std::array<uint8_t, kReadSize> buf{};
       while (!dead_ && !terminating_ && !io_done_ && nghttp2_session_want_read(session_) != 0) {
         lowest().expires_never();
-        auto [ec, n] = co_await stream_.async_read_some(asio::buffer(buf), nothrow);
+        auto [ec, n] = co_await stream_.async_read_some(asio::buffer(buf), net::use_task_nothrow);
         if (ec) {
           if (!io_done_ && !terminating_)
             logger("http2")->debug("{}:{}: connection closed: {}", conn_.peer_ip, conn_.peer_port,
@@ -1289,7 +1286,7 @@ private:
       if (terminating_)
         timeout = std::min<std::chrono::milliseconds>(timeout, kGoawayFlushTimeout);
       lowest().expires_after(timeout);
-      auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(out_), nothrow);
+      auto [ec, n] = co_await asio::async_write(stream_, asio::buffer(out_), net::use_task_nothrow);
       out_.clear();
       if (ec) {
         if (ec == beast::error::timeout && !terminating_)

@@ -40,7 +40,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr auto nothrow = net::use_task_nothrow;
 // Bodies stream through one buffer of this size per active exchange.
 constexpr size_t kRelayBufferSize = BufferPool::kBlockSize;
 constexpr uint32_t kMaxUpstreamHead = 60000; // below the 64 KiB a single Beast field may hold
@@ -586,7 +585,7 @@ private:
     bhttp::serializer<true, bhttp::buffer_body, Fields> sr{msg};
     conn.expires_after(wait_limit(pol_.response_timeout));
     {
-      auto [ec, n] = co_await bhttp::async_write_header(conn, sr, nothrow);
+      auto [ec, n] = co_await bhttp::async_write_header(conn, sr, net::use_task_nothrow);
       if (ec)
         co_return body_started_ ? Outcome::failed : Outcome::unsent;
     }
@@ -629,7 +628,7 @@ private:
         msg.body().more = false;
       }
       conn.expires_after(wait_limit(pol_.response_timeout));
-      auto [ec, n] = co_await bhttp::async_write(conn, sr, nothrow);
+      auto [ec, n] = co_await bhttp::async_write(conn, sr, net::use_task_nothrow);
       if (ec == bhttp::error::need_buffer)
         ec = {};
       if (ec)
@@ -670,7 +669,7 @@ private:
         co_return asio::error::operation_aborted;
       }
       conn.expires_after(wait_limit(pol_.response_timeout));
-      auto [e, got] = co_await conn.async_read_some(net::DrainedRead(space), nothrow);
+      auto [e, got] = co_await conn.async_read_some(net::DrainedRead(space), net::use_task_nothrow);
       ec = e;
       n = got;
     }
@@ -1153,7 +1152,7 @@ net::Task<bool> handle_request(Worker& worker, const WorkerService& service, con
             sent_at_once = up_buf.size() == 0;
             if (up_buf.size() > 0) {
               up.expires_after(fwd.wait_limit(fwd.pol_.response_timeout));
-              auto [e, n] = co_await asio::async_write(up, up_buf.data(), nothrow);
+              auto [e, n] = co_await asio::async_write(up, up_buf.data(), net::use_task_nothrow);
               if (e) {
                 outcome = Outcome::unsent;
                 goto exchanged;
@@ -1201,7 +1200,8 @@ net::Task<bool> handle_request(Worker& worker, const WorkerService& service, con
               error_code ec;
               size_t n = 0;
               if (first || !up.read_now(space, n, ec)) {
-                auto [e, got] = co_await up.async_read_some(net::DrainedRead(space), nothrow);
+                auto [e, got] =
+                    co_await up.async_read_some(net::DrainedRead(space), net::use_task_nothrow);
                 ec = e;
                 n = got;
               }

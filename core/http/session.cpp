@@ -67,7 +67,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr auto nothrow = net::use_task_nothrow;
 constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 // A parked connection's addresses (ConnInfo's text, as the session shows it) packed into bytes
@@ -230,7 +229,8 @@ public:
       if constexpr (kTls) {
         // The handshake counts against header-timeout, like the head that follows it.
         lowest().expires_after(limits_.header_timeout);
-        auto [ec] = co_await client_.async_handshake(asio::ssl::stream_base::server, nothrow);
+        auto [ec] =
+            co_await client_.async_handshake(asio::ssl::stream_base::server, net::use_task_nothrow);
         if (ec) {
           logger("tls")->debug("{}:{}: handshake failed: {}", conn_.peer_ip, conn_.peer_port,
                                ec.message());
@@ -286,7 +286,7 @@ public:
           // connection parks. (The other reads of a request keep Asio's behaviour, so a request
           // that a half-close cuts short after this read ends at its header or body timeout.)
           auto [ec, n] = co_await lowest().socket().async_read_some(
-              net::DrainedRead(buf_.prepare(read_size())), nothrow);
+              net::DrainedRead(buf_.prepare(read_size())), net::use_task_nothrow);
           idle_ = false;
           reading_idle_ = false;
           idle_deadline = Clock::time_point::max();
@@ -338,7 +338,7 @@ public:
     if constexpr (kTls) {
       // close_notify, briefly waiting for the peer's (a client that vanished costs 1 s at most).
       lowest().expires_after(std::chrono::seconds(1));
-      co_await client_.async_shutdown(nothrow);
+      co_await client_.async_shutdown(net::use_task_nothrow);
     }
     lowest().socket().shutdown(Lowest::socket_type::shutdown_send, ec);
     if (linger_ && !ec && !kTls)
@@ -462,7 +462,7 @@ private:
         co_return false;
       idle_ = true;
       idle_deadline = deadline;
-      auto [ec] = co_await sock.async_wait(Lowest::socket_type::wait_read, nothrow);
+      auto [ec] = co_await sock.async_wait(Lowest::socket_type::wait_read, net::use_task_nothrow);
       idle_ = false;
       idle_deadline = Clock::time_point::max();
       if (ec)
@@ -502,7 +502,8 @@ private:
       if (have.size() >= kH2Preface.size())
         co_return true;
       lowest().expires_at(deadline);
-      auto [ec, got] = co_await client_.async_read_some(buf_.prepare(read_size()), nothrow);
+      auto [ec, got] =
+          co_await client_.async_read_some(buf_.prepare(read_size()), net::use_task_nothrow);
       if (ec)
         co_return false; // run() sees the same end of stream
       buf_.commit(got);
@@ -540,8 +541,8 @@ private:
         using namespace boost::asio::experimental::awaitable_operators;
         net::SteadyTimer timer(co_await asio::this_coro::executor);
         timer.expires_at(deadline);
-        auto waited = co_await (sock.async_wait(tcp::socket::wait_read, nothrow) ||
-                                timer.async_wait(nothrow));
+        auto waited = co_await (sock.async_wait(tcp::socket::wait_read, net::use_task_nothrow) ||
+                                timer.async_wait(net::use_task_nothrow));
         if (waited.index() != 0 || std::get<0>(std::get<0>(waited)) || Clock::now() >= deadline) {
           if (trusted)
             logger("http")->info("{}:{}: no PROXY protocol header in time", conn_.peer_ip,
@@ -621,7 +622,7 @@ private:
       if (now >= deadline)
         break;
       lowest().expires_at(std::min(deadline, now + kLingerRead));
-      auto [ec, n] = co_await client_.async_read_some(asio::buffer(scratch), nothrow);
+      auto [ec, n] = co_await client_.async_read_some(asio::buffer(scratch), net::use_task_nothrow);
       if (ec)
         break;
     }
@@ -666,7 +667,8 @@ private:
       } else {
         lowest().expires_after(limits_.keepalive_timeout);
       }
-      auto [ec, n] = co_await client_.async_read_some(buf_.prepare(read_size()), nothrow);
+      auto [ec, n] =
+          co_await client_.async_read_some(buf_.prepare(read_size()), net::use_task_nothrow);
       idle_ = false;
       if (ec) {
         if (ec == beast::error::timeout && buf_.size() > 0)
@@ -843,7 +845,7 @@ private:
       msg.body().data = buf.data();
       msg.body().size = buf.size();
       lowest().expires_after(limits_.header_timeout);
-      auto [e, n] = co_await bhttp::async_read_some(client_, buf_, parser, nothrow);
+      auto [e, n] = co_await bhttp::async_read_some(client_, buf_, parser, net::use_task_nothrow);
       if (e == bhttp::error::need_buffer)
         e = {};
       if (e) {
@@ -869,7 +871,7 @@ private:
   net::Task<bool> send_continue() override {
     lowest().expires_after(limits_.send_timeout);
     static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
-    auto [ec, n] = co_await asio::async_write(client_, asio::buffer(k100), nothrow);
+    auto [ec, n] = co_await asio::async_write(client_, asio::buffer(k100), net::use_task_nothrow);
     co_return !ec;
   }
 
@@ -984,8 +986,7 @@ private:
     if constexpr (!kTls) {
       if (std::exchange(corked_, false)) {
         int on = 1;
-        ::setsockopt(lowest().socket().native_handle(), IPPROTO_TCP, TCP_NODELAY, &on,
-                     sizeof on);
+        ::setsockopt(lowest().socket().native_handle(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
       }
     }
   }
@@ -1044,7 +1045,7 @@ private:
       rest.consume(sent);
     }
     lowest().expires_after(limits_.send_timeout);
-    auto [ec, n] = co_await asio::async_write(client_, rest, nothrow);
+    auto [ec, n] = co_await asio::async_write(client_, rest, net::use_task_nothrow);
     out_head_.clear();
     co_return !ec;
   }
@@ -1065,18 +1066,18 @@ private:
     res.body().more = true;
     bhttp::serializer<false, bhttp::buffer_body, Fields> sr{res};
     lowest().expires_after(limits_.send_timeout);
-    if (auto [ec, n] = co_await bhttp::async_write_header(client_, sr, nothrow); ec)
+    if (auto [ec, n] = co_await bhttp::async_write_header(client_, sr, net::use_task_nothrow); ec)
       co_return true;
     // Bytes that arrived with the heads belong to the new protocol.
     if (pending.size() > 0) {
-      auto [ec, n] = co_await asio::async_write(client_, pending, nothrow);
+      auto [ec, n] = co_await asio::async_write(client_, pending, net::use_task_nothrow);
       if (ec)
         co_return true;
       req.bytes_out += n;
     }
     if (buf_.size() > 0) {
       conn.expires_after(limits_.tunnel_idle_timeout);
-      auto [ec, n] = co_await asio::async_write(conn, buf_.data(), nothrow);
+      auto [ec, n] = co_await asio::async_write(conn, buf_.data(), net::use_task_nothrow);
       if (ec)
         co_return true;
       buf_.consume(n);
@@ -1105,14 +1106,15 @@ private:
         if (std::exchange(first, false))
           now = net::recv_now(lowest().socket().native_handle(), asio::buffer(buf), n, ec);
       if (!now) {
-        auto [e, got] = co_await client_.async_read_some(asio::buffer(buf), nothrow);
+        auto [e, got] = co_await client_.async_read_some(asio::buffer(buf), net::use_task_nothrow);
         ec = e;
         n = got;
       }
       if (ec)
         break;
       conn.expires_after(idle);
-      auto [wec, wn] = co_await asio::async_write(conn, asio::buffer(buf.data(), n), nothrow);
+      auto [wec, wn] =
+          co_await asio::async_write(conn, asio::buffer(buf.data(), n), net::use_task_nothrow);
       if (wec)
         break;
     }
@@ -1127,14 +1129,15 @@ private:
       error_code ec;
       size_t n = 0;
       if (!std::exchange(first, false) || !conn.read_now(asio::buffer(buf), n, ec)) {
-        auto [e, got] = co_await conn.async_read_some(asio::buffer(buf), nothrow);
+        auto [e, got] = co_await conn.async_read_some(asio::buffer(buf), net::use_task_nothrow);
         ec = e;
         n = got;
       }
       if (ec)
         break;
       lowest().expires_after(idle);
-      auto [wec, wn] = co_await asio::async_write(client_, asio::buffer(buf.data(), n), nothrow);
+      auto [wec, wn] =
+          co_await asio::async_write(client_, asio::buffer(buf.data(), n), net::use_task_nothrow);
       if (wec)
         break;
       *counter += wn;

@@ -61,10 +61,10 @@ inline nghttp2_nv make_nv(std::string_view name, std::string_view value) {
 }
 
 // Fields that have no place in an HTTP/2 message (RFC 9113 8.2.2), dropped from what we send.
-inline bool connection_specific(std::string_view lower) {
-  return lower.empty() || lower.front() == ':' || lower == "connection" || lower == "keep-alive" ||
-         lower == "transfer-encoding" || lower == "upgrade" || lower == "proxy-connection" ||
-         lower == "te";
+inline bool connection_specific(boost::beast::http::field id) {
+  using boost::beast::http::field;
+  return id == field::connection || id == field::keep_alive || id == field::transfer_encoding ||
+         id == field::upgrade || id == field::proxy_connection || id == field::te;
 }
 
 // Name/value pairs for nghttp2, which copies them when a frame is submitted. The names (in
@@ -78,39 +78,16 @@ public:
   }
   // A field under its name in lower case, unless HTTP/2 has no place for it (or it is `skip`,
   // which is in lower case). `view_value`: the value is not copied, and must outlive the use of
-  // build() (a submission right away).
-  void add_field(std::string_view name, std::string_view value, bool view_value,
-                 std::string_view skip = {}) {
-    size_t at = text_.size();
-    text_.resize(at + name.size());
-    for (size_t i = 0; i < name.size(); ++i) {
-      char c = name[i];
-      text_[at + i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-    }
-    std::string_view lower(text_.data() + at, name.size());
-    if (connection_specific(lower) || (!skip.empty() && lower == skip)) {
-      text_.resize(at);
-      return;
-    }
-    entries_.push_back({Part{nullptr, at, name.size()},
-                        view_value ? Part{value.data(), 0, value.size()} : keep(value)});
-  }
-  // The same for a field whose code is known: a known name's lower case is static text
-  // (http::lower_field_name), neither folded nor copied, and the check for the fields HTTP/2
-  // forbids compares codes.
+  // build() (a submission right away). A known name's lower case is static text
+  // (http::lower_field_name), neither folded nor copied.
   void add_field(boost::beast::http::field id, std::string_view name, std::string_view value,
                  bool view_value, std::string_view skip = {}) {
     using boost::beast::http::field;
-    if (id == field::unknown) {
-      add_field(name, value, view_value, skip);
+    if (connection_specific(id))
       return;
-    }
-    if (id == field::connection || id == field::keep_alive || id == field::transfer_encoding ||
-        id == field::upgrade || id == field::proxy_connection || id == field::te)
-      return;
-    std::string_view lower = http::lower_field_name(id);
-    if (lower.empty()) { // (a code newer than the table: by its name)
-      add_field(name, value, view_value, skip);
+    std::string_view lower = id == field::unknown ? std::string_view{} : http::lower_field_name(id);
+    if (lower.empty()) {
+      add_unknown(name, value, view_value, skip);
       return;
     }
     if (!skip.empty() && lower == skip)
@@ -150,6 +127,27 @@ private:
     size_t at = text_.size();
     text_.append(s);
     return {nullptr, at, s.size()};
+  }
+  // A field that came without a code, folded to lower case into text_. Its name is looked up
+  // once more (a caller may have inserted a known name without its code); a pseudo-header's or
+  // an empty name has no place among the fields.
+  void add_unknown(std::string_view name, std::string_view value, bool view_value,
+                   std::string_view skip) {
+    if (name.empty() || name.front() == ':')
+      return;
+    size_t at = text_.size();
+    text_.resize(at + name.size());
+    for (size_t i = 0; i < name.size(); ++i) {
+      char c = name[i];
+      text_[at + i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    }
+    std::string_view lower(text_.data() + at, name.size());
+    if ((!skip.empty() && lower == skip) || connection_specific(http::field_code(lower))) {
+      text_.resize(at);
+      return;
+    }
+    entries_.push_back({Part{nullptr, at, name.size()},
+                        view_value ? Part{value.data(), 0, value.size()} : keep(value)});
   }
   std::string_view view(const Part& p) const {
     return {p.data != nullptr ? p.data : text_.data() + p.offset, p.size};

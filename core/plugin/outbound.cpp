@@ -53,7 +53,6 @@ struct OutboundService::Op {
 
 namespace {
 
-constexpr auto nothrow = net::use_task_nothrow;
 constexpr uint64_t kDefaultProbeTimeoutMs = 5000;
 constexpr uint64_t kDefaultFetchTimeoutMs = 10000;
 constexpr uint64_t kDefaultMaxBody = 65536;
@@ -152,7 +151,7 @@ net::Task<void> run_fetch(std::shared_ptr<OutboundService::Op> op, FetchPlan pla
   if (conn) {
     op->conn = conn.get();
     conn->expires_after(left(plan.deadline));
-    auto [wec, wn] = co_await bhttp::async_write(*conn, plan.req, nothrow);
+    auto [wec, wn] = co_await bhttp::async_write(*conn, plan.req, net::use_task_nothrow);
     if (op->cancelled)
       co_return;
     if (wec) {
@@ -168,7 +167,8 @@ net::Task<void> run_fetch(std::shared_ptr<OutboundService::Op> op, FetchPlan pla
         if (plan.req.method() == bhttp::verb::head)
           parser->skip(true);
         conn->expires_after(left(plan.deadline));
-        auto [hec, hn] = co_await bhttp::async_read_header(*conn, buf, *parser, nothrow);
+        auto [hec, hn] =
+            co_await bhttp::async_read_header(*conn, buf, *parser, net::use_task_nothrow);
         if (op->cancelled)
           co_return;
         if (hec) {
@@ -194,7 +194,8 @@ net::Task<void> run_fetch(std::shared_ptr<OutboundService::Op> op, FetchPlan pla
           res.body().data = chunk.data();
           res.body().size = chunk.size();
           conn->expires_after(left(plan.deadline));
-          auto [bec, bn] = co_await bhttp::async_read_some(*conn, buf, *parser, nothrow);
+          auto [bec, bn] =
+              co_await bhttp::async_read_some(*conn, buf, *parser, net::use_task_nothrow);
           if (op->cancelled)
             co_return;
           if (bec == bhttp::error::need_buffer)

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <future>
+#include <type_traits>
 #include <utility>
 
 // jemalloc's control interface, when the executable is linked with it (else null).
@@ -257,12 +258,8 @@ bool Worker::start(std::string& error) {
       ready.set_value(e.what());
       return;
     }
-    for (size_t i = 0; i < listeners_.size(); ++i) {
-      if (listeners_[i]->tcp)
-        accept_loop(i);
-      else
-        accept_unix_loop(i);
-    }
+    for (size_t i = 0; i < listeners_.size(); ++i)
+      accept_next(i);
     schedule_sweep();
     schedule_idle_sweep();
     ready.set_value(std::string());
@@ -294,30 +291,11 @@ bool Worker::start(std::string& error) {
   return true;
 }
 
-void Worker::accept_loop(size_t index) {
-  auto& l = *listeners_[index];
-  l.tcp->async_accept([this, index](boost::system::error_code ec, auto socket) {
-    auto& listener = *listeners_[index];
-    if (!listener.is_open() || draining_)
-      return;
-    if (ec) {
-      if (ec == asio::error::operation_aborted)
-        return;
-      // EMFILE and friends: log, wait a little, keep accepting.
-      logger("core")->warn("accept failed on worker {}: {}", index_, ec.message());
-      auto timer = std::make_shared<asio::steady_timer>(*ioc_, std::chrono::milliseconds(50));
-      timer->async_wait([this, index, timer](boost::system::error_code) { accept_loop(index); });
-      return;
-    }
-    socket.set_option(tcp::no_delay(true), ec);
-    http::start_session(*this, listener.view, std::move(socket));
-    accept_loop(index);
-  });
-}
-
-void Worker::accept_unix_loop(size_t index) {
-  auto& l = *listeners_[index];
-  l.unix_socket->async_accept([this, index](boost::system::error_code ec, auto socket) {
+// Accepts the next connection on listeners_[index] (TCP or Unix socket) and starts its session.
+// A failure such as EMFILE is logged, and accepting resumes 50 ms later. The listener is looked
+// up again on each round: a reload or a drain may have closed it meanwhile.
+void Worker::accept_next(size_t index) {
+  auto on_accept = [this, index](boost::system::error_code ec, auto socket) {
     auto& listener = *listeners_[index];
     if (!listener.is_open() || draining_)
       return;
@@ -326,13 +304,22 @@ void Worker::accept_unix_loop(size_t index) {
         return;
       logger("core")->warn("accept failed on worker {}: {}", index_, ec.message());
       auto timer = std::make_shared<asio::steady_timer>(*ioc_, std::chrono::milliseconds(50));
-      timer->async_wait(
-          [this, index, timer](boost::system::error_code) { accept_unix_loop(index); });
+      timer->async_wait([this, index, timer](boost::system::error_code) { accept_next(index); });
       return;
     }
-    http::start_unix_session(*this, listener.view, std::move(socket));
-    accept_unix_loop(index);
-  });
+    if constexpr (std::is_same_v<typename decltype(socket)::protocol_type, tcp>) {
+      socket.set_option(tcp::no_delay(true), ec);
+      http::start_session(*this, listener.view, std::move(socket));
+    } else {
+      http::start_unix_session(*this, listener.view, std::move(socket));
+    }
+    accept_next(index);
+  };
+  auto& l = *listeners_[index];
+  if (l.tcp)
+    l.tcp->async_accept(std::move(on_accept));
+  else
+    l.unix_socket->async_accept(std::move(on_accept));
 }
 
 void Worker::schedule_sweep() {

@@ -152,8 +152,7 @@ public:
 
 private:
   void build_instances();
-  void accept_loop(size_t listener);
-  void accept_unix_loop(size_t listener);
+  void accept_next(size_t listener);
   void schedule_sweep();
   void schedule_idle_sweep();
   void check_finished();

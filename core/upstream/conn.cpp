@@ -21,7 +21,6 @@ using boost::system::error_code;
 
 namespace {
 
-constexpr auto nothrow = net::use_task_nothrow;
 constexpr unsigned char kAlpnH1[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 template <class F>
@@ -108,7 +107,8 @@ net::Task<std::unique_ptr<Conn>> connect(net::Executor ex, const Target& target,
   auto send_proxy = [&](auto& raw) -> net::Task<bool> {
     if (opts.proxy_protocol == 0 || opts.proxy_header.empty())
       co_return true;
-    auto [ec, n] = co_await asio::async_write(raw, asio::buffer(opts.proxy_header), nothrow);
+    auto [ec, n] =
+        co_await asio::async_write(raw, asio::buffer(opts.proxy_header), net::use_task_nothrow);
     if (ec)
       error = "sending the PROXY header: " + ec.message();
     co_return !ec;
@@ -121,8 +121,8 @@ net::Task<std::unique_ptr<Conn>> connect(net::Executor ex, const Target& target,
     }
     UnixStream s(ex);
     s.expires_after(opts.connect_timeout);
-    auto [ec] =
-        co_await s.async_connect(asio::local::stream_protocol::endpoint(target.unix_path), nothrow);
+    auto [ec] = co_await s.async_connect(asio::local::stream_protocol::endpoint(target.unix_path),
+                                         net::use_task_nothrow);
     if (ec) {
       error = ec == beast::error::timeout ? "timed out" : ec.message();
       co_return nullptr;
@@ -133,7 +133,7 @@ net::Task<std::unique_ptr<Conn>> connect(net::Executor ex, const Target& target,
   } else {
     TcpStream tcp(ex);
     tcp.expires_after(opts.connect_timeout);
-    auto [ec] = co_await tcp.async_connect(target.endpoint, nothrow);
+    auto [ec] = co_await tcp.async_connect(target.endpoint, net::use_task_nothrow);
     if (ec) {
       error = ec == beast::error::timeout ? "timed out" : ec.message();
       co_return nullptr;
@@ -166,7 +166,8 @@ net::Task<std::unique_ptr<Conn>> connect(net::Executor ex, const Target& target,
       X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ip.c_str());
     }
     beast::get_lowest_layer(*tls).expires_after(opts.connect_timeout);
-    auto [ec] = co_await tls->async_handshake(asio::ssl::stream_base::client, nothrow);
+    auto [ec] =
+        co_await tls->async_handshake(asio::ssl::stream_base::client, net::use_task_nothrow);
     if (ec) {
       error =
           ec == beast::error::timeout ? "timed out" : "TLS handshake: " + ssl_error_text(ssl, ec);

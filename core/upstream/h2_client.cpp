@@ -33,7 +33,6 @@ using Clock = std::chrono::steady_clock;
 using net::Notifier;
 
 namespace {
-constexpr auto nothrow = net::use_task_nothrow;
 constexpr size_t kReadSize = 32 * 1024;
 constexpr size_t kWriteBatch = 64 * 1024;
 constexpr size_t kMaxQueuedBody = 64 * 1024;           // request bytes queued per stream
@@ -211,7 +210,7 @@ public:
     while (state_ == State::connecting) {
       net::SteadyTimer timer(ex_, deadline);
       ready_waiters_.push_back(&timer);
-      auto [ec] = co_await timer.async_wait(nothrow);
+      auto [ec] = co_await timer.async_wait(net::use_task_nothrow);
       std::erase(ready_waiters_, &timer);
       if (!ec && state_ == State::connecting) {
         error = "timed out waiting for the HTTP/2 connection";
@@ -338,7 +337,7 @@ private:
     auto self = shared_from_this();
     std::vector<uint8_t> buf(kReadSize);
     while (state_ == State::ready) {
-      auto [ec, n] = co_await conn_->async_read_some(asio::buffer(buf), nothrow);
+      auto [ec, n] = co_await conn_->async_read_some(asio::buffer(buf), net::use_task_nothrow);
       if (state_ != State::ready)
         break;
       if (ec == boost::beast::error::timeout) {
@@ -378,7 +377,7 @@ private:
       }
       if (!out.empty()) {
         conn_->write_expires_after(settings_.write_timeout);
-        auto [ec, n] = co_await asio::async_write(*conn_, asio::buffer(out), nothrow);
+        auto [ec, n] = co_await asio::async_write(*conn_, asio::buffer(out), net::use_task_nothrow);
         // No deadline left behind for writes TLS makes itself meanwhile (a KeyUpdate's answer).
         conn_->write_expires_never();
         if (ec) {
