@@ -261,7 +261,7 @@ bool Worker::start(std::string& error) {
     for (size_t i = 0; i < listeners_.size(); ++i)
       accept_next(i);
     schedule_sweep();
-    schedule_idle_sweep();
+    schedule_idle_sweep(idle_period_);
     ready.set_value(std::string());
     ioc_->run();
     // Unfinished sessions (a forced stop) die with the io_context, before the plugin instances
@@ -333,8 +333,9 @@ void Worker::schedule_sweep() {
   });
 }
 
-void Worker::schedule_idle_sweep() {
-  idle_timer_->expires_after(idle_period_);
+void Worker::schedule_idle_sweep(std::chrono::milliseconds after) {
+  idle_resting_ = after > idle_period_;
+  idle_timer_->expires_after(after);
   idle_timer_->async_wait([this](boost::system::error_code ec) {
     if (ec || draining_)
       return;
@@ -365,7 +366,12 @@ void Worker::schedule_idle_sweep() {
     }
     if (parked >= kTrimAfterParked || freed >= kTrimAfterBytes)
       trim_pending_ = true;
-    schedule_idle_sweep();
+    // With no connection at all (none awake, none parked) and nothing left to give back, the
+    // worker rests: one sweep a second (for the periodic trim) instead of 40, and the next
+    // connection brings the short period back (add_session).
+    bool quiet = sessions_.empty() && parking_->size() == 0 && !trim_pending_ &&
+                 now - last_parked_ > kTrimWhileParking;
+    schedule_idle_sweep(quiet ? kTrimEvery : idle_period_);
   });
 }
 
@@ -457,6 +463,8 @@ void Worker::join() {
 void Worker::add_session(Drainable* s) {
   s->worker_slot = sessions_.size();
   sessions_.push_back(s);
+  if (idle_resting_ && !draining_ && idle_timer_)
+    schedule_idle_sweep(idle_period_); // (replaces the resting wait, which ends aborted)
 }
 
 void Worker::remove_session(Drainable* s) {

@@ -154,7 +154,7 @@ private:
   void build_instances();
   void accept_next(size_t listener);
   void schedule_sweep();
-  void schedule_idle_sweep();
+  void schedule_idle_sweep(std::chrono::milliseconds after);
   void check_finished();
 
   size_t index_;
@@ -189,6 +189,7 @@ private:
   // eighth of the shortest keepalive- or header-timeout when that is shorter (10 ms at least).
   std::unique_ptr<boost::asio::steady_timer> idle_timer_;
   std::chrono::milliseconds idle_period_{kParkAfter};
+  bool idle_resting_ = false; // no connection: the sweep waits kTrimEvery (see schedule_idle_sweep)
   // Many sessions parked, or the caches gave much back: give freed memory to the system at a
   // coming sweep, at most once per kGiveBackEvery (a purge makes the next allocations fault).
   bool trim_pending_ = false;

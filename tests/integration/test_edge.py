@@ -11,6 +11,7 @@ Every loop is bounded in iterations and time; the file runs in well under a minu
 from __future__ import annotations
 
 import json
+import os
 import select
 import socket
 import threading
@@ -602,6 +603,43 @@ class EdgeTest(wt.WeirTestCase):
             self.assertGreater(dt, 1.6, f"closed after {dt:.2f}s with keepalive-timeout 2s")
             self.assertLess(dt, 3.5, f"closed after {dt:.2f}s with keepalive-timeout 2s")
         self.assertEqual([q.target for q in o.snapshot()], ["/one", "/two", "/three"])
+
+    def test_idle_worker_rests(self):
+        # With no connection at all, a worker's idle sweep runs once a second instead of every
+        # 25 ms (40 wake-ups a second per worker for nothing). Counted as the process's voluntary
+        # context switches over 3 s: about 6 resting (the idle sweep and the pool's sweep), over
+        # 120 with the 25 ms period. A new connection brings the short period back: its
+        # keepalive-timeout and parking still work (the test above), and it is served at once.
+        o = self.origin("a", wt.fixed("served"))
+        w = self.weir_for(o.address, extra=limits(**{"keepalive-timeout": '"300ms"'}))
+        pid = w.proc.pid
+
+        def switches() -> int:
+            total = 0
+            for task in os.listdir(f"/proc/{pid}/task"):
+                try:
+                    with open(f"/proc/{pid}/task/{task}/status") as f:
+                        for line in f:
+                            if line.startswith("voluntary_ctxt_switches:"):
+                                total += int(line.split()[1])
+                except OSError:
+                    pass  # a thread that ended meanwhile
+            return total
+
+        for round_ in range(2):
+            time.sleep(0.5)  # (the previous connection's close, then rest)
+            before = switches()
+            time.sleep(3.0)
+            woke = switches() - before
+            self.assertLess(woke, 40, f"an idle weir woke {woke} times in 3 s (round {round_})")
+            with wt.RawConn(w.addr(), timeout=5) as c:
+                t0 = time.monotonic()
+                c.send("GET /after-rest HTTP/1.1\r\nHost: t\r\n\r\n")
+                r, _ = c.read_final_response()
+                self.assertStatus(r, 200, "request to a resting worker")
+                self.assertLess(time.monotonic() - t0, 1.0)
+                self.assertTrue(c.peer_closed(3.0), "keepalive-timeout 300ms not applied after "
+                                                    "a rest")
 
     # ---------------------------------------------------------------------------------------------
     # Upstream keep-alive correctness
