@@ -981,13 +981,26 @@ private:
     return std::nullopt;
   }
 
-  // Sends what MSG_MORE left in the socket (setting TCP_NODELAY again pushes pending data).
+  // Sends what the socket holds back: what MSG_MORE left (setting TCP_NODELAY again pushes
+  // it), or on TLS what TCP_CORK held (cork()).
   void push() {
-    if constexpr (!kTls) {
-      if (std::exchange(corked_, false)) {
-        int on = 1;
-        ::setsockopt(lowest().socket().native_handle(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-      }
+    if (std::exchange(corked_, false)) {
+      int fd = lowest().socket().native_handle();
+      int on = 1, off = 0;
+      if constexpr (kTls)
+        ::setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof off);
+      else
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+    }
+  }
+
+  // TLS writes go through OpenSSL and Asio, one record (16 KiB) at a time, so MSG_MORE cannot be
+  // given; while a body is relayed with more to come, TCP_CORK gathers the records into full
+  // packets instead, until push().
+  void cork() {
+    if (!std::exchange(corked_, true)) {
+      int on = 1;
+      ::setsockopt(lowest().socket().native_handle(), IPPROTO_TCP, TCP_CORK, &on, sizeof on);
     }
   }
 
@@ -1043,10 +1056,14 @@ private:
       if (auto done = offer_now(parts, count, sent, more))
         co_return *done;
       rest.consume(sent);
+    } else if (more) {
+      cork();
     }
     lowest().expires_after(limits_.send_timeout);
     auto [ec, n] = co_await asio::async_write(client_, rest, net::use_task_nothrow);
     out_head_.clear();
+    if (kTls && !more)
+      push();
     co_return !ec;
   }
 
@@ -1200,8 +1217,8 @@ private:
   bool out_chunked_ = false;
   bool out_finished_ = false;
   std::array<char, 20> size_line_{}; // a chunk's size line, until its write is done
-  bool corked_ = false;              // a body piece went with MSG_MORE: push() before a wait
-  size_t sent_ahead_ = 0;            // what data_now() sent of the parts data() is to send
+  bool corked_ = false;   // body bytes held back (MSG_MORE; TCP_CORK on TLS): push() before a wait
+  size_t sent_ahead_ = 0; // what data_now() sent of the parts data() is to send
   bool res_has_body_ = false;
   bool keep_alive_ = false; // the request allows another after it
   bool keep_after_ = false; // the response said the connection stays open
