@@ -334,6 +334,7 @@ public:
     }
     if (parked_out_)
       co_return;
+    push(); // a response cut short (a broken upstream, a failed write) may have left bytes corked
     error_code ec;
     if constexpr (kTls) {
       // close_notify, briefly waiting for the peer's (a client that vanished costs 1 s at most).
@@ -938,7 +939,7 @@ private:
   net::Task<bool> data(asio::const_buffer chunk, bool more) override {
     Parts parts{};
     size_t count = data_parts(chunk, parts);
-    return write_parts(parts, count, more);
+    return write_parts(parts, count, more && !kUnix); // (no packets to fill on a Unix socket)
   }
 
   std::optional<bool> data_now(asio::const_buffer chunk) override {

@@ -626,20 +626,29 @@ class EdgeTest(wt.WeirTestCase):
                     pass  # a thread that ended meanwhile
             return total
 
-        for round_ in range(2):
-            time.sleep(0.5)  # (the previous connection's close, then rest)
-            before = switches()
-            time.sleep(3.0)
-            woke = switches() - before
-            self.assertLess(woke, 40, f"an idle weir woke {woke} times in 3 s (round {round_})")
+        time.sleep(0.5)
+        before = switches()
+        time.sleep(3.0)
+        woke = switches() - before
+        self.assertLess(woke, 40, f"an idle weir woke {woke} times in 3 s")
+        # Without the short period coming back with the connection, the close would wait for
+        # the resting sweep: anywhere up to 1 s. Four rounds, so that luck cannot pass it.
+        for round_ in range(4):
+            time.sleep(1.3)  # (the previous connection's close, then rest)
             with wt.RawConn(w.addr(), timeout=5) as c:
                 t0 = time.monotonic()
                 c.send("GET /after-rest HTTP/1.1\r\nHost: t\r\n\r\n")
                 r, _ = c.read_final_response()
                 self.assertStatus(r, 200, "request to a resting worker")
                 self.assertLess(time.monotonic() - t0, 1.0)
+                t1 = time.monotonic()
                 self.assertTrue(c.peer_closed(3.0), "keepalive-timeout 300ms not applied after "
                                                     "a rest")
+                dt = time.monotonic() - t1
+                self.assertGreater(dt, 0.2, f"closed after {dt:.2f}s with keepalive-timeout "
+                                            f"300ms (round {round_})")
+                self.assertLess(dt, 0.6, f"closed after {dt:.2f}s with keepalive-timeout 300ms "
+                                         f"(round {round_})")
 
     # ---------------------------------------------------------------------------------------------
     # Upstream keep-alive correctness
