@@ -507,7 +507,8 @@ private:
         }
         if (n == 0)
           break;
-        if (!co_await sink_.data(asio::buffer(relay_.get(), n), false))
+        // More that is already here may join this piece (see ResponseSink::data).
+        if (!co_await sink_.data(asio::buffer(relay_.get(), n), call.buffered()))
           co_return Outcome::aborted;
         req_.bytes_out += n;
       }

@@ -1,5 +1,6 @@
 #include "core/runtime/worker.hpp"
 
+#include "core/http/field_code.hpp"
 #include "core/http/host_match.hpp"
 
 #include "core/http/session.hpp"
@@ -249,6 +250,9 @@ void Worker::build_instances() {
 }
 
 bool Worker::start(std::string& error) {
+  // The lower-case names of known fields (HTTP/2 header lists) are a table built on first use:
+  // here, before any request, rather than during the first HTTP/2 response.
+  (void)http::lower_field_name(boost::beast::http::field::host);
   std::promise<std::string> ready;
   auto result = ready.get_future();
   thread_ = std::thread([this, &ready] {

@@ -654,6 +654,11 @@ bool H2Call::readable() const {
   return st.data.size() > st.data_off || st.end_stream || st.closed;
 }
 
+bool H2Call::buffered() const {
+  const auto& st = *st_;
+  return st.data.size() > st.data_off;
+}
+
 net::Task<size_t> H2Call::read(asio::mutable_buffer buf, Clock::time_point deadline,
                                std::string& error) {
   auto& st = *st_;

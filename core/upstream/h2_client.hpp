@@ -65,6 +65,8 @@ public:
   http::Fields& head();
   // Whether read() would return at once (body bytes are buffered, or the stream has ended).
   bool readable() const;
+  // Whether body bytes are buffered (read() returns some at once).
+  bool buffered() const;
   // Read response body bytes; 0 with no error at the end. `error` is set on failure or timeout.
   net::Task<size_t> read(boost::asio::mutable_buffer buf, Clock::time_point deadline,
                          std::string& error);
