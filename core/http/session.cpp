@@ -964,7 +964,7 @@ private:
   // way), else nullopt with `sent` the bytes it took. With `more`, the kernel may keep the tail
   // that does not fill a packet until more comes or push() (MSG_MORE), as HAProxy does while
   // it relays a body: a 256 KiB body then leaves in full 64 KiB packets on loopback instead of
-  // one per 32 KiB read, each waking the client.
+  // one per read, each waking the client.
   std::optional<bool> offer_now(const Parts& parts, size_t count, size_t& sent, bool more) {
     error_code ec;
     sent = net::send_now(lowest().socket().native_handle(), parts.data(), count, ec, more);

@@ -1,4 +1,4 @@
-// Blocks reused within one worker thread, in two sizes: 32 KiB for body relays and upstream reads,
+// Blocks reused within one worker thread, in two sizes: 64 KiB for body relays and upstream reads,
 // 4 KiB for reading request heads (most fit, and a connection between requests then holds a page,
 // not eight). Without it each would cost a large allocation and free per request. Not
 // thread-safe: each worker has its own, used on its thread only.
@@ -13,7 +13,7 @@ namespace weir::core {
 
 class BufferPool {
 public:
-  static constexpr size_t kBlockSize = 32 * 1024;
+  static constexpr size_t kBlockSize = 64 * 1024;
   static constexpr size_t kSmallSize = 4 * 1024;
   // Free blocks kept for reuse, per size; more are freed (a burst does not pin memory for ever).
   static constexpr size_t kKeep = 64;
