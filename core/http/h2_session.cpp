@@ -381,8 +381,14 @@ protected:
   }
 
   // Bytes from the client into nghttp2; then the handlers of the requests they completed start.
+  // A header block the bytes left open starts the header-timeout deadline; one that began and
+  // ended in them (the usual) neither reads the clock nor wakes the ticker.
   void feed(const uint8_t* data, size_t len) {
     receive(data, len);
+    if (header_stream_ != 0 && header_start_ == Clock::time_point{}) {
+      header_start_ = Clock::now();
+      tick_.notify();
+    }
     start_handlers();
   }
 
@@ -720,8 +726,7 @@ private:
       return 0;
     }
     header_stream_ = id;
-    header_start_ = Clock::now();
-    tick_.notify(); // the header-timeout deadline starts
+    header_start_ = {}; // feed() starts the clock if the block is still open after the read
     return 0;
   }
 
