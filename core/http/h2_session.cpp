@@ -126,6 +126,7 @@ public:
   // reset, not wanted), the body is never "done", so a reader learns of the failure instead of
   // forwarding a truncated body as a whole one.
   bool done() const override { return in_eof_ && in_.size() == 0 && !too_large_ && !discard_; }
+  bool ready() const override { return in_.size() > 0 && !too_large_ && !discard_; }
   net::Task<bool> send_continue() override;
   const Fields* trailers() const override { return has_trailers_ ? &trailers_in_ : nullptr; }
 

@@ -441,17 +441,18 @@ private:
     if (!relay_)
       relay_ = worker_.buffers().block();
     bool body_ok = true;
+    if (held_ > 0) { // the whole body, kept from an HTTP/1.1 attempt
+      body_started_ = true;
+      body_ok = co_await call.write(asio::buffer(relay_.get(), held_),
+                                    wait_deadline(pol_.response_timeout));
+    }
     while (req_.has_body && !body_.done() && body_ok) {
       body_started_ = true;
       error_code ec;
       unsigned status = 0;
       size_t n = co_await body_.read(asio::buffer(relay_.get(), kRelayBufferSize), ec, status);
-      if (ec) {
-        logger("http")->info("{}:{}: request body failed: {}", conn_.peer_ip, conn_.peer_port,
-                             ec.message());
-        req_.status = status == 0 ? 400 : status;
-        co_return status == 0 ? Outcome::aborted : Outcome::client_failed;
-      }
+      if (ec)
+        co_return body_failed(ec, status);
       if (n > 0)
         body_ok = co_await call.write(asio::buffer(relay_.get(), n),
                                       wait_deadline(pol_.response_timeout));
@@ -580,40 +581,74 @@ private:
                            &route_, &ex_);
   }
 
+  // A failed read of the request body: the log line, the status to answer, the outcome.
+  Outcome body_failed(error_code ec, unsigned status) {
+    logger("http")->info("{}:{}: request body failed: {}", conn_.peer_ip, conn_.peer_port,
+                         ec.message());
+    req_.status = status == 0 ? 400 : status;
+    return status == 0 ? Outcome::aborted : Outcome::client_failed;
+  }
+
   // The request head and its body, streamed from the client through Beast's serializer (which
   // frames a chunked body). Outcome::done when all of it went out.
+  //
+  // Body bytes that are already here (a small POST comes with its head) go out in the same
+  // write as the head: one system call and one packet instead of two. When that first piece is
+  // the whole body it is kept (held_) until the exchange ends, so the request can still be sent
+  // again on another connection as one without a body could (a pooled connection found closed);
+  // a longer body is streamed and cannot be. A client that expects 100 Continue gets it only
+  // after the head went upstream, so its body is never read before.
   net::Task<Outcome> send_with_body(upstream::Conn& conn, RequestMessage& msg) {
     bhttp::serializer<true, bhttp::buffer_body, Fields> sr{msg};
     conn.expires_after(wait_limit(pol_.response_timeout));
-    {
+    if (!relay_)
+      relay_ = worker_.buffers().block();
+    bool awaits_continue = req_.expect_continue && !continue_sent_;
+    if (held_ == 0 && !awaits_continue && !body_.done() && body_.ready()) {
+      // As much as is here (a chunked body's last chunk comes in a read of its own).
+      while (!body_.done() && body_.ready() && held_ < kRelayBufferSize) {
+        error_code ec;
+        unsigned status = 0;
+        size_t n = co_await body_.read(asio::buffer(relay_.get() + held_, kRelayBufferSize - held_),
+                                       ec, status);
+        if (ec)
+          co_return body_failed(ec, status);
+        held_ += n;
+      }
+      held_whole_ = body_.done();
+      if (!held_whole_)
+        body_started_ = true; // the rest is streamed: not again
+    }
+    if (held_ > 0) {
+      msg.body().data = relay_.get();
+      msg.body().size = held_;
+      msg.body().more = !held_whole_;
+      if (!held_whole_)
+        held_ = 0; // relay_ is reused for the rest
+      auto [ec, n] = co_await bhttp::async_write(conn, sr, net::use_task_nothrow);
+      if (ec == bhttp::error::need_buffer)
+        ec = {};
+      if (ec)
+        co_return body_started_ ? Outcome::failed : Outcome::unsent;
+    } else {
       auto [ec, n] = co_await bhttp::async_write_header(conn, sr, net::use_task_nothrow);
       if (ec)
         co_return body_started_ ? Outcome::failed : Outcome::unsent;
+      if (awaits_continue) {
+        continue_sent_ = true;
+        if (!co_await body_.send_continue())
+          co_return Outcome::aborted;
+      }
     }
-    if (req_.expect_continue && !continue_sent_) {
-      continue_sent_ = true;
-      if (!co_await body_.send_continue())
-        co_return Outcome::aborted;
-    }
-    // Stream the request body (if any) from the client to the upstream.
-    if (!relay_)
-      relay_ = worker_.buffers().block();
-    do {
+    // Stream the rest of the request body (if any) from the client to the upstream.
+    while (!body_.done() || !sr.is_done()) {
       if (!body_.done()) {
         body_started_ = true;
         error_code ec;
         unsigned status = 0;
         size_t n = co_await body_.read(asio::buffer(relay_.get(), kRelayBufferSize), ec, status);
-        if (ec) {
-          logger("http")->info("{}:{}: request body failed: {}", conn_.peer_ip, conn_.peer_port,
-                               ec.message());
-          if (status == 0) {
-            req_.status = 400;
-            co_return Outcome::aborted;
-          }
-          req_.status = status;
-          co_return Outcome::client_failed;
-        }
+        if (ec)
+          co_return body_failed(ec, status);
         msg.body().data = relay_.get();
         msg.body().size = n;
         msg.body().more = !body_.done();
@@ -634,8 +669,7 @@ private:
         ec = {};
       if (ec)
         co_return body_started_ ? Outcome::failed : Outcome::unsent;
-    } while (!body_.done() || !sr.is_done());
-
+    }
     co_return Outcome::done;
   }
 
@@ -796,6 +830,8 @@ private:
   std::optional<Clock::time_point> deadline_; // request-timeout
   BufferPool::Block relay_;                   // from the worker's pool, when a body is relayed
   bool body_started_ = false;
+  size_t held_ = 0;         // bytes of the request body in relay_, kept to send again
+  bool held_whole_ = false; // ... and they are the whole body
   bool continue_sent_ = false;
   bool client_gone_ = false; // a write to the client failed: its connection closes
   unsigned failure_status_ = 502;

@@ -54,6 +54,9 @@ public:
                                  unsigned& status) = 0;
   // Whether the body was read to its end (true at once when there is no body).
   virtual bool done() const = 0;
+  // Whether body bytes are already here, so that read() would not wait for the client. (A body
+  // that came with its head then goes upstream in the same write as the head.)
+  virtual bool ready() const { return false; }
   // Called once, before the first read, when the client expects "100 Continue" (HTTP/1.1).
   // Returns false when the client is gone.
   virtual net::Task<bool> send_continue() { co_return true; }

@@ -869,6 +869,10 @@ private:
     return !parser_ || parser_->is_done();
   }
 
+  bool ready() const override {
+    return parser_ && !parser_->is_done() && buf_.size() > 0;
+  }
+
   net::Task<bool> send_continue() override {
     lowest().expires_after(limits_.send_timeout);
     static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";

@@ -421,11 +421,22 @@ class HealthTest(wt.WeirTestCase):
         self.assertTrue(w.wait_for_line(lambda s: "connection closed before a response to POST"
                                         in s, 2), "no log line for the dropped POST")
 
-        # A PUT with a body is idempotent but its body was sent: not retried either.
+        # A PUT is idempotent: one whose whole body came with its head (weir keeps it) goes to
+        # another target, with the same body.
         results = [get(w.addr(), f"/put/{i}", "PUT", b"put-%d" % i) for i in range(3)]
         time.sleep(0.3)
-        self.assertEqual(sorted(r[0] for r in results), [200, 200, 502], f"{results}")
+        self.assertEqual([r[0] for r in results], [200, 200, 200], f"{results}")
         self.assertEqual(len(deliveries("PUT")), 1)
+        others = [r for o in (g1, g2) for r in o.snapshot() if r.method == "PUT"]
+        self.assertEqual(sorted(r.body for r in others), [b"put-0", b"put-1", b"put-2"])
+        self.assertTrue(w.wait_for_line(lambda s: "(safe to send again)" in s and "PUT" in s, 2))
+
+        # A body longer than weir keeps is streamed to the target, so that PUT is not sent again.
+        big = bytes(range(256)) * 1024  # 256 KiB
+        results = [get(w.addr(), f"/bigput/{i}", "PUT", big) for i in range(3)]
+        time.sleep(0.3)
+        self.assertEqual(sorted(r[0] for r in results), [200, 200, 502], f"{results}")
+        self.assertEqual(len([r for r in deliveries("PUT") if r.path.startswith("/bigput/")]), 1)
 
         # A GET without a body is retried on another target and succeeds.
         for i in range(6):
