@@ -122,11 +122,12 @@ public:
 
   // BodySource
   net::Task<size_t> read(asio::mutable_buffer buf, error_code& ec, unsigned& status) override;
+  size_t take_body(asio::mutable_buffer buf); // from in_, which holds some
   // Complete only when every byte was delivered: once body bytes were dropped (too large,
   // reset, not wanted), the body is never "done", so a reader learns of the failure instead of
   // forwarding a truncated body as a whole one.
   bool done() const override { return in_eof_ && in_.size() == 0 && !too_large_ && !discard_; }
-  bool ready() const override { return in_.size() > 0 && !too_large_ && !discard_; }
+  size_t read_now(asio::mutable_buffer buf, error_code& ec, unsigned& status) override;
   net::Task<bool> send_continue() override;
   const Fields* trailers() const override { return has_trailers_ ? &trailers_in_ : nullptr; }
 
@@ -1077,6 +1078,22 @@ bool H2Stream::gone() const {
   return closed_ || rst_sent_ || core_.dead();
 }
 
+size_t H2Stream::take_body(asio::mutable_buffer buf) {
+  size_t n = asio::buffer_copy(buf, in_.data());
+  in_.consume(n);
+  // Only now may the client send more: the window never lets it buffer more in weir.
+  core_.consume(id_, n);
+  return n;
+}
+
+size_t H2Stream::read_now(asio::mutable_buffer buf, error_code& ec, unsigned& status) {
+  ec = {};
+  status = 0;
+  if (too_large_ || gone() || discard_ || in_.size() == 0)
+    return 0; // read() reports what is wrong
+  return take_body(buf);
+}
+
 net::Task<size_t> H2Stream::read(asio::mutable_buffer buf, error_code& ec, unsigned& status) {
   ec = {};
   status = 0;
@@ -1090,13 +1107,8 @@ net::Task<size_t> H2Stream::read(asio::mutable_buffer buf, error_code& ec, unsig
       ec = asio::error::connection_reset;
       co_return 0;
     }
-    if (in_.size() > 0) {
-      size_t n = asio::buffer_copy(buf, in_.data());
-      in_.consume(n);
-      // Only now may the client send more: the window never lets it buffer more in weir.
-      core_.consume(id_, n);
-      co_return n;
-    }
+    if (in_.size() > 0)
+      co_return take_body(buf);
     if (in_eof_)
       co_return 0;
     auto deadline = Clock::now() + core_.body_timeout();

@@ -4,6 +4,7 @@
 #include "core/http/field_code.hpp"
 #include "core/http/field_line.hpp"
 
+#include <boost/beast/core/string.hpp>
 #include <boost/url/parse.hpp>
 
 #include <array>
@@ -14,21 +15,7 @@ namespace weir::core::http {
 
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size())
-    return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    auto x = static_cast<unsigned char>(a[i]);
-    auto y = static_cast<unsigned char>(b[i]);
-    if (x >= 'A' && x <= 'Z')
-      x = static_cast<unsigned char>(x + 32);
-    if (y >= 'A' && y <= 'Z')
-      y = static_cast<unsigned char>(y + 32);
-    if (x != y)
-      return false;
-  }
-  return true;
-}
+using boost::beast::iequals;
 
 HeadCheck reject(unsigned status, std::string reason) {
   HeadCheck r;

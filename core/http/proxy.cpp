@@ -441,7 +441,7 @@ private:
     if (!relay_)
       relay_ = worker_.buffers().block();
     bool body_ok = true;
-    if (held_ > 0) { // the whole body, kept from an HTTP/1.1 attempt
+    if (held_ > 0) { // kept from an HTTP/1.1 attempt that sent nothing
       body_started_ = true;
       body_ok = co_await call.write(asio::buffer(relay_.get(), held_),
                                     wait_deadline(pol_.response_timeout));
@@ -593,43 +593,50 @@ private:
   // frames a chunked body). Outcome::done when all of it went out.
   //
   // Body bytes that are already here (a small POST comes with its head) go out in the same
-  // write as the head: one system call and one packet instead of two. When that first piece is
-  // the whole body it is kept (held_) until the exchange ends, so the request can still be sent
-  // again on another connection as one without a body could (a pooled connection found closed);
-  // a longer body is streamed and cannot be. A client that expects 100 Continue gets it only
-  // after the head went upstream, so its body is never read before.
+  // write as the head: one system call and one packet instead of two. They are kept (held_)
+  // until some of them went out, so a write that sent nothing can be tried again on another
+  // connection; when they are the whole body, until the exchange ends, so the request can be
+  // sent again as one without a body could (an idempotent one whose connection closed before a
+  // response). The rest of a longer body is streamed and cannot be sent again. A client that
+  // expects 100 Continue gets it only after the head went upstream, and its body is never read
+  // before.
   net::Task<Outcome> send_with_body(upstream::Conn& conn, RequestMessage& msg) {
     bhttp::serializer<true, bhttp::buffer_body, Fields> sr{msg};
     conn.expires_after(wait_limit(pol_.response_timeout));
     if (!relay_)
       relay_ = worker_.buffers().block();
     bool awaits_continue = req_.expect_continue && !continue_sent_;
-    if (held_ == 0 && !awaits_continue && !body_.done() && body_.ready()) {
+    if (held_ == 0 && !awaits_continue && !body_.done()) {
       // As much as is here (a chunked body's last chunk comes in a read of its own).
-      while (!body_.done() && body_.ready() && held_ < kRelayBufferSize) {
+      while (!body_.done() && held_ < kRelayBufferSize) {
         error_code ec;
         unsigned status = 0;
-        size_t n = co_await body_.read(asio::buffer(relay_.get() + held_, kRelayBufferSize - held_),
-                                       ec, status);
+        size_t n = body_.read_now(
+            asio::buffer(relay_.get() + held_, kRelayBufferSize - held_), ec, status);
         if (ec)
           co_return body_failed(ec, status);
+        if (n == 0)
+          break;
         held_ += n;
       }
       held_whole_ = body_.done();
-      if (!held_whole_)
-        body_started_ = true; // the rest is streamed: not again
     }
     if (held_ > 0) {
       msg.body().data = relay_.get();
       msg.body().size = held_;
       msg.body().more = !held_whole_;
-      if (!held_whole_)
-        held_ = 0; // relay_ is reused for the rest
       auto [ec, n] = co_await bhttp::async_write(conn, sr, net::use_task_nothrow);
       if (ec == bhttp::error::need_buffer)
         ec = {};
+      if (ec && n == 0)
+        co_return Outcome::unsent; // the held bytes can go again
+      if (!held_whole_) {
+        held_ = 0; // relay_ is reused for the rest of the body, which cannot go again
+        body_started_ = true;
+      }
+      // (A whole body that went out in part: sent again only for an idempotent method.)
       if (ec)
-        co_return body_started_ ? Outcome::failed : Outcome::unsent;
+        co_return body_started_ ? Outcome::failed : Outcome::stale;
     } else {
       auto [ec, n] = co_await bhttp::async_write_header(conn, sr, net::use_task_nothrow);
       if (ec)

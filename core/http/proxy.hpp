@@ -54,9 +54,16 @@ public:
                                  unsigned& status) = 0;
   // Whether the body was read to its end (true at once when there is no body).
   virtual bool done() const = 0;
-  // Whether body bytes are already here, so that read() would not wait for the client. (A body
-  // that came with its head then goes upstream in the same write as the head.)
-  virtual bool ready() const { return false; }
+  // read() without waiting: the body bytes that are already here (read with the head, say) go
+  // into `buf`. Returns how many; 0 when none are here yet or the body is complete (done()
+  // tells). Errors as read(). (Such bytes go upstream in the same write as the head.)
+  virtual size_t read_now(boost::asio::mutable_buffer buf, boost::system::error_code& ec,
+                          unsigned& status) {
+    (void)buf;
+    ec = {};
+    status = 0;
+    return 0;
+  }
   // Called once, before the first read, when the client expects "100 Continue" (HTTP/1.1).
   // Returns false when the client is gone.
   virtual net::Task<bool> send_continue() { co_return true; }

@@ -851,10 +851,7 @@ private:
         e = {};
       if (e) {
         ec = e;
-        // A framing or size error is answered; a vanished client is not.
-        bool http_error =
-            e.category() == bhttp::make_error_code(bhttp::error::body_limit).category();
-        status = e == bhttp::error::body_limit ? 413 : http_error ? 400 : 0;
+        status = body_error_status(e);
         co_return 0;
       }
       size_t got = buf.size() - msg.body().size;
@@ -869,8 +866,37 @@ private:
     return !parser_ || parser_->is_done();
   }
 
-  bool ready() const override {
-    return parser_ && !parser_->is_done() && buf_.size() > 0;
+  // A framing or size error is answered; a vanished client is not.
+  static unsigned body_error_status(const error_code& e) {
+    bool http_error = e.category() == bhttp::make_error_code(bhttp::error::body_limit).category();
+    return e == bhttp::error::body_limit ? 413 : http_error ? 400 : 0;
+  }
+
+  // What the parser makes of the bytes already in buf_, without a read from the client.
+  size_t read_now(asio::mutable_buffer buf, error_code& ec, unsigned& status) override {
+    ec = {};
+    status = 0;
+    if (!parser_ || parser_->is_done())
+      return 0;
+    auto& parser = *parser_;
+    auto& body = parser.get().body();
+    body.data = buf.data();
+    body.size = buf.size();
+    while (buf_.size() > 0 && body.size > 0 && !parser.is_done()) {
+      error_code e;
+      size_t used = parser.put(buf_.data(), e);
+      buf_.consume(used);
+      if (e == bhttp::error::need_more || e == bhttp::error::need_buffer)
+        break; // a part of a chunk's header, or buf is full
+      if (e) {
+        ec = e;
+        status = body_error_status(e);
+        return 0;
+      }
+      if (used == 0)
+        break;
+    }
+    return buf.size() - body.size;
   }
 
   net::Task<bool> send_continue() override {

@@ -8,11 +8,13 @@
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/execution_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/http/fields.hpp>
 
 #include <nghttp2/nghttp2.h>
 
+#include <cassert>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -23,15 +25,37 @@
 
 namespace weir::core::net {
 
+class Notifier;
+
+// The notifiers of one io_context that hold a waiting coroutine's handler. When the io_context
+// is destroyed with coroutines still waiting (a forced stop), it destroys them here, as it
+// destroys the handlers of its own pending operations: a handler a notifier kept is otherwise
+// unknown to it, and the coroutine frames (and the connection that lives in one) would leak.
+class NotifierRegistry final : public boost::asio::execution_context::service {
+public:
+  static inline boost::asio::execution_context::id id;
+  explicit NotifierRegistry(boost::asio::execution_context& ctx)
+      : boost::asio::execution_context::service(ctx) {}
+  inline void link(Notifier& n);
+  inline void unlink(Notifier& n);
+  bool shutting_down() const { return shutting_down_; }
+
+private:
+  inline void shutdown() override;
+  Notifier* head_ = nullptr;
+  bool shutting_down_ = false;
+};
+
 // A wake-up for one waiting coroutine. Waiters always re-check their condition, so a
-// notification that nobody waits for is simply dropped. Single-threaded.
+// notification that nobody waits for is simply dropped. Single-threaded; one waiter at a time.
 //
 // A wait without a deadline (the connection's writer between batches, about one per request)
 // keeps the coroutine's completion handler and notify() posts it: no timer enters the reactor's
 // queue and none is cancelled, which cost about 600 instructions per wake-up. A wait with a
 // deadline uses a timer that notify() cancels; the timer is made at the first such wait, as most
 // streams' notifiers are never waited on. A cancellation of the waiting coroutine (its
-// cancellation slot) counts as a notification, as does the notifier's destruction.
+// cancellation slot) counts as a notification, as does the notifier's destruction. Neither kind
+// of wait touches the notifier after it resumes.
 class Notifier {
 public:
   using Clock = std::chrono::steady_clock;
@@ -41,10 +65,12 @@ public:
   ~Notifier() { release(); }
 
   void notify() {
-    if (waiter_)
+    if (waiter_) {
       release();
-    else if (timed_)
+    } else if (timed_) {
+      timed_ = false;
       timer_->cancel();
+    }
   }
 
   // Until notify(), as an operation of the awaiting Task: `co_await n.wait();`.
@@ -58,16 +84,18 @@ public:
       co_await wait();
       co_return true;
     }
+    assert(!waiter_);
     if (!timer_)
       timer_.emplace(ex_);
     timer_->expires_at(deadline);
     timed_ = true;
     auto [ec] = co_await timer_->async_wait(use_task_nothrow);
-    timed_ = false;
     co_return ec == boost::asio::error::operation_aborted;
   }
 
 private:
+  friend class NotifierRegistry;
+
   // The completion handler of a Task that awaits an operation with no result. (Boost 1.81's
   // any_completion_handler cannot be moved from an lvalue; the one type we need is named here
   // and checked below, so a Boost that changes it fails to compile rather than misbehaves.)
@@ -77,8 +105,12 @@ private:
     Notifier* self;
     template <class H> void operator()(H&& handler) const {
       static_assert(std::is_same_v<std::decay_t<H>, Handler>);
+      assert(!self->waiter_);
       auto slot = boost::asio::get_associated_cancellation_slot(handler);
       self->waiter_.emplace(std::forward<H>(handler));
+      if (self->registry_ == nullptr)
+        self->registry_ = &boost::asio::use_service<NotifierRegistry>(self->ex_.context());
+      self->registry_->link(*self);
       if (slot.is_connected()) // release() clears the slot, destroying this lambda: copy first
         slot.assign([n = self](boost::asio::cancellation_type) {
           Notifier* target = n;
@@ -88,21 +120,55 @@ private:
   };
 
   // The kept handler runs from the event loop, never inside notify()'s caller (an nghttp2
-  // callback, say).
+  // callback, say). While the io_context shuts down it is destroyed instead.
   void release() {
     if (!waiter_)
       return;
+    registry_->unlink(*this);
     if (auto slot = boost::asio::get_associated_cancellation_slot(*waiter_); slot.is_connected())
       slot.clear();
+    if (registry_->shutting_down()) {
+      waiter_.reset();
+      return;
+    }
     boost::asio::post(ex_, std::move(*waiter_));
     waiter_.reset();
   }
 
   net::Executor ex_;
   std::optional<Handler> waiter_;
-  bool timed_ = false; // a wait with a deadline is pending on timer_
+  NotifierRegistry* registry_ = nullptr; // ex_'s, found at the first wait without a deadline
+  Notifier* prev_ = nullptr;             // in the registry's list while waiter_ is set
+  Notifier* next_ = nullptr;
+  bool timed_ = false; // a wait with a deadline may be pending on timer_ (stays set after
+                       // its timer fired; a cancel then finds nothing)
   std::optional<net::SteadyTimer> timer_;
 };
+
+void NotifierRegistry::link(Notifier& n) {
+  n.prev_ = nullptr;
+  n.next_ = head_;
+  if (head_ != nullptr)
+    head_->prev_ = &n;
+  head_ = &n;
+}
+
+void NotifierRegistry::unlink(Notifier& n) {
+  if (n.prev_ != nullptr)
+    n.prev_->next_ = n.next_;
+  else
+    head_ = n.next_;
+  if (n.next_ != nullptr)
+    n.next_->prev_ = n.prev_;
+  n.prev_ = n.next_ = nullptr;
+}
+
+void NotifierRegistry::shutdown() {
+  shutting_down_ = true;
+  // Destroying a handler may destroy other notifiers (and unlink them): take one at a time.
+  while (head_ != nullptr)
+    head_->release();
+}
 
 // nghttp2's allocator for our sessions: the calling thread's small-block lists (h2_memory.cpp).
 nghttp2_mem* h2_memory();

@@ -279,6 +279,61 @@ filters = [{ use = "respond", status = 200, body = "hi", content-type = "text/pl
             self.assertStatus(r2, 200, "GET after a chunked response on the same connection")
             self.assertEqual(r2.body, b"after")
 
+    def test_request_head_is_not_held_for_more_body(self):
+        # Body bytes that came with the head go upstream with it; weir must not wait for more of
+        # the body first. The client sends the head and the first chunk, then the last chunk
+        # 0.6 s later: the origin must see the head (and the first chunk) long before that.
+        import socket
+        import threading
+        srv = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(srv.close)
+        seen = {}
+
+        def origin():
+            c, _ = srv.accept()
+            with c:
+                c.settimeout(10)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += c.recv(65536)
+                seen["head_at"] = time.monotonic()
+                while not data.endswith(b"0\r\n\r\n"):
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                seen["request"] = data
+                c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+
+        t = threading.Thread(target=origin, daemon=True)
+        t.start()
+        w = self.start_weir(wt.basic_config({"app": f"127.0.0.1:{srv.getsockname()[1]}"}))
+        for first in (b"5\r\nhello\r\n", b"5\r\nhel", b"5"):
+            with self.subTest(first=first):
+                seen.clear()
+                if not t.is_alive():
+                    t = threading.Thread(target=origin, daemon=True)
+                    t.start()
+                with wt.RawConn(w.addr(), timeout=10) as c:
+                    t0 = time.monotonic()
+                    c.send(b"POST /dup HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                           b"Transfer-Encoding: chunked\r\n\r\n" + first)
+                    time.sleep(0.6)
+                    c.send(b"5\r\nhello\r\n"[len(first):] + b"0\r\n\r\n")
+                    r, _ = c.read_final_response()
+                    self.assertStatus(r, 200, "chunked POST")
+                t.join(5)
+                self.assertLess(seen["head_at"] - t0, 0.4, "weir held the request head back "
+                                                           "until more of the body came")
+                rest, decoded = seen["request"].partition(b"\r\n\r\n")[2], b""
+                while True:  # weir frames the chunks as its reads cut them
+                    size_line, _, rest = rest.partition(b"\r\n")
+                    size = int(size_line, 16)
+                    if size == 0:
+                        break
+                    decoded, rest = decoded + rest[:size], rest[size + 2:]
+                self.assertEqual(decoded, b"hello")
+
     def test_expect_100_continue(self):
         o = self.origin("a", wt.echo())
         w = self.start_weir(wt.basic_config({"app": o.address}))
