@@ -883,6 +883,7 @@ private:
       length = v;
     }
     req.has_body = !end_stream && length.value_or(1) > 0;
+    req.content_length = length;
     req.expect_continue = req.has_body && beast::iequals(msg[bhttp::field::expect], "100-continue");
 
     msg.method_string(st.method_);

@@ -592,8 +592,9 @@ private:
   // The request head and its body, streamed from the client through Beast's serializer (which
   // frames a chunked body). Outcome::done when all of it went out.
   //
-  // Body bytes that are already here (a small POST comes with its head) go out in the same
-  // write as the head: one system call and one packet instead of two. They are kept (held_)
+  // Body bytes that are already here (a small POST comes with its head), and a body whose
+  // Content-Length fits the relay block, go out in the same write as the head: one system call
+  // and one packet instead of two. They are kept (held_)
   // until some of them went out, so a write that sent nothing can be tried again on another
   // connection; when they are the whole body, until the exchange ends, so the request can be
   // sent again as one without a body could (an idempotent one whose connection closed before a
@@ -611,8 +612,22 @@ private:
       while (!body_.done() && held_ < kRelayBufferSize) {
         error_code ec;
         unsigned status = 0;
-        size_t n = body_.read_now(
-            asio::buffer(relay_.get() + held_, kRelayBufferSize - held_), ec, status);
+        size_t n = body_.read_now(asio::buffer(relay_.get() + held_, kRelayBufferSize - held_), ec,
+                                  status);
+        if (ec)
+          co_return body_failed(ec, status);
+        if (n == 0)
+          break;
+        held_ += n;
+      }
+      // A body whose stated length fits is read whole first, as nginx buffers request bodies:
+      // then it always goes with the head and can always be sent again.
+      bool fits = req_.content_length && *req_.content_length <= kRelayBufferSize;
+      while (fits && !body_.done() && held_ < kRelayBufferSize) {
+        error_code ec;
+        unsigned status = 0;
+        size_t n = co_await body_.read(asio::buffer(relay_.get() + held_, kRelayBufferSize - held_),
+                                       ec, status);
         if (ec)
           co_return body_failed(ec, status);
         if (n == 0)

@@ -141,6 +141,7 @@ struct ProxyRequest {
   std::string_view upgrade; // the protocol an HTTP/1.1 Upgrade request asks for, else ""
   bool head = false;        // a HEAD request: the response has no body
   bool has_body = false;    // a body follows the head
+  std::optional<uint64_t> content_length; // the body's length, when the head states it
   bool expect_continue = false;
   bool te_trailers = false; // the client accepts trailers (TE: trailers): passed to h2 upstreams
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();

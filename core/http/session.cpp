@@ -709,6 +709,7 @@ private:
       }
       req.version = hc.version;
       req.has_body = hc.chunked || (hc.content_length && *hc.content_length > 0);
+      req.content_length = hc.chunked ? std::nullopt : hc.content_length;
       if (limits_.max_body > 0 && hc.content_length && *hc.content_length > limits_.max_body) {
         why = "request body larger than limits.max-body";
         return 413;
