@@ -581,20 +581,56 @@ private:
                            &route_, &ex_);
   }
 
-  // A failed read of the request body: the log line, the status to answer, the outcome.
+  // Whether the body is read whole before a target is picked: its stated length fits the
+  // relay block, and the client does not wait for a 100 Continue first.
+  bool reads_body_first() const {
+    return req_.has_body && !req_.expect_continue && req_.content_length &&
+           *req_.content_length <= kRelayBufferSize;
+  }
+
+  // Such a body, read whole before a target is picked or a connection taken, as nginx buffers
+  // request bodies: it then goes upstream with the head in one write and can be sent again on
+  // another try, and the upload's time counts neither against a target (its latency, an idle
+  // connection's life, the response timeout) nor as a try. nullopt when all of it came; else
+  // what handle_request returns (the client failed: answered when it can be, or left).
+  net::Task<std::optional<bool>> read_whole_body() {
+    if (!relay_)
+      relay_ = worker_.buffers().block();
+    while (!body_.done() && held_ < kRelayBufferSize) {
+      error_code ec;
+      unsigned status = 0;
+      size_t n = co_await body_.read(asio::buffer(relay_.get() + held_, kRelayBufferSize - held_),
+                                     ec, status);
+      if (ec) {
+        if (body_failed(ec, status) == Outcome::aborted)
+          co_return settled(Outcome::aborted);
+        co_await fail(req_.status);
+        co_return false;
+      }
+      if (n == 0)
+        break;
+      held_ += n;
+    }
+    held_whole_ = body_.done();
+    co_return std::nullopt;
+  }
+
+  // A failed read of the request body: the log line, the status to answer (none when `status`
+  // is 0: the client left or its connection timed out and closed, logged as 408 like nginx
+  // does), the outcome.
   Outcome body_failed(error_code ec, unsigned status) {
     logger("http")->info("{}:{}: request body failed: {}", conn_.peer_ip, conn_.peer_port,
                          ec.message());
-    req_.status = status == 0 ? 400 : status;
+    req_.status = status != 0 ? status : ec == beast::error::timeout ? 408 : 400;
     return status == 0 ? Outcome::aborted : Outcome::client_failed;
   }
 
   // The request head and its body, streamed from the client through Beast's serializer (which
   // frames a chunked body). Outcome::done when all of it went out.
   //
-  // Body bytes that are already here (a small POST comes with its head), and a body whose
-  // Content-Length fits the relay block, go out in the same write as the head: one system call
-  // and one packet instead of two. They are kept (held_)
+  // Body bytes that are already here (a small POST comes with its head; a body read whole
+  // first, see read_whole_body) go out in the same write as the head: one system call and one
+  // packet instead of two. They are kept (held_)
   // until some of them went out, so a write that sent nothing can be tried again on another
   // connection; when they are the whole body, until the exchange ends, so the request can be
   // sent again as one without a body could (an idempotent one whose connection closed before a
@@ -614,20 +650,6 @@ private:
         unsigned status = 0;
         size_t n = body_.read_now(asio::buffer(relay_.get() + held_, kRelayBufferSize - held_), ec,
                                   status);
-        if (ec)
-          co_return body_failed(ec, status);
-        if (n == 0)
-          break;
-        held_ += n;
-      }
-      // A body whose stated length fits is read whole first, as nginx buffers request bodies:
-      // then it always goes with the head and can always be sent again.
-      bool fits = req_.content_length && *req_.content_length <= kRelayBufferSize;
-      while (fits && !body_.done() && held_ < kRelayBufferSize) {
-        error_code ec;
-        unsigned status = 0;
-        size_t n = co_await body_.read(asio::buffer(relay_.get() + held_, kRelayBufferSize - held_),
-                                       ec, status);
         if (ec)
           co_return body_failed(ec, status);
         if (n == 0)
@@ -1075,6 +1097,9 @@ net::Task<bool> handle_request(Worker& worker, const WorkerService& service, con
   }
   // HTTP/2 to the targets ("h2"), or by ALPN ("auto"; an Upgrade request needs HTTP/1.1).
   bool h2 = fwd.ucfg_.protocol == "h2" || (fwd.ucfg_.protocol == "auto" && req.upgrade.empty());
+  if (fwd.reads_body_first())
+    if (auto done = co_await fwd.read_whole_body())
+      co_return *done;
   // Targets tried already (no allocation for the usual few targets).
   std::array<uint8_t, 32> excluded_few{};
   std::vector<uint8_t> excluded_many;

@@ -551,6 +551,31 @@ class EdgeTest(wt.WeirTestCase):
                 pass
             self.assertLess(time.monotonic() - t0, 2.5)
 
+    def test_small_body_read_before_the_upstream(self):
+        # A body whose Content-Length fits weir's 64 KiB block is read whole before a target is
+        # picked (as nginx buffers request bodies): a client that stalls in it is cut off after
+        # header-timeout (logged as 408, like a head that stalls) and the origin sees no
+        # connection; one that sends it late is served, the origin getting head and body.
+        o = self.origin("a", wt.echo())
+        w = self.weir_for(o.address, extra=limits(**{"header-timeout": '"1s"'}))
+        with wt.RawConn(w.addr(), timeout=5) as c:
+            c.send("POST /stall HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhalf!")
+            t0 = time.monotonic()
+            self.assertTrue(c.peer_closed(4.0), "a body that stops half way was not cut off")
+            self.assertLess(time.monotonic() - t0, 2.5)
+        self.assertTrue(w.wait_for_line(lambda s: '"/stall"' in s and "408" in s, 3),
+                        "no access log line with 408 for the stalled body")
+        self.assertEqual(o.accepted, 0, "weir connected upstream before the body came")
+        self.assertEqual([r.path for r in o.snapshot()], [])
+        with wt.RawConn(w.addr(), timeout=5) as c:
+            c.send("POST /late HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhalf!")
+            time.sleep(0.5)
+            c.send("done!")
+            r, _ = c.read_final_response()
+            self.assertStatus(r, 200, "a body sent late")
+            self.assertEqual(json.loads(r.body)["body_len"], 10)
+        self.assertEqual(o.snapshot()[-1].body, b"half!done!")
+
     def test_silent_new_connection_header_timeout(self):
         # nginx arms client_header_timeout at accept; keepalive_timeout only runs between
         # requests. A connection that never sends a byte must not be held for keepalive-timeout.
