@@ -1173,7 +1173,7 @@ net::Task<bool> handle_request(Worker& worker, const WorkerService& service, con
       std::string scratch;
       const upstream::Pool::Key key = fwd.hashed_pool_key(target, scratch);
       // A pooled connection the peer closed in the meantime is retried once on a fresh one,
-      // which is safe because nothing of the request was consumed yet.
+      // which is safe because nothing of the request was consumed yet, or weir holds what was.
       for (int fresh_try = 0; fresh_try < 2; ++fresh_try) {
         std::unique_ptr<upstream::Conn> up_conn = std::move(pre);
         bool reused = false;
@@ -1184,8 +1184,10 @@ net::Task<bool> handle_request(Worker& worker, const WorkerService& service, con
         bool sent_at_once = false; // the head (and no body) went out within the first call
         Clock::time_point done_at{};
         if (!up_conn && fresh_try == 0) {
-          up_conn =
-              worker.pool().take(key, !req.has_body && idempotent(req.msg->method()), tried_at);
+          // (A request that can go again anyway skips the pool's check of a recently used
+          // connection: an idempotent one without a body, or whose body weir holds whole.)
+          bool resendable = (!req.has_body || fwd.held_whole_) && idempotent(req.msg->method());
+          up_conn = worker.pool().take(key, resendable, tried_at);
           reused = up_conn != nullptr;
         }
         // Every on_start has exactly one on_done (a failed connect included), so load balancers
