@@ -630,13 +630,12 @@ private:
   //
   // Body bytes that are already here (a small POST comes with its head; a body read whole
   // first, see read_whole_body) go out in the same write as the head: one system call and one
-  // packet instead of two. They are kept (held_)
-  // until some of them went out, so a write that sent nothing can be tried again on another
-  // connection; when they are the whole body, until the exchange ends, so the request can be
-  // sent again as one without a body could (an idempotent one whose connection closed before a
-  // response). The rest of a longer body is streamed and cannot be sent again. A client that
-  // expects 100 Continue gets it only after the head went upstream, and its body is never read
-  // before.
+  // packet instead of two. They are kept (held_) until some of them went out, so a write that
+  // sent nothing can be tried again on another connection; when they are the whole body, until
+  // the exchange ends, so the request can be sent again as one without a body could (an
+  // idempotent one whose connection closed before a response). The rest of a longer body is
+  // streamed and cannot be sent again. A client that expects 100 Continue gets it only after
+  // the head went upstream, and its body is never read before.
   net::Task<Outcome> send_with_body(upstream::Conn& conn, RequestMessage& msg) {
     bhttp::serializer<true, bhttp::buffer_body, Fields> sr{msg};
     conn.expires_after(wait_limit(pol_.response_timeout));

@@ -141,19 +141,6 @@ def wait_until(pred: Callable[[], bool], timeout: float, interval: float = 0.02)
         time.sleep(interval)
 
 
-def quick_in_one_of(tries: int, limit: float,
-                    run_once: Callable[[], tuple[float, ...]]) -> tuple[bool, str]:
-    """Runs run_once up to `tries` times until every time it returns is under `limit` seconds.
-    For checks that a delay never happens: a slow run may miss once, a real delay misses every
-    time. Returns whether one try was quick and all the times seen, for the failure message."""
-    seen = []
-    quick = False
-    while not quick and len(seen) < tries:
-        seen.append(run_once())
-        quick = all(t < limit for t in seen[-1])
-    return quick, ", ".join("(" + ", ".join(f"{t:.2f}" for t in ts) + ")" for ts in seen)
-
-
 def run_weir_cmd(args: list[str], env: dict[str, str] | None = None, timeout: float = 30,
                  input_text: str | None = None) -> subprocess.CompletedProcess:
     """Runs a short weir command (check, config dump, env, --version...), capturing text output."""
@@ -1167,6 +1154,21 @@ class WeirTestCase(unittest.TestCase):
         w.cleanup()
 
     # -- assertion helpers
+    def assertBodyNotHeld(self, run_once: Callable[[], tuple[float, float]],
+                          first_len: int, limit: float = 0.15, tries: int = 3) -> None:
+        """run_once fetches a body that the origin sends as `first_len` bytes, a pause, the rest;
+        it returns when the first bytes and the rest (after the pause) arrived. Passes when in
+        one of `tries` runs both came within `limit` seconds: a slow run may miss once, bytes
+        weir holds back miss every time."""
+        seen = []
+        while len(seen) < tries:
+            seen.append(run_once())
+            if all(t < limit for t in seen[-1]):
+                return
+        self.fail(f"(first {first_len} bytes, the rest after the pause) came after "
+                  + ", ".join(f"({a:.2f}, {b:.2f})" for a, b in seen) + " s: weir held body "
+                  "bytes back")
+
     def assertStatus(self, resp, code: int, context: str = "") -> None:
         got = resp.status
         if got != code:
