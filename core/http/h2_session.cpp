@@ -134,6 +134,7 @@ public:
   // ResponseSink
   bool head(ResponseMessage& res, bool body) override;
   net::Task<bool> data(asio::const_buffer chunk, bool more) override;
+  std::optional<bool> data_now(asio::const_buffer chunk) override;
   net::Task<bool> finish(const Fields* trailers) override;
   bool finish_now() override;
 
@@ -144,6 +145,8 @@ public:
   // is reset, as with bytes already written). False when the stream is gone, or when the
   // client's flow-control windows hold the rest back (finish() then waits, under send-timeout).
   bool end_response(const Fields* trailers);
+  // Append response bytes to the queue the writer sends from.
+  void queue(asio::const_buffer chunk);
   // Wait until the response queue is below its bound (or, with `to_end`, until END_STREAM
   // went out). False when the stream is gone, or when nothing moved for send-timeout (the
   // stream is then reset).
@@ -159,6 +162,10 @@ public:
   size_t header_bytes_ = 0;
   uint32_t header_count_ = 0;
   bool oversized_ = false; // the header block went over the limits (431 or a reset)
+  // Fields start_stream must act on, noted as they arrive (most requests have none of them).
+  bool has_host_ = false;   // a Host field (:authority replaces it)
+  bool has_expect_ = false; // Expect (never forwarded: 100-continue is answered here)
+  bool hop_by_hop_ = false; // TE, Trailer or Proxy-*: dropped by strip_hop_by_hop
   RequestMessage msg_;
   ProxyRequest req_;
   const WorkerService* service_ = nullptr;
@@ -684,17 +691,17 @@ private:
     return 0;
   }
 
+  // (The clock is read only for the frames counted: not for each HEADERS with a request.)
   int on_begin_frame(const nghttp2_frame_hd& hd) {
-    auto now = Clock::now();
     bool ack = (hd.flags & NGHTTP2_FLAG_ACK) != 0;
     switch (hd.type) {
     case NGHTTP2_SETTINGS:
-      if (!ack && settings_.add(now, kFloodWindow, kMaxSettingsPerWindow))
+      if (!ack && settings_.add(Clock::now(), kFloodWindow, kMaxSettingsPerWindow))
         terminate(NGHTTP2_ENHANCE_YOUR_CALM,
                   fmt::format("SETTINGS flood (more than {} per second)", kMaxSettingsPerWindow));
       break;
     case NGHTTP2_PING:
-      if (!ack && pings_.add(now, kFloodWindow, kMaxPingsPerWindow))
+      if (!ack && pings_.add(Clock::now(), kFloodWindow, kMaxPingsPerWindow))
         terminate(NGHTTP2_ENHANCE_YOUR_CALM,
                   fmt::format("PING flood (more than {} per second)", kMaxPingsPerWindow));
       break;
@@ -702,7 +709,7 @@ private:
     case NGHTTP2_HEADERS:
     case NGHTTP2_CONTINUATION:
       if (hd.length == 0 && (hd.flags & NGHTTP2_FLAG_END_STREAM) == 0 &&
-          empty_frames_.add(now, kAbuseWindow, kMaxEmptyFrames))
+          empty_frames_.add(Clock::now(), kAbuseWindow, kMaxEmptyFrames))
         terminate(NGHTTP2_ENHANCE_YOUR_CALM,
                   fmt::format("empty frame flood (more than {} zero-length DATA/HEADERS/"
                               "CONTINUATION frames within {}s)",
@@ -718,16 +725,19 @@ private:
     if (f.hd.type != NGHTTP2_HEADERS)
       return 0;
     int32_t id = f.hd.stream_id;
+    H2Stream* st = nullptr;
     if (f.headers.cat == NGHTTP2_HCAT_REQUEST) {
-      auto st = std::allocate_shared<H2Stream>(SmallAllocator<H2Stream>(), *this, id, ex_);
-      streams_[id] = std::move(st);
-    } else if (auto* st = find(id)) {
+      auto sp = std::allocate_shared<H2Stream>(SmallAllocator<H2Stream>(), *this, id, ex_);
+      st = sp.get();
+      streams_[id] = std::move(sp);
+    } else if ((st = find(id)) != nullptr) {
       st->header_bytes_ = 0; // trailer fields get their own budget
       st->header_count_ = 0;
     } else {
       return 0;
     }
     header_stream_ = id;
+    header_st_ = st;
     header_start_ = {}; // feed() starts the clock if the block is still open after the read
     return 0;
   }
@@ -735,7 +745,7 @@ private:
   int on_header(const nghttp2_frame& f, std::string_view name, std::string_view value) {
     if (f.hd.type != NGHTTP2_HEADERS)
       return 0;
-    H2Stream* st = find(f.hd.stream_id);
+    H2Stream* st = f.hd.stream_id == header_stream_ ? header_st_ : find(f.hd.stream_id);
     if (st == nullptr || st->oversized_)
       return 0; // an oversized block is still decoded (HPACK state), but not stored
     bool trailer = f.headers.cat != NGHTTP2_HCAT_REQUEST;
@@ -765,14 +775,15 @@ private:
       return 0;
     }
     if (name.starts_with(':')) {
+      // (nghttp2 let through only the pseudo-header fields a request may have, once each.)
       if (name == ":method")
         st->method_ = value;
+      else if (name == ":path")
+        st->path_ = value;
       else if (name == ":scheme")
         st->scheme_ = value;
       else if (name == ":authority")
         st->authority_ = value;
-      else if (name == ":path")
-        st->path_ = value;
       return 0;
     }
     if (name == "cookie") {
@@ -782,7 +793,24 @@ private:
       st->cookie_ += value;
       return 0;
     }
-    st->msg_.insert(name, value);
+    auto id = field_code(name);
+    switch (id) {
+    case bhttp::field::host:
+      st->has_host_ = true;
+      break;
+    case bhttp::field::expect:
+      st->has_expect_ = true;
+      break;
+    case bhttp::field::te: // (nghttp2 refused the other connection-specific fields)
+    case bhttp::field::trailer:
+      st->hop_by_hop_ = true;
+      break;
+    default:
+      if (name.starts_with("proxy-")) // (names arrive in lower case: nghttp2 checked)
+        st->hop_by_hop_ = true;
+      break;
+    }
+    st->msg_.insert(id, name, value);
     return 0;
   }
 
@@ -839,19 +867,20 @@ private:
       reset_stream(st, NGHTTP2_REFUSED_STREAM);
       return;
     }
-    bool connect = st.method_ == "CONNECT";
+    const std::string_view method = st.method_, scheme = st.scheme_, path = st.path_;
+    const std::string_view authority = st.authority_;
+    bool connect = method == "CONNECT";
     // nghttp2 (HTTP messaging on) already refused missing, repeated or misplaced pseudo-header
     // fields and connection-specific fields; these are ours.
-    bool malformed = st.method_.empty() || (!connect && (st.scheme_.empty() || st.path_.empty()));
+    bool malformed = method.empty() || (!connect && (scheme.empty() || path.empty()));
     if (!connect && !malformed) {
-      malformed = (st.scheme_ != "http" && st.scheme_ != "https") ||
-                  !(st.path_.front() == '/' || (st.path_ == "*" && st.method_ == "OPTIONS")) ||
-                  st.authority_.find('@') != std::string::npos;
+      malformed = (scheme != "http" && scheme != "https") ||
+                  !(path.front() == '/' || (path == "*" && method == "OPTIONS")) ||
+                  authority.find('@') != std::string_view::npos;
     }
-    auto host_it = st.msg_.find(bhttp::field::host);
-    std::string_view host = !st.authority_.empty()     ? std::string_view(st.authority_)
-                            : host_it != st.msg_.end() ? std::string_view(host_it->value())
-                                                       : std::string_view();
+    std::string_view host = authority;
+    if (host.empty() && st.has_host_)
+      host = st.msg_[bhttp::field::host];
     if (!connect && host.empty())
       malformed = true;
     if (malformed) {
@@ -865,15 +894,15 @@ private:
     auto& req = st.req_;
     req.msg = &msg;
     req.version = 20;
-    req.method = st.method_;
-    req.target = connect ? st.authority_ : st.path_;
-    auto qmark = st.path_.find('?');
-    req.path = std::string_view(st.path_).substr(0, qmark);
-    if (qmark != std::string::npos)
-      req.query = std::string_view(st.path_).substr(qmark + 1);
+    req.method = method;
+    req.target = connect ? authority : path;
+    auto qmark = path.find('?');
+    req.path = path.substr(0, qmark);
+    if (qmark != std::string_view::npos)
+      req.query = path.substr(qmark + 1);
     req.host = host;
-    req.head = st.method_ == "HEAD";
-    req.start = Clock::now();
+    req.head = method == "HEAD";
+    // (req.start was set when the stream's HEADERS began: H2Stream is made then.)
 
     std::optional<uint64_t> length;
     if (auto cl = msg.find(bhttp::field::content_length); cl != msg.end()) {
@@ -884,18 +913,27 @@ private:
     }
     req.has_body = !end_stream && length.value_or(1) > 0;
     req.content_length = length;
-    req.expect_continue = req.has_body && beast::iequals(msg[bhttp::field::expect], "100-continue");
+    req.expect_continue =
+        req.has_body && st.has_expect_ && beast::iequals(msg[bhttp::field::expect], "100-continue");
 
-    msg.method_string(st.method_);
-    msg.target(req.target);
+    // The method, the target, the Cookie and the Host the message gets are views into the
+    // stream's pseudo-header fields and cookie (which live as long as the message): no copies.
+    msg.method_string(method);
+    msg.adopt_target(req.target);
     msg.version(11);
     if (!st.cookie_.empty())
-      msg.set(bhttp::field::cookie, st.cookie_);
-    if (!st.authority_.empty())
-      msg.set(bhttp::field::host, st.authority_);
-    req.te_trailers = beast::iequals(msg[bhttp::field::te], "trailers"); // gRPC sends it
-    strip_hop_by_hop(msg);
-    msg.erase(bhttp::field::expect);
+      msg.adopt(bhttp::field::cookie, bhttp::to_string(bhttp::field::cookie), st.cookie_);
+    if (!authority.empty()) {
+      if (st.has_host_)
+        msg.erase(bhttp::field::host);
+      msg.adopt(bhttp::field::host, bhttp::to_string(bhttp::field::host), authority);
+    }
+    if (st.hop_by_hop_) {
+      req.te_trailers = beast::iequals(msg[bhttp::field::te], "trailers"); // gRPC sends it
+      strip_hop_by_hop(msg);
+    }
+    if (st.has_expect_)
+      msg.erase(bhttp::field::expect);
     // An HTTP/2 body without Content-Length goes upstream chunked.
     if (req.has_body && !length)
       msg.chunked(true);
@@ -1059,7 +1097,9 @@ protected:
   std::vector<uint8_t> out_; // frames on their way to the socket
   size_t live_handlers_ = 0;
   Clock::time_point last_active_ = Clock::now();
-  int32_t header_stream_ = 0; // the stream whose header block is arriving, or 0
+  int32_t header_stream_ = 0;     // the stream whose header block is arriving, or 0
+  H2Stream* header_st_ = nullptr; // that stream (valid while header_stream_ names it: a closing
+                                  // stream clears header_stream_)
   Clock::time_point header_start_{};
 
   bool dead_ = false;        // the transport is gone (or must not be used any more)
@@ -1144,19 +1184,34 @@ bool H2Stream::head(ResponseMessage& res, bool body) {
   return core_.submit_response(*this, res, body);
 }
 
-net::Task<bool> H2Stream::data(asio::const_buffer chunk, bool /*more*/) {
-  if (gone() || !has_body_ || out_eof_)
-    co_return false;
-  if (chunk.size() == 0)
-    co_return true;
+void H2Stream::queue(asio::const_buffer chunk) {
   auto dst = out_.prepare(chunk.size());
   asio::buffer_copy(dst, chunk);
   out_.commit(chunk.size());
   core_.queued(chunk.size());
   core_.resume(*this);
+}
+
+net::Task<bool> H2Stream::data(asio::const_buffer chunk, bool /*more*/) {
+  if (gone() || !has_body_ || out_eof_)
+    co_return false;
+  if (chunk.size() == 0)
+    co_return true;
+  queue(chunk);
   if (out_.size() < kStreamSendBuffer)
     co_return true; // (without wait_sent's frame)
   co_return co_await wait_sent(false);
+}
+
+// data() when the chunk leaves the queue under its bound, so nothing waits (the usual).
+std::optional<bool> H2Stream::data_now(asio::const_buffer chunk) {
+  if (gone() || !has_body_ || out_eof_)
+    return false;
+  if (out_.size() + chunk.size() >= kStreamSendBuffer)
+    return std::nullopt;
+  if (chunk.size() > 0)
+    queue(chunk);
+  return true;
 }
 
 bool H2Stream::end_response(const Fields* trailers) {
@@ -1269,7 +1324,11 @@ private:
           break;
         }
         feed(buf.data(), n);
-        wake_writer();
+        // The writer wakes for frames nghttp2 queued (a SETTINGS or PING acknowledgement, a
+        // window update, DATA a WINDOW_UPDATE let go); the handlers wake it for their responses,
+        // terminate() for GOAWAY. (Not after every read: that cost a turn of the writer per read.)
+        if (nghttp2_session_want_write(session_) != 0)
+          wake_writer();
       }
     } catch (const std::exception& e) {
       fail_io(e);

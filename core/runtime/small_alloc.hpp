@@ -5,6 +5,7 @@
 // that thread's list).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <new>
 
@@ -21,7 +22,7 @@ public:
   // 32 MiB for all classes (only after bursts that needed them: the idle sweep trims). What a burst
   // freed beyond that goes straight back to the heap.
   static constexpr std::size_t kKeepBytes = 512 * 1024;
-  static constexpr std::size_t keep(int c) noexcept { return kKeepBytes / class_size(c); }
+  static constexpr std::size_t keep(int c) noexcept { return kKeep[static_cast<std::size_t>(c)]; }
 
   static constexpr int size_class(std::size_t n) noexcept {
     return n == 0 ? 0 : n <= kLargest ? static_cast<int>((n - 1) / kStep) : -1;
@@ -30,6 +31,17 @@ public:
     return kStep * (static_cast<std::size_t>(c) + 1);
   }
 
+private:
+  // keep(c) for each class, worked out once: give() runs for every block freed, and a division
+  // there cost more time than the rest of it.
+  static constexpr std::array<std::size_t, kClasses> kKeep = [] {
+    std::array<std::size_t, kClasses> a{};
+    for (std::size_t c = 0; c < kClasses; ++c)
+      a[c] = kKeepBytes / (kStep * (c + 1));
+    return a;
+  }();
+
+public:
 #if defined(__SANITIZE_ADDRESS__)
   // Under AddressSanitizer every block goes back to the heap, so that a use after free is caught.
   static constexpr bool kKeepAny = false;

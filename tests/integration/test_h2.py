@@ -207,6 +207,7 @@ upstream = "app"
     def test_nghttp_and_request_headers(self):
         self.start()
         p = subprocess.run(["nghttp", "-v", "-H", "x-one: 1", "-H", "te: trailers",
+                            "-H", "cookie: a=1", "-H", "cookie: b=2", "-H", "proxy-foo: 1",
                             wt.url(self.h2c, "/ng?x=y")],
                            capture_output=True, timeout=30, env=wt.clean_env())
         out = p.stdout.decode()
@@ -216,6 +217,8 @@ upstream = "app"
         self.assertEqual(seen.target, "/ng?x=y")
         self.assertEqual(seen.header("x-one"), "1")
         self.assertIsNone(seen.header("te"))  # hop-by-hop
+        self.assertIsNone(seen.header("proxy-foo"))
+        self.assertEqual(seen.header("cookie"), "a=1; b=2")  # crumbs joined (RFC 9113 8.2.3)
         self.assertEqual(seen.header("host"), f"127.0.0.1:{self.h2c[1]}")
 
     def test_many_concurrent_streams_on_one_connection(self):
