@@ -16,6 +16,7 @@
 #include "core/runtime/worker.hpp"
 
 #include "core/net/timed_stream.hpp"
+#include "core/net/tls_stream.hpp"
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -32,7 +33,6 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/field.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <fmt/format.h>
 #include <nghttp2/nghttp2.h>
@@ -63,8 +63,8 @@ using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
 // --- sizes and thresholds (docs/http2.md explains each) -----------------------------------------
-constexpr size_t kReadSize = 16 * 1024;            // one socket read
 constexpr size_t kWriteBatch = 64 * 1024;          // frames gathered before one socket write
+constexpr size_t kIdleWriteBuffer = 16 * 1024;     // write buffer an idle connection may keep
 constexpr size_t kStreamSendBuffer = 64 * 1024;    // per-stream response bytes queued in weir
 constexpr uint32_t kMaxWindow = 0x7fffffff;        // RFC 9113 6.9.1
 constexpr uint32_t kMinConnectionWindow = 1 << 20; // connection receive window (at least)
@@ -1310,12 +1310,16 @@ private:
     tick_.notify();
   }
 
+  // Reads take their buffer from the worker's pool once bytes are there (net::PooledRead), and
+  // give it back when nghttp2 has taken them: a connection waiting for its client holds none.
   net::Task<void> reader() {
     try {
-      std::array<uint8_t, kReadSize> buf{};
+      BufferPool& pool = worker_.buffers();
+      BufferPool::Block block(nullptr, BufferPool::Deleter{&pool});
       while (!dead_ && !terminating_ && !io_done_ && nghttp2_session_want_read(session_) != 0) {
         lowest().expires_never();
-        auto [ec, n] = co_await stream_.async_read_some(asio::buffer(buf), net::use_task_nothrow);
+        auto [ec, n] =
+            co_await stream_.async_read_some(net::PooledRead(pool, block), net::use_task_nothrow);
         if (ec) {
           if (!io_done_ && !terminating_)
             logger("http2")->debug("{}:{}: connection closed: {}", conn_.peer_ip, conn_.peer_port,
@@ -1323,7 +1327,8 @@ private:
           dead_ = true;
           break;
         }
-        feed(buf.data(), n);
+        feed(reinterpret_cast<const uint8_t*>(block.get()), n);
+        block.reset();
         // The writer wakes for frames nghttp2 queued (a SETTINGS or PING acknowledgement, a
         // window update, DATA a WINDOW_UPDATE let go); the handlers wake it for their responses,
         // terminate() for GOAWAY. (Not after every read: that cost a turn of the writer per read.)
@@ -1357,6 +1362,10 @@ private:
           break; // GOAWAY went out and no stream is left
         if (queued_ends_ > 0)
           tick_.notify(); // held back by the client's windows (see end_queued)
+        // A connection with nothing in progress keeps a small write buffer (tiny responses
+        // reuse it without an allocation), not one that large responses grew.
+        if (out_.capacity() > kIdleWriteBuffer && idle())
+          std::vector<uint8_t>().swap(out_);
         co_await wake_.wait();
         continue;
       }
@@ -1394,9 +1403,9 @@ template net::Task<void>
 serve_h2<net::TimedStream<asio::ip::tcp>>(Worker&, const std::vector<const WorkerService*>&,
                                           const ConnInfo&, net::TimedStream<asio::ip::tcp>&,
                                           beast::flat_buffer&);
-template net::Task<void> serve_h2<beast::ssl_stream<net::TimedStream<asio::ip::tcp>>>(
+template net::Task<void> serve_h2<net::TlsStream<net::TimedStream<asio::ip::tcp>>>(
     Worker&, const std::vector<const WorkerService*>&, const ConnInfo&,
-    beast::ssl_stream<net::TimedStream<asio::ip::tcp>>&, beast::flat_buffer&);
+    net::TlsStream<net::TimedStream<asio::ip::tcp>>&, beast::flat_buffer&);
 template net::Task<void> serve_h2<net::TimedStream<asio::local::stream_protocol>>(
     Worker&, const std::vector<const WorkerService*>&, const ConnInfo&,
     net::TimedStream<asio::local::stream_protocol>&, beast::flat_buffer&);

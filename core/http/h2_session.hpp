@@ -24,7 +24,7 @@ struct ConnInfo;
 // each request picks its own with choose_service(). Connection-level limits come from
 // services.front()->plan->cfg->limits.
 //
-// Instantiated for net::TimedStream<tcp>, boost::beast::ssl_stream<net::TimedStream<tcp>> and
+// Instantiated for net::TimedStream<tcp>, net::TlsStream<net::TimedStream<tcp>> and
 // net::TimedStream<boost::asio::local::stream_protocol>.
 template <class Stream>
 net::Task<void> serve_h2(Worker& worker, const std::vector<const WorkerService*>& services,

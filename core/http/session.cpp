@@ -6,6 +6,7 @@
 #include "core/net/drained_read.hpp"
 #include "core/net/proxy_protocol.hpp"
 #include "core/net/timed_stream.hpp"
+#include "core/net/tls_stream.hpp"
 #include "core/runtime/logging.hpp"
 #include "core/runtime/parking.hpp"
 #include "core/runtime/small_alloc.hpp"
@@ -35,7 +36,6 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/serializer.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -52,6 +52,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -120,7 +121,7 @@ std::string unpack_address(const PackedAddress& a) {
 
 using PlainStream = net::TimedStream<tcp>;
 using UnixStream = net::TimedStream<asio::local::stream_protocol>;
-using TlsStream = beast::ssl_stream<PlainStream>;
+using TlsStream = net::TlsStream<PlainStream>;
 
 // Stream is PlainStream (plain HTTP), TlsStream (TLS) or UnixStream (a Unix socket).
 template <class Stream> class Session final : public Drainable, BodySource, ResponseSink {
@@ -668,6 +669,15 @@ private:
       } else {
         lowest().expires_after(limits_.keepalive_timeout);
       }
+      if constexpr (kTls) {
+        if (idle_) {
+          auto [ec] = co_await read_idle();
+          idle_ = false;
+          if (ec)
+            co_return 0;
+          continue;
+        }
+      }
       auto [ec, n] =
           co_await client_.async_read_some(buf_.prepare(read_size()), net::use_task_nothrow);
       idle_ = false;
@@ -678,6 +688,23 @@ private:
       }
       buf_.commit(n);
     }
+  }
+
+  // A TLS connection between requests holds no read buffer (a plain one parks instead): buf_'s
+  // block goes back, the read borrows a pooled block once bytes come (net::PooledRead through
+  // net::TlsStream), and buf_ gets a copy of them.
+  net::Task<std::tuple<error_code>> read_idle() {
+    buf_.shrink_to_fit(); // (empty: its block goes back)
+    BufferPool& pool = worker_.buffers();
+    BufferPool::Block block(nullptr, BufferPool::Deleter{&pool});
+    auto [ec, n] =
+        co_await client_.async_read_some(net::PooledRead(pool, block), net::use_task_nothrow);
+    if (!ec && n > 0) {
+      auto room = buf_.prepare(n);
+      std::memcpy(room.data(), block.get(), n);
+      buf_.commit(n);
+    }
+    co_return std::tuple<error_code>(ec);
   }
 
   // Like nginx: a head that did not arrive in time is logged as 408, and the connection is
@@ -1281,8 +1308,8 @@ template <class Stream> void Session<Stream>::start(std::unique_ptr<Session> sel
 void start_session(Worker& worker, const WorkerListener& listener,
                    asio::basic_stream_socket<tcp, net::Executor> socket) {
   if (listener.plan->tls) {
-    auto session = std::make_unique<Session<TlsStream>>(worker, listener, std::move(socket),
-                                                        listener.plan->tls->context());
+    auto session = std::make_unique<Session<TlsStream>>(
+        worker, listener, std::move(socket), listener.plan->tls->context(), worker.buffers());
     asio::co_spawn(worker.context(), serve(std::move(session)), asio::detached);
     return;
   }

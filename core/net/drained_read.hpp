@@ -32,8 +32,10 @@
 //   half-close cut short ends at its header or body timeout rather than at once.
 //
 // The hook is an explicit specialization of Asio's receive operation for the DrainedRead buffer
-// type only, so no other read in the program changes.
+// type only, so no other read in the program changes. PooledRead (below) hooks in the same way.
 #pragma once
+
+#include "core/runtime/buffer_pool.hpp"
 
 #include <boost/asio/basic_stream_socket.hpp>
 #include <boost/asio/buffer.hpp>
@@ -46,6 +48,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <new>
 
 namespace weir::core::net {
 
@@ -132,6 +135,18 @@ inline std::size_t send_now(int fd, const boost::asio::const_buffer* bufs, std::
   }
 }
 
+// A receive into a block that a BufferPool lends only when the socket has bytes: the block is
+// taken in the receive itself and given back at once when the receive would block, so a
+// connection waiting for its peer holds no read buffer. The bytes read are at the start of
+// *slot; on an error or end of file *slot is empty. (Unlike DrainedRead it keeps Asio's
+// speculative reads.) Stream sockets only.
+struct PooledRead : boost::asio::mutable_buffer {
+  PooledRead(BufferPool& p, BufferPool::Block& s) noexcept
+      : boost::asio::mutable_buffer(nullptr, BufferPool::kBlockSize), pool(&p), slot(&s) {}
+  BufferPool* pool;
+  BufferPool::Block* slot;
+};
+
 } // namespace weir::core::net
 
 namespace boost::asio::detail {
@@ -174,6 +189,58 @@ private:
   socket_type socket_;
   socket_ops::state_type state_;
   weir::core::net::DrainedRead buffer_;
+  socket_base::message_flags flags_;
+};
+
+// The receive of a PooledRead: Asio's socket_ops::non_blocking_recv1 through net::raw_recv,
+// into a block taken from the pool for it.
+template <> class reactive_socket_recv_op_base<weir::core::net::PooledRead> : public reactor_op {
+public:
+  reactive_socket_recv_op_base(const boost::system::error_code& success_ec, socket_type socket,
+                               socket_ops::state_type state,
+                               const weir::core::net::PooledRead& buffer,
+                               socket_base::message_flags flags, func_type complete_func)
+      : reactor_op(success_ec, &reactive_socket_recv_op_base::do_perform, complete_func),
+        socket_(socket), state_(state), buffer_(buffer), flags_(flags) {}
+
+  static status do_perform(reactor_op* base) {
+    auto* o = static_cast<reactive_socket_recv_op_base*>(base);
+    auto& slot = *o->buffer_.slot;
+    if (!slot) {
+      try {
+        slot = o->buffer_.pool->block();
+      } catch (const std::bad_alloc&) {
+        o->ec_ = boost::asio::error::no_memory;
+        o->bytes_transferred_ = 0;
+        return done;
+      }
+    }
+    ssize_t got = 0;
+    for (;;) {
+      got = weir::core::net::raw_recv(o->socket_, slot.get(), o->buffer_.size(), o->flags_);
+      if (got >= 0 || errno != EINTR)
+        break;
+    }
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      slot.reset(); // nothing there: the block goes back while the connection waits
+      return not_done;
+    }
+    o->bytes_transferred_ = got > 0 ? static_cast<std::size_t>(got) : 0;
+    if (got < 0)
+      o->ec_ = boost::system::error_code(errno, boost::asio::error::get_system_category());
+    else if (got == 0 && (o->state_ & socket_ops::stream_oriented) != 0)
+      o->ec_ = boost::asio::error::eof;
+    else
+      o->ec_ = {};
+    if (got <= 0)
+      slot.reset();
+    return done;
+  }
+
+private:
+  socket_type socket_;
+  socket_ops::state_type state_;
+  weir::core::net::PooledRead buffer_;
   socket_base::message_flags flags_;
 };
 

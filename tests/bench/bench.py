@@ -91,7 +91,13 @@ SCENARIOS = [
              "open-loop HTTP/1.1 at fixed rates, latency percentiles", ("h2load",)),
     Scenario("idle-memory", "idle", "h1", "/",
              "RSS per idle keep-alive client connection, fresh process", ()),
+    Scenario("idle-memory-tls", "idle", "tls", "/",
+             "RSS per idle HTTP/1.1-over-TLS client connection, fresh process", ("openssl",)),
+    Scenario("idle-memory-h2", "idle", "tls", "/",
+             "RSS per idle HTTP/2-over-TLS client connection, fresh process", ("openssl",)),
 ]
+# TLS idle connections are opened one after another (a handshake each): fewer of them.
+IDLE_TLS_CONNS = 2000
 BY_NAME = {s.name: s for s in SCENARIOS}
 
 
@@ -227,6 +233,52 @@ def passive_opens() -> int:
 def run(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
+
+
+def h1_exchange(s) -> bool:
+    """GET / on an open HTTP/1.1 connection (keep-alive); True once the whole 200 arrived."""
+    s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return False
+        data += chunk
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if not sep:
+            continue
+        m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        if m and len(body) >= int(m.group(1)):
+            return head.startswith(b"HTTP/1.1 200")
+        if not m and body.endswith(b"0\r\n\r\n"):
+            return head.startswith(b"HTTP/1.1 200")
+
+
+def h2_exchange(s) -> bool:
+    """GET / on an open HTTP/2 connection: the preface, SETTINGS, one HEADERS frame (HPACK
+    static-table entries and a literal :authority), then frames until the response's DATA ends
+    the stream. SETTINGS from the server are acknowledged."""
+    def frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
+        return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") \
+            + payload
+    block = bytes([0x82, 0x87, 0x84, 0x41, 9]) + b"127.0.0.1"  # GET https / :authority
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0) + frame(1, 0x5, 1, block))
+    buf = b""
+    while True:
+        while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+            chunk = s.recv(65536)
+            if not chunk:
+                return False
+            buf += chunk
+        length, ftype, flags = int.from_bytes(buf[:3], "big"), buf[3], buf[4]
+        sid = int.from_bytes(buf[5:9], "big") & 0x7fffffff
+        buf = buf[9 + length:]
+        if ftype == 4 and not flags & 1:
+            s.sendall(frame(4, 1, 0))
+        elif ftype in (3, 7):  # RST_STREAM, GOAWAY
+            return False
+        elif ftype == 0 and sid == 1 and flags & 1:
+            return True
 
 
 def http_get(port: int, path: str = "/", timeout: float = 5, tls: bool = False,
@@ -941,16 +993,22 @@ class Bench:
 
     # -- idle memory --------------------------------------------------------------------------
 
-    def idle_memory(self, proxy: Proxy, n: int) -> dict:
+    def idle_memory(self, proxy: Proxy, n: int, sc: Scenario) -> dict:
         """A fresh `proxy` (already started): N keep-alive connections, each after one complete
-        request and response; (RSS with them - RSS before) / N."""
+        request and response; (RSS with them - RSS before) / N. Over TLS (HTTP/1.1 or HTTP/2,
+        by the scenario) the connections are opened one at a time."""
         pids = proxy.pids()
-        port = proxy.ports["h1"]
+        tls = sc.listener == "tls"
+        port = proxy.ports["tls" if tls else "h1"]
         for _ in range(3):  # first requests: upstream connection, lazily set-up state
-            http_get(port)
+            http_get(port, tls=tls)
         time.sleep(0.5)
         before = rss_bytes(pids)
-        socks, ok, failed = self.open_idle(port, n, deadline=time.monotonic() + 120)
+        deadline = time.monotonic() + 120
+        if tls:
+            socks, ok, failed = self.open_idle_tls(port, n, sc.name == "idle-memory-h2", deadline)
+        else:
+            socks, ok, failed = self.open_idle(port, n, deadline=deadline)
         try:
             time.sleep(1.0)
             after = rss_bytes(pids)
@@ -964,6 +1022,33 @@ class Bench:
             res["kib_per_conn"] = (after - before) / ok / 1024
         res["void"] = res["errors"] > 0 or not res["tool_ok"]
         return res
+
+    @staticmethod
+    def open_idle_tls(port: int, n: int, h2: bool, deadline: float) -> tuple[list, int, int]:
+        """N TLS connections, each after one request and its whole response: HTTP/1.1, or
+        HTTP/2 (ALPN h2; frames written by hand, the response's DATA read to END_STREAM)."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols(["h2"] if h2 else ["http/1.1"])
+        idle: list = []
+        ok = failed = 0
+        for _ in range(n):
+            if time.monotonic() >= deadline:
+                break
+            try:
+                s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+                good = h2_exchange(s) if h2 else h1_exchange(s)
+            except OSError:
+                good, s = False, None
+            if good:
+                ok += 1
+                idle.append(s)
+            else:
+                failed += 1
+                if s is not None:
+                    s.close()
+        return idle, ok, failed
 
     @staticmethod
     def open_idle(port: int, n: int, deadline: float) -> tuple[list, int, int]:
@@ -1203,11 +1288,13 @@ def report(bench: Bench, scenarios: list[Scenario], proxies: list[str]) -> str:
                     + ", ".join(fmt(r.get("rps"), 0) for r in short)
                     + " req/s (void: the percentiles would not be those of the rate asked for)")
 
-    rows = rows_for("idle-memory", lambda r: r["scenario"] == "idle-memory",
-                    [("kib_per_conn", "KiB/conn", 2)])
-    if rows:
-        out.append(table("Memory per idle keep-alive client connection (lower is better)", rows,
-                         proxies))
+    for name, what in (("idle-memory", "keep-alive client connection"),
+                       ("idle-memory-tls", "HTTP/1.1-over-TLS client connection"),
+                       ("idle-memory-h2", "HTTP/2-over-TLS client connection")):
+        rows = rows_for(name, lambda r, name=name: r["scenario"] == name,
+                        [("kib_per_conn", "KiB/conn", 2)])
+        if rows:
+            out.append(table(f"Memory per idle {what} (lower is better)", rows, proxies))
     return "\n".join(out)
 
 
@@ -1491,6 +1578,8 @@ def main(argv: list[str]) -> int:
         nginx_h1 = None
         for sc in scenarios:
             if sc.kind == "idle":
+                if sc.listener == "tls" and cert is None:
+                    continue
                 run_idle(bench, sc, proxies, tmp, origin, cert, pin, args)
                 continue
             need = NEEDS[sc.name]
@@ -1668,17 +1757,20 @@ def run_idle(bench: Bench, sc: Scenario, proxies: list[str], tmp: str, origin: O
              cert, pin: Pinning, args) -> None:
     for rep in range(args.reps):
         for p in proxies:
-            px = PROXY_CLASSES[p](tmp, f"idle{rep}", origin, None, pin, args.weir)
+            px = PROXY_CLASSES[p](tmp, f"idle{rep}", origin,
+                                  cert if sc.listener == "tls" else None, pin, args.weir)
             try:
                 px.start()
-                r = bench.idle_memory(px, args.idle_conns)
+                n = args.idle_conns if sc.listener != "tls" else min(args.idle_conns,
+                                                                     IDLE_TLS_CONNS)
+                r = bench.idle_memory(px, n, sc)
             except (RuntimeError, OSError) as e:
                 r = {"tool_ok": False, "errors": 1, "void": True, "error": str(e)}
             finally:
                 px.stop()
             r.update({"scenario": sc.name, "proxy": p, "rep": rep})
             bench.runs.append(r)
-            log(f"idle-memory [{rep + 1}/{args.reps}] {p}: {r.get('requests')} connections, "
+            log(f"{sc.name} [{rep + 1}/{args.reps}] {p}: {r.get('requests')} connections, "
                 f"{fmt(r.get('kib_per_conn'), 2)} KiB/conn, errors {r.get('errors')}"
                 + (f" ({r['error']})" if r.get("error") else "")
                 + (" VOID" if r["void"] else ""))

@@ -160,6 +160,58 @@ upstream = "app"
 
         self.assertBodyNotHeld(once, len(first))
 
+    def test_bodies_and_slow_readers_over_tls(self):
+        """Large bodies both ways over HTTP/1.1 and TLS; a client that stops reading for a while
+        (weir's socket fills up and the rest leaves once the client reads again); a client that
+        closes in the middle of a response without close_notify; two requests in one write."""
+        big = 16 << 20
+        o = self.origin("big", wt.echo(), paths={"/down": wt.stream(big, chunked=False)})
+        w = self.start_weir(self.config().replace(wt.addr_str(self.origin_.addr), o.address))
+        host, port = w.addr()
+        common = ["--http1.1", "--cacert", self.pki.ca, "--resolve", f"a.test:{port}:{host}"]
+        url = f"https://a.test:{port}"
+
+        p = wt.curl_raw(*common, "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+                        f"{url}/down", timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        self.assertEqual(p.stdout.decode().split(), ["200", str(big)])
+
+        upload = os.urandom(8 << 20)
+        path = os.path.join(self.tmp, "up.bin")
+        with open(path, "wb") as f:
+            f.write(upload)
+        r = wt.curl(*common, "-T", path, "-H", "Expect:", f"{url}/up", timeout=60)
+        self.assertStatus(r, 200, "8 MiB upload over TLS")
+        rec = o.last()
+        self.assertTrue(rec.body_complete)
+        self.assertEqual(rec.body_len, len(upload))
+        self.assertEqual(rec.body, upload[:len(rec.body)])  # (the origin keeps the first MiB)
+
+        ctx = ssl.create_default_context(cafile=self.pki.ca)
+        ctx.check_hostname = False
+        get = b"GET /down HTTP/1.1\r\nHost: a.test\r\n\r\n"
+        with socket.create_connection((host, port), timeout=30) as raw:
+            with ctx.wrap_socket(raw, server_hostname="a.test") as s:
+                s.sendall(get)
+                time.sleep(2.0)  # weir fills the socket and waits for it
+                self.assertEqual(len(read_response(s).partition(b"\r\n\r\n")[2]), big)
+
+        with socket.create_connection((host, port), timeout=30) as raw:
+            s = ctx.wrap_socket(raw, server_hostname="a.test")
+            s.sendall(get)
+            got = 0
+            while got < 256 * 1024:
+                got += len(s.recv(65536))
+            raw.close()  # no close_notify, 15+ MiB unread
+
+        with socket.create_connection((host, port), timeout=30) as raw:
+            with ctx.wrap_socket(raw, server_hostname="a.test") as s:
+                hello = b"GET /hello HTTP/1.1\r\nHost: a.test\r\n\r\n"
+                s.sendall(hello + hello)
+                for _ in range(2):
+                    self.assertTrue(read_response(s).startswith(b"HTTP/1.1 200 "))
+        self.assertTrue(w.alive())
+
     def test_curl_http11_over_tls_two_names(self):
         w = self.start_weir(self.config())
         host, port = w.addr()

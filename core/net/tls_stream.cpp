@@ -1,0 +1,309 @@
+// TlsCore: the SSL object and its BIO (see tls_stream.hpp).
+#include "core/net/tls_stream.hpp"
+
+#include <boost/asio/error.hpp>
+#include <boost/asio/ssl/error.hpp>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+
+#include <limits>
+#include <new>
+#include <stdexcept>
+
+namespace weir::core::net {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+
+TlsCore* core_of(BIO* b) {
+  return static_cast<TlsCore*>(BIO_get_data(b));
+}
+
+int bio_write_cb(BIO* b, const char* data, int len) {
+  BIO_clear_retry_flags(b);
+  return core_of(b)->bio_write(data, len);
+}
+
+int bio_read_cb(BIO* b, char* out, int len) {
+  BIO_clear_retry_flags(b);
+  int n = core_of(b)->bio_read(out, len);
+  if (n < 0)
+    BIO_set_retry_read(b);
+  return n;
+}
+
+long bio_ctrl_cb(BIO* b, int cmd, long, void*) {
+  switch (cmd) {
+  case BIO_CTRL_FLUSH: // (the output is sent when the OpenSSL call returns)
+    return 1;
+  case BIO_CTRL_EOF:
+    return core_of(b)->input_ended() ? 1 : 0;
+  default:
+    return 0;
+  }
+}
+
+int bio_create_cb(BIO* b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+int bio_destroy_cb(BIO*) {
+  return 1;
+}
+
+// The BIO method, made once for the process.
+BIO_METHOD* socket_method() {
+  static BIO_METHOD* method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "weir TLS socket");
+    if (m == nullptr || BIO_meth_set_write(m, bio_write_cb) != 1 ||
+        BIO_meth_set_read(m, bio_read_cb) != 1 || BIO_meth_set_ctrl(m, bio_ctrl_cb) != 1 ||
+        BIO_meth_set_create(m, bio_create_cb) != 1 || BIO_meth_set_destroy(m, bio_destroy_cb) != 1)
+      throw std::runtime_error("cannot create the TLS socket BIO method");
+    return m;
+  }();
+  return method;
+}
+
+} // namespace
+
+TlsCore::TlsCore(SSL_CTX* ctx, int fd, BufferPool& pool) : fd_(fd), pool_(pool) {
+  ssl_ = SSL_new(ctx);
+  if (ssl_ == nullptr)
+    throw std::bad_alloc();
+  BIO* bio = BIO_new(socket_method());
+  if (bio == nullptr) {
+    SSL_free(ssl_);
+    throw std::bad_alloc();
+  }
+  BIO_set_data(bio, this);
+  SSL_set_bio(ssl_, bio, bio);
+  // As Asio's engine: a write may end after some records (write_some), and a retried write may
+  // come from another address (our writes are never retried: the BIO takes everything).
+  SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+}
+
+TlsCore::~TlsCore() {
+  SSL_free(ssl_); // (frees the BIO)
+}
+
+// --- the BIO -----------------------------------------------------------------------------------
+
+int TlsCore::bio_read(char* out, int len) {
+  std::size_t avail = in_len_ - in_pos_;
+  if (avail == 0)
+    return in_eof_ ? 0 : -1;
+  std::size_t n = std::min(avail, static_cast<std::size_t>(len));
+  std::memcpy(out, in_.get() + in_pos_, n);
+  in_pos_ += n;
+  if (in_pos_ == in_len_)
+    release_in();
+  return static_cast<int>(n);
+}
+
+int TlsCore::bio_write(const char* data, int len) {
+  auto n = static_cast<std::size_t>(len);
+  if (send_error_)
+    return -1;
+  if (!out_) {
+    try {
+      out_ = pool_.block();
+    } catch (const std::bad_alloc&) {
+      send_error_ = asio::error::no_memory;
+      return -1;
+    }
+    out_pos_ = out_len_ = 0;
+  }
+  if (BufferPool::kBlockSize - out_len_ < n && !flushing_) {
+    // Full: send what is there (the socket may take it), then make room at the front.
+    send_out();
+    if (out_pos_ > 0 && out_pos_ < out_len_)
+      std::memmove(out_.get(), out_.get() + out_pos_, out_len_ - out_pos_);
+    out_len_ -= out_pos_;
+    out_pos_ = 0;
+  }
+  if (BufferPool::kBlockSize - out_len_ < n) {
+    // More than a block waits for the peer (a write is at most kMaxWrite bytes of records, so
+    // only a peer that takes nothing gets here): the connection fails.
+    send_error_ = asio::error::no_buffer_space;
+    return -1;
+  }
+  std::memcpy(out_.get() + out_len_, data, n);
+  out_len_ += n;
+  return len;
+}
+
+bool TlsCore::send_out() {
+  if (out_len_ == out_pos_ || flushing_)
+    return out_len_ == out_pos_;
+  asio::const_buffer b(out_.get() + out_pos_, out_len_ - out_pos_);
+  error_code ec;
+  std::size_t sent = send_now(fd_, &b, 1, ec);
+  if (ec) {
+    send_error_ = ec;
+    release_out();
+    return true;
+  }
+  out_pos_ += sent;
+  if (out_pos_ == out_len_) {
+    release_out();
+    return true;
+  }
+  return false;
+}
+
+void TlsCore::flushed(std::size_t n) noexcept {
+  out_pos_ += n;
+  if (out_pos_ >= out_len_)
+    release_out();
+}
+
+void TlsCore::release_in() noexcept {
+  in_.reset();
+  in_pos_ = in_len_ = 0;
+}
+
+void TlsCore::release_out() noexcept {
+  out_.reset();
+  out_pos_ = out_len_ = 0;
+}
+
+error_code TlsCore::received(const error_code& ec, std::size_t n) {
+  if (ec == asio::error::eof) {
+    in_eof_ = true; // OpenSSL learns of it at its next read (and says how the stream ended)
+    return {};
+  }
+  if (ec)
+    return ec;
+  in_pos_ = 0;
+  in_len_ = n;
+  return {};
+}
+
+// --- the steps ---------------------------------------------------------------------------------
+
+error_code TlsCore::error_of(int ret) {
+  int err = SSL_get_error(ssl_, ret);
+  if (err == SSL_ERROR_ZERO_RETURN)
+    return asio::error::eof;
+  if (send_error_)
+    return send_error_;
+  if (err == SSL_ERROR_SSL) {
+    unsigned long e = ERR_get_error();
+    if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+      return asio::ssl::error::stream_truncated;
+    if (e != 0)
+      return error_code(static_cast<int>(e), asio::error::get_ssl_category());
+  }
+  if (in_eof_)
+    return asio::ssl::error::stream_truncated;
+  return asio::error::connection_reset;
+}
+
+// (A read never waits for its output: a write may be sending at the same time; what the socket
+// did not take leaves with the next write.)
+TlsCore::Step TlsCore::finish(int ret, std::size_t n, bool may_flush) {
+  bool all_out = send_out();
+  Step s;
+  s.flush = may_flush && !all_out && !send_error_;
+  if (ret == 1) {
+    s.n = n;
+    if (send_error_ && may_flush) // (a read's bytes are good: the next write learns of it)
+      s.ec = send_error_;
+    return s;
+  }
+  int err = SSL_get_error(ssl_, ret);
+  if (err == SSL_ERROR_WANT_READ && !in_eof_ && !send_error_) {
+    s.next = Next::read;
+    return s;
+  }
+  s.flush = false;
+  s.ec = error_of(ret);
+  return s;
+}
+
+TlsCore::Step TlsCore::handshake(asio::ssl::stream_base::handshake_type type) {
+  ERR_clear_error();
+  if (!role_set_) { // (once: a call after WANT_READ continues the handshake)
+    role_set_ = true;
+    if (type == asio::ssl::stream_base::server)
+      SSL_set_accept_state(ssl_);
+    else
+      SSL_set_connect_state(ssl_);
+  }
+  int ret = SSL_do_handshake(ssl_);
+  return finish(ret, 0, true);
+}
+
+TlsCore::Step TlsCore::read(asio::mutable_buffer b) {
+  ERR_clear_error();
+  if (b.size() == 0)
+    return {};
+  std::size_t got = 0;
+  int ret = SSL_read_ex(ssl_, b.data(), b.size(), &got);
+  return finish(ret, got, false);
+}
+
+TlsCore::Step TlsCore::read_pooled(const PooledRead& p) {
+  ERR_clear_error();
+  auto& slot = *p.slot;
+  if (!slot) {
+    try {
+      slot = p.pool->block();
+    } catch (const std::bad_alloc&) {
+      return {Next::done, false, asio::error::no_memory, 0};
+    }
+  }
+  std::size_t got = 0;
+  int ret = SSL_read_ex(ssl_, slot.get(), p.size(), &got);
+  Step s = finish(ret, got, false);
+  if (s.next != Next::done || s.ec || s.n == 0)
+    slot.reset(); // (waiting, or nothing came: the block goes back)
+  return s;
+}
+
+TlsCore::Step TlsCore::write(const asio::const_buffer* bufs, std::size_t count) {
+  ERR_clear_error();
+  // Small buffers are gathered into one record (a head and the start of a body, say); a large
+  // one is written from where it is, at most kMaxWrite bytes of it.
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < count; ++i)
+    total += bufs[i].size();
+  if (total == 0)
+    return {};
+  std::size_t wrote = 0;
+  int ret = 0;
+  if (count > 1 && bufs[0].size() < kGather) {
+    char gathered[kGather];
+    std::size_t used = 0;
+    for (std::size_t i = 0; i < count && used < kGather; ++i) {
+      std::size_t take = std::min(bufs[i].size(), kGather - used);
+      std::memcpy(gathered + used, bufs[i].data(), take);
+      used += take;
+    }
+    ret = SSL_write_ex(ssl_, gathered, used, &wrote);
+  } else {
+    ret = SSL_write_ex(ssl_, bufs[0].data(), std::min(bufs[0].size(), kMaxWrite), &wrote);
+  }
+  Step s = finish(ret, wrote, true);
+  if (s.next == Next::read) {
+    // (Renegotiation is off; TLS 1.3 never reads in a write.)
+    s.next = Next::done;
+    s.ec = asio::error::operation_not_supported;
+  }
+  return s;
+}
+
+TlsCore::Step TlsCore::shutdown() {
+  ERR_clear_error();
+  int ret = SSL_shutdown(ssl_);
+  // 0: our close_notify went; the peer's is not waited for. Either way the call succeeded.
+  Step s = finish(ret < 0 ? ret : 1, 0, true);
+  s.next = Next::done;
+  return s;
+}
+
+} // namespace weir::core::net
