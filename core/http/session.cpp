@@ -338,7 +338,7 @@ public:
     push(); // a response cut short (a broken upstream, a failed write) may have left bytes corked
     error_code ec;
     if constexpr (kTls) {
-      // close_notify, briefly waiting for the peer's (a client that vanished costs 1 s at most).
+      // close_notify (net::TlsStream does not wait for the peer's; 1 s if the socket is full).
       lowest().expires_after(std::chrono::seconds(1));
       co_await client_.async_shutdown(net::use_task_nothrow);
     }
@@ -1053,9 +1053,9 @@ private:
     }
   }
 
-  // TLS writes go through OpenSSL and Asio, one record (16 KiB) at a time, so MSG_MORE cannot be
-  // given; while a body is relayed with more to come, TCP_CORK gathers the records into full
-  // packets instead, until push().
+  // TLS writes go through OpenSSL (net::TlsStream: up to three 16 KiB records per send), so
+  // MSG_MORE cannot be given; while a body is relayed with more to come, TCP_CORK gathers the
+  // records into full packets instead, until push().
   void cork() {
     if (!std::exchange(corked_, true)) {
       int on = 1;

@@ -70,11 +70,12 @@ BIO_METHOD* socket_method() {
 
 } // namespace
 
-TlsCore::TlsCore(SSL_CTX* ctx, int fd, BufferPool& pool) : fd_(fd), pool_(pool) {
+TlsCore::TlsCore(SSL_CTX* ctx, BufferPool& pool) : pool_(pool) {
+  BIO_METHOD* method = socket_method(); // (before SSL_new: it may throw)
   ssl_ = SSL_new(ctx);
   if (ssl_ == nullptr)
     throw std::bad_alloc();
-  BIO* bio = BIO_new(socket_method());
+  BIO* bio = BIO_new(method);
   if (bio == nullptr) {
     SSL_free(ssl_);
     throw std::bad_alloc();
@@ -120,7 +121,18 @@ int TlsCore::bio_write(const char* data, int len) {
   if (BufferPool::kBlockSize - out_len_ < n && !flushing_) {
     // Full: send what is there (the socket may take it), then make room at the front.
     send_out();
-    if (out_pos_ > 0 && out_pos_ < out_len_)
+    if (send_error_)
+      return -1;
+    if (!out_) { // all of it went: a fresh block
+      try {
+        out_ = pool_.block();
+      } catch (const std::bad_alloc&) {
+        send_error_ = asio::error::no_memory;
+        return -1;
+      }
+      out_pos_ = out_len_ = 0;
+    }
+    if (out_pos_ > 0)
       std::memmove(out_.get(), out_.get() + out_pos_, out_len_ - out_pos_);
     out_len_ -= out_pos_;
     out_pos_ = 0;
@@ -139,6 +151,11 @@ int TlsCore::bio_write(const char* data, int len) {
 bool TlsCore::send_out() {
   if (out_len_ == out_pos_ || flushing_)
     return out_len_ == out_pos_;
+  if (fd_ < 0) { // closed (a deadline passed): nothing more goes out
+    send_error_ = asio::error::bad_descriptor;
+    release_out();
+    return true;
+  }
   asio::const_buffer b(out_.get() + out_pos_, out_len_ - out_pos_);
   error_code ec;
   std::size_t sent = send_now(fd_, &b, 1, ec);
@@ -193,7 +210,7 @@ error_code TlsCore::error_of(int ret) {
     return send_error_;
   if (err == SSL_ERROR_SSL) {
     unsigned long e = ERR_get_error();
-    if (ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+    if (ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
       return asio::ssl::error::stream_truncated;
     if (e != 0)
       return error_code(static_cast<int>(e), asio::error::get_ssl_category());

@@ -23,7 +23,8 @@
 // and OpenSSL's errors in Asio's ssl category.
 //
 // Output that OpenSSL produces while reading (a TLS 1.3 KeyUpdate answer) is sent at once; in
-// the rare case that the socket is full then, it leaves with the next write.
+// the rare case that the socket is full then, it stays in a block until the next write or read
+// sends it (a read cannot wait for it: a write may be sending at the same time).
 #pragma once
 
 #include "core/net/drained_read.hpp" // raw_recv, send_now
@@ -51,12 +52,16 @@ namespace weir::core::net {
 // templates): the SSL object, the BIO's input and output, and the steps every operation takes.
 class TlsCore {
 public:
-  TlsCore(SSL_CTX* ctx, int fd, BufferPool& pool);
+  TlsCore(SSL_CTX* ctx, BufferPool& pool);
   ~TlsCore();
   TlsCore(const TlsCore&) = delete;
   TlsCore& operator=(const TlsCore&) = delete;
 
   SSL* ssl() const noexcept { return ssl_; }
+  // The socket's descriptor, given before each call into OpenSSL (-1 once the socket is closed,
+  // as a deadline closes it: a descriptor number kept from before could belong to another
+  // connection by then).
+  void set_fd(int fd) noexcept { fd_ = fd; }
   BufferPool& pool() noexcept { return pool_; }
 
   // One call into OpenSSL: what the operation does next. With `flush`, the output OpenSSL
@@ -113,7 +118,7 @@ private:
   boost::system::error_code error_of(int ret);
 
   SSL* ssl_ = nullptr;
-  int fd_;
+  int fd_ = -1;
   BufferPool& pool_;
   BufferPool::Block in_{nullptr, BufferPool::Deleter{nullptr}};
   std::size_t in_pos_ = 0, in_len_ = 0;
@@ -166,6 +171,7 @@ template <class Next, class Attempt, bool kCount> struct TlsOp {
       end(self, result.ec, result.n);
       return;
     }
+    core.set_fd(next.socket().native_handle());
     result = attempt(core);
     if (result.flush) {
       core.set_flushing(true);
@@ -217,8 +223,7 @@ public:
 
   template <class Arg>
   TlsStream(Arg&& arg, boost::asio::ssl::context& ctx, BufferPool& pool)
-      : next_(std::forward<Arg>(arg)),
-        core_(ctx.native_handle(), next_.socket().native_handle(), pool) {}
+      : next_(std::forward<Arg>(arg)), core_(ctx.native_handle(), pool) {}
   TlsStream(const TlsStream&) = delete;
   TlsStream& operator=(const TlsStream&) = delete;
 

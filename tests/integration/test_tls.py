@@ -212,6 +212,21 @@ upstream = "app"
                     self.assertTrue(read_response(s).startswith(b"HTTP/1.1 200 "))
         self.assertTrue(w.alive())
 
+    def test_handshake_flight_larger_than_a_write_block(self):
+        """A certificate of about 88 KB (3,500 names): the server's handshake flight is more than
+        the 64 KiB block weir gathers OpenSSL's output in, so the block is sent and refilled
+        within one handshake step."""
+        names = ["a.test"] + [f"host-{i:05d}.example.test" for i in range(3500)]
+        big = self.pki.leaf("big", "a.test", names)
+        w = self.start_weir(self.config(certs=[big]))
+        host, port = w.addr()
+        for version in ("1.3", "1.2"):
+            with self.subTest(version=version):
+                r = wt.curl("--http1.1", "--tls-max", version, "--cacert", self.pki.ca,
+                            "--resolve", f"a.test:{port}:{host}", f"https://a.test:{port}/hello")
+                self.assertEqual(r.status, 200, r)
+        self.assertTrue(w.alive())
+
     def test_curl_http11_over_tls_two_names(self):
         w = self.start_weir(self.config())
         host, port = w.addr()
