@@ -555,6 +555,7 @@ private:
     o.connect_timeout =
         std::chrono::duration_cast<std::chrono::milliseconds>(wait_limit(pol_.connect_timeout));
     o.tls = up_.plan->client_tls.get();
+    o.pool = &worker_.buffers();
     if (ucfg_.tls) {
       o.verify = ucfg_.tls->verify;
       o.server_name = ucfg_.tls->server_name;

@@ -1,5 +1,5 @@
-// TLS for client connections: OpenSSL reads and writes the socket through a BIO of ours, with
-// buffers that exist only while bytes are in them.
+// TLS on weir's connections (clients', and upstreams' over TLS): OpenSSL reads and writes the
+// socket through a BIO of ours, with buffers that exist only while bytes are in them.
 //
 // Asio's ssl::stream keeps, per connection and for its whole life, two 17 KiB buffers of its
 // own and a BIO pair with two more (about 68 KiB), and copies every byte through them: an idle
@@ -35,6 +35,7 @@
 #include <boost/asio/detail/reactive_socket_recv_op.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp> // (the errors its operations end with)
 #include <boost/asio/ssl/stream_base.hpp>
 #include <boost/asio/write.hpp>
 

@@ -8,10 +8,15 @@
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/stream_traits.hpp>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
+
+#include <memory>
+#include <mutex>
+#include <vector>
 
 namespace weir::core::upstream {
 
@@ -22,6 +27,21 @@ using boost::system::error_code;
 namespace {
 
 constexpr unsigned char kAlpnH1[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+
+// A buffer pool for a thread that has none of its own (see ConnectOptions::pool). The pools live
+// until the process exits, after every thread and every connection (a block a connection holds
+// goes back to its pool when the connection goes).
+BufferPool& thread_pool() {
+  static std::mutex mutex;
+  static std::vector<std::unique_ptr<BufferPool>> pools;
+  thread_local BufferPool* mine = nullptr;
+  if (mine == nullptr) {
+    std::lock_guard lock(mutex);
+    pools.push_back(std::make_unique<BufferPool>());
+    mine = pools.back().get();
+  }
+  return *mine;
+}
 
 template <class F>
 decltype(auto) on_lowest(std::variant<TcpStream, TlsStream, UnixStream>& v, F&& f) {
@@ -143,7 +163,8 @@ net::Task<std::unique_ptr<Conn>> connect(net::Executor ex, const Target& target,
     if (!co_await send_proxy(tcp))
       co_return nullptr;
     if (opts.tls != nullptr)
-      conn = std::make_unique<Conn>(std::in_place_type<TlsStream>, std::move(tcp), *opts.tls);
+      conn = std::make_unique<Conn>(std::in_place_type<TlsStream>, std::move(tcp), *opts.tls,
+                                    opts.pool != nullptr ? *opts.pool : thread_pool());
     else
       conn = std::make_unique<Conn>(std::in_place_type<TcpStream>, std::move(tcp));
   }

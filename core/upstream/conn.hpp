@@ -3,12 +3,12 @@
 #pragma once
 
 #include "core/net/timed_stream.hpp"
+#include "core/net/tls_stream.hpp"
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <chrono>
 #include <memory>
@@ -25,7 +25,7 @@ struct Target;
 
 using TcpStream = net::TimedStream<boost::asio::ip::tcp>;
 using UnixStream = net::TimedStream<boost::asio::local::stream_protocol>;
-using TlsStream = boost::beast::ssl_stream<TcpStream>;
+using TlsStream = net::TlsStream<TcpStream>;
 
 class Conn {
 public:
@@ -89,6 +89,10 @@ private:
 struct ConnectOptions {
   std::chrono::milliseconds connect_timeout{5000};
   boost::asio::ssl::context* tls = nullptr; // null: no TLS
+  // The blocks a TLS connection borrows while bytes are in flight (net::TlsStream): the worker's
+  // pool; null: one kept for the calling thread until the process exits (control-thread
+  // plugins' probes and fetches).
+  BufferPool* pool = nullptr;
   bool verify = true;
   std::string server_name;   // SNI / verified name; "" = from the target address
   int proxy_protocol = 0;    // 0 off, 1 or 2
