@@ -207,6 +207,9 @@ std::shared_ptr<asio::ssl::context> make_client_tls(bool verify, const std::stri
   SSL_CTX* c = ctx->native_handle();
   SSL_CTX_set_min_proto_version(c, min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
   SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  // A pooled connection waiting for its next request gives OpenSSL's record buffers back, as
+  // client connections do (net::TlsStream holds none of its own then).
+  SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
   auto fail = [&](const std::string& what) {
     unsigned long e = ERR_get_error();
     char buf[256] = {};
