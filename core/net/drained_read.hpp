@@ -75,6 +75,30 @@ inline ssize_t raw_sendmsg(int fd, const msghdr* msg, int flags) {
 }
 #endif
 
+// One receive as Asio's socket_ops::non_blocking_recv1 makes it, through raw_recv (the receive of
+// DrainedRead's and PooledRead's operations): false when it would block; else true with the
+// bytes read in `n`, and `ec` set on an error, or to eof when a stream socket returned 0.
+[[gnu::always_inline]] inline bool recv_once(int fd, void* data, std::size_t size, int flags,
+                                             bool stream, std::size_t& n,
+                                             boost::system::error_code& ec) {
+  ssize_t got = 0;
+  for (;;) {
+    got = raw_recv(fd, data, size, flags);
+    if (got >= 0 || errno != EINTR)
+      break;
+  }
+  if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    return false;
+  n = got > 0 ? static_cast<std::size_t>(got) : 0;
+  if (got < 0)
+    ec = boost::system::error_code(errno, boost::asio::error::get_system_category());
+  else if (got == 0 && stream)
+    ec = boost::asio::error::eof;
+  else
+    ec = {};
+  return true;
+}
+
 struct DrainedRead : boost::asio::mutable_buffer {
   DrainedRead() = default;
   explicit DrainedRead(const boost::asio::mutable_buffer& b) noexcept
@@ -160,25 +184,12 @@ public:
       : reactor_op(success_ec, &reactive_socket_recv_op_base::do_perform, complete_func),
         socket_(socket), state_(state), buffer_(buffer), flags_(flags) {}
 
-  // Asio's socket_ops::non_blocking_recv1, through weir::core::net::raw_recv.
   static status do_perform(reactor_op* base) {
     auto* o = static_cast<reactive_socket_recv_op_base*>(base);
     bool stream = (o->state_ & socket_ops::stream_oriented) != 0;
-    ssize_t got = 0;
-    for (;;) {
-      got = weir::core::net::raw_recv(o->socket_, o->buffer_.data(), o->buffer_.size(), o->flags_);
-      if (got >= 0 || errno != EINTR)
-        break;
-    }
-    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    if (!weir::core::net::recv_once(o->socket_, o->buffer_.data(), o->buffer_.size(), o->flags_,
+                                    stream, o->bytes_transferred_, o->ec_))
       return not_done; // would block: wait for the next edge
-    o->bytes_transferred_ = got > 0 ? static_cast<std::size_t>(got) : 0;
-    if (got < 0)
-      o->ec_ = boost::system::error_code(errno, boost::asio::error::get_system_category());
-    else if (got == 0 && stream)
-      o->ec_ = boost::asio::error::eof;
-    else
-      o->ec_ = {};
     // A short read (end of file and errors included) emptied the receive queue.
     if (stream && (o->bytes_transferred_ == 0 || o->bytes_transferred_ < o->buffer_.size()))
       return done_and_exhausted;
@@ -192,8 +203,7 @@ private:
   socket_base::message_flags flags_;
 };
 
-// The receive of a PooledRead: Asio's socket_ops::non_blocking_recv1 through net::raw_recv,
-// into a block taken from the pool for it.
+// The receive of a PooledRead (net::recv_once), into a block taken from the pool for it.
 template <> class reactive_socket_recv_op_base<weir::core::net::PooledRead> : public reactor_op {
 public:
   reactive_socket_recv_op_base(const boost::system::error_code& success_ec, socket_type socket,
@@ -215,25 +225,14 @@ public:
         return done;
       }
     }
-    ssize_t got = 0;
-    for (;;) {
-      got = weir::core::net::raw_recv(o->socket_, slot.get(), o->buffer_.size(), o->flags_);
-      if (got >= 0 || errno != EINTR)
-        break;
-    }
-    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    bool stream = (o->state_ & socket_ops::stream_oriented) != 0;
+    if (!weir::core::net::recv_once(o->socket_, slot.get(), o->buffer_.size(), o->flags_, stream,
+                                    o->bytes_transferred_, o->ec_)) {
       slot.reset(); // nothing there: the block goes back while the connection waits
       return not_done;
     }
-    o->bytes_transferred_ = got > 0 ? static_cast<std::size_t>(got) : 0;
-    if (got < 0)
-      o->ec_ = boost::system::error_code(errno, boost::asio::error::get_system_category());
-    else if (got == 0 && (o->state_ & socket_ops::stream_oriented) != 0)
-      o->ec_ = boost::asio::error::eof;
-    else
-      o->ec_ = {};
-    if (got <= 0)
-      slot.reset();
+    if (o->bytes_transferred_ == 0)
+      slot.reset(); // (end of file or an error: nothing to keep)
     return done;
   }
 

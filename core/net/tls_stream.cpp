@@ -105,33 +105,29 @@ int TlsCore::bio_read(char* out, int len) {
   return static_cast<int>(n);
 }
 
+bool TlsCore::have_out_block() {
+  if (out_)
+    return true;
+  try {
+    out_ = pool_.block();
+  } catch (const std::bad_alloc&) {
+    send_error_ = asio::error::no_memory;
+    return false;
+  }
+  out_pos_ = out_len_ = 0;
+  return true;
+}
+
 int TlsCore::bio_write(const char* data, int len) {
   auto n = static_cast<std::size_t>(len);
-  if (send_error_)
+  if (send_error_ || !have_out_block())
     return -1;
-  if (!out_) {
-    try {
-      out_ = pool_.block();
-    } catch (const std::bad_alloc&) {
-      send_error_ = asio::error::no_memory;
-      return -1;
-    }
-    out_pos_ = out_len_ = 0;
-  }
   if (BufferPool::kBlockSize - out_len_ < n && !flushing_) {
-    // Full: send what is there (the socket may take it), then make room at the front.
+    // Full: send what is there (the socket may take it), then make room at the front (or in a
+    // fresh block, when all of it went).
     send_out();
-    if (send_error_)
+    if (send_error_ || !have_out_block())
       return -1;
-    if (!out_) { // all of it went: a fresh block
-      try {
-        out_ = pool_.block();
-      } catch (const std::bad_alloc&) {
-        send_error_ = asio::error::no_memory;
-        return -1;
-      }
-      out_pos_ = out_len_ = 0;
-    }
     if (out_pos_ > 0)
       std::memmove(out_.get(), out_.get() + out_pos_, out_len_ - out_pos_);
     out_len_ -= out_pos_;

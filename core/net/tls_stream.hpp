@@ -114,6 +114,8 @@ private:
   // Sends the output gathered so far; false when some of it is still there (the socket is full)
   // and no error occurred.
   bool send_out();
+  // Makes sure out_ holds a block (false, with send_error_, when none can be had).
+  bool have_out_block();
   void release_in() noexcept;
   void release_out() noexcept;
   boost::system::error_code error_of(int ret);
