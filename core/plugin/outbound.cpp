@@ -72,10 +72,13 @@ std::chrono::milliseconds left(Clock::time_point deadline) {
   return d.count() > 0 ? d : std::chrono::milliseconds(1);
 }
 
-// Fill `target` from an address as plugins write it.
-bool make_target(std::string_view address, upstream::Target& target, std::string& error) {
+// Fill `target` from an address as plugins write it. A host name is left for resolve() (on the
+// operation's coroutine, not here on the control thread): `port` is then non-zero.
+bool make_target(std::string_view address, upstream::Target& target, uint16_t& port,
+                 std::string& error) {
   target.address = std::string(address);
   target.id = target.address;
+  port = 0;
   if (address.starts_with("unix:")) {
     target.unix_path = std::string(address.substr(5));
     if (target.unix_path.empty()) {
@@ -84,7 +87,30 @@ bool make_target(std::string_view address, upstream::Target& target, std::string
     }
     return true;
   }
-  return upstream::resolve_address(address, target.endpoint, error, &target.host);
+  std::string host;
+  uint16_t p = 0;
+  switch (upstream::parse_address(address, target.endpoint, host, p, error)) {
+  case upstream::AddressKind::invalid:
+    return false;
+  case upstream::AddressKind::literal:
+    return true;
+  case upstream::AddressKind::name:
+    break;
+  }
+  target.host = std::move(host);
+  port = p;
+  return true;
+}
+
+// Resolve `target`'s host name when make_target left one (`port` non-zero) within `deadline`.
+net::Task<bool> resolve(upstream::Target& target, uint16_t port, Clock::time_point deadline,
+                        std::string& error) {
+  if (port == 0)
+    co_return true;
+  auto ex = co_await asio::this_coro::executor;
+  bool ok = co_await upstream::resolve_host(ex, target.host, port, left(deadline), target.endpoint,
+                                            error);
+  co_return ok;
 }
 
 // A client context with the system's roots (or `ca_file`), offering http/1.1.
@@ -106,13 +132,22 @@ std::string status_error(const std::string& error) {
 }
 
 net::Task<void> run_probe(std::shared_ptr<OutboundService::Op> op, upstream::Target target,
-                          upstream::ConnectOptions opts, weir_probe_cb cb, void* user) {
+                          uint16_t port, upstream::ConnectOptions opts, weir_probe_cb cb,
+                          void* user) {
   auto t0 = Clock::now();
+  auto deadline = t0 + opts.connect_timeout;
   std::string error;
   auto ex = co_await asio::this_coro::executor;
-  auto conn = co_await upstream::connect(ex, target, opts, error);
+  bool resolved = co_await resolve(target, port, deadline, error);
   if (op->cancelled)
     co_return;
+  std::unique_ptr<upstream::Conn> conn;
+  if (resolved) {
+    opts.connect_timeout = left(deadline);
+    conn = co_await upstream::connect(ex, target, opts, error);
+    if (op->cancelled)
+      co_return;
+  }
   if (conn)
     conn->close();
   op->finish();
@@ -128,6 +163,7 @@ net::Task<void> run_probe(std::shared_ptr<OutboundService::Op> op, upstream::Tar
 
 struct FetchPlan {
   upstream::Target target;
+  uint16_t resolve_port = 0; // target.host to be resolved first (make_target)
   upstream::ConnectOptions opts;
   bhttp::request<bhttp::string_body> req;
   Clock::time_point deadline;
@@ -145,10 +181,16 @@ net::Task<void> run_fetch(std::shared_ptr<OutboundService::Op> op, FetchPlan pla
   bool truncated = false;
   bool ok = false;
   auto ex = co_await asio::this_coro::executor;
-  plan.opts.connect_timeout = left(plan.deadline);
-  auto conn = co_await upstream::connect(ex, plan.target, plan.opts, error);
+  bool resolved = co_await resolve(plan.target, plan.resolve_port, plan.deadline, error);
   if (op->cancelled)
     co_return;
+  std::unique_ptr<upstream::Conn> conn;
+  if (resolved) {
+    plan.opts.connect_timeout = left(plan.deadline);
+    conn = co_await upstream::connect(ex, plan.target, plan.opts, error);
+    if (op->cancelled)
+      co_return;
+  }
   if (conn) {
     op->conn = conn.get();
     conn->expires_after(left(plan.deadline));
@@ -358,8 +400,9 @@ weir_request_id_t OutboundService::probe(HostCtx& ctx, const weir_probe_t& probe
     return 0;
   }
   upstream::Target target;
+  uint16_t port = 0;
   std::string error;
-  if (sv(probe.address).empty() || !make_target(sv(probe.address), target, error)) {
+  if (sv(probe.address).empty() || !make_target(sv(probe.address), target, port, error)) {
     ctx.log->error("probe_start: cannot use address \"{}\": {}", sv(probe.address),
                    error.empty() ? "empty" : error);
     return 0;
@@ -389,7 +432,8 @@ weir_request_id_t OutboundService::probe(HostCtx& ctx, const weir_probe_t& probe
   op->service = this;
   op->id = next_++;
   ops_[op->id] = op;
-  asio::co_spawn(ioc_, run_probe(op, std::move(target), std::move(opts), cb, user), asio::detached);
+  asio::co_spawn(ioc_, run_probe(op, std::move(target), port, std::move(opts), cb, user),
+                 asio::detached);
   return op->id;
 }
 
@@ -426,7 +470,7 @@ weir_request_id_t OutboundService::fetch(HostCtx& ctx, const weir_fetch_t& f, we
     address = host + ":" + port; // an IPv6 host keeps its brackets
   FetchPlan plan;
   std::string error;
-  if (!make_target(address, plan.target, error))
+  if (!make_target(address, plan.target, plan.resolve_port, error))
     return fail(fmt::format("cannot use address \"{}\": {}", address, error));
   uint64_t timeout = f.timeout_ms == 0 ? kDefaultFetchTimeoutMs : f.timeout_ms;
   plan.deadline = Clock::now() + std::chrono::milliseconds(timeout);

@@ -34,8 +34,8 @@ std::shared_ptr<const TargetSet> make_target_set(std::vector<Target> targets, ui
   return set;
 }
 
-bool resolve_address(std::string_view address, boost::asio::ip::tcp::endpoint& out,
-                     std::string& error, std::string* host_out) {
+AddressKind parse_address(std::string_view address, boost::asio::ip::tcp::endpoint& out,
+                          std::string& host_out, uint16_t& port_out, std::string& error) {
   std::string_view host;
   std::string_view port_text;
   if (!address.empty() && address.front() == '[') {
@@ -43,7 +43,7 @@ bool resolve_address(std::string_view address, boost::asio::ip::tcp::endpoint& o
     if (close == std::string_view::npos || close + 1 >= address.size() ||
         address[close + 1] != ':') {
       error = "expected [ipv6]:port";
-      return false;
+      return AddressKind::invalid;
     }
     host = address.substr(1, close - 1);
     port_text = address.substr(close + 2);
@@ -51,7 +51,7 @@ bool resolve_address(std::string_view address, boost::asio::ip::tcp::endpoint& o
     auto colon = address.rfind(':');
     if (colon == std::string_view::npos) {
       error = "missing :port";
-      return false;
+      return AddressKind::invalid;
     }
     host = address.substr(0, colon);
     port_text = address.substr(colon + 1);
@@ -60,21 +60,44 @@ bool resolve_address(std::string_view address, boost::asio::ip::tcp::endpoint& o
   auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
   if (ec != std::errc() || p != port_text.data() + port_text.size() || port == 0 || port > 65535) {
     error = "invalid port";
-    return false;
+    return AddressKind::invalid;
   }
+  if (host.empty()) {
+    error = "missing host";
+    return AddressKind::invalid;
+  }
+  port_out = static_cast<uint16_t>(port);
   boost::system::error_code aec;
   auto ip = boost::asio::ip::make_address(std::string(host), aec);
   if (!aec) {
-    out = boost::asio::ip::tcp::endpoint(ip, static_cast<uint16_t>(port));
+    out = boost::asio::ip::tcp::endpoint(ip, port_out);
+    return AddressKind::literal;
+  }
+  host_out = std::string(host);
+  return AddressKind::name;
+}
+
+bool resolve_address(std::string_view address, boost::asio::ip::tcp::endpoint& out,
+                     std::string& error, std::string* host_out) {
+  std::string host;
+  uint16_t port = 0;
+  switch (parse_address(address, out, host, port, error)) {
+  case AddressKind::invalid:
+    return false;
+  case AddressKind::literal:
     return true;
+  case AddressKind::name:
+    break;
   }
   if (host_out != nullptr)
-    *host_out = std::string(host);
+    *host_out = host;
+  boost::system::error_code aec;
   boost::asio::io_context ioc;
   boost::asio::ip::tcp::resolver resolver(ioc);
-  auto results = resolver.resolve(std::string(host), std::string(port_text), aec);
+  auto results = resolver.resolve(host, std::to_string(port),
+                                  boost::asio::ip::tcp::resolver::numeric_service, aec);
   if (aec || results.empty()) {
-    error = "cannot resolve \"" + std::string(host) + "\": " + aec.message();
+    error = "cannot resolve \"" + host + "\": " + aec.message();
     return false;
   }
   out = results.begin()->endpoint();

@@ -39,9 +39,17 @@ struct TargetSet {
 
 std::shared_ptr<const TargetSet> make_target_set(std::vector<Target> targets, uint64_t version);
 
-// "1.2.3.4:80", "[::1]:80" or "host:80" -> endpoint ("unix:/path" is handled by the caller). Host
-// names are resolved synchronously (the control thread only). Returns false and sets `error` when
-// that fails. `host` (optional) receives the host part when it is a name, not an IP literal.
+enum class AddressKind { invalid, literal, name };
+
+// Split "1.2.3.4:80", "[::1]:80" or "host:80" ("unix:/path" is the caller's). An IP literal goes to
+// `out` (literal); a host name to `host` and `port` (name), for the caller to resolve. Invalid
+// sets `error`.
+AddressKind parse_address(std::string_view address, boost::asio::ip::tcp::endpoint& out,
+                          std::string& host, uint16_t& port, std::string& error);
+
+// parse_address, then a host name resolved synchronously (getaddrinfo: for the control thread
+// where a blocking lookup is acceptable, a configuration being applied). Returns false and sets
+// `error` when that fails. `host` (optional) receives the host part when it is a name.
 bool resolve_address(std::string_view address, boost::asio::ip::tcp::endpoint& out,
                      std::string& error, std::string* host = nullptr);
 

@@ -3,7 +3,8 @@
 load loop sees no failure (retries cover the gap); passive outlier ejection (5xx and connection
 failures, growing ejections); several checkers that must all agree, and the admin endpoint; a POST
 is never delivered twice while a GET is retried elsewhere; connect failures retried up to
-max-tries (and a per-route max-tries); retry-timeout; request-timeout; TCP and TLS checks."""
+max-tries (and a per-route max-tries); retry-timeout; request-timeout; TCP and TLS checks;
+checks of a target published by host name while its DNS server hangs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import http.client
 import json
 import os
 import socket
+import subprocess
 import threading
 import time
 import urllib.error
@@ -133,6 +135,75 @@ class LoadLoop:
     def served_by(self, name: str, since: float = 0.0) -> int:
         with self.lock:
             return len([r for r in self.results if r[2] == name and r[0] >= since])
+
+
+class StubDns:
+    """A DNS server on 127.0.0.2:53 (UDP) answering A queries for `names` (name -> IPv4), NOERROR
+    without data for their other types and NXDOMAIN for any other name, until `silent` is set:
+    then it reads queries and answers none (a resolver that hangs)."""
+
+    HOST = "127.0.0.2"
+
+    def __init__(self, names: dict[str, str]):
+        self.names = {k.lower(): v for k, v in names.items()}
+        self.silent = threading.Event()
+        self.queries = 0
+        self.unanswered = 0
+        self._stop = threading.Event()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.bind((self.HOST, 53))
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.settimeout(0.1)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.queries += 1
+            if self.silent.is_set():
+                self.unanswered += 1
+                continue
+            reply = self._answer(data)
+            if reply:
+                self.sock.sendto(reply, peer)
+
+    def _answer(self, q: bytes) -> bytes | None:
+        if len(q) < 12:
+            return None
+        i, labels = 12, []
+        while i < len(q) and q[i] != 0:
+            n = q[i]
+            labels.append(q[i + 1:i + 1 + n].decode("ascii", "replace").lower())
+            i += 1 + n
+        if i + 5 > len(q):
+            return None
+        qtype = int.from_bytes(q[i + 1:i + 3], "big")
+        question = q[12:i + 5]
+        addr = self.names.get(".".join(labels))
+        answers, count, rcode = b"", 0, 0
+        if addr is None:
+            rcode = 3  # NXDOMAIN
+        elif qtype == 1:  # A
+            answers = (b"\xc0\x0c" + (1).to_bytes(2, "big") + (1).to_bytes(2, "big")
+                       + (5).to_bytes(4, "big") + (4).to_bytes(2, "big") + socket.inet_aton(addr))
+            count = 1
+        flags = 0x8000 | 0x0400 | (int.from_bytes(q[2:4], "big") & 0x0100) | 0x0080 | rcode
+        return (q[:2] + flags.to_bytes(2, "big") + (1).to_bytes(2, "big")
+                + count.to_bytes(2, "big") + b"\0\0\0\0" + question + answers)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
 
 
 class HealthTest(wt.WeirTestCase):
@@ -634,6 +705,67 @@ class HealthTest(wt.WeirTestCase):
         self.assertEqual(plain.request_count, 0)
         self.assertEqual(rogue.requests(), [])
 
+
+    def test_checks_of_a_host_name_resolve_off_the_control_thread(self):
+        """A target published by name: its checks resolve the name each time, on Asio's resolver
+        thread. When DNS stops answering, the checks fail with "cannot resolve" after their
+        timeout while the control thread (the admin endpoint here) goes on serving; when DNS
+        answers again the target comes back. Needs root: weir runs in a mount namespace where
+        /etc/resolv.conf names a stub DNS server on 127.0.0.2:53."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root (a mount namespace and port 53)")
+        if subprocess.run(["unshare", "-m", "--propagation", "private", "true"],
+                          capture_output=True).returncode != 0:
+            self.skipTest("unshare -m is not permitted here")
+        try:
+            dns = StubDns({"app.weir.test": "127.0.0.1"})
+        except OSError as e:
+            self.skipTest(f"cannot listen on {StubDns.HOST}:53: {e}")
+        self.addCleanup(dns.stop)
+        resolv = os.path.join(self.tmp, "resolv.conf")
+        with open(resolv, "w") as f:
+            # A lookup that hangs takes 4 s per try: what the control thread would wait.
+            f.write(f"nameserver {StubDns.HOST}\noptions timeout:4 attempts:1\n")
+        a = self.origin("a")
+        name = f"app.weir.test:{a.address.rsplit(':', 1)[1]}"
+        admin = wt.free_port()
+        w = wt.Weir(health_config(
+            [name], admin_port=admin,
+            health='{ use = "tcp", interval = "500ms", timeout = "500ms", fall = 2, rise = 2 }'))
+        w.argv = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                  'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv, *w.argv]
+        self._weirs.append(w)
+        self.addCleanup(self._finish_weir, w)
+        w.start()
+        self.assertTrue(wt.wait_until(lambda: a.accepted >= 3, 5), "no check reached the origin")
+        self.assertTrue(admin_targets(admin)[name]["healthy"])
+        self.assertEqual(get(w.addr(), "/by-name")[:2], (200, "a"))
+
+        dns.silent.set()
+        t0 = time.monotonic()
+        slowest = 0.0
+        down = None
+        while time.monotonic() - t0 < 8 and down is None:
+            t = time.monotonic()
+            view = admin_targets(admin)
+            slowest = max(slowest, time.monotonic() - t)
+            if not view[name]["healthy"]:
+                down = view[name]
+            time.sleep(0.1)
+        self.assertIsNotNone(down, "the target stayed healthy while its name did not resolve")
+        self.assertIn("cannot resolve", down["unhealthy-because"][0]["reason"])
+        self.assertIn("no answer within", down["unhealthy-because"][0]["reason"])
+        self.assertLess(slowest, 2.0, "the admin endpoint stalled behind a DNS lookup")
+        self.assertGreater(dns.unanswered, 0)
+        # One lookup per name in flight: the hanging one, not one per check.
+        time.sleep(1.5)
+        self.assertLess(dns.unanswered, 8, f"{dns.unanswered} queries while DNS hung")
+
+        dns.silent.clear()
+        self.assertTrue(wt.wait_until(lambda: admin_targets(admin)[name]["healthy"], 10),
+                        "the target did not come back once its name resolved again")
+        self.assertEqual(get(w.addr(), "/by-name-again")[:2], (200, "a"))
+        self.assertTrue(w.alive())
 
 if __name__ == "__main__":
     wt.main()
