@@ -81,6 +81,9 @@ SCENARIOS = [
              ("h2load", "openssl")),
     Scenario("h1-tls", "wrk", "tls", "/", "HTTP/1.1 keep-alive over TLS 1.3, 13-byte body",
              ("wrk", "openssl")),
+    Scenario("h1-up-tls", "wrk", "uptls", "/",
+             "HTTP/1.1 keep-alive, the origin reached over TLS 1.3 (pooled), 13-byte body",
+             ("wrk", "openssl")),
     Scenario("tls-handshake", "handshake", "tls", "/",
              "full TLS 1.3 handshake (ECDSA P-256) and one request per connection",
              ("openssl",)),
@@ -419,17 +422,32 @@ def nginx_user_line() -> str:
 
 
 class Origin:
-    def __init__(self, tmp: str, pin: Pinning) -> None:
+    """nginx serving the bodies on `port`, and with a certificate the same over TLS 1.3 on
+    `tls_port` (the h1-up-tls scenario)."""
+
+    def __init__(self, tmp: str, pin: Pinning, cert: dict | None) -> None:
         self.dir = os.path.join(tmp, "origin")
         os.makedirs(os.path.join(self.dir, "www"))
         os.makedirs(os.path.join(self.dir, "logs"))
-        self.port, self.stub_port = free_ports(2)
+        self.port, self.stub_port, tls_port = free_ports(3)
+        self.tls_port = tls_port if cert else None
         self.pin = pin
         self.proc: subprocess.Popen | None = None
         for path, size in BODY_SIZES.items():
             with open(os.path.join(self.dir, "www", path.lstrip("/")), "wb") as f:
                 f.write((b"0123456789abcdef" * (size // 16 + 1))[:size])
         affinity = (f"worker_cpu_affinity {Pinning.mask(pin.load_cpu)};\n" if pin.pinned else "")
+        tls_server = ""
+        if cert:
+            tls_server = f"""    server {{
+        listen 127.0.0.1:{self.tls_port} ssl backlog=4096;
+        ssl_certificate {cert['cert']};
+        ssl_certificate_key {cert['key']};
+        ssl_protocols TLSv1.3;
+        location = / {{ default_type text/plain; return 200 "{BODY.decode()}"; }}
+        location / {{ root {self.dir}/www; }}
+    }}
+"""
         self.conf = os.path.join(self.dir, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write(f"""# origin for the weir benchmark (generated)
@@ -446,7 +464,7 @@ http {{
         location = / {{ default_type text/plain; return 200 "{BODY.decode()}"; }}
         location / {{ root {self.dir}/www; }}
     }}
-    server {{
+{tls_server}    server {{
         listen 127.0.0.1:{self.stub_port};
         location / {{ stub_status; }}
     }}
@@ -457,13 +475,17 @@ http {{
         self.proc = PROCS.start(self.pin.load() + ["nginx", "-e", f"{self.dir}/logs/error.log",
                                                    "-p", self.dir, "-c", self.conf],
                                 os.path.join(self.dir, "logs", "stdout.log"))
-        for port in (self.port, self.stub_port):
+        for port in (self.port, self.stub_port) + ((self.tls_port,) if self.tls_port else ()):
             if not wait_port(port, 15, self.proc):
                 raise RuntimeError(f"the origin nginx did not start; see {self.dir}/logs/")
         for path, size in [("/", len(BODY))] + list(BODY_SIZES.items()):
             status, body = http_get(self.port, path)
             if status != 200 or len(body) != size:
                 raise RuntimeError(f"origin: GET {path} gave {status} with {len(body)} bytes")
+        if self.tls_port:
+            status, body = http_get(self.tls_port, "/", tls=True)
+            if status != 200 or body != BODY:
+                raise RuntimeError(f"origin: GET / over TLS gave {status} with {len(body)} bytes")
 
     def accepts(self) -> int | None:
         return stub_accepts(self.stub_port)
@@ -485,9 +507,13 @@ class Proxy:
         self.dir = os.path.join(tmp, f"{self.name}-{tag}")
         os.makedirs(os.path.join(self.dir, "logs"), exist_ok=True)
         self.origin, self.cert, self.pin, self.weir_bin = origin, cert, pin, weir_bin
-        self.ports = dict(zip(("h1", "h2c", "tls"), free_ports(3)))
+        self.ports = dict(zip(("h1", "h2c", "tls", "uptls"), free_ports(4)))
         self.proc: subprocess.Popen | None = None
         self.conf = self.write_config()
+
+    def up_tls(self) -> bool:
+        """Whether the proxy has the listener whose origin it reaches over TLS (uptls)."""
+        return self.cert is not None and self.origin.tls_port is not None
 
     def pids(self) -> list[int]:
         assert self.proc is not None
@@ -505,7 +531,8 @@ class Proxy:
     def start(self) -> None:
         self.proc = PROCS.start(self.pin.proxy() + self.argv(),
                                 os.path.join(self.dir, "logs", "stdout.log"))
-        listeners = ["h1", "h2c"] + (["tls"] if self.cert else [])
+        listeners = ["h1", "h2c"] + (["tls"] if self.cert else []) + (
+            ["uptls"] if self.up_tls() else [])
         for l in listeners:
             if not wait_port(self.ports[l], 15, self.proc):
                 tail = self.log_tail()
@@ -548,6 +575,38 @@ class NginxProxy(Proxy):
     ssl_ecdh_curve X25519:prime256v1:secp384r1;
     ssl_session_tickets on;
 """
+        common = f"""            # Without these two nginx speaks HTTP/1.0 upstream: one connection per request.
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            # What weir and the HAProxy configuration send too.
+            proxy_set_header Host $bench_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+            # Never spool a response to disk (the others stream it).
+            proxy_max_temp_file_size 0;
+            proxy_read_timeout {LONG_TIMEOUT_S}s;
+"""
+        up_tls = ""
+        if self.up_tls():
+            up_tls = f"""    upstream o_tls {{
+        server 127.0.0.1:{self.origin.tls_port};
+        keepalive {UPSTREAM_POOL};
+        keepalive_requests 100000000;
+        keepalive_timeout {LONG_TIMEOUT_S}s;
+    }}
+    server {{
+        listen 127.0.0.1:{self.ports['uptls']} backlog=4096;
+        location / {{
+            proxy_pass https://o_tls;
+            proxy_ssl_protocols TLSv1.3;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {self.cert['cert']};
+            proxy_ssl_name localhost;
+            proxy_ssl_session_reuse on;
+{common}        }}
+    }}
+"""
         path = os.path.join(self.dir, "nginx.conf")
         with open(path, "w") as f:
             f.write(f"""# nginx as the proxy under test (generated)
@@ -571,20 +630,9 @@ http {{
         listen 127.0.0.1:{self.ports['h2c']} http2 backlog=4096;
 {tls_listen}        location / {{
             proxy_pass http://o;
-            # Without these two nginx speaks HTTP/1.0 upstream: one connection per request.
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            # What weir and the HAProxy configuration send too.
-            proxy_set_header Host $bench_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Host $host;
-            # Never spool a response to disk (the others stream it).
-            proxy_max_temp_file_size 0;
-            proxy_read_timeout {LONG_TIMEOUT_S}s;
-        }}
+{common}        }}
     }}
-}}
+{up_tls}}}
 """)
         return path
 
@@ -609,6 +657,19 @@ class HaproxyProxy(Proxy):
         if self.cert:
             tls_bind = (f"    bind 127.0.0.1:{self.ports['tls']} ssl crt {self.cert['pem']} "
                         f"alpn h2,http/1.1 ssl-min-ver TLSv1.3 curves X25519:P-256:P-384\n")
+        up_tls = ""
+        if self.up_tls():
+            up_tls = f"""
+frontend bench_up_tls
+    bind 127.0.0.1:{self.ports['uptls']}
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    default_backend origin_tls
+
+backend origin_tls
+    server o 127.0.0.1:{self.origin.tls_port} ssl verify required ca-file {self.cert['cert']} verifyhost localhost sni str(localhost) ssl-min-ver TLSv1.3 alpn http/1.1 pool-max-conn {UPSTREAM_POOL} pool-purge-delay {LONG_TIMEOUT_S}s
+"""
         path = os.path.join(self.dir, "haproxy.cfg")
         with open(path, "w") as f:
             f.write(f"""# HAProxy as the proxy under test (generated)
@@ -643,7 +704,7 @@ frontend bench
 
 backend origin
     server o 127.0.0.1:{self.origin.port} pool-max-conn {UPSTREAM_POOL} pool-purge-delay {LONG_TIMEOUT_S}s
-""")
+{up_tls}""")
         return path
 
     def argv(self) -> list[str]:
@@ -663,6 +724,22 @@ class WeirProxy(Proxy):
             tls = (f'  {{ address = "127.0.0.1:{self.ports["tls"]}", tls = {{ cert = '
                    f'"{self.cert["cert"]}", key = "{self.cert["key"]}", min-version = "1.3", '
                    f'groups = "X25519:P-256:P-384", alpn = ["h2", "http/1.1"] }} }},\n')
+        up_tls = ""
+        if self.up_tls():
+            up_tls = f"""
+[upstreams.origin-tls]
+discovery = {{ use = "static", targets = ["127.0.0.1:{self.origin.tls_port}"] }}
+pool-size = {UPSTREAM_POOL}
+idle-timeout = "{LONG_TIMEOUT_S}s"
+tls = {{ ca-file = "{self.cert['cert']}", server-name = "localhost", min-version = "1.3" }}
+
+[services.bench-up-tls]
+listeners = [{{ address = "127.0.0.1:{self.ports['uptls']}" }}]
+upstream = "origin-tls"
+
+[services.bench-up-tls.limits]
+keepalive-timeout = "{LONG_TIMEOUT_S}s"
+"""
         path = os.path.join(self.dir, "weir.toml")
         with open(path, "w") as f:
             f.write(f"""# weir as the proxy under test (generated by tests/bench/bench.py)
@@ -691,7 +768,7 @@ upstream = "origin"
 keepalive-timeout = "{LONG_TIMEOUT_S}s"
 h2-max-concurrent-streams = {H2_MAX_STREAMS}
 h2-initial-window = {H2_INITIAL_WINDOW}
-""")
+{up_tls}""")
         return path
 
     def argv(self) -> list[str]:
@@ -1548,7 +1625,7 @@ def main(argv: list[str]) -> int:
                 log("perf cannot count raw_syscalls:sys_enter here "
                     f"({(r.stderr.strip().splitlines() or ['?'])[-1]}): syscalls will be n/a")
 
-        origin = Origin(tmp, pin)
+        origin = Origin(tmp, pin, cert)
         origin.start()
         log(f"origin nginx on 127.0.0.1:{origin.port} (stub_status on {origin.stub_port})")
 
@@ -1583,7 +1660,7 @@ def main(argv: list[str]) -> int:
                 run_idle(bench, sc, proxies, tmp, origin, cert, pin, args)
                 continue
             need = NEEDS[sc.name]
-            if sc.listener == "tls" and cert is None:
+            if sc.listener in ("tls", "uptls") and cert is None:
                 continue
             active = []
             for p in proxies:
@@ -1686,6 +1763,15 @@ def smoke(px: Proxy, tls: bool, tools: dict) -> set:
                 ok.add(proto)
             else:
                 log(f"{px.name}: smoke h2load over {proto} failed:\n{out[-800:]}")
+    if px.up_tls():
+        try:
+            status, body = http_get(px.ports["uptls"])
+            if status == 200 and body == BODY:
+                ok.add("h1-up-tls")
+            else:
+                log(f"{px.name}: smoke h1-up-tls gave {status} with {len(body)} bytes")
+        except OSError as e:
+            log(f"{px.name}: smoke h1-up-tls failed: {e}")
     if tls:
         for key, http10 in (("h1-tls", False), ("h1.0-tls", True)):
             try:
@@ -1704,7 +1790,7 @@ def smoke(px: Proxy, tls: bool, tools: dict) -> set:
 
 NEEDS = {"h1": "h1", "h1-1k": "h1", "h1-16k": "h1", "h1-256k": "h1", "h2c": "h2c",
          "h2-tls": "h2-tls", "h1-tls": "h1-tls", "tls-handshake": "h1.0-tls",
-         "tls-resume": "h1-tls", "latency": "h1"}
+         "tls-resume": "h1-tls", "latency": "h1", "h1-up-tls": "h1-up-tls"}
 
 
 def run_interleaved(bench: Bench, sc: Scenario, proxies: list[str], running: dict,
