@@ -18,6 +18,14 @@ using boost::system::error_code;
 
 namespace {
 
+// SSL_get_error needs an empty error queue before each call. ERR_clear_error empties all 16 slots
+// of it unconditionally (two frees each: about 1,900 instructions); the queue is nearly always
+// empty already, which ERR_peek_error sees for a few dozen.
+inline void clear_errors() {
+  if (ERR_peek_error() != 0)
+    ERR_clear_error();
+}
+
 TlsCore* core_of(BIO* b) {
   return static_cast<TlsCore*>(BIO_get_data(b));
 }
@@ -239,7 +247,7 @@ TlsCore::Step TlsCore::finish(int ret, std::size_t n, bool may_flush) {
 }
 
 TlsCore::Step TlsCore::handshake(asio::ssl::stream_base::handshake_type type) {
-  ERR_clear_error();
+  clear_errors();
   if (!role_set_) { // (once: a call after WANT_READ continues the handshake)
     role_set_ = true;
     if (type == asio::ssl::stream_base::server)
@@ -252,7 +260,7 @@ TlsCore::Step TlsCore::handshake(asio::ssl::stream_base::handshake_type type) {
 }
 
 TlsCore::Step TlsCore::read(asio::mutable_buffer b) {
-  ERR_clear_error();
+  clear_errors();
   if (b.size() == 0)
     return {};
   std::size_t got = 0;
@@ -261,7 +269,7 @@ TlsCore::Step TlsCore::read(asio::mutable_buffer b) {
 }
 
 TlsCore::Step TlsCore::read_pooled(const PooledRead& p) {
-  ERR_clear_error();
+  clear_errors();
   auto& slot = *p.slot;
   if (!slot) {
     try {
@@ -279,7 +287,7 @@ TlsCore::Step TlsCore::read_pooled(const PooledRead& p) {
 }
 
 TlsCore::Step TlsCore::write(const asio::const_buffer* bufs, std::size_t count) {
-  ERR_clear_error();
+  clear_errors();
   // Small buffers are gathered into one record (a head and the start of a body, say); a large
   // one is written from where it is, at most kMaxWrite bytes of it.
   std::size_t total = 0;
@@ -311,7 +319,7 @@ TlsCore::Step TlsCore::write(const asio::const_buffer* bufs, std::size_t count) 
 }
 
 TlsCore::Step TlsCore::shutdown() {
-  ERR_clear_error();
+  clear_errors();
   int ret = SSL_shutdown(ssl_);
   // 0: our close_notify went; the peer's is not waited for. Either way the call succeeded.
   Step s = finish(ret < 0 ? ret : 1, 0, true);
