@@ -101,6 +101,11 @@ TlsCore::~TlsCore() {
 
 // --- the BIO -----------------------------------------------------------------------------------
 
+bool TlsCore::must_receive() const noexcept {
+  return in_pos_ == in_len_ && !in_eof_ && !send_error_ && SSL_is_init_finished(ssl_) != 0 &&
+         SSL_has_pending(ssl_) == 0;
+}
+
 int TlsCore::bio_read(char* out, int len) {
   std::size_t avail = in_len_ - in_pos_;
   if (avail == 0)

@@ -97,6 +97,12 @@ public:
   bool flushing() const noexcept { return flushing_; }
   void set_flushing(bool on) noexcept { flushing_ = on; }
 
+  // Whether a read would only learn that it needs bytes from the peer: nothing received waits in
+  // the input block, OpenSSL holds no record data, and no handshake is under way (a read could
+  // have output of its own then). A read operation then waits for the socket first, without the
+  // call into OpenSSL that would fail (about 1,500 instructions).
+  bool must_receive() const noexcept;
+
   // The BIO's side (tls_stream.cpp).
   bool input_ended() const noexcept { return in_eof_ && in_pos_ == in_len_; }
   int bio_read(char* out, int len);
@@ -142,6 +148,7 @@ template <class Next, class Attempt, bool kCount> struct TlsOp {
   Next& next;
   TlsCore& core;
   Attempt attempt;
+  bool reads = false; // a read: it may start with the receive (TlsCore::must_receive)
   enum class State { start, reading, flushing, posted } state = State::start;
   bool waited = false;
   TlsCore::Step result{};
@@ -150,6 +157,11 @@ template <class Next, class Attempt, bool kCount> struct TlsOp {
   void operator()(Self& self, boost::system::error_code ec = {}, std::size_t n = 0) {
     switch (state) {
     case State::start:
+      if (reads && core.must_receive()) {
+        result.next = TlsCore::Next::read;
+        after_output(self);
+        return;
+      }
       break;
     case State::reading:
       if (auto e = core.received(ec, n)) {
@@ -246,7 +258,7 @@ public:
   auto async_read_some(const MutableBuffers& buffers, Token&& token) {
     if constexpr (std::is_same_v<MutableBuffers, PooledRead>) {
       return run<void(boost::system::error_code, std::size_t)>(
-          [p = buffers](TlsCore& c) { return c.read_pooled(p); }, std::forward<Token>(token));
+          [p = buffers](TlsCore& c) { return c.read_pooled(p); }, std::forward<Token>(token), true);
     } else {
       return read_first(buffers, std::forward<Token>(token));
     }
@@ -281,13 +293,14 @@ private:
     if (boost::asio::buffer_sequence_begin(buffers) != boost::asio::buffer_sequence_end(buffers))
       first = *boost::asio::buffer_sequence_begin(buffers);
     return run<void(boost::system::error_code, std::size_t)>(
-        [first](TlsCore& c) { return c.read(first); }, std::forward<Token>(token));
+        [first](TlsCore& c) { return c.read(first); }, std::forward<Token>(token), true);
   }
 
-  template <class Signature, class Attempt, class Token> auto run(Attempt attempt, Token&& token) {
+  template <class Signature, class Attempt, class Token>
+  auto run(Attempt attempt, Token&& token, bool reads = false) {
     constexpr bool kCount = std::is_same_v<Signature, void(boost::system::error_code, std::size_t)>;
     return boost::asio::async_compose<Token, Signature>(
-        detail::TlsOp<NextLayer, Attempt, kCount>{next_, core_, std::move(attempt)}, token,
+        detail::TlsOp<NextLayer, Attempt, kCount>{next_, core_, std::move(attempt), reads}, token,
         next_.get_executor());
   }
 
