@@ -18,9 +18,10 @@ for the build type at hand). Exit status: 0 within the threshold, 1 above it or 
 the origin). Its instructions are only reported: the order in which concurrent streams run
 varies, and so does the figure (by about 1%), and there is no threshold for it.
 
+`--client-tls` has the client speak TLS 1.3 to weir (ALPN: HTTP/1.1, or HTTP/2 with `--h2c`).
 `--upstream-tls` reaches the origin over TLS 1.3 (pooled connections, the certificate verified
-against a CA file; HTTP/1.1 from the client). Reported only, allocations included: OpenSSL's
-record buffers are taken and freed per record (SSL_MODE_RELEASE_BUFFERS), by design.
+against a CA file). Both are reported only, allocations included: OpenSSL's record buffers are
+taken and freed per record (SSL_MODE_RELEASE_BUFFERS), by design.
 
 Both fail when weir calls the heap allocator more than 0.5 times per request: a request in
 steady state takes everything it needs from the worker's free lists. Both also report the system
@@ -256,12 +257,18 @@ def make_cert(tmp: str) -> tuple[str, str]:
 
 
 def run_once(weir: str, origin: Origin, requests: int, tmp: str, tag: str,
-             h2c: bool = False, ca_file: str | None = None) -> tuple[int, int, int, int]:
+             h2c: bool = False, ca_file: str | None = None,
+             client_tls: tuple[str, str] | None = None) -> tuple[int, int, int, int]:
     """weir under callgrind serving `requests` GETs: the total of instructions it executed, its
     heap allocations, its system calls, and its receives that found nothing (see
     read_syscalls)."""
     port = free_port()
-    listener = f'address = "127.0.0.1:{port}"' + (", h2c = true" if h2c else "")
+    if client_tls:
+        alpn = '"h2", "http/1.1"' if h2c else '"http/1.1"'
+        listener = (f'address = "127.0.0.1:{port}", tls = {{ cert = "{client_tls[0]}", '
+                    f'key = "{client_tls[1]}", min-version = "1.3", alpn = [{alpn}] }}')
+    else:
+        listener = f'address = "127.0.0.1:{port}"' + (", h2c = true" if h2c else "")
     conf = os.path.join(tmp, f"weir-{tag}.toml")
     tls = (f'tls = {{ ca-file = "{ca_file}", server-name = "localhost", min-version = "1.3" }}\n'
            if ca_file else "")
@@ -297,8 +304,9 @@ upstream = "origin"
         # Four connections, each sending one request at a time: the shape of a keep-alive client
         # (HTTP/2: four streams at a time on each).
         shape = ["-m", "4"] if h2c else ["--h1", "-m", "1"]
+        scheme = "https" if client_tls else "http"
         load = subprocess.run(["h2load", "-n", str(requests), "-c", "4", *shape,
-                               f"http://127.0.0.1:{port}/"],
+                               f"{scheme}://127.0.0.1:{port}/"],
                               capture_output=True, text=True, timeout=600)
         m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
                       r"(\d+) failed, (\d+) errored", load.stdout)
@@ -343,14 +351,15 @@ def main() -> int:
                     help="HTTP/2 with prior knowledge from the client; reported, not gated")
     ap.add_argument("--upstream-tls", action="store_true",
                     help="the origin reached over TLS 1.3; reported, not gated")
+    ap.add_argument("--client-tls", action="store_true",
+                    help="the client speaks TLS 1.3 to weir; reported, not gated")
     args = ap.parse_args()
-    if (args.h2c or args.upstream_tls) and args.update:
-        ap.error("--h2c and --upstream-tls have no threshold to update")
-    if args.h2c and args.upstream_tls:
-        ap.error("--h2c and --upstream-tls are measured one at a time")
+    tls_any = args.upstream_tls or args.client_tls
+    if (args.h2c or tls_any) and args.update:
+        ap.error("--h2c, --client-tls and --upstream-tls have no threshold to update")
 
     tools = [("valgrind", "valgrind"), ("h2load", "nghttp2-client")]
-    if args.upstream_tls:
+    if tls_any:
         tools.append(("openssl", "openssl"))
     for tool, package in tools:
         if shutil.which(tool) is None:
@@ -368,16 +377,19 @@ def main() -> int:
             os.makedirs(where, exist_ok=True)
             ca_file = None
             tls = None
+            cert = make_cert(tmp) if tls_any else None
             if args.upstream_tls:
-                ca_file, key = make_cert(tmp)
+                ca_file = cert[0]
                 tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 tls.minimum_version = ssl.TLSVersion.TLSv1_3
-                tls.load_cert_chain(ca_file, key)
+                tls.load_cert_chain(*cert)
+            client_tls = cert if args.client_tls else None
             origin = Origin(tls)
             short, short_allocs, short_calls, short_empty = run_once(
-                args.weir, origin, args.base, where, "short", args.h2c, ca_file)
+                args.weir, origin, args.base, where, "short", args.h2c, ca_file, client_tls)
             long, long_allocs, long_calls, long_empty = run_once(
-                args.weir, origin, args.base + args.requests, where, "long", args.h2c, ca_file)
+                args.weir, origin, args.base + args.requests, where, "long", args.h2c, ca_file,
+                client_tls)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
         print(f"callgrind check failed to measure: {e}")
         return 1
@@ -386,7 +398,9 @@ def main() -> int:
             origin.stop()
     per_request = (long - short) / args.requests
     print(f"weir ({kind} build): {per_request:,.0f} user-space instructions per request "
-          f"({'HTTP/2 h2c, 4 streams per connection' if args.h2c else 'HTTP/1.1 keep-alive'}"
+          f"({'HTTP/2' if args.h2c else 'HTTP/1.1 keep-alive'}"
+          f"{' over TLS 1.3' if args.client_tls else ' h2c' if args.h2c else ''}"
+          f"{', 4 streams per connection' if args.h2c else ''}"
           f"{', origin over TLS 1.3' if args.upstream_tls else ''}, "
           f"tiny response; {short:,} instructions for {args.base} "
           f"requests, {long:,} for {args.base + args.requests}; origin connections opened: "
@@ -402,7 +416,7 @@ def main() -> int:
           f"--trace-syscalls; the vDSO's clock calls left out)")
     # No heap allocation per request in steady state, HTTP/1.1 and HTTP/2 alike: what a request
     # creates comes from the worker's lists (runtime/small_alloc.hpp).
-    if args.upstream_tls:
+    if tls_any:
         return 0  # reported only (see the module's description)
     if allocs > MAX_ALLOCATIONS_PER_REQUEST:
         print(f"REGRESSION: {allocs:.2f} heap allocations per request (at most "
