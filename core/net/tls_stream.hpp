@@ -12,9 +12,13 @@
 //   in a block and sent with one send() when the call returns; the block goes back once it is
 //   sent. Only a socket that is full keeps it (the write waits for the rest, under the stream's
 //   write deadline);
-// - with SSL_MODE_RELEASE_BUFFERS (set on every server context) OpenSSL frees its own record
-//   buffers between records.
+// - with SSL_MODE_RELEASE_BUFFERS (set on every context) OpenSSL frees its own record buffers
+//   between records.
 // An idle connection then holds its SSL object and nothing else here.
+//
+// Per call into OpenSSL: its error queue is emptied only when it holds something (ERR_clear_error
+// frees all 16 slots every time); a read with nothing buffered anywhere waits for the socket
+// before it calls OpenSSL (TlsCore::must_receive).
 //
 // The operations are those weir's sessions use: a handshake, read_some, write_some and shutdown,
 // as Asio asynchronous operations (any completion token). One read and one write may run at the
