@@ -102,8 +102,9 @@ TlsCore::~TlsCore() {
 // --- the BIO -----------------------------------------------------------------------------------
 
 bool TlsCore::must_receive() const noexcept {
-  return in_pos_ == in_len_ && !in_eof_ && !send_error_ && SSL_is_init_finished(ssl_) != 0 &&
-         SSL_has_pending(ssl_) == 0;
+  return in_pos_ == in_len_ && !in_eof_ && !send_error_ && out_pos_ == out_len_ &&
+         SSL_is_init_finished(ssl_) != 0 && SSL_has_pending(ssl_) == 0 &&
+         (SSL_get_shutdown(ssl_) & SSL_RECEIVED_SHUTDOWN) == 0;
 }
 
 int TlsCore::bio_read(char* out, int len) {

@@ -102,9 +102,10 @@ public:
   void set_flushing(bool on) noexcept { flushing_ = on; }
 
   // Whether a read would only learn that it needs bytes from the peer: nothing received waits in
-  // the input block, OpenSSL holds no record data, and no handshake is under way (a read could
-  // have output of its own then). A read operation then waits for the socket first, without the
-  // call into OpenSSL that would fail (about 1,500 instructions).
+  // the input block, no output waits to be sent (a read sends it), OpenSSL holds no record data,
+  // no handshake is under way (a read could have output of its own then) and the peer's
+  // close_notify has not come (a read ends at once then). A read operation then waits for the
+  // socket first, without the call into OpenSSL that would fail (about 1,500 instructions).
   bool must_receive() const noexcept;
 
   // The BIO's side (tls_stream.cpp).
@@ -297,7 +298,8 @@ private:
     if (boost::asio::buffer_sequence_begin(buffers) != boost::asio::buffer_sequence_end(buffers))
       first = *boost::asio::buffer_sequence_begin(buffers);
     return run<void(boost::system::error_code, std::size_t)>(
-        [first](TlsCore& c) { return c.read(first); }, std::forward<Token>(token), true);
+        [first](TlsCore& c) { return c.read(first); }, std::forward<Token>(token),
+        first.size() > 0); // (an empty read completes at once)
   }
 
   template <class Signature, class Attempt, class Token>
