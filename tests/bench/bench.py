@@ -603,6 +603,7 @@ class NginxProxy(Proxy):
             proxy_ssl_verify on;
             proxy_ssl_trusted_certificate {self.cert['cert']};
             proxy_ssl_name localhost;
+            proxy_ssl_server_name on;
             proxy_ssl_session_reuse on;
 {common}        }}
     }}

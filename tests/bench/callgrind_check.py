@@ -23,10 +23,10 @@ varies, and so does the figure (by about 1%), and there is no threshold for it.
 against a CA file). Both are reported only, allocations included: OpenSSL's record buffers are
 taken and freed per record (SSL_MODE_RELEASE_BUFFERS), by design.
 
-Both fail when weir calls the heap allocator more than 0.5 times per request: a request in
-steady state takes everything it needs from the worker's free lists. Both also report the system
-calls per request (valgrind's --trace-syscalls, without the clock calls that the vDSO answers
-natively), and how many of them were receives that found nothing.
+The HTTP/1.1 and `--h2c` runs fail when weir calls the heap allocator more than 0.5 times per
+request: a request in steady state takes everything it needs from the worker's free lists. All
+runs also report the system calls per request (valgrind's --trace-syscalls, without the clock
+calls that the vDSO answers natively), and how many of them were receives that found nothing.
 
 `--update` writes the measured figure plus 5% into the threshold file (for a change that makes
 a request legitimately more expensive; say why in the commit)."""
