@@ -251,11 +251,8 @@ struct DnsResolver::Impl : std::enable_shared_from_this<DnsResolver::Impl> {
     std::function<void(DnsAnswer)> done;
   };
 
-  static void on_answer(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int alen) {
-    std::unique_ptr<Pending> pending(static_cast<Pending*>(arg));
-    if (status == ARES_EDESTRUCTION || pending->impl->closed)
-      return;
-    DnsAnswer answer;
+  // The status of an answer from c-ares' status code.
+  static void set_status(int status, DnsAnswer& answer) {
     switch (status) {
     case ARES_SUCCESS:
     case ARES_ENODATA:
@@ -281,6 +278,23 @@ struct DnsResolver::Impl : std::enable_shared_from_this<DnsResolver::Impl> {
       answer.error = ares_strerror(status);
       break;
     }
+  }
+
+  // Completion always runs from the io_context, never inside query() or lookup_host().
+  void deliver(std::function<void(DnsAnswer)> done, DnsAnswer answer) {
+    asio::post(ioc,
+               [keep = shared_from_this(), d = std::move(done), a = std::move(answer)]() mutable {
+                 if (!keep->closed)
+                   d(std::move(a));
+               });
+  }
+
+  static void on_answer(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int alen) {
+    std::unique_ptr<Pending> pending(static_cast<Pending*>(arg));
+    if (status == ARES_EDESTRUCTION || pending->impl->closed)
+      return;
+    DnsAnswer answer;
+    set_status(status, answer);
     if (abuf != nullptr && alen > 0 && answer.status != DnsAnswer::Status::error) {
       std::string error;
       if (!parse_dns_response(abuf, static_cast<size_t>(alen), pending->type, answer, error)) {
@@ -288,12 +302,35 @@ struct DnsResolver::Impl : std::enable_shared_from_this<DnsResolver::Impl> {
         answer.error = error;
       }
     }
-    // Completion always runs from the io_context, never inside query().
-    auto& ioc = pending->impl->ioc;
-    asio::post(ioc, [p = std::move(pending), a = std::move(answer)]() mutable {
-      if (!p->impl->closed)
-        p->done(std::move(a));
-    });
+    pending->impl->deliver(std::move(pending->done), std::move(answer));
+  }
+
+  static void on_addrinfo(void* arg, int status, int /*timeouts*/, ares_addrinfo* res) {
+    std::unique_ptr<Pending> pending(static_cast<Pending*>(arg));
+    std::unique_ptr<ares_addrinfo, decltype(&ares_freeaddrinfo)> hold(res, &ares_freeaddrinfo);
+    if (status == ARES_EDESTRUCTION || pending->impl->closed)
+      return;
+    DnsAnswer answer;
+    set_status(status, answer);
+    for (auto* n = res != nullptr ? res->nodes : nullptr; n != nullptr; n = n->ai_next) {
+      char text[INET6_ADDRSTRLEN] = {};
+      DnsRecord r;
+      if (n->ai_family == AF_INET &&
+          inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(n->ai_addr)->sin_addr, text,
+                    sizeof text) != nullptr) {
+        r.type = kTypeA;
+      } else if (n->ai_family == AF_INET6 &&
+                 inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(n->ai_addr)->sin6_addr,
+                           text, sizeof text) != nullptr) {
+        r.type = kTypeAaaa;
+      } else {
+        continue;
+      }
+      r.ttl = n->ai_ttl > 0 ? static_cast<uint32_t>(n->ai_ttl) : 0;
+      r.address = text;
+      answer.records.push_back(std::move(r));
+    }
+    pending->impl->deliver(std::move(pending->done), std::move(answer));
   }
 };
 
@@ -347,6 +384,15 @@ void DnsResolver::query(const std::string& name, uint16_t type,
                         std::function<void(DnsAnswer)> done) {
   auto* pending = new Impl::Pending{impl_, type, std::move(done)};
   ares_query(impl_->channel, name.c_str(), kClassIn, type, &Impl::on_answer, pending);
+  impl_->schedule();
+}
+
+void DnsResolver::lookup_host(const std::string& name, std::function<void(DnsAnswer)> done) {
+  auto* pending = new Impl::Pending{impl_, 0, std::move(done)};
+  ares_addrinfo_hints hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  ares_getaddrinfo(impl_->channel, name.c_str(), nullptr, &hints, &Impl::on_addrinfo, pending);
   impl_->schedule();
 }
 

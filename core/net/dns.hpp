@@ -55,6 +55,11 @@ public:
   // (unless the resolver is destroyed first).
   void query(const std::string& name, uint16_t type, std::function<void(DnsAnswer)> done);
 
+  // The addresses of a host name as getaddrinfo gives them: /etc/hosts first, then DNS (these
+  // servers, timeout and tries), IPv6 and IPv4, best first (RFC 6724). Records come as A/AAAA
+  // records with `address` set. `done` as for query().
+  void lookup_host(const std::string& name, std::function<void(DnsAnswer)> done);
+
   struct Impl;
 
 private:

@@ -17,6 +17,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
@@ -31,6 +32,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <unordered_map>
 #include <vector>
 
 namespace weir::core::plugin {
@@ -72,6 +74,23 @@ std::chrono::milliseconds left(Clock::time_point deadline) {
   return d.count() > 0 ? d : std::chrono::milliseconds(1);
 }
 
+// A name being looked up for one plugin object. Checks of a name while its lookup runs wait for
+// the same answer (each within its own timeout): a DNS server that does not answer sees one
+// lookup per name at a time, not one per check.
+struct HostLookup {
+  bool done = false;
+  net::DnsAnswer answer;
+  std::vector<asio::steady_timer*> waiters; // woken (cancelled) by the answer
+};
+
+} // namespace
+
+struct OutboundService::Lookups {
+  std::unordered_map<std::string, std::shared_ptr<HostLookup>> by_name;
+};
+
+namespace {
+
 // Fill `target` from an address as plugins write it. A host name is left for resolve() (on the
 // operation's coroutine, not here on the control thread): `port` is then non-zero.
 bool make_target(std::string_view address, upstream::Target& target, uint16_t& port,
@@ -102,17 +121,6 @@ bool make_target(std::string_view address, upstream::Target& target, uint16_t& p
   return true;
 }
 
-// Resolve `target`'s host name when make_target left one (`port` non-zero) within `deadline`.
-net::Task<bool> resolve(upstream::Target& target, uint16_t port, Clock::time_point deadline,
-                        std::string& error) {
-  if (port == 0)
-    co_return true;
-  auto ex = co_await asio::this_coro::executor;
-  bool ok = co_await upstream::resolve_host(ex, target.host, port, left(deadline), target.endpoint,
-                                            error);
-  co_return ok;
-}
-
 // A client context with the system's roots (or `ca_file`), offering http/1.1.
 std::shared_ptr<asio::ssl::context> plain_client_tls(bool verify, const std::string& ca_file,
                                                      std::string& error) {
@@ -131,14 +139,80 @@ std::string status_error(const std::string& error) {
   return error.empty() ? std::string("failed") : error;
 }
 
+// A host name to look up before connecting (make_target left one: `port` non-zero), with the
+// process's resolver, within the operation's timeout (`budget`, for the message).
+struct NameLookup {
+  net::DnsResolver* dns = nullptr;
+  std::shared_ptr<OutboundService::Lookups> lookups;
+  uint16_t port = 0;
+  std::chrono::milliseconds budget{0};
+};
+
+net::Task<bool> resolve(const NameLookup& how, upstream::Target& target, Clock::time_point deadline,
+                        std::string& error) {
+  if (how.port == 0)
+    co_return true;
+  const std::string& host = target.host;
+  if (how.dns == nullptr || !how.lookups) {
+    error = "cannot resolve \"" + host + "\": no resolver in this process";
+    co_return false;
+  }
+  auto& by_name = how.lookups->by_name;
+  std::shared_ptr<HostLookup> l = by_name[host];
+  if (!l) {
+    l = std::make_shared<HostLookup>();
+    by_name[host] = l;
+    how.dns->lookup_host(host, [l, lookups = how.lookups, host](net::DnsAnswer a) {
+      l->done = true;
+      l->answer = std::move(a);
+      for (auto* t : l->waiters)
+        t->cancel();
+      l->waiters.clear();
+      auto it = lookups->by_name.find(host);
+      if (it != lookups->by_name.end() && it->second == l)
+        lookups->by_name.erase(it);
+    });
+  }
+  if (!l->done) {
+    auto ex = co_await asio::this_coro::executor;
+    asio::steady_timer timer(ex, left(deadline));
+    l->waiters.push_back(&timer);
+    struct Unlist { // also when the frame goes unresumed (the io_context's end)
+      HostLookup& l;
+      asio::steady_timer* t;
+      ~Unlist() { std::erase(l.waiters, t); }
+    } unlist{*l, &timer};
+    co_await timer.async_wait(net::use_task_nothrow);
+  }
+  if (!l->done) {
+    error = "cannot resolve \"" + host + "\": no answer within " +
+            std::to_string(how.budget.count()) + "ms";
+    co_return false;
+  }
+  const net::DnsAnswer& a = l->answer;
+  if (a.status != net::DnsAnswer::Status::ok || a.records.empty()) {
+    error = "cannot resolve \"" + host +
+            "\": " + (a.status == net::DnsAnswer::Status::ok ? std::string("no address") : a.error);
+    co_return false;
+  }
+  boost::system::error_code ec;
+  auto ip = asio::ip::make_address(a.records.front().address, ec);
+  if (ec) {
+    error = "cannot resolve \"" + host + "\": bad address \"" + a.records.front().address + "\"";
+    co_return false;
+  }
+  target.endpoint = asio::ip::tcp::endpoint(ip, how.port);
+  co_return true;
+}
+
 net::Task<void> run_probe(std::shared_ptr<OutboundService::Op> op, upstream::Target target,
-                          uint16_t port, upstream::ConnectOptions opts, weir_probe_cb cb,
+                          NameLookup lookup, upstream::ConnectOptions opts, weir_probe_cb cb,
                           void* user) {
   auto t0 = Clock::now();
   auto deadline = t0 + opts.connect_timeout;
   std::string error;
   auto ex = co_await asio::this_coro::executor;
-  bool resolved = co_await resolve(target, port, deadline, error);
+  bool resolved = co_await resolve(lookup, target, deadline, error);
   if (op->cancelled)
     co_return;
   std::unique_ptr<upstream::Conn> conn;
@@ -163,7 +237,7 @@ net::Task<void> run_probe(std::shared_ptr<OutboundService::Op> op, upstream::Tar
 
 struct FetchPlan {
   upstream::Target target;
-  uint16_t resolve_port = 0; // target.host to be resolved first (make_target)
+  NameLookup lookup; // target.host to be resolved first (make_target)
   upstream::ConnectOptions opts;
   bhttp::request<bhttp::string_body> req;
   Clock::time_point deadline;
@@ -181,7 +255,7 @@ net::Task<void> run_fetch(std::shared_ptr<OutboundService::Op> op, FetchPlan pla
   bool truncated = false;
   bool ok = false;
   auto ex = co_await asio::this_coro::executor;
-  bool resolved = co_await resolve(plan.target, plan.resolve_port, plan.deadline, error);
+  bool resolved = co_await resolve(plan.lookup, plan.target, plan.deadline, error);
   if (op->cancelled)
     co_return;
   std::unique_ptr<upstream::Conn> conn;
@@ -304,7 +378,8 @@ bool valid_value(std::string_view s) {
 
 } // namespace
 
-OutboundService::OutboundService(asio::io_context& ioc) : ioc_(ioc) {}
+OutboundService::OutboundService(asio::io_context& ioc)
+    : ioc_(ioc), lookups_(std::make_shared<Lookups>()) {}
 
 OutboundService::~OutboundService() {
   for (auto& [id, op] : ops_) {
@@ -432,7 +507,9 @@ weir_request_id_t OutboundService::probe(HostCtx& ctx, const weir_probe_t& probe
   op->service = this;
   op->id = next_++;
   ops_[op->id] = op;
-  asio::co_spawn(ioc_, run_probe(op, std::move(target), port, std::move(opts), cb, user),
+  NameLookup lookup{ctx.dns, lookups_, port, std::chrono::milliseconds(timeout)};
+  asio::co_spawn(ioc_,
+                 run_probe(op, std::move(target), std::move(lookup), std::move(opts), cb, user),
                  asio::detached);
   return op->id;
 }
@@ -470,10 +547,13 @@ weir_request_id_t OutboundService::fetch(HostCtx& ctx, const weir_fetch_t& f, we
     address = host + ":" + port; // an IPv6 host keeps its brackets
   FetchPlan plan;
   std::string error;
-  if (!make_target(address, plan.target, plan.resolve_port, error))
+  if (!make_target(address, plan.target, plan.lookup.port, error))
     return fail(fmt::format("cannot use address \"{}\": {}", address, error));
   uint64_t timeout = f.timeout_ms == 0 ? kDefaultFetchTimeoutMs : f.timeout_ms;
   plan.deadline = Clock::now() + std::chrono::milliseconds(timeout);
+  plan.lookup.dns = ctx.dns;
+  plan.lookup.lookups = lookups_;
+  plan.lookup.budget = std::chrono::milliseconds(timeout);
   plan.max_body = f.max_body == 0 ? kDefaultMaxBody : f.max_body;
   plan.opts.h1_only = true;
   if (https) {

@@ -45,10 +45,12 @@ public:
                         void* user);
   void cancel(weir_request_id_t id);
 
-  struct Op; // one running operation (shared with its coroutine)
+  struct Op;      // one running operation (shared with its coroutine)
+  struct Lookups; // host names being looked up (shared with the lookups' callbacks)
 
 private:
   boost::asio::io_context& ioc_;
+  std::shared_ptr<Lookups> lookups_;
   std::map<weir_request_id_t, std::shared_ptr<Op>> ops_;
   weir_request_id_t next_ = 1;
 };

@@ -5,9 +5,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/address.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/stream_traits.hpp>
@@ -18,7 +16,6 @@
 
 #include <memory>
 #include <mutex>
-#include <unordered_map>
 #include <vector>
 
 namespace weir::core::upstream {
@@ -122,77 +119,6 @@ std::string Conn::alpn() const {
     return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p), len);
   }
   return {};
-}
-
-namespace {
-
-// One getaddrinfo in flight per host and port on a thread: callers that come while it runs wait
-// for its answer (each under its own deadline). During a DNS outage the checks of a name then
-// queue no lookups behind the one that hangs.
-struct Lookup {
-  explicit Lookup(net::Executor ex) : resolver(ex) {}
-  asio::ip::tcp::resolver resolver;
-  bool done = false;
-  error_code ec;
-  asio::ip::tcp::resolver::results_type results;
-  std::vector<asio::steady_timer*> waiters; // woken (cancelled) by the answer
-};
-
-// Pending lookups by "host:port". The lookup's handler owns it; an entry whose lookup ended or
-// was dropped with its io_context has expired.
-thread_local std::unordered_map<std::string, std::weak_ptr<Lookup>> t_lookups;
-
-std::shared_ptr<Lookup> start_lookup(net::Executor ex, const std::string& host, uint16_t port) {
-  std::string key = host + ':' + std::to_string(port);
-  if (auto it = t_lookups.find(key); it != t_lookups.end()) {
-    if (auto l = it->second.lock(); l && !l->done)
-      return l;
-  }
-  auto l = std::make_shared<Lookup>(ex);
-  t_lookups[key] = l;
-  l->resolver.async_resolve(host, std::to_string(port), asio::ip::tcp::resolver::numeric_service,
-                            [l, key](error_code ec, asio::ip::tcp::resolver::results_type r) {
-                              l->done = true;
-                              l->ec = ec;
-                              l->results = std::move(r);
-                              for (auto* t : l->waiters)
-                                t->cancel();
-                              l->waiters.clear();
-                              if (auto it = t_lookups.find(key);
-                                  it != t_lookups.end() && it->second.lock() == l)
-                                t_lookups.erase(it);
-                            });
-  return l;
-}
-
-} // namespace
-
-net::Task<bool> resolve_host(net::Executor ex, const std::string& host, uint16_t port,
-                             std::chrono::milliseconds timeout, asio::ip::tcp::endpoint& out,
-                             std::string& error) {
-  std::shared_ptr<Lookup> l = start_lookup(ex, host, port);
-  if (!l->done) {
-    asio::steady_timer timer(ex, timeout);
-    l->waiters.push_back(&timer);
-    struct Unlist { // also when the frame goes unresumed (the io_context's end)
-      Lookup& l;
-      asio::steady_timer* t;
-      ~Unlist() { std::erase(l.waiters, t); }
-    } unlist{*l, &timer};
-    co_await timer.async_wait(net::use_task_nothrow);
-  }
-  if (!l->done) {
-    error = "cannot resolve \"" + host + "\": no answer within " + std::to_string(timeout.count()) +
-            "ms";
-    co_return false;
-  }
-  if (l->ec || l->results.empty()) {
-    error =
-        "cannot resolve \"" + host + "\": " + (l->ec ? l->ec.message() : std::string("no address"));
-    co_return false;
-  }
-  out = l->results.begin()->endpoint();
-  co_return true;
 }
 
 net::Task<std::unique_ptr<Conn>> connect(net::Executor ex, const Target& target,

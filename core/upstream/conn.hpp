@@ -108,13 +108,6 @@ struct ConnectOptions {
 net::Task<std::unique_ptr<Conn>> connect(net::Executor ex, const Target& target,
                                          const ConnectOptions& opts, std::string& error);
 
-// Resolve a host name as the system does (getaddrinfo: /etc/hosts, then DNS) on Asio's resolver
-// thread, so the calling thread goes on serving meanwhile. The address the system prefers goes
-// to `out`. Gives up after `timeout` with an error (the lookup itself ends in the background).
-net::Task<bool> resolve_host(net::Executor ex, const std::string& host, uint16_t port,
-                             std::chrono::milliseconds timeout, boost::asio::ip::tcp::endpoint& out,
-                             std::string& error);
-
 // A TLS client context for an upstream group (verification, CA file, client certificate,
 // minimum version, ALPN for `protocol`). Null with `error` when a file cannot be used.
 std::shared_ptr<boost::asio::ssl::context>
