@@ -71,7 +71,15 @@ Cache& cache() {
   return c;
 }
 
-int on_new(SSL*, SSL_SESSION* s) {
+int on_new(SSL* ssl, SSL_SESSION* s) {
+  // OpenSSL reports every TLS 1.3 ticket it issues here, stateless ones included (two per
+  // handshake): those carry their own state and are never looked up, so keeping them would only
+  // cost each handshake two insertions (and later evictions) and fill the cache with sessions
+  // nobody asks for. Kept: TLS 1.2 sessions (session ids) and stateful TLS 1.3 tickets
+  // (session-tickets = false).
+  if (SSL_SESSION_get_protocol_version(s) >= TLS1_3_VERSION &&
+      (SSL_get_options(ssl) & SSL_OP_NO_TICKET) == 0)
+    return 0; // (OpenSSL drops the reference it gave us)
   cache().add(s);
   return 1; // we keep the reference
 }
