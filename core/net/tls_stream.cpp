@@ -102,7 +102,7 @@ TlsCore::~TlsCore() {
 // --- the BIO -----------------------------------------------------------------------------------
 
 bool TlsCore::must_receive() const noexcept {
-  return in_pos_ == in_len_ && !in_eof_ && !send_error_ && out_pos_ == out_len_ &&
+  return in_pos_ == in_len_ && !in_eof_ && !send_error_ && (out_pos_ == out_len_ || flushing_) &&
          SSL_is_init_finished(ssl_) != 0 && SSL_has_pending(ssl_) == 0 &&
          (SSL_get_shutdown(ssl_) & SSL_RECEIVED_SHUTDOWN) == 0;
 }

@@ -102,7 +102,8 @@ public:
   void set_flushing(bool on) noexcept { flushing_ = on; }
 
   // Whether a read would only learn that it needs bytes from the peer: nothing received waits in
-  // the input block, no output waits to be sent (a read sends it), OpenSSL holds no record data,
+  // the input block, no output waits to be sent (a read would send it; not while a write is
+  // sending it, which a read leaves alone), OpenSSL holds no record data,
   // no handshake is under way (a read could have output of its own then) and the peer's
   // close_notify has not come (a read ends at once then). A read operation then waits for the
   // socket first, without the call into OpenSSL that would fail (about 1,500 instructions).

@@ -2,6 +2,7 @@
 
 #include <openssl/ssl.h>
 
+#include <cstdint>
 #include <ctime>
 #include <deque>
 #include <string>
@@ -77,8 +78,12 @@ int on_new(SSL* ssl, SSL_SESSION* s) {
   // cost each handshake two insertions (and later evictions) and fill the cache with sessions
   // nobody asks for. Kept: TLS 1.2 sessions (session ids) and stateful TLS 1.3 tickets
   // (session-tickets = false).
-  if (SSL_SESSION_get_protocol_version(s) >= TLS1_3_VERSION &&
-      (SSL_get_options(ssl) & SSL_OP_NO_TICKET) == 0)
+  // (OpenSSL makes its TLS 1.3 tickets stateful with SSL_OP_NO_TICKET, and for early data with
+  // replay protection: weir enables no early data, but those sessions would be kept too.)
+  const uint64_t options = SSL_get_options(ssl);
+  const bool stateful = (options & SSL_OP_NO_TICKET) != 0 ||
+                        (SSL_get_max_early_data(ssl) > 0 && (options & SSL_OP_NO_ANTI_REPLAY) == 0);
+  if (SSL_SESSION_get_protocol_version(s) >= TLS1_3_VERSION && !stateful)
     return 0; // (OpenSSL drops the reference it gave us)
   cache().add(s);
   return 1; // we keep the reference
