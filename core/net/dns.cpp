@@ -312,6 +312,8 @@ struct DnsResolver::Impl : std::enable_shared_from_this<DnsResolver::Impl> {
       return;
     DnsAnswer answer;
     set_status(status, answer);
+    if (status == ARES_ECONNREFUSED) // (also c-ares' answer when no source had the name)
+      answer.error = "no answer: the DNS server refused the query, or none could be asked";
     for (auto* n = res != nullptr ? res->nodes : nullptr; n != nullptr; n = n->ai_next) {
       char text[INET6_ADDRSTRLEN] = {};
       DnsRecord r;

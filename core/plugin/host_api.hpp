@@ -60,8 +60,12 @@ struct HostCtx {
   // WEIR_FETCH_UPSTREAM_TLS); null for objects outside a group.
   std::shared_ptr<const GroupTls> group_tls;
   bool in_group = false;
-  // The process's DNS resolver (control thread); null when there is none (weir check, tests).
+  // The process's DNS resolver (control thread; `[dns]`'s servers) for dns_query; null when there
+  // is none (weir check, tests).
   net::DnsResolver* dns = nullptr;
+  // The resolver with the system's servers (/etc/resolv.conf), for the host names of probes and
+  // fetches: the same servers that resolve published targets for traffic (getaddrinfo).
+  net::DnsResolver* host_dns = nullptr;
 
   // Cancel every pending timer, probe and fetch; no callback of this object runs afterwards.
   void cancel_timers();

@@ -74,10 +74,15 @@ std::chrono::milliseconds left(Clock::time_point deadline) {
   return d.count() > 0 ? d : std::chrono::milliseconds(1);
 }
 
-// A name being looked up for one plugin object. Checks of a name while its lookup runs wait for
-// the same answer (each within its own timeout): a DNS server that does not answer sees one
-// lookup per name at a time, not one per check.
+// A name being looked up (on the control thread, for every plugin object). A check of a name
+// whose lookup started less than kJoinLookup ago (or the check's own timeout, when longer) waits
+// for that answer: a DNS server that does not answer sees about one lookup of a name per
+// kJoinLookup, not one per check and checker. An older lookup is not joined (its retries come
+// seconds apart: a server that came back would not be heard from soon); a new one starts.
+constexpr std::chrono::seconds kJoinLookup{3};
+
 struct HostLookup {
+  Clock::time_point started;
   bool done = false;
   net::DnsAnswer answer;
   std::vector<asio::steady_timer*> waiters; // woken (cancelled) by the answer
@@ -159,8 +164,10 @@ net::Task<bool> resolve(const NameLookup& how, upstream::Target& target, Clock::
   }
   auto& by_name = how.lookups->by_name;
   std::shared_ptr<HostLookup> l = by_name[host];
-  if (!l) {
+  auto now = Clock::now();
+  if (!l || l->done || now - l->started >= std::max<Clock::duration>(how.budget, kJoinLookup)) {
     l = std::make_shared<HostLookup>();
+    l->started = now;
     by_name[host] = l;
     how.dns->lookup_host(host, [l, lookups = how.lookups, host](net::DnsAnswer a) {
       l->done = true;
@@ -378,8 +385,15 @@ bool valid_value(std::string_view s) {
 
 } // namespace
 
-OutboundService::OutboundService(asio::io_context& ioc)
-    : ioc_(ioc), lookups_(std::make_shared<Lookups>()) {}
+namespace {
+// One map of lookups per thread (the control thread): every plugin object's checks share it.
+std::shared_ptr<OutboundService::Lookups> thread_lookups() {
+  thread_local auto lookups = std::make_shared<OutboundService::Lookups>();
+  return lookups;
+}
+} // namespace
+
+OutboundService::OutboundService(asio::io_context& ioc) : ioc_(ioc), lookups_(thread_lookups()) {}
 
 OutboundService::~OutboundService() {
   for (auto& [id, op] : ops_) {
@@ -507,7 +521,7 @@ weir_request_id_t OutboundService::probe(HostCtx& ctx, const weir_probe_t& probe
   op->service = this;
   op->id = next_++;
   ops_[op->id] = op;
-  NameLookup lookup{ctx.dns, lookups_, port, std::chrono::milliseconds(timeout)};
+  NameLookup lookup{ctx.host_dns, lookups_, port, std::chrono::milliseconds(timeout)};
   asio::co_spawn(ioc_,
                  run_probe(op, std::move(target), std::move(lookup), std::move(opts), cb, user),
                  asio::detached);
@@ -551,7 +565,7 @@ weir_request_id_t OutboundService::fetch(HostCtx& ctx, const weir_fetch_t& f, we
     return fail(fmt::format("cannot use address \"{}\": {}", address, error));
   uint64_t timeout = f.timeout_ms == 0 ? kDefaultFetchTimeoutMs : f.timeout_ms;
   plan.deadline = Clock::now() + std::chrono::milliseconds(timeout);
-  plan.lookup.dns = ctx.dns;
+  plan.lookup.dns = ctx.host_dns;
   plan.lookup.lookups = lookups_;
   plan.lookup.budget = std::chrono::milliseconds(timeout);
   plan.max_body = f.max_body == 0 ? kDefaultMaxBody : f.max_body;

@@ -46,7 +46,7 @@ public:
   void cancel(weir_request_id_t id);
 
   struct Op;      // one running operation (shared with its coroutine)
-  struct Lookups; // host names being looked up (shared with the lookups' callbacks)
+  struct Lookups; // host names being looked up (per thread; shared with the lookups' callbacks)
 
 private:
   boost::asio::io_context& ioc_;

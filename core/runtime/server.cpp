@@ -72,9 +72,10 @@ bool parse_listen_address(const std::string& text, tcp::endpoint& out) {
 class Group {
 public:
   Group(size_t index, const CompiledUpstream& plan, asio::io_context& control,
-        std::vector<std::unique_ptr<Worker>>& workers, net::DnsResolver* dns)
+        std::vector<std::unique_ptr<Worker>>& workers, net::DnsResolver* dns,
+        net::DnsResolver* host_dns)
       : index_(index), plan_(plan), control_(control), workers_(workers), dns_(dns),
-        log_(logger("upstream")) {
+        host_dns_(host_dns), log_(logger("upstream")) {
     auto tls = std::make_shared<plugin::GroupTls>();
     tls->context = plan_.client_tls;
     if (plan_.cfg->tls) {
@@ -92,6 +93,7 @@ public:
             c.group_tls = group_tls_;
             c.in_group = true;
             c.dns = dns_;
+            c.host_dns = host_dns_;
             c.on_health = [this, i](std::string_view id, bool healthy, std::string_view reason) {
               on_health(i, id, healthy, reason);
             };
@@ -103,6 +105,7 @@ public:
           c.in_group = true;
           c.group_tls = group_tls_;
           c.dns = dns_;
+          c.host_dns = host_dns_;
           c.on_publish = [this](std::vector<plugin::PublishedTarget> targets) {
             on_publish(std::move(targets));
           };
@@ -329,6 +332,7 @@ private:
   asio::io_context& control_;
   std::vector<std::unique_ptr<Worker>>& workers_;
   net::DnsResolver* dns_ = nullptr;
+  net::DnsResolver* host_dns_ = nullptr;
   std::shared_ptr<spdlog::logger> log_;
   std::shared_ptr<const plugin::GroupTls> group_tls_;
   std::unique_ptr<plugin::DiscoveryInstance> discovery_;
@@ -419,12 +423,16 @@ int run_server(std::unique_ptr<Plan> plan) {
               l.proxy_protocol_from.empty() ? "" : " with PROXY protocol");
   }
   std::unique_ptr<net::DnsResolver> dns;
+  std::unique_ptr<net::DnsResolver> host_dns; // the system's servers: probes' and fetches' names
   try {
     net::DnsSettings ds;
     ds.servers = cfg.dns.servers;
     ds.timeout = cfg.dns.timeout;
     ds.tries = cfg.dns.tries;
     dns = std::make_unique<net::DnsResolver>(control, ds);
+    net::DnsSettings system = ds;
+    system.servers.clear(); // /etc/resolv.conf's
+    host_dns = std::make_unique<net::DnsResolver>(control, system);
   } catch (const std::exception& e) {
     log->error("{}", e.what());
     return 1;
@@ -432,7 +440,8 @@ int run_server(std::unique_ptr<Plan> plan) {
   std::vector<std::unique_ptr<Group>> groups;
   try {
     for (size_t i = 0; i < plan->upstreams.size(); ++i) {
-      groups.push_back(std::make_unique<Group>(i, plan->upstreams[i], control, workers, dns.get()));
+      groups.push_back(std::make_unique<Group>(i, plan->upstreams[i], control, workers, dns.get(),
+                                               host_dns.get()));
       groups.back()->start();
     }
   } catch (const std::exception& e) {

@@ -738,7 +738,7 @@ class HealthTest(wt.WeirTestCase):
         name = f"app.weir.test:{a.address.rsplit(':', 1)[1]}"
         other = f"other.weir.test:{b.address.rsplit(':', 1)[1]}"
         admin = wt.free_port()
-        # A lookup that hangs ends after 2 tries of 1.5 s: what the control thread would wait.
+        # A lookup that hangs ends after 1.5 s + 3 s (c-ares doubles the wait on its second try).
         conf = health_config(
             [name, other], admin_port=admin,
             health='{ use = "tcp", interval = "300ms", timeout = "300ms", fall = 2, rise = 2 }')
@@ -772,8 +772,9 @@ class HealthTest(wt.WeirTestCase):
         self.assertLess(slowest, 1.0, "the admin endpoint stalled behind a DNS lookup")
         # The other name's checks went on meanwhile.
         self.assertGreater(b.accepted, b_checks)
-        # One lookup of the name at a time: about 4 queries (A and AAAA, 2 tries) per 3 s,
-        # where a lookup per check (every 300 ms) would make some 20.
+        # About one lookup of the name every 3 s (checks join a younger one), each 2 queries (A
+        # and AAAA) and 2 more on its retry 1.5 s later: at most about 6 in 3 s, where a lookup
+        # per check (one every 600 ms) would make some 16.
         n0, s0 = dns.unanswered, time.monotonic()
         time.sleep(3.0)
         self.assertLessEqual(dns.unanswered - n0, 8,

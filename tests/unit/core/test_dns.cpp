@@ -1,9 +1,12 @@
 // The DNS answer parser behind dns_query: records of the asked type, compressed names, TXT
-// strings, the SOA negative TTL, and malformed messages.
+// strings, the SOA negative TTL, and malformed messages; host lookups through c-ares.
 #include "core/net/dns.hpp"
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/udp.hpp>
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -201,4 +204,95 @@ TEST_CASE("dns: malformed messages are refused, never read past the end") {
   DnsAnswer bad_txt;
   REQUIRE(parse_dns_response(t.b.data(), t.b.size(), 16, bad_txt, error));
   CHECK(bad_txt.records.empty());
+}
+
+// --- DnsResolver::lookup_host (c-ares' getaddrinfo) ---------------------------------------------
+
+namespace {
+
+using weir::core::net::DnsResolver;
+using weir::core::net::DnsSettings;
+
+// Runs `ioc` until `done` or 5 s.
+void run_until(boost::asio::io_context& ioc, const bool& done) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!done && std::chrono::steady_clock::now() < until) {
+    ioc.restart();
+    ioc.run_for(std::chrono::milliseconds(20));
+  }
+}
+
+// A UDP port on 127.0.0.1 that reads nothing and answers nothing (a DNS server that hangs).
+struct SilentServer {
+  boost::asio::io_context io;
+  boost::asio::ip::udp::socket sock{
+      io, boost::asio::ip::udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0)};
+  std::string address() const {
+    return "127.0.0.1:" + std::to_string(sock.local_endpoint().port());
+  }
+};
+
+} // namespace
+
+TEST_CASE("dns: lookup_host answers from /etc/hosts, never inside the call") {
+  boost::asio::io_context ioc;
+  DnsResolver resolver(ioc, DnsSettings{});
+  bool called = false;
+  DnsAnswer answer;
+  resolver.lookup_host("localhost", [&](DnsAnswer a) {
+    called = true;
+    answer = std::move(a);
+  });
+  CHECK_FALSE(called); // (c-ares answers from the hosts file at once; the callback is posted)
+  run_until(ioc, called);
+  REQUIRE(called);
+  CHECK(answer.status == DnsAnswer::Status::ok);
+  bool loopback = false;
+  for (const auto& r : answer.records)
+    loopback = loopback || r.address == "127.0.0.1" || r.address == "::1";
+  CHECK(loopback);
+}
+
+TEST_CASE(
+    "dns: lookup_host reports a refused server, and drops a pending lookup with the resolver") {
+  boost::asio::io_context ioc;
+  SUBCASE("refused") {
+    // A port nobody listens on: an error (refused, or timed out when no ICMP error comes back).
+    std::string closed;
+    {
+      SilentServer s;
+      closed = s.address();
+    }
+    DnsSettings settings;
+    settings.servers = {closed};
+    settings.timeout = std::chrono::milliseconds(500);
+    settings.tries = 1;
+    DnsResolver resolver(ioc, settings);
+    bool called = false;
+    DnsAnswer answer;
+    resolver.lookup_host("nothing.weir.test", [&](DnsAnswer a) {
+      called = true;
+      answer = std::move(a);
+    });
+    run_until(ioc, called);
+    REQUIRE(called);
+    CHECK(answer.status == DnsAnswer::Status::error);
+    CHECK(answer.records.empty());
+    CHECK_FALSE(answer.error.empty()); // ("timed out" here: no ICMP error reaches c-ares)
+  }
+  SUBCASE("pending when the resolver goes away") {
+    SilentServer silent;
+    DnsSettings settings;
+    settings.servers = {silent.address()};
+    settings.timeout = std::chrono::milliseconds(2000);
+    bool called = false;
+    {
+      DnsResolver resolver(ioc, settings);
+      resolver.lookup_host("nothing.weir.test", [&](DnsAnswer) { called = true; });
+      ioc.run_for(std::chrono::milliseconds(100)); // the query is out, unanswered
+    }
+    ioc.restart();
+    ioc.run_for(std::chrono::milliseconds(200));
+    CHECK_FALSE(called);
+  }
 }
