@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -234,7 +236,31 @@ struct SilentServer {
 
 } // namespace
 
+namespace {
+
+// Whether /etc/hosts names localhost (c-ares 1.18 has no built-in answer for it).
+bool hosts_has_localhost() {
+  std::ifstream in("/etc/hosts");
+  std::string line;
+  while (std::getline(in, line)) {
+    line = line.substr(0, line.find('#'));
+    std::istringstream words(line);
+    std::string word;
+    words >> word; // the address
+    while (words >> word)
+      if (word == "localhost")
+        return true;
+  }
+  return false;
+}
+
+} // namespace
+
 TEST_CASE("dns: lookup_host answers from /etc/hosts, never inside the call") {
+  if (!hosts_has_localhost()) {
+    MESSAGE("skipped: /etc/hosts does not name localhost");
+    return;
+  }
   boost::asio::io_context ioc;
   DnsResolver resolver(ioc, DnsSettings{});
   bool called = false;
