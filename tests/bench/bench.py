@@ -437,6 +437,9 @@ class Origin:
             with open(os.path.join(self.dir, "www", path.lstrip("/")), "wb") as f:
                 f.write((b"0123456789abcdef" * (size // 16 + 1))[:size])
         affinity = (f"worker_cpu_affinity {Pinning.mask(pin.load_cpu)};\n" if pin.pinned else "")
+        locations = f"""        location = / {{ default_type text/plain; return 200 "{BODY.decode()}"; }}
+        location / {{ root {self.dir}/www; }}
+"""
         tls_server = ""
         if cert:
             tls_server = f"""    server {{
@@ -444,9 +447,7 @@ class Origin:
         ssl_certificate {cert['cert']};
         ssl_certificate_key {cert['key']};
         ssl_protocols TLSv1.3;
-        location = / {{ default_type text/plain; return 200 "{BODY.decode()}"; }}
-        location / {{ root {self.dir}/www; }}
-    }}
+{locations}    }}
 """
         self.conf = os.path.join(self.dir, "nginx.conf")
         with open(self.conf, "w") as f:
@@ -461,9 +462,7 @@ http {{
     keepalive_timeout {LONG_TIMEOUT_S}s;
     server {{
         listen 127.0.0.1:{self.port} backlog=4096;
-        location = / {{ default_type text/plain; return 200 "{BODY.decode()}"; }}
-        location / {{ root {self.dir}/www; }}
-    }}
+{locations}    }}
 {tls_server}    server {{
         listen 127.0.0.1:{self.stub_port};
         location / {{ stub_status; }}
@@ -587,15 +586,17 @@ class NginxProxy(Proxy):
             proxy_max_temp_file_size 0;
             proxy_read_timeout {LONG_TIMEOUT_S}s;
 """
-        up_tls = ""
-        if self.up_tls():
-            up_tls = f"""    upstream o_tls {{
-        server 127.0.0.1:{self.origin.tls_port};
+        def upstream(name: str, port: int) -> str:
+            return f"""    upstream {name} {{
+        server 127.0.0.1:{port};
         keepalive {UPSTREAM_POOL};
         keepalive_requests 100000000;
         keepalive_timeout {LONG_TIMEOUT_S}s;
     }}
-    server {{
+"""
+        up_tls = ""
+        if self.up_tls():
+            up_tls = upstream("o_tls", self.origin.tls_port) + f"""    server {{
         listen 127.0.0.1:{self.ports['uptls']} backlog=4096;
         location / {{
             proxy_pass https://o_tls;
@@ -620,13 +621,7 @@ http {{
     http2_body_preread_size {H2_INITIAL_WINDOW + 1};
     # The client's Host as sent (HTTP/1.0 without Host: the address, as weir does).
     map $http_host $bench_host {{ "" "127.0.0.1"; default $http_host; }}
-{tls_conf}    upstream o {{
-        server 127.0.0.1:{self.origin.port};
-        keepalive {UPSTREAM_POOL};
-        keepalive_requests 100000000;
-        keepalive_timeout {LONG_TIMEOUT_S}s;
-    }}
-    server {{
+{tls_conf}{upstream("o", self.origin.port)}    server {{
         listen 127.0.0.1:{self.ports['h1']} backlog=4096;
         listen 127.0.0.1:{self.ports['h2c']} http2 backlog=4096;
 {tls_listen}        location / {{

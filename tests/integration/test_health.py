@@ -137,11 +137,11 @@ class LoadLoop:
             return len([r for r in self.results if r[2] == name and r[0] >= since])
 
 
-class StubDns:
-    """A DNS server on 127.0.0.2:53 (UDP) answering A queries for `names` (name -> IPv4), NOERROR
-    without data for their other types and NXDOMAIN for any other name. Queries for a name in
-    `silent` are read and left unanswered (a server that hangs for that name); `unanswered`
-    counts them."""
+class DnsServer:
+    """The test's own DNS server (Knot cannot stop answering one name on demand), on
+    127.0.0.2:53 (UDP): A records for `names` (name -> IPv4), NOERROR without data for their other
+    types, NXDOMAIN for any other name. Queries for a name in `silent` are read and left
+    unanswered (a server that hangs for that name); `unanswered` counts them."""
 
     HOST = "127.0.0.2"
 
@@ -713,12 +713,12 @@ class HealthTest(wt.WeirTestCase):
         resolve" after their timeout, while the other name's target stays healthy and the control
         thread (the admin endpoint here) goes on serving; the checks of the hanging name share
         one lookup; when DNS answers again the target comes back. Needs root: weir runs in a mount
-        namespace where /etc/resolv.conf names a stub DNS server on 127.0.0.2:53."""
+        namespace where /etc/resolv.conf names the test's DNS server on 127.0.0.2:53."""
         if os.geteuid() != 0:
             self.skipTest("needs root (a mount namespace and port 53)")
         resolv = os.path.join(self.tmp, "resolv.conf")
         with open(resolv, "w") as f:
-            f.write(f"nameserver {StubDns.HOST}\n")
+            f.write(f"nameserver {DnsServer.HOST}\n")
         wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c",
                 'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv]
         try:
@@ -729,9 +729,9 @@ class HealthTest(wt.WeirTestCase):
             self.skipTest(f"cannot bind-mount /etc/resolv.conf in a mount namespace: "
                           f"{pre.stderr.decode(errors='replace').strip()}")
         try:
-            dns = StubDns({"app.weir.test": "127.0.0.1", "other.weir.test": "127.0.0.1"})
+            dns = DnsServer({"app.weir.test": "127.0.0.1", "other.weir.test": "127.0.0.1"})
         except OSError as e:
-            self.skipTest(f"cannot listen on {StubDns.HOST}:53: {e}")
+            self.skipTest(f"cannot listen on {DnsServer.HOST}:53: {e}")
         self.addCleanup(dns.stop)
         a = self.origin("a")
         b = self.origin("b")
