@@ -56,6 +56,16 @@ decltype(auto) on_lowest(std::variant<TcpStream, TlsStream, UnixStream>& v, F&& 
       v);
 }
 
+// TCP's simultaneous open lets a connection to a port of this host where nothing listens reach
+// itself: the kernel picked that very port as the source (a port in the ephemeral range, free).
+// The connect succeeds and every byte sent comes back as the answer (a request read as a
+// malformed response; a TCP health check passing). Such a connection was refused.
+bool connected_to_itself(const TcpStream::socket_type& s, const asio::ip::tcp::endpoint& remote) {
+  error_code ec;
+  auto local = s.local_endpoint(ec);
+  return !ec && local == remote;
+}
+
 std::string ssl_error_text(SSL* ssl, const error_code& ec) {
   if (ssl != nullptr) {
     long vr = SSL_get_verify_result(ssl);
@@ -156,6 +166,15 @@ net::Task<std::unique_ptr<Conn>> connect(net::Executor ex, const Target& target,
     auto [ec] = co_await tcp.async_connect(target.endpoint, net::use_task_nothrow);
     if (ec) {
       error = ec == beast::error::timeout ? "timed out" : ec.message();
+      co_return nullptr;
+    }
+    if (connected_to_itself(tcp.socket(), target.endpoint)) {
+      // Closed with a reset: a normal close would keep the port in TIME_WAIT, and the next
+      // connect there would fail with "Cannot assign requested address" instead.
+      error_code ignored;
+      tcp.socket().set_option(asio::socket_base::linger(true, 0), ignored);
+      error = asio::error::make_error_code(asio::error::connection_refused).message() +
+              " (the connection reached itself: nothing listens there)";
       co_return nullptr;
     }
     error_code ignored;

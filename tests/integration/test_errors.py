@@ -3,6 +3,9 @@
 bad chunk syntax. weir keeps serving afterwards."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import weirtest as wt
@@ -78,6 +81,90 @@ class ErrorsTest(wt.WeirTestCase):
         self.assertStatus(r, 502, "second GET to the dead origin")
         logs = [a for a in w.wait_access_logs(2) if a.get("path") == "/dead"]
         self.assertEqual([a["status"] for a in logs], [502, 502], f"access log lines: {logs}")
+
+    def test_a_connection_that_reaches_itself_is_refused(self):
+        """A connect to a port of this host where nothing listens can reach itself when the kernel
+        picks that same port as the source (TCP simultaneous open): the request then came back as
+        its own "response". weir treats such a connection as refused: the request is retried on
+        another target, and a TCP health check fails. To make it happen on every connect, weir runs
+        in a network namespace whose ephemeral port range is that one port. Needs root."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root (a network namespace)")
+        wrapper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "one_port_netns.py")
+        dead, web, dead_service, live, admin = (wt.free_port() for _ in range(5))
+        wrap = ["unshare", "-n", sys.executable, wrapper, str(dead), "--"]
+        try:
+            pre = subprocess.run(wrap + ["true"], capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            self.skipTest(f"cannot run unshare: {e}")
+        if pre.returncode != 0:
+            self.skipTest("cannot set up a network namespace: "
+                          f"{pre.stderr.decode(errors='replace').strip()}")
+        conf = f"""
+[system]
+workers = 1
+
+[log]
+level = "info"
+
+[admin]
+listen = "127.0.0.1:{admin}"
+
+[upstreams.mixed]
+discovery = {{ use = "static", targets = ["127.0.0.1:{dead}", "127.0.0.1:{live}"] }}
+lb = {{ use = "round-robin" }}
+
+[upstreams.dead]
+discovery = {{ use = "static", targets = ["127.0.0.1:{dead}"] }}
+health = {{ use = "tcp", interval = "300ms", timeout = "300ms", fall = 1, rise = 1 }}
+
+[services.web]
+listeners = [{{ address = "127.0.0.1:{web}" }}]
+upstream = "mixed"
+
+[services.dead]
+listeners = [{{ address = "127.0.0.1:{dead_service}" }}]
+upstream = "dead"
+
+[services.live]
+listeners = [{{ address = "127.0.0.1:{live}" }}]
+filters = [{{ use = "respond", status = 200, body = "live\\n" }}]
+"""
+        w = wt.Weir(conf)
+        w.argv = wrap + w.argv
+        self._weirs.append(w)
+        self.addCleanup(self._finish_weir, w)
+        w.start()
+
+        def get(port: int, path: str = "/") -> wt.CurlResult:
+            # Inside weir's namespace, from source ports outside its one ephemeral port.
+            return wt.curl("--local-port", "2000-2100", f"http://127.0.0.1:{port}{path}",
+                           prefix=["nsenter", "-t", str(w.pid), "-n"])
+
+        for i in range(6):  # round robin: every other request picks the dead target first
+            r = get(web)
+            self.assertStatus(r, 200, f"request {i} through an upstream with one dead target")
+            self.assertEqual(r.body, b"live\n")
+        self.assertIsNotNone(
+            w.wait_for_line(lambda s: "Connection refused (the connection reached itself" in s, 5),
+            "no connect to the dead target was refused as reaching itself")
+        self.assertNotIn("malformed status line", w.log_text())
+
+        def dead_state() -> dict:
+            r = get(admin, "/upstreams")
+            if r.status != 200:
+                return {}
+            for u in json.loads(r.body)["upstreams"]:
+                if u["name"] == "dead":
+                    return u["targets"][0]
+            return {}
+        self.assertTrue(wt.wait_until(lambda: dead_state().get("healthy") is False, 5, 0.2),
+                        f"the TCP check of a port that reaches itself passed: {dead_state()}")
+        self.assertIn("reached itself", json.dumps(dead_state()))
+        t0 = time.monotonic()
+        r = get(dead_service)
+        self.assertStatus(r, 502, "the only target reaches itself")
+        self.assertLess(time.monotonic() - t0, 5.0)
 
     def test_504_stalled_origin(self):
         w = self.start_weir(wt.basic_config({"app": self.o.address},

@@ -1070,11 +1070,13 @@ class CurlResult:
                 f"{self.body[:300]!r}\n  stderr: {self.stderr.strip()}")
 
 
-def curl(*args: str, timeout: float = 30.0, stdin=None) -> CurlResult:
-    """Runs curl for one URL; the response head(s) are parsed from -D, the body read from a file."""
+def curl(*args: str, timeout: float = 30.0, stdin=None,
+         prefix: list[str] | None = None) -> CurlResult:
+    """Runs curl for one URL; the response head(s) are parsed from -D, the body read from a file.
+    prefix: a command curl runs under (nsenter into weir's network namespace, say)."""
     with tempfile.TemporaryDirectory(prefix="weir-curl-") as d:
         hfile, bfile = os.path.join(d, "h"), os.path.join(d, "b")
-        cmd = ["curl", "-sS", "--noproxy", "*", "--max-time", str(int(timeout)),
+        cmd = [*(prefix or []), "curl", "-sS", "--noproxy", "*", "--max-time", str(int(timeout)),
                "-D", hfile, "-o", bfile, *args]
         p = subprocess.run(cmd, capture_output=True, timeout=timeout + 10, stdin=stdin,
                            env=clean_env())
