@@ -107,6 +107,14 @@ bool TlsCore::must_receive() const noexcept {
          (SSL_get_shutdown(ssl_) & SSL_RECEIVED_SHUTDOWN) == 0;
 }
 
+bool TlsCore::release_buffers() noexcept {
+  // (SSL_free_buffers refuses, too, when a buffer holds data; the check here keeps a partial
+  // record away from OpenSSL builds older than 3.0.14, whose refusal missed it: CVE-2024-4741.)
+  if (SSL_has_pending(ssl_) != 0)
+    return false;
+  return SSL_free_buffers(ssl_) == 1;
+}
+
 int TlsCore::bio_read(char* out, int len) {
   std::size_t avail = in_len_ - in_pos_;
   if (avail == 0)

@@ -12,8 +12,10 @@
 //   in a block and sent with one send() when the call returns; the block goes back once it is
 //   sent. Only a socket that is full keeps it (the write waits for the rest, under the stream's
 //   write deadline);
-// - with SSL_MODE_RELEASE_BUFFERS (set on every context) OpenSSL frees its own record buffers
-//   between records.
+// - OpenSSL's own record buffers are freed once the connection has been quiet for a while
+//   (release_buffers(): a client connection between requests after Worker::kParkAfter, a pooled
+//   upstream connection at the pool's next sweep), not between records as
+//   SSL_MODE_RELEASE_BUFFERS would (about 1,000 instructions and two allocations per request).
 // An idle connection then holds its SSL object and nothing else here.
 //
 // Per call into OpenSSL: its error queue is emptied only when it holds something (ERR_clear_error
@@ -108,6 +110,13 @@ public:
   // close_notify has not come (a read ends at once then). A read operation then waits for the
   // socket first, without the call into OpenSSL that would fail (about 1,500 instructions).
   bool must_receive() const noexcept;
+
+  // OpenSSL's record buffers (about 17 KiB each way) go back to the heap; OpenSSL takes new ones
+  // at the next record. For a connection that has been quiet for a while: a busy one keeps them
+  // (with SSL_MODE_RELEASE_BUFFERS, freeing and taking them around every record cost about 1,000
+  // instructions per request). False when OpenSSL holds bytes it has not passed on yet (a part of
+  // a record): they stay.
+  bool release_buffers() noexcept;
 
   // The BIO's side (tls_stream.cpp).
   bool input_ended() const noexcept { return in_eof_ && in_pos_ == in_len_; }
@@ -284,6 +293,9 @@ public:
     return run<void(boost::system::error_code, std::size_t)>(
         [parts](TlsCore& c) { return c.write(parts.b, parts.count); }, std::forward<Token>(token));
   }
+
+  // See TlsCore::release_buffers.
+  bool release_buffers() noexcept { return core_.release_buffers(); }
 
   // Sends close_notify (without waiting for the peer's).
   template <class Token> auto async_shutdown(Token&& token) {

@@ -121,6 +121,12 @@ int Conn::native_handle() {
   return on_lowest(s_, [](auto& low) { return static_cast<int>(low.socket().native_handle()); });
 }
 
+bool Conn::release_buffers() {
+  if (auto* t = std::get_if<TlsStream>(&s_))
+    return t->release_buffers();
+  return false;
+}
+
 std::string Conn::alpn() const {
   if (const auto* t = std::get_if<TlsStream>(&s_)) {
     const unsigned char* p = nullptr;
@@ -226,9 +232,8 @@ std::shared_ptr<asio::ssl::context> make_client_tls(bool verify, const std::stri
   SSL_CTX* c = ctx->native_handle();
   SSL_CTX_set_min_proto_version(c, min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
   SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-  // A pooled connection waiting for its next request gives OpenSSL's record buffers back, as
-  // client connections do (net::TlsStream holds none of its own then).
-  SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+  // No SSL_MODE_RELEASE_BUFFERS: a connection that stays in the pool gives OpenSSL's record
+  // buffers back at the pool's sweep (Conn::release_buffers), a busy one keeps them.
   auto fail = [&](const std::string& what) {
     unsigned long e = ERR_get_error();
     char buf[256] = {};

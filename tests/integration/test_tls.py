@@ -5,6 +5,7 @@ Real peers: curl, openssl s_client, and Python's ssl module (OpenSSL underneath)
 certificate each name gets. Certificates are made with the openssl command for each test run.
 """
 
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import time
 import unittest
 
+import h2raw
 import weirtest as wt
 
 
@@ -78,6 +80,102 @@ def read_response(s) -> bytes:
 
 def subject_of(cert: dict) -> dict:
     return {k: v for rdn in cert["subject"] for (k, v) in rdn}
+
+
+class SplitRecordClient:
+    """A TLS client over ssl.MemoryBIO, so that the record of a request can leave in two parts.
+    HTTP/1.1, or HTTP/2 with frames written by hand (h2raw; the response's header block is not
+    decoded: :status 200 is the static table's entry 8)."""
+
+    def __init__(self, addr: tuple[str, int], alpn: str, cafile: str):
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.set_alpn_protocols([alpn])
+        self.sock = socket.create_connection(addr, timeout=10)
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="a.test")
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.flush()
+                self.fill()
+        self.flush()
+        self.alpn = self.tls.selected_alpn_protocol()
+        self.plain = b""
+        self.stream_id = -1
+        if self.alpn == "h2":
+            self.tls.write(h2raw.PREFACE + h2raw.settings())
+            self.flush()
+
+    def flush(self, split: bool = False) -> None:
+        data = self.outgoing.read()
+        if split:  # half of the record now, the rest once the connection has been quiet
+            self.sock.sendall(data[:len(data) // 2])
+            time.sleep(0.2)
+            data = data[len(data) // 2:]
+        self.sock.sendall(data)
+
+    def fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise AssertionError("weir closed the connection")
+        self.incoming.write(chunk)
+
+    def more(self) -> None:
+        """Appends the next decrypted bytes to self.plain."""
+        while True:
+            try:
+                self.plain += self.tls.read(65536)
+                self.flush()  # (a read may have something to send)
+                return
+            except ssl.SSLWantReadError:
+                self.fill()
+
+    def get(self, path: str, split: bool) -> tuple[int, bytes]:
+        if self.alpn == "h2":
+            return self.get_h2(path, split)
+        self.tls.write(f"GET {path} HTTP/1.1\r\nHost: a.test\r\n\r\n".encode())
+        self.flush(split)
+        while b"\r\n\r\n" not in self.plain:
+            self.more()
+        head, _, rest = self.plain.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+        while len(rest) < length:
+            self.more()
+            rest = self.plain.partition(b"\r\n\r\n")[2]
+        self.plain = rest[length:]
+        return int(head.split(b" ", 2)[1]), rest[:length]
+
+    def get_h2(self, path: str, split: bool) -> tuple[int, bytes]:
+        self.stream_id += 2
+        sid = self.stream_id
+        block = h2raw.request_block("GET", path, "a.test", scheme="https")
+        self.tls.write(h2raw.headers(sid, block, end_stream=True))
+        self.flush(split)
+        status, body = 0, b""
+        while True:
+            while len(self.plain) < 9 or len(self.plain) < 9 + int.from_bytes(self.plain[:3],
+                                                                               "big"):
+                self.more()
+            length = int.from_bytes(self.plain[:3], "big")
+            ftype, flags = self.plain[3], self.plain[4]
+            fsid = int.from_bytes(self.plain[5:9], "big") & 0x7fffffff
+            payload, self.plain = self.plain[9:9 + length], self.plain[9 + length:]
+            if ftype == h2raw.SETTINGS and not flags & h2raw.ACK:
+                self.tls.write(h2raw.settings(ack=True))
+                self.flush()
+            elif fsid == sid and ftype == h2raw.HEADERS:
+                status = 200 if payload[:1] == b"\x88" else -1
+            elif fsid == sid and ftype == h2raw.DATA:
+                body += payload
+                if flags & h2raw.END_STREAM:
+                    return status, body
+            elif ftype in (h2raw.RST_STREAM, h2raw.GOAWAY):
+                raise AssertionError(f"{h2raw.TYPE_NAMES[ftype]} from weir")
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class TlsTest(wt.WeirTestCase):
@@ -264,6 +362,27 @@ upstream = "app"
         ok = openssl("s_client", "-connect", f"{host}:{port}", "-servername", "a.test", "-tls1_3",
                      stdin=b"")
         self.assertEqual(ok.returncode, 0, ok.stderr.decode())
+
+    def test_quiet_connections_give_buffers_back_and_keep_working(self):
+        """A TLS connection quiet for a few dozen milliseconds has OpenSSL give its record buffers
+        back (busy ones keep them). Here, over HTTP/1.1 and HTTP/2, requests come after such a
+        pause, and one arrives at once as a record cut in two with a pause in the middle: the
+        connection turns quiet while OpenSSL holds the first half, which must stay where it is,
+        and the request is answered whole."""
+        w = self.start_weir(self.config())
+        for alpn in ("http/1.1", "h2"):
+            with self.subTest(alpn=alpn):
+                client = SplitRecordClient(w.addr(), alpn, self.pki.ca)
+                try:
+                    self.assertEqual(client.alpn, alpn)
+                    for i, split in enumerate((False, True, False)):
+                        if not split:
+                            time.sleep(0.2)  # quiet: the buffers go back
+                        status, body = client.get(f"/quiet/{i}", split)
+                        self.assertEqual(status, 200, f"request {i} (record split: {split})")
+                        self.assertEqual(json.loads(body)["target"], f"/quiet/{i}")
+                finally:
+                    client.close()
 
     def test_session_resumption(self):
         w = self.start_weir(self.config())

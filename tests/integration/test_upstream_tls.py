@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import ssl
+import time
 import unittest
 
 import tlsutil
@@ -89,6 +90,23 @@ class UpstreamTlsTest(wt.WeirTestCase):
         self.assertIn(ok[0].version, ("TLSv1.2", "TLSv1.3"))
         self.assertEqual(ok[0].alpn, "http/1.1")  # protocol = "h1" offers only http/1.1
         self.assertEqual(self.access_for(w, "/a/2")["upstream"], origin.address)
+
+    def test_a_pooled_connection_quiet_across_sweeps_is_reused(self):
+        """A pooled TLS connection that stays idle past the pool's sweeps gives OpenSSL's record
+        buffers back (they are not freed between records while it is busy); its next request
+        takes new ones and is answered on the same connection."""
+        origin = self.tls_origin(self.good, name="secure")
+        tls = f'{{ ca-file = {wt.toml_str(self.ca.ca)}, server-name = "origin.test" }}'
+        w = self.start_weir(self.config({"app": (origin.address, tls)}))
+        for i in range(3):
+            if i > 0:
+                time.sleep(2.2)  # two sweeps of the pool (one a second)
+            r = self.get(w, f"/q/{i}")
+            self.assertStatus(r, 200, f"GET /q/{i}")
+            self.assertEqual(self.body(r)["path"], f"/q/{i}")
+        ok = origin.handshakes_ok()
+        self.assertEqual(len(ok), 1, [dataclass_str(c) for c in origin.snapshot()])
+        self.assertEqual(len(ok[0].requests), 3)
 
     def test_ip_target_is_checked_against_ip_san_without_sni(self):
         with_ip = self.tls_origin(self.good, name="with-ip")
