@@ -494,9 +494,6 @@ protected:
   // No stream and no stream coroutine: the keep-alive clock runs.
   bool idle() const { return streams_.empty() && live_handlers_ == 0; }
 
-  // The transport's buffers that a quiet connection can give back (TLS: OpenSSL's records).
-  virtual void release_buffers() {}
-
   void note_activity() {
     if (idle()) {
       last_active_ = Clock::now();
@@ -532,16 +529,6 @@ protected:
       }
       if (queued_ends_ > 0)
         deadline = std::min(deadline, expire_held_ends(now));
-      if (idle() && released_for_ != last_active_) {
-        // Quiet for Worker::kParkAfter: OpenSSL's record buffers go back (TLS), once per spell.
-        auto d = last_active_ + Worker::kParkAfter;
-        if (now >= d) {
-          released_for_ = last_active_;
-          release_buffers();
-        } else {
-          deadline = std::min(deadline, d);
-        }
-      }
       if (idle() && !idle_goaway_ && !terminating_) {
         auto d = last_active_ + limits_.keepalive_timeout;
         if (now >= d) {
@@ -1110,10 +1097,9 @@ protected:
   std::vector<uint8_t> out_; // frames on their way to the socket
   size_t live_handlers_ = 0;
   Clock::time_point last_active_ = Clock::now();
-  Clock::time_point released_for_{}; // the last_active_ of the last release_buffers()
-  int32_t header_stream_ = 0;        // the stream whose header block is arriving, or 0
-  H2Stream* header_st_ = nullptr;    // that stream (valid while header_stream_ names it: a closing
-                                     // stream clears header_stream_)
+  int32_t header_stream_ = 0;     // the stream whose header block is arriving, or 0
+  H2Stream* header_st_ = nullptr; // that stream (valid while header_stream_ names it: a closing
+                                  // stream clears header_stream_)
   Clock::time_point header_start_{};
 
   bool dead_ = false;        // the transport is gone (or must not be used any more)
@@ -1289,11 +1275,6 @@ public:
              const ConnInfo& conn, Stream& stream)
       : Core(worker, services, conn), stream_(stream) {}
   ~Connection() = default;
-
-  void release_buffers() override {
-    if constexpr (requires(Stream & s) { s.release_buffers(); })
-      stream_.release_buffers();
-  }
 
   net::Task<void> run(beast::flat_buffer& initial) {
     if (!init()) {

@@ -207,15 +207,7 @@ public:
   // Worker::kParkAfter while run() read with a block between requests (the read is cancelled and
   // the connection parks: see park_out(); returns true), or keepalive-timeout (header-timeout,
   // before the first request) passed: the connection closes without a word.
-  // A TLS connection between requests does not park: quiet for Worker::kParkAfter, it gives
-  // OpenSSL's record buffers back instead (see read_idle) and keeps waiting.
   bool on_idle_timeout() override {
-    if constexpr (kTls) {
-      if (tls_quiet_) {
-        client_.release_buffers();
-        return false;
-      }
-    }
     bool park = reading_idle_ && Clock::now() < wait_deadline_;
     if (park)
       park_ = true;
@@ -700,18 +692,13 @@ private:
 
   // A TLS connection between requests holds no read buffer (a plain one parks instead): buf_'s
   // block goes back, the read borrows a pooled block once bytes come (net::PooledRead through
-  // net::TlsStream), and buf_ gets a copy of them. Once it has been quiet for Worker::kParkAfter,
-  // the idle sweep has OpenSSL give its record buffers back too (on_idle_timeout).
+  // net::TlsStream), and buf_ gets a copy of them.
   net::Task<std::tuple<error_code>> read_idle() {
     buf_.shrink_to_fit(); // (empty: its block goes back)
     BufferPool& pool = worker_.buffers();
     BufferPool::Block block(nullptr, BufferPool::Deleter{&pool});
-    tls_quiet_ = true;
-    idle_deadline = Clock::now() + Worker::kParkAfter;
     auto [ec, n] =
         co_await client_.async_read_some(net::PooledRead(pool, block), net::use_task_nothrow);
-    tls_quiet_ = false;
-    idle_deadline = Clock::time_point::max();
     if (!ec && n > 0) {
       auto room = buf_.prepare(n);
       std::memcpy(room.data(), block.get(), n);
@@ -1277,7 +1264,6 @@ private:
   // Parking an idle keep-alive connection (plain streams; see on_idle_timeout).
   bool reading_idle_ = false;       // run() waits between requests with a block
   bool park_ = false;               // the sweep cancelled that read to park the connection
-  bool tls_quiet_ = false;          // read_idle waits (TLS): the sweep may release buffers
   bool parked_out_ = false;         // run() returned to park the connection (see park_out)
   bool resumed_ = false;            // run() continues a parked connection
   Clock::time_point wait_deadline_; // keepalive-timeout of the current wait

@@ -78,6 +78,56 @@ BIO_METHOD* socket_method() {
 
 } // namespace
 
+// --- TlsQuietList -----------------------------------------------------------------------------
+
+namespace {
+thread_local TlsQuietList* this_thread_list = nullptr;
+} // namespace
+
+TlsQuietList::~TlsQuietList() {
+  for (TlsCore* c : cores_) // (none should be left: they go first)
+    c->quiet_ = nullptr;
+  if (this_thread_list == this)
+    this_thread_list = nullptr;
+}
+
+void TlsQuietList::install() noexcept {
+  this_thread_list = this;
+}
+
+TlsQuietList* TlsQuietList::current() noexcept {
+  return this_thread_list;
+}
+
+void TlsQuietList::add(TlsCore* c) {
+  c->quiet_slot_ = cores_.size();
+  cores_.push_back(c);
+  c->quiet_ = this;
+}
+
+void TlsQuietList::remove(TlsCore* c) noexcept {
+  std::size_t i = c->quiet_slot_;
+  cores_[i] = cores_.back();
+  cores_[i]->quiet_slot_ = i;
+  cores_.pop_back();
+  c->quiet_ = nullptr;
+}
+
+TlsQuietList::Swept TlsQuietList::sweep() noexcept {
+  Swept out;
+  for (TlsCore* c : cores_) {
+    if (c->called_) {
+      c->called_ = false; // busy since the last sweep: looked at again at the next
+    } else if (!c->released_) {
+      c->released_ = c->release_buffers();
+      ++(c->released_ ? out.released : out.kept);
+    }
+  }
+  return out;
+}
+
+// --- TlsCore -----------------------------------------------------------------------------------
+
 TlsCore::TlsCore(SSL_CTX* ctx, BufferPool& pool) : pool_(pool) {
   BIO_METHOD* method = socket_method(); // (before SSL_new: it may throw)
   ssl_ = SSL_new(ctx);
@@ -93,9 +143,22 @@ TlsCore::TlsCore(SSL_CTX* ctx, BufferPool& pool) : pool_(pool) {
   // As Asio's engine: a write may end after some records (write_some), and a retried write may
   // come from another address (our writes are never retried: the BIO takes everything).
   SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // Record buffers: given back by the thread's quiet list, or (a thread without one) after every
+  // record.
+  if (TlsQuietList* list = TlsQuietList::current()) {
+    try {
+      list->add(this);
+    } catch (const std::bad_alloc&) {
+      SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
+    }
+  } else {
+    SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
+  }
 }
 
 TlsCore::~TlsCore() {
+  if (quiet_ != nullptr)
+    quiet_->remove(this);
   SSL_free(ssl_); // (frees the BIO)
 }
 
@@ -108,9 +171,12 @@ bool TlsCore::must_receive() const noexcept {
 }
 
 bool TlsCore::release_buffers() noexcept {
-  // (SSL_free_buffers refuses, too, when a buffer holds data; the check here keeps a partial
-  // record away from OpenSSL builds older than 3.0.14, whose refusal missed it: CVE-2024-4741.)
-  if (SSL_has_pending(ssl_) != 0)
+  // OpenSSL between records: its read state is "read header" ("RH"; "RB" once a header is in and
+  // the body is awaited) and no byte of a record waits in its buffer. SSL_free_buffers refuses
+  // by itself in the other cases too, but OpenSSL builds before 3.0.14 missed a record whose
+  // header alone had come, and freed the buffer under it (CVE-2024-4741).
+  if (SSL_is_init_finished(ssl_) == 0 || SSL_has_pending(ssl_) != 0 ||
+      std::strcmp(SSL_rstate_string(ssl_), "RH") != 0)
     return false;
   return SSL_free_buffers(ssl_) == 1;
 }
@@ -261,6 +327,7 @@ TlsCore::Step TlsCore::finish(int ret, std::size_t n, bool may_flush) {
 }
 
 TlsCore::Step TlsCore::handshake(asio::ssl::stream_base::handshake_type type) {
+  note_call();
   clear_errors();
   if (!role_set_) { // (once: a call after WANT_READ continues the handshake)
     role_set_ = true;
@@ -274,6 +341,7 @@ TlsCore::Step TlsCore::handshake(asio::ssl::stream_base::handshake_type type) {
 }
 
 TlsCore::Step TlsCore::read(asio::mutable_buffer b) {
+  note_call();
   clear_errors();
   if (b.size() == 0)
     return {};
@@ -283,6 +351,7 @@ TlsCore::Step TlsCore::read(asio::mutable_buffer b) {
 }
 
 TlsCore::Step TlsCore::read_pooled(const PooledRead& p) {
+  note_call();
   clear_errors();
   auto& slot = *p.slot;
   if (!slot) {
@@ -301,6 +370,7 @@ TlsCore::Step TlsCore::read_pooled(const PooledRead& p) {
 }
 
 TlsCore::Step TlsCore::write(const asio::const_buffer* bufs, std::size_t count) {
+  note_call();
   clear_errors();
   // Small buffers are gathered into one record (a head and the start of a body, say); a large
   // one is written from where it is, at most kMaxWrite bytes of it.
@@ -333,6 +403,7 @@ TlsCore::Step TlsCore::write(const asio::const_buffer* bufs, std::size_t count) 
 }
 
 TlsCore::Step TlsCore::shutdown() {
+  note_call();
   clear_errors();
   int ret = SSL_shutdown(ssl_);
   // 0: our close_notify went; the peer's is not waited for. Either way the call succeeded.

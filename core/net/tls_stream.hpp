@@ -12,10 +12,11 @@
 //   in a block and sent with one send() when the call returns; the block goes back once it is
 //   sent. Only a socket that is full keeps it (the write waits for the rest, under the stream's
 //   write deadline);
-// - OpenSSL's own record buffers are freed once the connection has been quiet for a while
-//   (release_buffers(): a client connection between requests after Worker::kParkAfter, a pooled
-//   upstream connection at the pool's next sweep), not between records as
-//   SSL_MODE_RELEASE_BUFFERS would (about 1,000 instructions and two allocations per request).
+// - OpenSSL's own record buffers (about 17 KiB each way) are freed once the connection has made
+//   no call into OpenSSL for a while (TlsQuietList, swept by the worker: 10 to 50 ms), whatever
+//   it waits for (the next request, a slow upstream, a tunnel's next bytes), not between records
+//   as SSL_MODE_RELEASE_BUFFERS would (about 1,000 instructions and two allocations per
+//   request). On a thread without a list (the control thread) that mode is used instead.
 // An idle connection then holds its SSL object and nothing else here.
 //
 // Per call into OpenSSL: its error queue is emptied only when it holds something (ERR_clear_error
@@ -52,8 +53,39 @@
 #include <cstring>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace weir::core::net {
+
+class TlsCore;
+
+// The TLS connections of one thread (a worker's) whose OpenSSL record buffers go back once they
+// are quiet: sweep() frees the buffers of each connection that made no call into OpenSSL since
+// the sweep before, so a busy connection keeps them and one that waits for anything gives them
+// back after one to two periods of the sweep. A TlsCore joins the list of the thread it is made
+// on (install()), and must be destroyed on that thread, before the list.
+class TlsQuietList {
+public:
+  TlsQuietList() = default;
+  TlsQuietList(const TlsQuietList&) = delete;
+  TlsQuietList& operator=(const TlsQuietList&) = delete;
+  ~TlsQuietList();
+
+  // This list takes the TlsCores made on the calling thread from now on.
+  void install() noexcept;
+  static TlsQuietList* current() noexcept;
+  void add(TlsCore* c);
+  void remove(TlsCore* c) noexcept;
+  struct Swept {
+    std::size_t released = 0; // connections whose buffers went back
+    std::size_t kept = 0;     // quiet, but OpenSSL holds part of a record (or the handshake runs)
+  };
+  Swept sweep() noexcept;
+  std::size_t size() const noexcept { return cores_.size(); }
+
+private:
+  std::vector<TlsCore*> cores_;
+};
 
 // What TlsStream keeps of a connection, without its transport and its operations (which are
 // templates): the SSL object, the BIO's input and output, and the steps every operation takes.
@@ -112,10 +144,9 @@ public:
   bool must_receive() const noexcept;
 
   // OpenSSL's record buffers (about 17 KiB each way) go back to the heap; OpenSSL takes new ones
-  // at the next record. For a connection that has been quiet for a while: a busy one keeps them
-  // (with SSL_MODE_RELEASE_BUFFERS, freeing and taking them around every record cost about 1,000
-  // instructions per request). False when OpenSSL holds bytes it has not passed on yet (a part of
-  // a record): they stay.
+  // at the next record (TlsQuietList calls it for a quiet connection). False, and nothing freed,
+  // while the handshake runs or OpenSSL is inside a record: part of one received (its header, or
+  // more), or record data not yet read out.
   bool release_buffers() noexcept;
 
   // The BIO's side (tls_stream.cpp).
@@ -139,6 +170,11 @@ private:
   bool have_out_block();
   void release_in() noexcept;
   void release_out() noexcept;
+  // Every step calls into OpenSSL: the connection is busy (see TlsQuietList).
+  void note_call() noexcept {
+    called_ = true;
+    released_ = false;
+  }
   boost::system::error_code error_of(int ret);
 
   SSL* ssl_ = nullptr;
@@ -152,6 +188,13 @@ private:
   bool flushing_ = false; // a write operation is sending out_ (nobody else sends meanwhile)
   boost::system::error_code send_error_;
   bool role_set_ = false; // SSL_set_accept_state or _connect_state was called
+  // TlsQuietList's bookkeeping: a call into OpenSSL since its last sweep; buffers released since
+  // the last call; the list (null: SSL_MODE_RELEASE_BUFFERS instead) and the place in it.
+  friend class TlsQuietList;
+  bool called_ = false;
+  bool released_ = true;
+  TlsQuietList* quiet_ = nullptr;
+  std::size_t quiet_slot_ = 0;
 };
 
 namespace detail {
@@ -293,9 +336,6 @@ public:
     return run<void(boost::system::error_code, std::size_t)>(
         [parts](TlsCore& c) { return c.write(parts.b, parts.count); }, std::forward<Token>(token));
   }
-
-  // See TlsCore::release_buffers.
-  bool release_buffers() noexcept { return core_.release_buffers(); }
 
   // Sends close_notify (without waiting for the peer's).
   template <class Token> auto async_shutdown(Token&& token) {

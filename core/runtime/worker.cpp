@@ -256,6 +256,7 @@ bool Worker::start(std::string& error) {
   std::promise<std::string> ready;
   auto result = ready.get_future();
   thread_ = std::thread([this, &ready] {
+    tls_quiet_.install(); // (TLS connections made on this thread join it)
     try {
       build_instances();
     } catch (const std::exception& e) {
@@ -358,6 +359,15 @@ void Worker::schedule_idle_sweep(std::chrono::milliseconds after) {
         if (s->on_idle_timeout())
           ++parked;
       }
+    // TLS connections that made no call into OpenSSL since the last sweep give its record
+    // buffers back (net::TlsQuietList).
+    if (tls_quiet_.size() > 0) {
+      auto swept = tls_quiet_.sweep();
+      if (swept.released + swept.kept > 0)
+        logger("tls")->trace("record buffers of {} quiet connections released, {} kept (a record "
+                             "under way)",
+                             swept.released, swept.kept);
+    }
     // Blocks that a load peak left in the worker's caches go back to the heap, and after a burst
     // of connections going idle together (many sessions freed at once), the heap gives its free
     // pages back to the system: without that, the process would keep the peak's RSS.

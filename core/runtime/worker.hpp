@@ -161,6 +161,9 @@ private:
   const Plan& plan_;
   // Before ioc_: unfinished requests give their buffers back when the io_context goes.
   BufferPool buffers_;
+  // The worker's TLS connections, whose OpenSSL buffers the idle sweep gives back once they are
+  // quiet. Before ioc_ and the pools, whose connections leave it as they go.
+  net::TlsQuietList tls_quiet_;
   // Owned by pointer so the thread can destroy it (and with it any unfinished session) while the
   // plugin instances the sessions point to still exist.
   std::unique_ptr<boost::asio::io_context> ioc_;

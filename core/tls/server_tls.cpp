@@ -86,8 +86,8 @@ bool ServerTls::configure(SSL_CTX* ctx, std::string& error) const {
   if (!cfg_.session_tickets)
     options |= SSL_OP_NO_TICKET;
   SSL_CTX_set_options(ctx, options);
-  // No SSL_MODE_RELEASE_BUFFERS: a quiet connection gives OpenSSL's record buffers back
-  // (net::TlsCore::release_buffers), a busy one keeps them.
+  // No SSL_MODE_RELEASE_BUFFERS: a quiet connection gives OpenSSL's record buffers back, a busy
+  // one keeps them (net::TlsQuietList).
   use_worker_session_cache(ctx);
   SSL_CTX_set_timeout(ctx, static_cast<long>(cfg_.session_timeout.count() / 1000));
   // Per listener: a session from one listener never resumes on another (OpenSSL compares it).

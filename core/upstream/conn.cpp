@@ -60,10 +60,17 @@ decltype(auto) on_lowest(std::variant<TcpStream, TlsStream, UnixStream>& v, F&& 
 // itself: the kernel picked that very port as the source (a port in the ephemeral range, free).
 // The connect succeeds and every byte sent comes back as the answer (a request read as a
 // malformed response; a TCP health check passing). Such a connection was refused.
-bool connected_to_itself(const TcpStream::socket_type& s, const asio::ip::tcp::endpoint& remote) {
+// (A target of 0.0.0.0 or :: reaches this host's loopback address: the peer's address is asked
+// for then.)
+bool connected_to_itself(const TcpStream::socket_type& s, const asio::ip::tcp::endpoint& target) {
   error_code ec;
   auto local = s.local_endpoint(ec);
-  return !ec && local == remote;
+  if (ec)
+    return false;
+  if (!target.address().is_unspecified())
+    return local == target;
+  auto peer = s.remote_endpoint(ec);
+  return !ec && local == peer;
 }
 
 std::string ssl_error_text(SSL* ssl, const error_code& ec) {
@@ -119,12 +126,6 @@ bool Conn::is_open() {
 
 int Conn::native_handle() {
   return on_lowest(s_, [](auto& low) { return static_cast<int>(low.socket().native_handle()); });
-}
-
-bool Conn::release_buffers() {
-  if (auto* t = std::get_if<TlsStream>(&s_))
-    return t->release_buffers();
-  return false;
 }
 
 std::string Conn::alpn() const {
@@ -232,8 +233,8 @@ std::shared_ptr<asio::ssl::context> make_client_tls(bool verify, const std::stri
   SSL_CTX* c = ctx->native_handle();
   SSL_CTX_set_min_proto_version(c, min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
   SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-  // No SSL_MODE_RELEASE_BUFFERS: a connection that stays in the pool gives OpenSSL's record
-  // buffers back at the pool's sweep (Conn::release_buffers), a busy one keeps them.
+  // No SSL_MODE_RELEASE_BUFFERS: a quiet connection gives OpenSSL's record buffers back, a busy
+  // one keeps them (net::TlsQuietList).
   auto fail = [&](const std::string& what) {
     unsigned long e = ERR_get_error();
     char buf[256] = {};

@@ -77,9 +77,6 @@ public:
   bool tls() const { return std::holds_alternative<TlsStream>(s_); }
   // The protocol ALPN chose ("h2", "http/1.1"), or "" (no TLS, or no ALPN).
   std::string alpn() const;
-  // A TLS connection that has been idle a while: OpenSSL's record buffers go back to the heap
-  // (net::TlsCore::release_buffers). False otherwise.
-  bool release_buffers();
 
   std::variant<TcpStream, TlsStream, UnixStream>& variant() { return s_; }
 

@@ -23,7 +23,6 @@
 #include <cstring>
 #include <map>
 #include <optional>
-#include <utility>
 
 namespace weir::core::upstream {
 
@@ -127,16 +126,6 @@ public:
            "s after a request timed out");
     return state_ == State::dead ||
            (state_ == State::ready && calls_ == 0 && now - idle_since_ >= idle_timeout_);
-  }
-
-  // For the pool's sweep: a connection without a call since `since` gives its TLS record
-  // buffers back, once per quiet spell.
-  void release_if_quiet(Clock::time_point since) {
-    if (state_ != State::ready || calls_ != 0 || idle_since_ > since || conn_ == nullptr ||
-        released_for_ == idle_since_)
-      return;
-    released_for_ = idle_since_;
-    conn_->release_buffers();
   }
 
   // A request timed out on this connection: check that the upstream still answers at all.
@@ -589,7 +578,6 @@ private:
   std::vector<net::SteadyTimer*> ready_waiters_;
   Notifier write_wait_;
   Clock::time_point idle_since_;
-  Clock::time_point released_for_{}; // the idle_since_ of the last release_if_quiet
 };
 
 // --- H2Call ------------------------------------------------------------------------------------
@@ -738,7 +726,6 @@ std::shared_ptr<H2Conn> H2Pool::adopt(const std::string& key, std::unique_ptr<Co
 
 void H2Pool::sweep() {
   auto now = Clock::now();
-  auto previous = std::exchange(last_sweep_, now);
   for (auto it = conns_.begin(); it != conns_.end();) {
     auto& v = it->second;
     for (auto c = v.begin(); c != v.end();) {
@@ -746,7 +733,6 @@ void H2Pool::sweep() {
         (*c)->shutdown();
         c = v.erase(c);
       } else {
-        (*c)->release_if_quiet(previous);
         ++c;
       }
     }

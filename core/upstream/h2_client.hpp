@@ -102,8 +102,7 @@ public:
   // Register an already connected one (ALPN chose h2 on a connection made for "auto").
   std::shared_ptr<H2Conn> adopt(const std::string& key, std::unique_ptr<Conn> conn,
                                 const H2Settings& settings, std::chrono::milliseconds idle_timeout);
-  // Close connections that are dead or idle past their timeout; those without a request since
-  // before the previous sweep give their TLS record buffers back (Conn::release_buffers).
+  // Close connections that are dead or idle past their timeout.
   void sweep();
   // The worker drains or stops: connections close once their requests are done, and any made
   // from now on close after the request they were made for.
@@ -127,7 +126,6 @@ private:
   net::Executor ex_;
   bool draining_ = false;
   std::unordered_map<std::string, std::vector<std::shared_ptr<H2Conn>>> conns_;
-  std::chrono::steady_clock::time_point last_sweep_ = std::chrono::steady_clock::now();
 };
 
 } // namespace weir::core::upstream

@@ -3,7 +3,6 @@
 #include <sys/socket.h>
 
 #include <cerrno>
-#include <utility>
 
 namespace weir::core::upstream {
 
@@ -60,7 +59,6 @@ void Pool::put(const Key& key, std::unique_ptr<Stream> stream, size_t max_idle,
 
 void Pool::sweep() {
   auto now = Clock::now();
-  auto previous = std::exchange(last_sweep_, now);
   for (auto it = idle_.begin(); it != idle_.end();) {
     auto& list = it->second;
     for (size_t i = 0; i < list.size();) {
@@ -68,8 +66,6 @@ void Pool::sweep() {
         list[i].stream->close();
         list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
       } else {
-        if (!list[i].released && list[i].parked <= previous)
-          list[i].released = list[i].stream->release_buffers() || !list[i].stream->tls();
         ++i;
       }
     }

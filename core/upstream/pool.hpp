@@ -43,8 +43,7 @@ public:
   // Keep `stream` for reuse unless `max_idle` connections to `key` are already kept.
   void put(const Key& key, std::unique_ptr<Stream> stream, size_t max_idle,
            std::chrono::milliseconds idle_timeout, Clock::time_point now = Clock::now());
-  // Close connections idle past their timeout; those idle since before the previous sweep
-  // give their TLS record buffers back (Conn::release_buffers).
+  // Close connections idle past their timeout.
   void sweep();
   void clear();
   // Close the idle connections whose key `pred` accepts (targets that left their group).
@@ -58,7 +57,6 @@ private:
     std::unique_ptr<Stream> stream;
     Clock::time_point expires;
     Clock::time_point parked;
-    bool released = false; // its TLS buffers went back (sweep)
   };
   // Looked up by a std::string or a Key (hashed beforehand) alike.
   struct KeyHash {
@@ -73,7 +71,6 @@ private:
     bool operator()(const std::string& a, const Key& b) const noexcept { return a == b.text; }
   };
   std::unordered_map<std::string, std::vector<Idle>, KeyHash, KeyEqual> idle_;
-  Clock::time_point last_sweep_ = Clock::now();
 };
 
 } // namespace weir::core::upstream

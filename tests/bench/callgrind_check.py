@@ -20,8 +20,9 @@ varies, and so does the figure (by about 1%), and there is no threshold for it.
 
 `--client-tls` has the client speak TLS 1.3 to weir (ALPN: HTTP/1.1, or HTTP/2 with `--h2c`).
 `--upstream-tls` reaches the origin over TLS 1.3 (pooled connections, the certificate verified
-against a CA file). Both are reported only, allocations included: OpenSSL's record buffers are
-taken and freed per record (SSL_MODE_RELEASE_BUFFERS), by design.
+against a CA file). Both are reported only, allocations included: OpenSSL 3 allocates a little
+per record of its own, and a connection that callgrind's slowness leaves quiet for more than a
+sweep period gives its record buffers back (net::TlsQuietList) and takes them again.
 
 The HTTP/1.1 and `--h2c` runs fail when weir calls the heap allocator more than 0.5 times per
 request: a request in steady state takes everything it needs from the worker's free lists. All

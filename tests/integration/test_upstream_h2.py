@@ -285,8 +285,8 @@ upstream = "slow"
         r = wt.curl("--http2-prior-knowledge", wt.url(self.addr, "/big.bin"))
         self.assertEqual(r.status, 200, r)
         self.assertEqual(hashlib.sha256(r.body).hexdigest(), hashlib.sha256(self.big).hexdigest())
-        # Quiet across two sweeps of the pool, the connection gives OpenSSL's record buffers back;
-        # the next request takes new ones on the same connection.
+        # Quiet, the connection gives OpenSSL's record buffers back (the worker's sweep); the
+        # next request takes new ones on the same connection.
         time.sleep(2.2)
         r = wt.curl("--http2-prior-knowledge", wt.url(self.addr, "/big.bin"))
         self.assertEqual(r.status, 200, r)

@@ -92,15 +92,15 @@ class UpstreamTlsTest(wt.WeirTestCase):
         self.assertEqual(self.access_for(w, "/a/2")["upstream"], origin.address)
 
     def test_a_pooled_connection_quiet_across_sweeps_is_reused(self):
-        """A pooled TLS connection that stays idle past the pool's sweeps gives OpenSSL's record
-        buffers back (they are not freed between records while it is busy); its next request
+        """A pooled TLS connection that stays idle gives OpenSSL's record buffers back at the
+        worker's sweep (they are not freed between records while it is busy); its next request
         takes new ones and is answered on the same connection."""
         origin = self.tls_origin(self.good, name="secure")
         tls = f'{{ ca-file = {wt.toml_str(self.ca.ca)}, server-name = "origin.test" }}'
         w = self.start_weir(self.config({"app": (origin.address, tls)}))
         for i in range(3):
             if i > 0:
-                time.sleep(2.2)  # two sweeps of the pool (one a second)
+                time.sleep(2.2)  # (a second or two: a worker with no client connection rests)
             r = self.get(w, f"/q/{i}")
             self.assertStatus(r, 200, f"GET /q/{i}")
             self.assertEqual(self.body(r)["path"], f"/q/{i}")
