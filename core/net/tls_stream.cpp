@@ -119,8 +119,10 @@ TlsQuietList::Swept TlsQuietList::sweep() noexcept {
     if (c->called_) {
       c->called_ = false; // busy since the last sweep: looked at again at the next
     } else if (!c->released_) {
-      c->released_ = c->release_buffers();
-      ++(c->released_ ? out.released : out.kept);
+      // Quiet since the last sweep. Whether OpenSSL lets go of its buffers changes only with a
+      // call into it (which clears released_ again), so a refusal is not asked again either.
+      ++(c->release_buffers() ? out.released : out.kept);
+      c->released_ = true;
     }
   }
   return out;
@@ -173,10 +175,11 @@ bool TlsCore::must_receive() const noexcept {
 bool TlsCore::release_buffers() noexcept {
   // OpenSSL between records: its read state is "read header" ("RH"; "RB" once a header is in and
   // the body is awaited) and no byte of a record waits in its buffer. SSL_free_buffers refuses
-  // by itself in the other cases too, but OpenSSL builds before 3.0.14 missed a record whose
-  // header alone had come, and freed the buffer under it (CVE-2024-4741).
-  if (SSL_is_init_finished(ssl_) == 0 || SSL_has_pending(ssl_) != 0 ||
-      std::strcmp(SSL_rstate_string(ssl_), "RH") != 0)
+  // by itself in the other cases too (and while output waits in its write buffer), but OpenSSL
+  // builds before 3.0.14 missed a record whose header alone had come, and freed the buffer under
+  // it (CVE-2024-4741). A handshake that stalls between records gives its buffers back too, as
+  // SSL_MODE_RELEASE_BUFFERS would (its messages are kept elsewhere).
+  if (SSL_has_pending(ssl_) != 0 || std::strcmp(SSL_rstate_string(ssl_), "RH") != 0)
     return false;
   return SSL_free_buffers(ssl_) == 1;
 }

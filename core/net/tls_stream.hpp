@@ -78,7 +78,7 @@ public:
   void remove(TlsCore* c) noexcept;
   struct Swept {
     std::size_t released = 0; // connections whose buffers went back
-    std::size_t kept = 0;     // quiet, but OpenSSL holds part of a record (or the handshake runs)
+    std::size_t kept = 0;     // quiet, but OpenSSL refused: inside a record, or output waits
   };
   Swept sweep() noexcept;
   std::size_t size() const noexcept { return cores_.size(); }
@@ -145,8 +145,8 @@ public:
 
   // OpenSSL's record buffers (about 17 KiB each way) go back to the heap; OpenSSL takes new ones
   // at the next record (TlsQuietList calls it for a quiet connection). False, and nothing freed,
-  // while the handshake runs or OpenSSL is inside a record: part of one received (its header, or
-  // more), or record data not yet read out.
+  // while OpenSSL is inside a record (part of one received, its header alone included, or record
+  // data not yet read out) or output waits in its write buffer.
   bool release_buffers() noexcept;
 
   // The BIO's side (tls_stream.cpp).
@@ -188,8 +188,9 @@ private:
   bool flushing_ = false; // a write operation is sending out_ (nobody else sends meanwhile)
   boost::system::error_code send_error_;
   bool role_set_ = false; // SSL_set_accept_state or _connect_state was called
-  // TlsQuietList's bookkeeping: a call into OpenSSL since its last sweep; buffers released since
-  // the last call; the list (null: SSL_MODE_RELEASE_BUFFERS instead) and the place in it.
+  // TlsQuietList's bookkeeping: a call into OpenSSL since its last sweep; the sweep asked OpenSSL
+  // to release the buffers since the last call; the list (null: SSL_MODE_RELEASE_BUFFERS instead)
+  // and the place in it.
   friend class TlsQuietList;
   bool called_ = false;
   bool released_ = true;

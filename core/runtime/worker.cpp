@@ -364,8 +364,8 @@ void Worker::schedule_idle_sweep(std::chrono::milliseconds after) {
     if (tls_quiet_.size() > 0) {
       auto swept = tls_quiet_.sweep();
       if (swept.released + swept.kept > 0)
-        logger("tls")->trace("record buffers of {} quiet connections released, {} kept (a record "
-                             "under way)",
+        logger("tls")->trace("record buffers of {} quiet connections released, {} kept (OpenSSL "
+                             "inside a record)",
                              swept.released, swept.kept);
     }
     // Blocks that a load peak left in the worker's caches go back to the heap, and after a burst

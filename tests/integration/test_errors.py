@@ -161,13 +161,15 @@ filters = [{{ use = "respond", status = 200, body = "live\\n" }}]
         self.assertTrue(wt.wait_until(lambda: dead_state().get("healthy") is False, 5, 0.2),
                         f"the TCP check of a port that reaches itself passed: {dead_state()}")
         self.assertIn("reached itself", json.dumps(dead_state()))
+        mark = len(w.text_lines())
         for i in range(6):  # round robin: every other request picks the dead target first
             r = get(web)
             self.assertStatus(r, 200, f"request {i} through an upstream with one dead target")
             self.assertEqual(r.body, b"live\n")
         self.assertIsNotNone(
-            w.wait_for_line(lambda s: "Connection refused (the connection reached itself" in s, 5),
-            "no connect to the dead target was refused as reaching itself")
+            w.wait_for_line(lambda s: "(upstream mixed) failed: Connection refused (the connection "
+                            "reached itself" in s, 5, start_index=mark),
+            "no proxied connect to the dead target was refused as reaching itself")
         self.assertNotIn("malformed status line", w.log_text())
 
         t0 = time.monotonic()

@@ -287,7 +287,7 @@ upstream = "slow"
         self.assertEqual(hashlib.sha256(r.body).hexdigest(), hashlib.sha256(self.big).hexdigest())
         # Quiet, the connection gives OpenSSL's record buffers back (the worker's sweep); the
         # next request takes new ones on the same connection.
-        time.sleep(2.2)
+        time.sleep(3)
         r = wt.curl("--http2-prior-knowledge", wt.url(self.addr, "/big.bin"))
         self.assertEqual(r.status, 200, r)
         self.assertEqual(hashlib.sha256(r.body).hexdigest(), hashlib.sha256(self.big).hexdigest())

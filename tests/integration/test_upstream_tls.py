@@ -100,7 +100,7 @@ class UpstreamTlsTest(wt.WeirTestCase):
         w = self.start_weir(self.config({"app": (origin.address, tls)}))
         for i in range(3):
             if i > 0:
-                time.sleep(2.2)  # (a second or two: a worker with no client connection rests)
+                time.sleep(3)  # (up to two seconds: a worker without client connections rests)
             r = self.get(w, f"/q/{i}")
             self.assertStatus(r, 200, f"GET /q/{i}")
             self.assertEqual(self.body(r)["path"], f"/q/{i}")
