@@ -184,6 +184,19 @@ class Frame:
         return f"{name} flags=0x{self.flags:x} stream={self.stream_id} len={len(self.payload)}{extra}"
 
 
+def pop_frame(buf: bytearray) -> Frame | None:
+    """The first whole frame in `buf`, taken out of it; None while it is incomplete."""
+    if len(buf) < 9:
+        return None
+    length = int.from_bytes(buf[0:3], "big")
+    if len(buf) < 9 + length:
+        return None
+    f = Frame(buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF,
+              bytes(buf[9:9 + length]))
+    del buf[:9 + length]
+    return f
+
+
 class H2Conn:
     """One HTTP/2 client connection. Never raises on a connection the server closed: `closed`
     becomes true, and sends are dropped."""
@@ -251,14 +264,9 @@ class H2Conn:
         return True
 
     def _pop_frame(self) -> Frame | None:
-        if len(self.buf) < 9:
+        f = pop_frame(self.buf)
+        if f is None:
             return None
-        length = int.from_bytes(self.buf[0:3], "big")
-        if len(self.buf) < 9 + length:
-            return None
-        f = Frame(self.buf[3], self.buf[4], int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF,
-                  bytes(self.buf[9:9 + length]))
-        del self.buf[:9 + length]
         self.frames.append(f)
         if f.type == GOAWAY and self.goaway is None:
             self.goaway = f

@@ -102,7 +102,7 @@ class SplitRecordClient:
                 self.fill()
         self.flush()
         self.alpn = self.tls.selected_alpn_protocol()
-        self.plain = b""
+        self.plain = bytearray()
         self.stream_id = -1
         if self.alpn == "h2":
             self.tls.write(h2raw.PREFACE + h2raw.settings())
@@ -142,12 +142,12 @@ class SplitRecordClient:
         self.flush(split)
         while b"\r\n\r\n" not in self.plain:
             self.more()
-        head, _, rest = self.plain.partition(b"\r\n\r\n")
+        head, _, rest = bytes(self.plain).partition(b"\r\n\r\n")
         length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
         while len(rest) < length:
             self.more()
-            rest = self.plain.partition(b"\r\n\r\n")[2]
-        self.plain = rest[length:]
+            rest = bytes(self.plain).partition(b"\r\n\r\n")[2]
+        self.plain = bytearray(rest[length:])
         return int(head.split(b" ", 2)[1]), rest[:length]
 
     def get_h2(self, path: str, split: int | float | None) -> tuple[int, bytes]:
@@ -158,24 +158,21 @@ class SplitRecordClient:
         self.flush(split)
         status, body = 0, b""
         while True:
-            while len(self.plain) < 9 or len(self.plain) < 9 + int.from_bytes(self.plain[:3],
-                                                                               "big"):
+            f = h2raw.pop_frame(self.plain)
+            if f is None:
                 self.more()
-            length = int.from_bytes(self.plain[:3], "big")
-            ftype, flags = self.plain[3], self.plain[4]
-            fsid = int.from_bytes(self.plain[5:9], "big") & 0x7fffffff
-            payload, self.plain = self.plain[9:9 + length], self.plain[9 + length:]
-            if ftype == h2raw.SETTINGS and not flags & h2raw.ACK:
+                continue
+            if f.type == h2raw.SETTINGS and not f.flags & h2raw.ACK:
                 self.tls.write(h2raw.settings(ack=True))
                 self.flush()
-            elif fsid == sid and ftype == h2raw.HEADERS:
-                status = 200 if payload[:1] == b"\x88" else -1
-            elif fsid == sid and ftype == h2raw.DATA:
-                body += payload
-                if flags & h2raw.END_STREAM:
+            elif f.stream_id == sid and f.type == h2raw.HEADERS:
+                status = 200 if f.payload[:1] == b"\x88" else -1
+            elif f.stream_id == sid and f.type == h2raw.DATA:
+                body += f.payload
+                if f.end_stream:
                     return status, body
-            elif ftype in (h2raw.RST_STREAM, h2raw.GOAWAY):
-                raise AssertionError(f"{h2raw.TYPE_NAMES[ftype]} from weir")
+            elif f.type in (h2raw.RST_STREAM, h2raw.GOAWAY):
+                raise AssertionError(f"{f} from weir")
 
     def close(self) -> None:
         self.sock.close()
