@@ -1686,20 +1686,6 @@ void apply_overlays(const Overrides& cli, const std::map<std::string, std::strin
                errors);
 }
 
-void sort_errors(std::vector<Diagnostic>& errors, const std::string& source_name) {
-  auto group = [&](const Diagnostic& d) {
-    if (d.loc.file.rfind("env:", 0) == 0)
-      return 1;
-    if (d.loc.file.rfind("cli:", 0) == 0)
-      return 2;
-    return d.loc.file == source_name ? 0 : 3;
-  };
-  std::stable_sort(errors.begin(), errors.end(), [&](const Diagnostic& a, const Diagnostic& b) {
-    return std::make_tuple(group(a), a.loc.line, a.loc.column) <
-           std::make_tuple(group(b), b.loc.line, b.loc.column);
-  });
-}
-
 } // namespace
 
 const UpstreamConfig* Config::find_upstream(std::string_view name) const {
@@ -1737,9 +1723,9 @@ LoadResult load_string(std::string_view text, const std::string& source_name, co
     cfg = loader.load(source_name);
   }
   apply_overlays(cli, env, cfg, errors);
-  sort_errors(errors, source_name);
+  sort_diagnostics(errors, source_name);
   result.errors = std::move(errors);
-  if (result.errors.empty())
+  if (doc.syntax_ok)
     result.config = std::move(cfg);
   return result;
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <system_error>
+#include <tuple>
 
 namespace weir::config {
 
@@ -34,6 +35,27 @@ std::string Diagnostic::to_string() const {
   }
   out += message;
   return out;
+}
+
+void sort_diagnostics(std::vector<Diagnostic>& diagnostics, const std::string& source_name) {
+  auto group = [&](const Diagnostic& d) {
+    if (d.loc.file.starts_with("env:"))
+      return 1;
+    if (d.loc.file.starts_with("cli:"))
+      return 2;
+    return d.loc.file == source_name ? 0 : 3;
+  };
+  std::stable_sort(diagnostics.begin(), diagnostics.end(),
+                   [&](const Diagnostic& a, const Diagnostic& b) {
+                     return std::make_tuple(group(a), a.loc.line, a.loc.column) <
+                            std::make_tuple(group(b), b.loc.line, b.loc.column);
+                   });
+}
+
+bool path_within(std::string_view path, std::string_view base) {
+  if (!path.starts_with(base))
+    return false;
+  return path.size() == base.size() || path[base.size()] == '.' || path[base.size()] == '[';
 }
 
 namespace detail {

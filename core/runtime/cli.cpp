@@ -161,10 +161,24 @@ int cli_main(int argc, char** argv) {
                      : !env["WEIR_CONFIG"].empty() ? env["WEIR_CONFIG"]
                                                    : std::string(kDefaultConfig);
   auto loaded = config::load_file(path, args.overrides, env);
+  const char* plugin_path = std::getenv("WEIR_PLUGIN_PATH");
   if (!loaded.ok()) {
-    for (const auto& d : loaded.errors)
-      std::fprintf(stderr, "%s\n", d.to_string().c_str());
-    if (loaded.errors.empty())
+    // The plugin tables and certificates of what did load are checked too (plugin log lines go
+    // to stdout), so that every mistake shows at once, in file order.
+    std::vector<std::string> errors;
+    if (loaded.config && args.command != "dump") {
+      LogSettings ls;
+      ls.level = loaded.config->log.level;
+      ls.output = "stdout";
+      std::string ignored;
+      setup_logging(ls, &ignored);
+      Plan::build(std::move(*loaded.config), plugin_path, errors, std::move(loaded.errors));
+    } else {
+      for (const auto& d : loaded.errors)
+        errors.push_back(d.to_string());
+    }
+    print_lines(errors);
+    if (errors.empty())
       std::fprintf(stderr, "%s: configuration refused\n", path.c_str());
     return 1;
   }
@@ -186,7 +200,6 @@ int cli_main(int argc, char** argv) {
   }
 
   std::vector<std::string> errors;
-  const char* plugin_path = std::getenv("WEIR_PLUGIN_PATH");
   auto plan = Plan::build(std::move(*loaded.config), plugin_path, errors);
   if (!plan) {
     print_lines(errors);

@@ -12,7 +12,16 @@
 namespace weir::core {
 
 std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_path,
-                                  std::vector<std::string>& errors) {
+                                  std::vector<std::string>& errors,
+                                  std::vector<config::Diagnostic> config_errors) {
+  const bool partial = !config_errors.empty();
+  // In a partial model, a part the configuration layer found fault with holds defaults or half
+  // of what the file says: checking it would report the same mistake again, or a wrong one.
+  auto faulted = [&](std::string_view path) {
+    return std::any_of(
+        config_errors.begin(), config_errors.end(),
+        [&](const config::Diagnostic& d) { return config::path_within(d.key_path, path); });
+  };
   auto plan = std::make_unique<Plan>();
   plan->config = std::move(cfg);
   plan->registry = std::make_unique<plugin::Registry>();
@@ -37,8 +46,13 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
   plan->registry->load_dirs(plan->plugin_dirs, errors);
   bool load_failed = errors.size() != before;
 
-  std::vector<config::Diagnostic> diags;
-  auto make = [&](weir_kind_t kind, const config::PluginRef& ref) {
+  // Without all of its plugin directories, every plugin name would look unknown.
+  const bool skip_plugins = partial && faulted("system.plugin-dirs");
+  std::vector<config::Diagnostic> diags = config_errors;
+  auto make = [&](weir_kind_t kind,
+                  const config::PluginRef& ref) -> std::shared_ptr<plugin::ModuleConfig> {
+    if (partial && (skip_plugins || ref.use.empty() || faulted(ref.node.path)))
+      return nullptr;
     return plugin::ModuleConfig::create(*plan->registry, kind, ref, diags);
   };
 
@@ -53,7 +67,7 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
       if (cu.health.back() && plugin::HealthInstance::observes(*cu.health.back()))
         cu.observed = true;
     }
-    if (up.tls) {
+    if (up.tls && !(partial && faulted(up.tls->key_path))) {
       std::string error;
       cu.client_tls =
           upstream::make_client_tls(up.tls->verify, up.tls->ca_file, up.tls->cert, up.tls->key,
@@ -68,7 +82,7 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
     for (size_t i = 0; i < c.upstreams.size(); ++i)
       if (c.upstreams[i].name == name)
         return i;
-    return 0; // the config layer already refused unknown names
+    return c.upstreams.size(); // unknown: only in a partial model (the config layer said so)
   };
   for (const auto& svc : c.services) {
     CompiledService cs;
@@ -81,8 +95,10 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
     for (const auto& f : svc.filters)
       cs.filters.push_back(make(WEIR_KIND_FILTER, f));
     auto policy_of = [&](size_t upstream) {
-      const auto& u = c.upstreams[upstream];
       ForwardPolicy p;
+      if (upstream >= c.upstreams.size())
+        return p;
+      const auto& u = c.upstreams[upstream];
       p.connect_timeout = u.connect_timeout;
       p.response_timeout = u.response_timeout;
       p.request_timeout = u.request_timeout;
@@ -173,6 +189,8 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
       it->services.push_back(si);
     }
   }
+  // In a partial model too: a listener's TLS settings in error are at their defaults, which
+  // load any certificate, and a certificate entry in error is not in the model.
   for (auto& cl : plan->listeners) {
     if (!cl.cfg->tls)
       continue;
@@ -185,12 +203,10 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
     cl.tls = tls::ServerTls::create(merged, diags);
   }
 
-  std::stable_sort(diags.begin(), diags.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.loc.line, a.loc.column) < std::tie(b.loc.line, b.loc.column);
-  });
+  config::sort_diagnostics(diags, plan->config.source_path);
   for (const auto& d : diags)
     errors.push_back(d.to_string());
-  if (load_failed || !diags.empty())
+  if (partial || load_failed || !diags.empty())
     return nullptr;
   return plan;
 }

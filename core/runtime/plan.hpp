@@ -78,8 +78,14 @@ class Plan {
 public:
   // Load plugins and validate every plugin configuration. Errors (plugin refusals and
   // configuration diagnostics) are appended as ready-to-print lines.
+  //
+  // `config_errors`, when not empty, are the configuration layer's findings and `cfg` is the
+  // partial model it loaded: the plugin tables, certificates and plugin directories are still
+  // checked, except those under a key path already in error, and every finding is appended in
+  // file order. The result is then always null: one run of `weir check` reports every mistake.
   static std::unique_ptr<Plan> build(config::Config cfg, const char* env_plugin_path,
-                                     std::vector<std::string>& errors);
+                                     std::vector<std::string>& errors,
+                                     std::vector<config::Diagnostic> config_errors = {});
 
   config::Config config;
   std::unique_ptr<plugin::Registry> registry;

@@ -29,6 +29,35 @@ upstream = "missing"
 # line -> key path expected in the diagnostic
 BAD_CONFIG_ERRORS = {5: "log.level", 6: "log.colour", 14: "services.web.upstream"}
 
+# Mistakes the configuration layer finds (a duration, a type, an unknown upstream) mixed with
+# mistakes only the plugins and OpenSSL find (an unknown load balancer, a target's port, a filter's
+# option, a missing certificate): one run reports all of them, in file order, each once.
+MIXED_CONFIG = """\
+[upstreams.app]
+discovery = { use = "static", targets = ["127.0.0.1:9001", "127.0.0.1:99999"] }
+lb = { use = "round-robbin" }
+connect-timeout = "2x"
+tls = { verify = "maybe", ca-file = "missing-ca.pem" }
+
+[services.web]
+listeners = [{ address = "127.0.0.1:0", tls = { cert = "missing.pem", key = "missing.key", min-version = "1.9" } }]
+upstream = "nowhere"
+filters = [{ use = "headerz" }, { use = "respond", status = 999 }]
+"""
+# (line, key path, a word of the message)
+MIXED_CONFIG_ERRORS = [
+    (2, "upstreams.app.discovery.targets[1]", "99999"),
+    (3, "upstreams.app.lb", "did you mean \"round-robin\""),
+    (4, "upstreams.app.connect-timeout", "duration"),
+    (5, "upstreams.app.tls.verify", "boolean"),
+    (5, "upstreams.app.tls.ca-file", "missing-ca.pem"),
+    (8, "services.web.listeners[0].tls", "cannot load certificate"),
+    (8, "services.web.listeners[0].tls.min-version", "1.9"),
+    (9, "services.web.upstream", "nowhere"),
+    (10, "services.web.filters[0]", "unknown filter \"headerz\""),
+    (10, "services.web.filters[1].status", "999"),
+]
+
 GOOD_CONFIG = """\
 [system]
 workers = 3
@@ -99,6 +128,25 @@ class CliTest(wt.WeirTestCase):
             else:
                 self.assertEqual(found[ln][0], key, f"line {ln}: {found[ln][1]}")
         self.assertIn("missing", found[14][1])
+
+    def test_check_reports_plugin_mistakes_with_the_others(self):
+        path = self.write("mixed.toml", MIXED_CONFIG)
+        pat = re.compile(re.escape(path) + r":(\d+):(\d+): ([\w.\-\[\]]+): (.+)$")
+        for command in ("check", "run"):
+            p = wt.run_weir_cmd([command, "-c", path], timeout=15)
+            self.assertEqual(p.returncode, 1, f"{command}: {p.stdout}\n{p.stderr}")
+            lines = [l for l in p.stderr.splitlines() if l.strip()]
+            got = []
+            for line in lines:
+                m = pat.match(line)
+                self.assertIsNotNone(m, f"{command}: not FILE:LINE:COL: key.path: message: {line!r}")
+                got.append((int(m.group(1)), int(m.group(2)), m.group(3), m.group(4)))
+            self.assertEqual(got, sorted(got), f"{command}: not in file order:\n{p.stderr}")
+            self.assertEqual([(ln, key) for ln, _, key, _ in got],
+                             [(ln, key) for ln, key, _ in MIXED_CONFIG_ERRORS],
+                             f"{command}: one line per mistake, each once:\n{p.stderr}")
+            for (ln, _, key, message), (_, _, word) in zip(got, MIXED_CONFIG_ERRORS):
+                self.assertIn(word, message, f"{command}: line {ln} {key}")
 
     def test_check_syntax_error_has_position(self):
         path = self.write("syntax.toml", "[log]\nlevel = \"info\n[system]\n")

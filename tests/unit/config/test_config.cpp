@@ -512,7 +512,14 @@ listeners = [{ address = "127.0.0.1:8080" }]
 )";
   auto r = load(text);
   CHECK_FALSE(r.ok());
-  CHECK_FALSE(r.config.has_value());
+  // The partial model is kept for the plugins' checks: values in error at their defaults, the
+  // rest as written.
+  REQUIRE(r.config.has_value());
+  CHECK(r.config->system.workers == 0);
+  CHECK(r.config->log.level == "info");
+  REQUIRE(r.config->upstreams.size() == 1);
+  CHECK(r.config->upstreams[0].discovery.use == "static");
+  CHECK(r.config->services.at(0).listeners.at(0).address == "127.0.0.1:8080");
   REQUIRE(r.errors.size() == 3);
   CHECK(r.errors[0].loc.line == 2);
   CHECK(r.errors[0].loc.column == 11);
@@ -1486,6 +1493,15 @@ listeners = [{ address = "127.0.0.1:8080" }]
   CHECK(lines[0] == "weir.toml:2:10: admin.listen: the admin endpoint listens on TCP only: "
                     "expected \"ip:port\" like \"127.0.0.1:9901\"");
   CHECK(lines[1].rfind("weir.toml:3:1: admin: unknown key \"port\"", 0) == 0);
+}
+
+TEST_CASE("a key path lies within itself and its descendants only") {
+  CHECK(path_within("upstreams.app.tls", "upstreams.app.tls"));
+  CHECK(path_within("upstreams.app.tls.verify", "upstreams.app.tls"));
+  CHECK(path_within("services.web.filters[1].status", "services.web.filters"));
+  CHECK_FALSE(path_within("upstreams.app.tls2", "upstreams.app.tls"));
+  CHECK_FALSE(path_within("upstreams.app", "upstreams.app.tls"));
+  CHECK_FALSE(path_within("upstreams.apple.lb", "upstreams.app"));
 }
 
 TEST_CASE("TOML syntax error is one diagnostic at the parser's position") {

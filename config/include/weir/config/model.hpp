@@ -220,6 +220,9 @@ struct EnvVar {
 const std::vector<EnvVar>& env_vars();
 
 struct LoadResult {
+  // With errors, the parts that loaded, a value in error left at its default: enough to check
+  // the plugin tables too, so that one run reports every mistake. Absent when the TOML itself is
+  // malformed. Only ok() makes it a configuration to run.
   std::optional<Config> config;
   std::vector<Diagnostic> errors; // every problem found, in file order
   bool ok() const { return config.has_value() && errors.empty(); }

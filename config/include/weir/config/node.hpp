@@ -45,6 +45,14 @@ struct Diagnostic {
   std::string to_string() const;
 };
 
+// Diagnostics in the order they are printed: the file's by line and column, then those of the
+// environment ("env:...") and of the command line ("cli:..."), then any other file's.
+void sort_diagnostics(std::vector<Diagnostic>& diagnostics, const std::string& source_name);
+
+// Whether key path `path` is `base` itself or lies under it: "a.b[0].c" and "a.b.c" are under
+// "a.b", "a.bc" is not.
+bool path_within(std::string_view path, std::string_view base);
+
 // Serialise a node as a TOML value (inline tables for tables).
 std::string node_to_toml(const Node& node);
 
