@@ -336,6 +336,14 @@ struct DnsResolver::Impl : std::enable_shared_from_this<DnsResolver::Impl> {
   }
 };
 
+std::string first_address(const DnsAnswer& answer, const std::string& name, std::string& error) {
+  if (answer.status == DnsAnswer::Status::ok && !answer.records.empty())
+    return answer.records.front().address;
+  error = "cannot resolve \"" + name + "\": " +
+          (answer.status == DnsAnswer::Status::ok ? std::string("no address") : answer.error);
+  return {};
+}
+
 namespace {
 std::once_flag g_ares_init;
 }

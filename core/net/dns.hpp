@@ -37,6 +37,10 @@ struct DnsAnswer {
 bool parse_dns_response(const unsigned char* msg, size_t len, uint16_t type, DnsAnswer& out,
                         std::string& error);
 
+// The first (best) address of a lookup_host() answer; "" when there is none, with `error` set to
+// "cannot resolve \"NAME\": why".
+std::string first_address(const DnsAnswer& answer, const std::string& name, std::string& error);
+
 struct DnsSettings {
   std::vector<std::string> servers; // "ip:port", "[ipv6]:port" or "ip"; empty = the system's
   std::chrono::milliseconds timeout{2000};

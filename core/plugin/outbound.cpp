@@ -196,16 +196,13 @@ net::Task<bool> resolve(const NameLookup& how, upstream::Target& target, Clock::
             std::to_string(how.budget.count()) + "ms";
     co_return false;
   }
-  const net::DnsAnswer& a = l->answer;
-  if (a.status != net::DnsAnswer::Status::ok || a.records.empty()) {
-    error = "cannot resolve \"" + host +
-            "\": " + (a.status == net::DnsAnswer::Status::ok ? std::string("no address") : a.error);
+  std::string address = net::first_address(l->answer, host, error);
+  if (address.empty())
     co_return false;
-  }
   boost::system::error_code ec;
-  auto ip = asio::ip::make_address(a.records.front().address, ec);
+  auto ip = asio::ip::make_address(address, ec);
   if (ec) {
-    error = "cannot resolve \"" + host + "\": bad address \"" + a.records.front().address + "\"";
+    error = "cannot resolve \"" + host + "\": bad address \"" + address + "\"";
     co_return false;
   }
   target.endpoint = asio::ip::tcp::endpoint(ip, how.port);

@@ -20,6 +20,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <csignal>
 #include <map>
@@ -115,6 +116,8 @@ public:
   }
 
   void stop() {
+    alive_.reset(); // lookups answered from now on are dropped
+    retry_.cancel();
     discovery_.reset();
     health_.clear();
   }
@@ -178,31 +181,136 @@ public:
     return g;
   }
 
+  // Whether host names of a new publication are still being looked up (not counting the
+  // retries of names that did not resolve).
+  bool resolving() const { return lookups_left_ > 0 && fresh_; }
+
 private:
+  // The discovery published a new set. Host names in it are looked up first, without blocking
+  // the control thread (its health checks, timers and admin endpoint keep running): the set
+  // applies once every lookup answered. A newer publication meanwhile supersedes the older one.
   void on_publish(std::vector<plugin::PublishedTarget> published) {
+    published_ = std::move(published);
+    ++publish_gen_;
+    retry_.cancel();
+    retry_delay_ = kFirstRetry;
+    std::set<std::string> hosts;
+    for (const auto& p : published_) {
+      tcp::endpoint ep;
+      std::string host;
+      uint16_t port = 0;
+      std::string error;
+      if (!p.address.starts_with("unix:") &&
+          upstream::parse_address(p.address, ep, host, port, error) == upstream::AddressKind::name)
+        hosts.insert(host);
+    }
+    std::erase_if(names_, [&](const auto& n) { return !hosts.count(n.first); });
+    std::erase_if(name_errors_, [&](const auto& n) { return !hosts.count(n.first); });
+    if (hosts.empty()) {
+      lookups_left_ = 0;
+      apply(true);
+      return;
+    }
+    look_up(hosts, true);
+  }
+
+  void look_up(const std::set<std::string>& hosts, bool fresh) {
+    fresh_ = fresh;
+    if (host_dns_ == nullptr) {
+      for (const auto& host : hosts)
+        name_errors_[host] = "cannot resolve \"" + host + "\": no resolver in this process";
+      lookups_left_ = 0;
+      apply(fresh);
+      return;
+    }
+    lookups_left_ = hosts.size();
+    for (const auto& host : hosts) {
+      host_dns_->lookup_host(host, [this, alive = std::weak_ptr<int>(alive_), gen = publish_gen_,
+                                    host, fresh](net::DnsAnswer a) {
+        if (alive.expired() || gen != publish_gen_)
+          return; // the group stopped, or a newer publication took over
+        std::string error;
+        std::string address = net::first_address(a, host, error);
+        boost::system::error_code ec;
+        auto ip = address.empty() ? asio::ip::address() : asio::ip::make_address(address, ec);
+        if (!address.empty() && !ec) {
+          names_[host] = ip;
+          name_errors_.erase(host);
+        } else {
+          name_errors_[host] =
+              ec ? "cannot resolve \"" + host + "\": bad address \"" + address + "\"" : error;
+        }
+        if (--lookups_left_ == 0)
+          apply(fresh);
+      });
+    }
+  }
+
+  // Build the target set of the latest publication with the addresses looked up. A name that
+  // no longer resolves keeps its last address; one that never did is left out, and is asked
+  // again after 1 s, 2 s, 4 s ... up to 30 s, until it resolves or a new publication comes.
+  void apply(bool fresh) {
     std::vector<upstream::Target> next;
     std::set<std::string> seen;
-    for (auto& p : published) {
+    for (const auto& p : published_) {
       if (!seen.insert(p.id).second) {
-        log_->warn("upstream {}: duplicate target {} ignored", name(), p.id);
+        if (fresh)
+          log_->warn("upstream {}: duplicate target {} ignored", name(), p.id);
         continue;
       }
       upstream::Target t;
       std::string error;
+      std::string host;
+      uint16_t port = 0;
       if (p.address.starts_with("unix:")) {
         t.unix_path = p.address.substr(5);
-      } else if (!upstream::resolve_address(p.address, t.endpoint, error, &t.host)) {
-        log_->error("upstream {}: target {} skipped: {}", name(), p.address, error);
-        continue;
+      } else {
+        auto kind = upstream::parse_address(p.address, t.endpoint, host, port, error);
+        if (kind == upstream::AddressKind::name) {
+          auto failed = name_errors_.find(host);
+          auto known = names_.find(host);
+          if (known != names_.end()) {
+            t.endpoint = tcp::endpoint(known->second, port);
+            t.host = host;
+            if (failed != name_errors_.end())
+              log_->log(fresh ? spdlog::level::warn : spdlog::level::debug,
+                        "upstream {}: target {}: {}; it keeps its last address {}", name(),
+                        p.address, failed->second, known->second.to_string());
+          } else {
+            kind = upstream::AddressKind::invalid;
+            error = failed != name_errors_.end() ? failed->second : "not looked up";
+          }
+        }
+        if (kind == upstream::AddressKind::invalid) {
+          if (fresh)
+            log_->error("upstream {}: target {} skipped: {}{}", name(), p.address, error,
+                        host.empty() ? "" : " (asked again until it resolves)");
+          else
+            log_->debug("upstream {}: target {} still skipped: {}", name(), p.address, error);
+          continue;
+        }
       }
-      t.address = std::move(p.address);
-      t.id = std::move(p.id);
+      t.address = p.address;
+      t.id = p.id;
       t.pool_key = name() + '\n' + t.id; // (made once here, not per request)
       t.pool_hash = upstream::Pool::hash(t.pool_key);
       t.weight = p.weight;
       t.priority = p.priority;
-      t.metadata = std::move(p.metadata);
+      t.metadata = p.metadata;
       next.push_back(std::move(t));
+    }
+    if (!name_errors_.empty()) {
+      std::set<std::string> again;
+      for (const auto& n : name_errors_)
+        again.insert(n.first);
+      retry_.expires_after(retry_delay_);
+      retry_.async_wait([this, alive = std::weak_ptr<int>(alive_), gen = publish_gen_,
+                         again = std::move(again)](boost::system::error_code ec) {
+        if (ec || alive.expired() || gen != publish_gen_)
+          return;
+        retry_delay_ = std::min(retry_delay_ * 2, kLastRetry);
+        look_up(again, false);
+      });
     }
     // One line per change, naming what came, what went and what changed (weight, priority,
     // address or metadata of a target that stays).
@@ -346,6 +454,19 @@ private:
   std::shared_ptr<const upstream::TargetSet> full_;                    // every target
   uint32_t active_priority_ = 0;
   uint64_t version_ = 0;
+  // The latest publication, and the addresses of its host names (lookups in flight, their
+  // answers, the names that did not resolve and why).
+  static constexpr std::chrono::seconds kFirstRetry{1};
+  static constexpr std::chrono::seconds kLastRetry{30};
+  std::vector<plugin::PublishedTarget> published_;
+  uint64_t publish_gen_ = 0;
+  size_t lookups_left_ = 0;
+  bool fresh_ = false; // the lookups in flight are of a new publication, not a retry
+  std::map<std::string, asio::ip::address> names_;
+  std::map<std::string, std::string> name_errors_;
+  asio::steady_timer retry_{control_};
+  std::chrono::seconds retry_delay_ = kFirstRetry;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0); // lookups' answers check it
 };
 
 } // namespace
@@ -447,6 +568,30 @@ int run_server(std::unique_ptr<Plan> plan) {
   } catch (const std::exception& e) {
     log->error("{}", e.what());
     return 1;
+  }
+  // Host names published at start (a static target by name) are looked up before the workers
+  // serve, so that the first requests find their targets; for as long as the DNS settings give a
+  // lookup (timeout x (2^tries - 1), as c-ares doubles each round), at most 10 s. A name answered
+  // later joins when it is answered.
+  {
+    auto resolving = [&] {
+      return std::any_of(groups.begin(), groups.end(),
+                         [](const auto& g) { return g->resolving(); });
+    };
+    auto until =
+        std::chrono::steady_clock::now() +
+        std::min<std::chrono::steady_clock::duration>(
+            cfg.dns.timeout * ((1u << std::min(cfg.dns.tries, 4u)) - 1) + std::chrono::seconds(1),
+            std::chrono::seconds(10));
+    while (resolving() && std::chrono::steady_clock::now() < until) {
+      if (control.run_one_until(until) == 0) { // the deadline, or no work left at all
+        if (control.stopped())
+          control.restart();
+        break;
+      }
+    }
+    if (resolving())
+      log->warn("host names of upstream targets still unanswered; serving meanwhile");
   }
   // Observations of proxied requests go to the passive health checkers on this thread.
   for (auto& w : workers)

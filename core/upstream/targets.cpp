@@ -1,6 +1,5 @@
 #include "core/upstream/targets.hpp"
 
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 
 #include <charconv>
@@ -75,33 +74,6 @@ AddressKind parse_address(std::string_view address, boost::asio::ip::tcp::endpoi
   }
   host_out = std::string(host);
   return AddressKind::name;
-}
-
-bool resolve_address(std::string_view address, boost::asio::ip::tcp::endpoint& out,
-                     std::string& error, std::string* host_out) {
-  std::string host;
-  uint16_t port = 0;
-  switch (parse_address(address, out, host, port, error)) {
-  case AddressKind::invalid:
-    return false;
-  case AddressKind::literal:
-    return true;
-  case AddressKind::name:
-    break;
-  }
-  if (host_out != nullptr)
-    *host_out = host;
-  boost::system::error_code aec;
-  boost::asio::io_context ioc;
-  boost::asio::ip::tcp::resolver resolver(ioc);
-  auto results = resolver.resolve(host, std::to_string(port),
-                                  boost::asio::ip::tcp::resolver::numeric_service, aec);
-  if (aec || results.empty()) {
-    error = "cannot resolve \"" + host + "\": " + aec.message();
-    return false;
-  }
-  out = results.begin()->endpoint();
-  return true;
 }
 
 } // namespace weir::core::upstream

@@ -47,10 +47,4 @@ enum class AddressKind { invalid, literal, name };
 AddressKind parse_address(std::string_view address, boost::asio::ip::tcp::endpoint& out,
                           std::string& host, uint16_t& port, std::string& error);
 
-// parse_address, then a host name resolved synchronously (getaddrinfo: for the control thread
-// where a blocking lookup is acceptable, a configuration being applied). Returns false and sets
-// `error` when that fails. `host` (optional) receives the host part when it is a name.
-bool resolve_address(std::string_view address, boost::asio::ip::tcp::endpoint& out,
-                     std::string& error, std::string* host = nullptr);
-
 } // namespace weir::core::upstream

@@ -5,6 +5,7 @@ HEAD, request bodies, Expect: 100-continue, pipelining, HTTP/1.0, JSON access lo
 import hashlib
 import json
 import os
+import subprocess
 import time
 
 import weirtest as wt
@@ -530,6 +531,55 @@ filters = [{ use = "respond", status = 200, body = "hi", content-type = "text/pl
             self.assertIsInstance(obj, dict, line)
             for key in ("ts", "level", "logger", "msg"):
                 self.assertIn(key, obj, f"log line lacks {key!r}: {line}")
+
+
+class StaticHostNamesTest(wt.WeirTestCase):
+    """Static targets named by host name: looked up without blocking weir's control thread,
+    before the first request is served, and a name that does not resolve is asked again until it
+    does. weir runs in its own mount namespace with a private /etc/hosts (root only)."""
+
+    def test_a_name_that_resolves_later_joins(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root (a mount namespace with a private /etc/hosts)")
+        hosts = os.path.join(self.tmp, "hosts")
+        with open("/etc/hosts") as f:
+            base = f.read()
+        with open(hosts, "w") as f:
+            f.write(base + "\n127.0.0.1 near.weir.invalid\n")
+        wrap = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', hosts]
+        pre = subprocess.run(wrap + ["getent", "hosts", "near.weir.invalid"],
+                             capture_output=True, timeout=10)
+        if pre.returncode != 0:
+            self.skipTest("cannot give weir a private /etc/hosts: "
+                          f"{pre.stderr.decode(errors='replace').strip()}")
+        a, b = self.origin("a"), self.origin("b")
+        conf = wt.basic_config(
+            {"app": [f"near.weir.invalid:{a.addr[1]}", f"later.weir.invalid:{b.addr[1]}"]},
+            log_format="text", extra='[dns]\ntimeout = "200ms"\ntries = 1\n')
+        w = wt.Weir(conf)
+        w.argv = wrap + w.argv
+        self._weirs.append(w)
+        self.addCleanup(self._finish_weir, w)
+        w.start()
+        # Looked up before serving: the very first request finds its target.
+        r = wt.curl(w.url("/first"))
+        self.assertStatus(r, 200, "the first request, right after start")
+        self.assertEqual(r.header("x-origin"), "a")
+        self.assertIsNotNone(
+            w.wait_for_line(lambda s: f"target later.weir.invalid:{b.addr[1]} skipped: cannot "
+                            'resolve "later.weir.invalid"' in s and "asked again" in s, 5),
+            w.log_text(20))
+        for i in range(4):
+            r = wt.curl(w.url(f"/only-a-{i}"))
+            self.assertStatus(r, 200, f"request {i} while one name does not resolve")
+            self.assertEqual(r.header("x-origin"), "a")
+        with open(hosts, "a") as f:  # in place: the bind mount shows the same file
+            f.write("127.0.0.1 later.weir.invalid\n")
+        self.assertIsNotNone(
+            w.wait_for_line(lambda s: "added: [later.weir.invalid:" in s, 10),
+            f"the name was not asked again:\n{w.log_text(20)}")
+        seen = {wt.curl(w.url(f"/both-{i}")).header("x-origin") for i in range(4)}
+        self.assertEqual(seen, {"a", "b"}, "round robin over both once the name resolves")
 
 
 if __name__ == "__main__":
