@@ -64,7 +64,7 @@ struct HostCtx {
   // is none (weir check, tests).
   net::DnsResolver* dns = nullptr;
   // The resolver with the system's servers (/etc/resolv.conf), for the host names of probes and
-  // fetches: the same servers that resolve published targets for traffic (getaddrinfo).
+  // fetches: the one that resolves the host names of published targets too.
   net::DnsResolver* host_dns = nullptr;
 
   // Cancel every pending timer, probe and fetch; no callback of this object runs afterwards.

@@ -29,6 +29,7 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
   // it, and must exist: a typo there would otherwise surface as "unknown load balancer".
   std::vector<std::string> configured;
   size_t before = errors.size();
+  bool dirs_missing = false;
   auto base = std::filesystem::path(plan->config.source_path).parent_path();
   for (const auto& dir : plan->config.system.plugin_dirs) {
     std::filesystem::path p(dir);
@@ -38,6 +39,7 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
     if (!std::filesystem::is_directory(p, ec)) {
       errors.push_back(fmt::format("{}: system.plugin-dirs: \"{}\" is not a directory",
                                    plan->config.source_path, p.string()));
+      dirs_missing = true;
       continue;
     }
     configured.push_back(p.lexically_normal().string());
@@ -46,12 +48,20 @@ std::unique_ptr<Plan> Plan::build(config::Config cfg, const char* env_plugin_pat
   plan->registry->load_dirs(plan->plugin_dirs, errors);
   bool load_failed = errors.size() != before;
 
-  // Without all of its plugin directories, every plugin name would look unknown.
-  const bool skip_plugins = partial && faulted("system.plugin-dirs");
+  // Without all of its plugin directories (one missing, or `system` itself in error), a plugin
+  // name may look unknown only for that: such a reference is not reported on its own.
+  const bool dirs_uncertain =
+      dirs_missing ||
+      (partial &&
+       std::any_of(config_errors.begin(), config_errors.end(), [](const config::Diagnostic& d) {
+         return d.key_path == "system" || config::path_within(d.key_path, "system.plugin-dirs");
+       }));
   std::vector<config::Diagnostic> diags = config_errors;
   auto make = [&](weir_kind_t kind,
                   const config::PluginRef& ref) -> std::shared_ptr<plugin::ModuleConfig> {
-    if (partial && (skip_plugins || ref.use.empty() || faulted(ref.node.path)))
+    if (partial && (ref.use.empty() || faulted(ref.node.path)))
+      return nullptr;
+    if (dirs_uncertain && plan->registry->find(kind, ref.use) == nullptr)
       return nullptr;
     return plugin::ModuleConfig::create(*plan->registry, kind, ref, diags);
   };

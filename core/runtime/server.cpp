@@ -8,6 +8,7 @@
 #include "core/runtime/worker.hpp"
 #include "core/upstream/targets.hpp"
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
@@ -181,19 +182,18 @@ public:
     return g;
   }
 
-  // Whether host names of a new publication are still being looked up (not counting the
-  // retries of names that did not resolve).
-  bool resolving() const { return lookups_left_ > 0 && fresh_; }
+  // Whether a publication waits for the first answer about one of its host names.
+  bool resolving() const { return waiting_; }
 
 private:
-  // The discovery published a new set. Host names in it are looked up first, without blocking
-  // the control thread (its health checks, timers and admin endpoint keep running): the set
-  // applies once every lookup answered. A newer publication meanwhile supersedes the older one.
+  // The discovery published a new set. Its host names are looked up without blocking the
+  // control thread (health checks and timers keep running). The set applies at once when each
+  // of its names has an answer already (the last address known, or the failure); otherwise once
+  // the new names are answered. Every publication asks about each of its names again, in the
+  // background: a changed address applies when it comes. A lookup still in flight for a name
+  // serves the newer publication too, so frequent publications never starve their lookups.
   void on_publish(std::vector<plugin::PublishedTarget> published) {
     published_ = std::move(published);
-    ++publish_gen_;
-    retry_.cancel();
-    retry_delay_ = kFirstRetry;
     std::set<std::string> hosts;
     for (const auto& p : published_) {
       tcp::endpoint ep;
@@ -204,51 +204,107 @@ private:
           upstream::parse_address(p.address, ep, host, port, error) == upstream::AddressKind::name)
         hosts.insert(host);
     }
-    std::erase_if(names_, [&](const auto& n) { return !hosts.count(n.first); });
-    std::erase_if(name_errors_, [&](const auto& n) { return !hosts.count(n.first); });
-    if (hosts.empty()) {
-      lookups_left_ = 0;
+    wanted_ = std::move(hosts);
+    std::erase_if(names_, [&](const auto& n) { return !wanted_.count(n.first); });
+    std::erase_if(name_errors_, [&](const auto& n) { return !wanted_.count(n.first); });
+    for (const auto& host : wanted_)
+      if (!in_flight_.count(host))
+        look_up(host);
+    waiting_ = !settled();
+    if (!waiting_)
       apply(true);
-      return;
-    }
-    look_up(hosts, true);
   }
 
-  void look_up(const std::set<std::string>& hosts, bool fresh) {
-    fresh_ = fresh;
+  // Every wanted name has an answer (an address, or why it has none).
+  bool settled() const {
+    return std::all_of(wanted_.begin(), wanted_.end(), [&](const std::string& h) {
+      return names_.count(h) != 0 || name_errors_.count(h) != 0;
+    });
+  }
+
+  void look_up(const std::string& host) {
     if (host_dns_ == nullptr) {
-      for (const auto& host : hosts)
-        name_errors_[host] = "cannot resolve \"" + host + "\": no resolver in this process";
-      lookups_left_ = 0;
-      apply(fresh);
+      name_errors_[host] = "cannot resolve \"" + host + "\": no resolver in this process";
       return;
     }
-    lookups_left_ = hosts.size();
-    for (const auto& host : hosts) {
-      host_dns_->lookup_host(host, [this, alive = std::weak_ptr<int>(alive_), gen = publish_gen_,
-                                    host, fresh](net::DnsAnswer a) {
-        if (alive.expired() || gen != publish_gen_)
-          return; // the group stopped, or a newer publication took over
-        std::string error;
-        std::string address = net::first_address(a, host, error);
-        boost::system::error_code ec;
-        auto ip = address.empty() ? asio::ip::address() : asio::ip::make_address(address, ec);
-        if (!address.empty() && !ec) {
-          names_[host] = ip;
-          name_errors_.erase(host);
-        } else {
-          name_errors_[host] =
-              ec ? "cannot resolve \"" + host + "\": bad address \"" + address + "\"" : error;
-        }
-        if (--lookups_left_ == 0)
-          apply(fresh);
-      });
+    in_flight_.insert(host);
+    host_dns_->lookup_host(host,
+                           [this, alive = std::weak_ptr<int>(alive_), host](net::DnsAnswer a) {
+                             if (alive.expired())
+                               return; // the group stopped
+                             in_flight_.erase(host);
+                             if (wanted_.count(host))
+                               answered(host, a);
+                             if (in_flight_.empty())
+                               schedule_retry();
+                           });
+  }
+
+  void answered(const std::string& host, const net::DnsAnswer& a) {
+    std::string error;
+    std::string address = net::first_address(a, host, error);
+    boost::system::error_code ec;
+    auto ip = address.empty() ? asio::ip::address() : asio::ip::make_address(address, ec);
+    if (!address.empty() && ec)
+      error = "cannot resolve \"" + host + "\": bad address \"" + address + "\"";
+    auto known = names_.find(host);
+    bool changed = false;
+    if (error.empty()) {
+      changed = known == names_.end() || known->second != ip;
+      if (name_errors_.erase(host) != 0 && known != names_.end())
+        log_->info("upstream {}: \"{}\" resolves again ({})", name(), host, ip.to_string());
+      names_[host] = ip;
+    } else {
+      auto [it, first] = name_errors_.try_emplace(host, error);
+      it->second = error;
+      if (known != names_.end()) {
+        if (first)
+          log_->warn("upstream {}: {}; its targets keep the last address, {}", name(), error,
+                     known->second.to_string());
+      } else if (first) {
+        changed = true; // its targets are now skipped, with the reason (see apply)
+      }
+    }
+    if (waiting_) {
+      if (settled()) {
+        waiting_ = false;
+        apply(true);
+      }
+    } else if (changed) {
+      apply(false);
     }
   }
 
-  // Build the target set of the latest publication with the addresses looked up. A name that
-  // no longer resolves keeps its last address; one that never did is left out, and is asked
-  // again after 1 s, 2 s, 4 s ... up to 30 s, until it resolves or a new publication comes.
+  // Names without an answer that gives an address are asked again after 1 s, 2 s, 4 s ... up to
+  // every 30 s; the delay starts over once every name resolves.
+  void schedule_retry() {
+    if (name_errors_.empty()) {
+      retry_delay_ = kFirstRetry;
+      return;
+    }
+    if (retry_armed_)
+      return;
+    retry_armed_ = true;
+    retry_.expires_after(retry_delay_);
+    retry_.async_wait([this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
+      if (ec || alive.expired())
+        return;
+      retry_armed_ = false;
+      retry_delay_ = std::min(retry_delay_ * 2, kLastRetry);
+      std::vector<std::string> again;
+      for (const auto& n : name_errors_)
+        if (!in_flight_.count(n.first))
+          again.push_back(n.first);
+      for (const auto& host : again)
+        look_up(host);
+      if (in_flight_.empty())
+        schedule_retry();
+    });
+  }
+
+  // Build the target set of the latest publication with the addresses known. A name that no
+  // longer resolves keeps its last address; one that never resolved is left out. `fresh`: a new
+  // publication (its problems are logged; later rebuilds log only what changed).
   void apply(bool fresh) {
     std::vector<upstream::Target> next;
     std::set<std::string> seen;
@@ -267,26 +323,20 @@ private:
       } else {
         auto kind = upstream::parse_address(p.address, t.endpoint, host, port, error);
         if (kind == upstream::AddressKind::name) {
-          auto failed = name_errors_.find(host);
           auto known = names_.find(host);
           if (known != names_.end()) {
             t.endpoint = tcp::endpoint(known->second, port);
             t.host = host;
-            if (failed != name_errors_.end())
-              log_->log(fresh ? spdlog::level::warn : spdlog::level::debug,
-                        "upstream {}: target {}: {}; it keeps its last address {}", name(),
-                        p.address, failed->second, known->second.to_string());
           } else {
             kind = upstream::AddressKind::invalid;
-            error = failed != name_errors_.end() ? failed->second : "not looked up";
+            auto failed = name_errors_.find(host);
+            error = failed != name_errors_.end() ? failed->second : "not looked up yet";
           }
         }
         if (kind == upstream::AddressKind::invalid) {
           if (fresh)
             log_->error("upstream {}: target {} skipped: {}{}", name(), p.address, error,
                         host.empty() ? "" : " (asked again until it resolves)");
-          else
-            log_->debug("upstream {}: target {} still skipped: {}", name(), p.address, error);
           continue;
         }
       }
@@ -298,19 +348,6 @@ private:
       t.priority = p.priority;
       t.metadata = p.metadata;
       next.push_back(std::move(t));
-    }
-    if (!name_errors_.empty()) {
-      std::set<std::string> again;
-      for (const auto& n : name_errors_)
-        again.insert(n.first);
-      retry_.expires_after(retry_delay_);
-      retry_.async_wait([this, alive = std::weak_ptr<int>(alive_), gen = publish_gen_,
-                         again = std::move(again)](boost::system::error_code ec) {
-        if (ec || alive.expired() || gen != publish_gen_)
-          return;
-        retry_delay_ = std::min(retry_delay_ * 2, kLastRetry);
-        look_up(again, false);
-      });
     }
     // One line per change, naming what came, what went and what changed (weight, priority,
     // address or metadata of a target that stays).
@@ -336,6 +373,9 @@ private:
         what += fmt::format(" priority {}->{}", old->priority, t.priority);
       if (old->address != t.address)
         what += fmt::format(" address {}->{}", old->address, t.address);
+      else if (old->endpoint != t.endpoint) // its host name resolves to another address now
+        what += fmt::format(" resolved {}->{}", format_endpoint(old->endpoint),
+                            format_endpoint(t.endpoint));
       if (old->metadata != t.metadata)
         what += " metadata";
       if (!what.empty())
@@ -348,7 +388,10 @@ private:
         since_.erase(id);
       }
     }
-    if (!added.empty() || !removed.empty() || !changed.empty() || version_ == 0)
+    const bool same = added.empty() && removed.empty() && changed.empty();
+    if (same && !fresh && version_ != 0)
+      return; // an answer that changed nothing the workers use
+    if (!same || version_ == 0)
       log_->info("upstream {}: {} targets (added: [{}], removed: [{}]{}{}{})", name(), next.size(),
                  fmt::join(added, ", "), fmt::join(removed, ", "),
                  changed.empty() ? "" : ", changed: [", fmt::join(changed, ", "),
@@ -454,17 +497,18 @@ private:
   std::shared_ptr<const upstream::TargetSet> full_;                    // every target
   uint32_t active_priority_ = 0;
   uint64_t version_ = 0;
-  // The latest publication, and the addresses of its host names (lookups in flight, their
-  // answers, the names that did not resolve and why).
+  // The latest publication and its host names: their last addresses, why those without one (or
+  // whose last lookup failed) have none, the lookups in flight, the retry of failed names.
   static constexpr std::chrono::seconds kFirstRetry{1};
   static constexpr std::chrono::seconds kLastRetry{30};
   std::vector<plugin::PublishedTarget> published_;
-  uint64_t publish_gen_ = 0;
-  size_t lookups_left_ = 0;
-  bool fresh_ = false; // the lookups in flight are of a new publication, not a retry
+  std::set<std::string> wanted_;
   std::map<std::string, asio::ip::address> names_;
   std::map<std::string, std::string> name_errors_;
+  std::set<std::string> in_flight_;
+  bool waiting_ = false; // the publication waits for the first answer about a name
   asio::steady_timer retry_{control_};
+  bool retry_armed_ = false;
   std::chrono::seconds retry_delay_ = kFirstRetry;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0); // lookups' answers check it
 };
@@ -569,29 +613,37 @@ int run_server(std::unique_ptr<Plan> plan) {
     log->error("{}", e.what());
     return 1;
   }
+  // Signals from here on wait for the loop below (default actions would skip the drain).
+  asio::signal_set signals(control, SIGTERM, SIGINT, SIGHUP);
   // Host names published at start (a static target by name) are looked up before the workers
-  // serve, so that the first requests find their targets; for as long as the DNS settings give a
-  // lookup (timeout x (2^tries - 1), as c-ares doubles each round), at most 10 s. A name answered
-  // later joins when it is answered.
+  // serve, so that the first requests find their targets: for about as long as one lookup may
+  // take with one DNS server (timeout x (2^tries - 1): c-ares doubles each round), at most 10 s.
+  // A name answered later joins when it is answered.
   {
-    auto resolving = [&] {
-      return std::any_of(groups.begin(), groups.end(),
-                         [](const auto& g) { return g->resolving(); });
+    auto waiting = [&] {
+      std::vector<std::string> names;
+      for (const auto& g : groups)
+        if (g->resolving())
+          names.push_back(g->name());
+      return names;
     };
     auto until =
         std::chrono::steady_clock::now() +
         std::min<std::chrono::steady_clock::duration>(
             cfg.dns.timeout * ((1u << std::min(cfg.dns.tries, 4u)) - 1) + std::chrono::seconds(1),
             std::chrono::seconds(10));
-    while (resolving() && std::chrono::steady_clock::now() < until) {
-      if (control.run_one_until(until) == 0) { // the deadline, or no work left at all
-        if (control.stopped())
-          control.restart();
-        break;
-      }
-    }
-    if (resolving())
-      log->warn("host names of upstream targets still unanswered; serving meanwhile");
+    // The io_context stops once it runs out of work, which the last answer may be: keep it
+    // going, and ready to run() afterwards.
+    auto work = asio::make_work_guard(control);
+    while (!waiting().empty() && std::chrono::steady_clock::now() < until)
+      control.run_one_until(until);
+    work.reset();
+    if (control.stopped())
+      control.restart();
+    if (auto names = waiting(); !names.empty())
+      log->warn("upstream{} {}: host names not answered yet; serving meanwhile, they join when "
+                "answered",
+                names.size() == 1 ? "" : "s", fmt::join(names, ", "));
   }
   // Observations of proxied requests go to the passive health checkers on this thread.
   for (auto& w : workers)
@@ -637,7 +689,6 @@ int run_server(std::unique_ptr<Plan> plan) {
     }
   }
 
-  asio::signal_set signals(control, SIGTERM, SIGINT, SIGHUP);
   asio::steady_timer poll(control);
   bool draining = false;
   auto deadline = std::chrono::steady_clock::now();

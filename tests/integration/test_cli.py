@@ -148,6 +148,28 @@ class CliTest(wt.WeirTestCase):
             for (ln, _, key, message), (_, _, word) in zip(got, MIXED_CONFIG_ERRORS):
                 self.assertIn(word, message, f"{command}: line {ln} {key}")
 
+    def test_check_missing_plugin_dir_is_not_also_an_unknown_plugin(self):
+        path = self.write("dirs.toml", """\
+[system]
+plugin-dirs = ["no-such-dir"]
+
+[upstreams.app]
+discovery = { use = "static", targets = ["127.0.0.1:99999"] }
+lb = { use = "from-that-dir" }
+
+[services.web]
+listeners = [{ address = "127.0.0.1:0" }]
+upstream = "app"
+""")
+        p = wt.run_weir_cmd(["check", "-c", path])
+        self.assertEqual(p.returncode, 1, p.stderr)
+        lines = [l for l in p.stderr.splitlines() if l.strip()]
+        self.assertEqual(len(lines), 2, f"the directory and the target, nothing else:\n{p.stderr}")
+        self.assertIn("system.plugin-dirs", lines[0])
+        self.assertIn("no-such-dir", lines[0])
+        self.assertIn("upstreams.app.discovery.targets[0]", lines[1])
+        self.assertNotIn("from-that-dir", p.stderr)
+
     def test_check_syntax_error_has_position(self):
         path = self.write("syntax.toml", "[log]\nlevel = \"info\n[system]\n")
         p = wt.run_weir_cmd(["check", "-c", path])

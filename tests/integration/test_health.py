@@ -20,6 +20,7 @@ import urllib.request
 
 import tlsutil
 import weirtest as wt
+from dnsserver import DnsServer, private_resolv_conf
 
 
 def traffic(origin: wt.Origin) -> int:
@@ -135,76 +136,6 @@ class LoadLoop:
     def served_by(self, name: str, since: float = 0.0) -> int:
         with self.lock:
             return len([r for r in self.results if r[2] == name and r[0] >= since])
-
-
-class DnsServer:
-    """The test's own DNS server (Knot cannot stop answering one name on demand), on
-    127.0.0.2:53 (UDP): A records for `names` (name -> IPv4), NOERROR without data for their other
-    types, NXDOMAIN for any other name. Queries for a name in `silent` are read and left
-    unanswered (a server that hangs for that name); `unanswered` counts them."""
-
-    HOST = "127.0.0.2"
-
-    def __init__(self, names: dict[str, str]):
-        self.names = {k.lower(): v for k, v in names.items()}
-        self.silent: set[str] = set()
-        self.queries = 0
-        self.unanswered = 0
-        self._stop = threading.Event()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            self.sock.bind((self.HOST, 53))
-        except OSError:
-            self.sock.close()
-            raise
-        self.sock.settimeout(0.1)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data, peer = self.sock.recvfrom(4096)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.queries += 1
-            reply = self._answer(data)
-            if reply:
-                self.sock.sendto(reply, peer)
-
-    def _answer(self, q: bytes) -> bytes | None:
-        if len(q) < 12:
-            return None
-        i, labels = 12, []
-        while i < len(q) and q[i] != 0:
-            n = q[i]
-            labels.append(q[i + 1:i + 1 + n].decode("ascii", "replace").lower())
-            i += 1 + n
-        if i + 5 > len(q):
-            return None
-        qtype = int.from_bytes(q[i + 1:i + 3], "big")
-        question = q[12:i + 5]
-        if ".".join(labels) in self.silent:
-            self.unanswered += 1
-            return None
-        addr = self.names.get(".".join(labels))
-        answers, count, rcode = b"", 0, 0
-        if addr is None:
-            rcode = 3  # NXDOMAIN
-        elif qtype == 1:  # A
-            answers = (b"\xc0\x0c" + (1).to_bytes(2, "big") + (1).to_bytes(2, "big")
-                       + (5).to_bytes(4, "big") + (4).to_bytes(2, "big") + socket.inet_aton(addr))
-            count = 1
-        flags = 0x8000 | 0x0400 | (int.from_bytes(q[2:4], "big") & 0x0100) | 0x0080 | rcode
-        return (q[:2] + flags.to_bytes(2, "big") + (1).to_bytes(2, "big")
-                + count.to_bytes(2, "big") + b"\0\0\0\0" + question + answers)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 class HealthTest(wt.WeirTestCase):
@@ -714,20 +645,9 @@ class HealthTest(wt.WeirTestCase):
         thread (the admin endpoint here) goes on serving; the checks of the hanging name share
         one lookup; when DNS answers again the target comes back. Needs root: weir runs in a mount
         namespace where /etc/resolv.conf names the test's DNS server on 127.0.0.2:53."""
-        if os.geteuid() != 0:
-            self.skipTest("needs root (a mount namespace and port 53)")
-        resolv = os.path.join(self.tmp, "resolv.conf")
-        with open(resolv, "w") as f:
-            f.write(f"nameserver {DnsServer.HOST}\n")
-        wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv]
-        try:
-            pre = subprocess.run(wrap + ["true"], capture_output=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            self.skipTest(f"cannot run unshare: {e}")
-        if pre.returncode != 0:
-            self.skipTest(f"cannot bind-mount /etc/resolv.conf in a mount namespace: "
-                          f"{pre.stderr.decode(errors='replace').strip()}")
+        wrap, why = private_resolv_conf(self.tmp, DnsServer.HOST)
+        if wrap is None:
+            self.skipTest(why)
         try:
             dns = DnsServer({"app.weir.test": "127.0.0.1", "other.weir.test": "127.0.0.1"})
         except OSError as e:

@@ -5,10 +5,11 @@ HEAD, request bodies, Expect: 100-continue, pipelining, HTTP/1.0, JSON access lo
 import hashlib
 import json
 import os
-import subprocess
+import signal
 import time
 
 import weirtest as wt
+from dnsserver import DnsServer, private_resolv_conf
 
 HOP_BY_HOP_REQUEST = [
     ("Connection", "keep-alive, x-drop-me"),
@@ -534,52 +535,59 @@ filters = [{ use = "respond", status = 200, body = "hi", content-type = "text/pl
 
 
 class StaticHostNamesTest(wt.WeirTestCase):
-    """Static targets named by host name: looked up without blocking weir's control thread,
-    before the first request is served, and a name that does not resolve is asked again until it
-    does. weir runs in its own mount namespace with a private /etc/hosts (root only)."""
+    """Static targets named by host name, looked up with the system's DNS servers (here the
+    test's own, through a private /etc/resolv.conf; root only)."""
 
-    def test_a_name_that_resolves_later_joins(self):
-        if os.geteuid() != 0:
-            self.skipTest("needs root (a mount namespace with a private /etc/hosts)")
-        hosts = os.path.join(self.tmp, "hosts")
-        with open("/etc/hosts") as f:
-            base = f.read()
-        with open(hosts, "w") as f:
-            f.write(base + "\n127.0.0.1 near.weir.invalid\n")
-        wrap = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', hosts]
-        pre = subprocess.run(wrap + ["getent", "hosts", "near.weir.invalid"],
-                             capture_output=True, timeout=10)
-        if pre.returncode != 0:
-            self.skipTest("cannot give weir a private /etc/hosts: "
-                          f"{pre.stderr.decode(errors='replace').strip()}")
+    def test_names_are_answered_before_serving_and_asked_again_until_they_resolve(self):
+        host = "127.0.0.3"  # (test_health's server is on 127.0.0.2)
+        wrap, why = private_resolv_conf(self.tmp, host)
+        if wrap is None:
+            self.skipTest(why)
+        try:
+            dns = DnsServer({"near.weir.test": "127.0.0.1"}, host)
+        except OSError as e:
+            self.skipTest(f"cannot listen on {host}:53: {e}")
+        self.addCleanup(dns.stop)
+        dns.delay["near.weir.test"] = 0.6  # a slow answer: weir must wait for it before serving
         a, b = self.origin("a"), self.origin("b")
         conf = wt.basic_config(
-            {"app": [f"near.weir.invalid:{a.addr[1]}", f"later.weir.invalid:{b.addr[1]}"]},
-            log_format="text", extra='[dns]\ntimeout = "200ms"\ntries = 1\n')
+            {"app": [f"near.weir.test:{a.addr[1]}", f"later.weir.test:{b.addr[1]}"]},
+            log_format="text", extra='[dns]\ntimeout = "1500ms"\ntries = 1\n')
         w = wt.Weir(conf)
         w.argv = wrap + w.argv
         self._weirs.append(w)
         self.addCleanup(self._finish_weir, w)
         w.start()
-        # Looked up before serving: the very first request finds its target.
         r = wt.curl(w.url("/first"))
-        self.assertStatus(r, 200, "the first request, right after start")
+        self.assertStatus(r, 200, "the first request, right after start: the slow name's answer "
+                                  "came before weir served")
         self.assertEqual(r.header("x-origin"), "a")
         self.assertIsNotNone(
-            w.wait_for_line(lambda s: f"target later.weir.invalid:{b.addr[1]} skipped: cannot "
-                            'resolve "later.weir.invalid"' in s and "asked again" in s, 5),
+            w.wait_for_line(lambda s: f"target later.weir.test:{b.addr[1]} skipped: cannot "
+                            'resolve "later.weir.test"' in s and "asked again" in s, 5),
             w.log_text(20))
         for i in range(4):
             r = wt.curl(w.url(f"/only-a-{i}"))
             self.assertStatus(r, 200, f"request {i} while one name does not resolve")
             self.assertEqual(r.header("x-origin"), "a")
-        with open(hosts, "a") as f:  # in place: the bind mount shows the same file
-            f.write("127.0.0.1 later.weir.invalid\n")
+        dns.names["later.weir.test"] = "127.0.0.1"
         self.assertIsNotNone(
-            w.wait_for_line(lambda s: "added: [later.weir.invalid:" in s, 10),
+            w.wait_for_line(lambda s: "added: [later.weir.test:" in s, 10),
             f"the name was not asked again:\n{w.log_text(20)}")
         seen = {wt.curl(w.url(f"/both-{i}")).header("x-origin") for i in range(4)}
         self.assertEqual(seen, {"a", "b"}, "round robin over both once the name resolves")
+        # The control loop survived the startup wait: SIGTERM drains and exits.
+        self.assertEqual(w.stop(signal.SIGTERM, timeout=10), 0, w.log_text(10))
+
+    def test_sigterm_after_start_with_names_from_etc_hosts(self):
+        """A name /etc/hosts answers (no socket, no timer in flight) and nothing else running on
+        the control thread: its loop must still be there for the signals."""
+        o = self.origin("o")
+        w = self.start_weir(wt.basic_config({"app": [f"localhost:{o.addr[1]}"]}))
+        # (200, or 502 where /etc/hosts gives ::1 first: the origin listens on 127.0.0.1 only.)
+        self.assertIn(wt.curl(w.url("/")).status, (200, 502))
+        self.assertIsNotNone(w.wait_for_line(lambda s: "added: [localhost:" in s, 5))
+        self.assertEqual(w.stop(signal.SIGTERM, timeout=10), 0, w.log_text(10))
 
 
 if __name__ == "__main__":
