@@ -357,6 +357,12 @@ DnsResolver::DnsResolver(asio::io_context& ioc, const DnsSettings& settings)
   opts.sock_state_cb = &Impl::on_sock_state;
   opts.sock_state_cb_data = impl_.get();
   int mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB;
+#ifdef ARES_OPT_QUERY_CACHE
+  // c-ares 1.23 and later cache answers by default; weir's callers follow TTLs themselves and
+  // ask again on purpose (a retry after a failure must reach the server).
+  opts.qcache_max_ttl = 0;
+  mask |= ARES_OPT_QUERY_CACHE;
+#endif
   int rc = ares_init_options(&impl_->channel, &opts, mask);
   if (rc != ARES_SUCCESS)
     throw std::runtime_error(std::string("DNS resolver: ") + ares_strerror(rc));

@@ -207,6 +207,10 @@ private:
     wanted_ = std::move(hosts);
     std::erase_if(names_, [&](const auto& n) { return !wanted_.count(n.first); });
     std::erase_if(name_errors_, [&](const auto& n) { return !wanted_.count(n.first); });
+    std::erase_if(skipped_, [&](const std::string& address) {
+      return std::none_of(published_.begin(), published_.end(),
+                          [&](const auto& p) { return p.address == address; });
+    });
     for (const auto& host : wanted_)
       if (!in_flight_.count(host))
         look_up(host);
@@ -334,11 +338,15 @@ private:
           }
         }
         if (kind == upstream::AddressKind::invalid) {
+          // Once per target at error level, not at every publication of a discovery that
+          // publishes often.
           if (fresh)
-            log_->error("upstream {}: target {} skipped: {}{}", name(), p.address, error,
-                        host.empty() ? "" : " (asked again until it resolves)");
+            log_->log(skipped_.insert(p.address).second ? spdlog::level::err : spdlog::level::debug,
+                      "upstream {}: target {} skipped: {}{}", name(), p.address, error,
+                      host.empty() ? "" : " (asked again until it resolves)");
           continue;
         }
+        skipped_.erase(p.address);
       }
       t.address = p.address;
       t.id = p.id;
@@ -506,7 +514,8 @@ private:
   std::map<std::string, asio::ip::address> names_;
   std::map<std::string, std::string> name_errors_;
   std::set<std::string> in_flight_;
-  bool waiting_ = false; // the publication waits for the first answer about a name
+  std::set<std::string> skipped_; // targets whose skipping was logged at error level
+  bool waiting_ = false;          // the publication waits for the first answer about a name
   asio::steady_timer retry_{control_};
   bool retry_armed_ = false;
   std::chrono::seconds retry_delay_ = kFirstRetry;
@@ -613,7 +622,8 @@ int run_server(std::unique_ptr<Plan> plan) {
     log->error("{}", e.what());
     return 1;
   }
-  // Signals from here on wait for the loop below (default actions would skip the drain).
+  // Signals from here on are held for the loop below (default actions would skip the drain): one
+  // that comes during the startup wait is acted on once weir runs.
   asio::signal_set signals(control, SIGTERM, SIGINT, SIGHUP);
   // Host names published at start (a static target by name) are looked up before the workers
   // serve, so that the first requests find their targets: for about as long as one lookup may
@@ -636,7 +646,8 @@ int run_server(std::unique_ptr<Plan> plan) {
     // going, and ready to run() afterwards.
     auto work = asio::make_work_guard(control);
     while (!waiting().empty() && std::chrono::steady_clock::now() < until)
-      control.run_one_until(until);
+      if (control.run_one_until(until) == 0 && control.stopped())
+        break; // (nothing stops it here; no spinning if something ever does)
     work.reset();
     if (control.stopped())
       control.restart();

@@ -398,12 +398,17 @@ void Worker::post_targets(size_t index, std::shared_ptr<const upstream::TargetSe
       return;
     auto& up = upstreams_[index];
     // Targets that left the set drain: requests already on them finish, no new request goes
-    // there, and their pooled connections close (idle ones now, HTTP/2 ones when done).
+    // there, and their pooled connections close (idle ones now, HTTP/2 ones when done). So do
+    // the connections of a target that stays but now leads elsewhere (its host name resolves to
+    // another address, or the discovery moved it).
     std::vector<std::string> gone;
     if (up.targets) {
       for (const auto& old : up.targets->targets) {
-        bool kept = std::any_of(set->targets.begin(), set->targets.end(),
-                                [&](const upstream::Target& t) { return t.id == old.id; });
+        bool kept =
+            std::any_of(set->targets.begin(), set->targets.end(), [&](const upstream::Target& t) {
+              return t.id == old.id && t.endpoint == old.endpoint && t.unix_path == old.unix_path &&
+                     t.host == old.host;
+            });
         if (!kept)
           gone.push_back(up.plan->cfg->name + '\n' + old.id);
       }

@@ -534,9 +534,10 @@ filters = [{ use = "respond", status = 200, body = "hi", content-type = "text/pl
                 self.assertIn(key, obj, f"log line lacks {key!r}: {line}")
 
 
-class StaticHostNamesTest(wt.WeirTestCase):
-    """Static targets named by host name, looked up with the system's DNS servers (here the
-    test's own, through a private /etc/resolv.conf; root only)."""
+class HostNameTargetsTest(wt.WeirTestCase):
+    """Targets named by host name, looked up with the system's DNS servers (here the test's own,
+    through a private /etc/resolv.conf; root only): static ones, and those of a discovery that
+    publishes again (tests/plugins/file-targets)."""
 
     def test_names_are_answered_before_serving_and_asked_again_until_they_resolve(self):
         host = "127.0.0.3"  # (test_health's server is on 127.0.0.2)
@@ -578,6 +579,106 @@ class StaticHostNamesTest(wt.WeirTestCase):
         self.assertEqual(seen, {"a", "b"}, "round robin over both once the name resolves")
         # The control loop survived the startup wait: SIGTERM drains and exits.
         self.assertEqual(w.stop(signal.SIGTERM, timeout=10), 0, w.log_text(10))
+
+    def test_a_republished_name_follows_its_address_and_outlives_a_dns_failure(self):
+        plugin_dir = os.path.join(wt.build_dir(), "tests", "plugins", "file-targets")
+        if not os.path.isfile(os.path.join(plugin_dir, "test-file-targets.so")):
+            self.skipTest(f"test-file-targets.so is not built in {plugin_dir}")
+        host = "127.0.0.4"  # (test_health's server is on 127.0.0.2, the other test's on .3)
+        wrap, why = private_resolv_conf(self.tmp, host)
+        if wrap is None:
+            self.skipTest(why)
+        try:
+            dns = DnsServer({"svc.weir.test": "127.0.0.1"}, host)
+        except OSError as e:
+            self.skipTest(f"cannot listen on {host}:53: {e}")
+        self.addCleanup(dns.stop)
+        a = self.origin("a")
+        port = a.addr[1]
+        b = wt.Origin("b", host="127.0.0.5", port=port, wait_free=2.5)  # the name's next address
+        self.addCleanup(b.stop)
+        c = self.origin("c")
+        targets = os.path.join(self.tmp, "targets")
+
+        def publish(*lines: str) -> None:
+            with open(targets + ".new", "w") as f:
+                f.write("".join(line + "\n" for line in lines))
+            os.replace(targets + ".new", targets)
+
+        publish(f"svc.weir.test:{port}")
+        conf = f"""
+[system]
+workers = 1
+plugin-dirs = [{wt.toml_str(plugin_dir)}]
+
+[log]
+level = "info"
+format = "text"
+
+[dns]
+timeout = "300ms"
+tries = 1
+
+[upstreams.app]
+discovery = {{ use = "file-targets", file = {wt.toml_str(targets)}, poll = "50ms" }}
+
+[services.web]
+listeners = [{{ address = "127.0.0.1:0" }}]
+upstream = "app"
+"""
+        w = wt.Weir(conf)
+        w.argv = wrap + w.argv
+        self._weirs.append(w)
+        self.addCleanup(self._finish_weir, w)
+        w.start()
+
+        def origins(n: int, tag: str) -> set:
+            seen = set()
+            for i in range(n):
+                r = wt.curl(w.url(f"/{tag}-{i}"))
+                self.assertStatus(r, 200, f"{tag} request {i}")
+                seen.add(r.header("x-origin"))
+            return seen
+
+        self.assertEqual(origins(3, "first"), {"a"})
+        # The same set published again while the name moved: the background lookup of the new
+        # publication finds the new address, and the pooled connection to the old one is closed.
+        dns.names["svc.weir.test"] = "127.0.0.5"
+        mark = len(w.text_lines())
+        publish("# the same target, published again", f"svc.weir.test:{port}")
+        self.assertIsNotNone(
+            w.wait_for_line(lambda s: f"changed: [svc.weir.test:{port} resolved 127.0.0.1:{port}"
+                            f"->127.0.0.5:{port}]" in s, 5, start_index=mark), w.log_text(20))
+        self.assertEqual(origins(4, "moved"), {"b"}, "requests still reach the old address")
+
+        # DNS stops answering for the name; a publication that adds a target still applies at
+        # once (the name has an answer already), and the name keeps its last address.
+        dns.silent.add("svc.weir.test")
+        mark = len(w.text_lines())
+        publish(f"svc.weir.test:{port}", f"127.0.0.1:{c.addr[1]}")
+        added = w.wait_for_line(lambda s: f"added: [127.0.0.1:{c.addr[1]}]" in s, 5,
+                                start_index=mark)
+        self.assertIsNotNone(added, w.log_text(20))
+        kept = w.wait_for_line(lambda s: 'cannot resolve "svc.weir.test"' in s
+                               and "keep the last address, 127.0.0.5" in s, 5, start_index=mark)
+        self.assertIsNotNone(kept, w.log_text(20))
+        lines = w.text_lines()
+        self.assertLess(lines.index(added, mark), lines.index(kept, mark),
+                        "the publication waited for the lookup of a name it already had")
+        self.assertEqual(origins(4, "silent"), {"b", "c"})
+        time.sleep(2.5)  # retries at 1 s and 2 s: still failing, not logged again
+        self.assertEqual(sum("keep the last address" in t for t in w.text_lines()[mark:]), 1,
+                         w.log_text(20))
+
+        # DNS answers again, with the same address: logged once, and nothing is published.
+        published = sum(" targets (added:" in t for t in w.text_lines())
+        dns.silent.discard("svc.weir.test")
+        self.assertIsNotNone(
+            w.wait_for_line(lambda s: '"svc.weir.test" resolves again (127.0.0.5)' in s, 10,
+                            start_index=mark), w.log_text(20))
+        self.assertEqual(sum(" targets (added:" in t for t in w.text_lines()), published,
+                         "an answer that changed nothing was published")
+        self.assertEqual(origins(4, "back"), {"b", "c"})
 
     def test_sigterm_after_start_with_names_from_etc_hosts(self):
         """A name /etc/hosts answers (no socket, no timer in flight) and nothing else running on
