@@ -146,6 +146,11 @@ public:
       boost::json::object o;
       o["id"] = t.id;
       o["address"] = t.address;
+      if (!t.host.empty()) { // named by host name: the address in use, and a failed lookup
+        o["resolved"] = format_endpoint(t.endpoint);
+        if (auto e = name_errors_.find(t.host); e != name_errors_.end())
+          o["resolve-error"] = e->second;
+      }
       o["weight"] = t.weight;
       o["priority"] = t.priority;
       o["serving"] = t.priority == active_priority_;
@@ -179,6 +184,16 @@ public:
     g["targets-total"] = targets_.size();
     g["targets-healthy"] = healthy;
     g["targets"] = std::move(targets);
+    if (!left_out_.empty()) {
+      boost::json::array skipped;
+      for (const auto& [address, reason] : left_out_) {
+        boost::json::object o;
+        o["address"] = address;
+        o["reason"] = reason;
+        skipped.push_back(std::move(o));
+      }
+      g["skipped"] = std::move(skipped);
+    }
     return g;
   }
 
@@ -312,6 +327,7 @@ private:
   void apply(bool fresh) {
     std::vector<upstream::Target> next;
     std::set<std::string> seen;
+    left_out_.clear();
     for (const auto& p : published_) {
       if (!seen.insert(p.id).second) {
         if (fresh)
@@ -344,6 +360,7 @@ private:
             log_->log(skipped_.insert(p.address).second ? spdlog::level::err : spdlog::level::debug,
                       "upstream {}: target {} skipped: {}{}", name(), p.address, error,
                       host.empty() ? "" : " (asked again until it resolves)");
+          left_out_.emplace_back(p.address, error);
           continue;
         }
         skipped_.erase(p.address);
@@ -515,7 +532,8 @@ private:
   std::map<std::string, std::string> name_errors_;
   std::set<std::string> in_flight_;
   std::set<std::string> skipped_; // targets whose skipping was logged at error level
-  bool waiting_ = false;          // the publication waits for the first answer about a name
+  std::vector<std::pair<std::string, std::string>> left_out_; // published, skipped: address, why
+  bool waiting_ = false; // the publication waits for the first answer about a name
   asio::steady_timer retry_{control_};
   bool retry_armed_ = false;
   std::chrono::seconds retry_delay_ = kFirstRetry;

@@ -551,9 +551,16 @@ class HostNameTargetsTest(wt.WeirTestCase):
         self.addCleanup(dns.stop)
         dns.delay["near.weir.test"] = 0.6  # a slow answer: weir must wait for it before serving
         a, b = self.origin("a"), self.origin("b")
+        admin = wt.free_port()
         conf = wt.basic_config(
             {"app": [f"near.weir.test:{a.addr[1]}", f"later.weir.test:{b.addr[1]}"]},
-            log_format="text", extra='[dns]\ntimeout = "1500ms"\ntries = 1\n')
+            log_format="text", extra='[dns]\ntimeout = "1500ms"\ntries = 1\n'
+                                     f'[admin]\nlisten = "127.0.0.1:{admin}"\n')
+
+        def upstream() -> dict:
+            r = wt.curl(f"http://127.0.0.1:{admin}/upstreams")
+            self.assertStatus(r, 200, "admin /upstreams")
+            return json.loads(r.body)["upstreams"][0]
         w = wt.Weir(conf)
         w.argv = wrap + w.argv
         self._weirs.append(w)
@@ -571,12 +578,18 @@ class HostNameTargetsTest(wt.WeirTestCase):
             r = wt.curl(w.url(f"/only-a-{i}"))
             self.assertStatus(r, 200, f"request {i} while one name does not resolve")
             self.assertEqual(r.header("x-origin"), "a")
+        u = upstream()
+        self.assertEqual([t["resolved"] for t in u["targets"]], [f"127.0.0.1:{a.addr[1]}"], u)
+        self.assertEqual([s["address"] for s in u.get("skipped", [])],
+                         [f"later.weir.test:{b.addr[1]}"], u)
+        self.assertIn('cannot resolve "later.weir.test"', u["skipped"][0]["reason"])
         dns.names["later.weir.test"] = "127.0.0.1"
         self.assertIsNotNone(
             w.wait_for_line(lambda s: "added: [later.weir.test:" in s, 10),
             f"the name was not asked again:\n{w.log_text(20)}")
         seen = {wt.curl(w.url(f"/both-{i}")).header("x-origin") for i in range(4)}
         self.assertEqual(seen, {"a", "b"}, "round robin over both once the name resolves")
+        self.assertNotIn("skipped", upstream())
         # The control loop survived the startup wait: SIGTERM drains and exits.
         self.assertEqual(w.stop(signal.SIGTERM, timeout=10), 0, w.log_text(10))
 
