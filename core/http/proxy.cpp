@@ -303,16 +303,17 @@ private:
     }
   }
 
-  // Whether `target` is still in the worker's current set (discovery may have removed it while
-  // the request ran).
+  // Whether `target` is still in the worker's current set, leading to the same place (discovery
+  // may have removed it, or its host name moved, while the request ran).
   bool still_published(const upstream::Target& target) const {
     const upstream::TargetSet* now = up_.targets.get();
     if (now == snapshot_)
       return true;
     if (now == nullptr)
       return false;
-    return std::any_of(now->targets.begin(), now->targets.end(),
-                       [&](const upstream::Target& t) { return t.id == target.id; });
+    return std::any_of(now->targets.begin(), now->targets.end(), [&](const upstream::Target& t) {
+      return upstream::same_destination(t, target);
+    });
   }
 
   // Tell passive health checkers (if the upstream has any) how an attempt ended.

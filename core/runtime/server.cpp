@@ -181,6 +181,7 @@ public:
                                 .count();
       targets.push_back(std::move(o));
     }
+    g["version"] = version_; // counts the sets handed to the workers
     g["targets-total"] = targets_.size();
     g["targets-healthy"] = healthy;
     g["targets"] = std::move(targets);
@@ -197,14 +198,24 @@ public:
     return g;
   }
 
-  // Whether a publication waits for the first answer about one of its host names.
+  // Whether the first publication waits for the first answer about one of its host names.
   bool resolving() const { return waiting_; }
+
+  // The startup wait is over: a first publication still waiting applies with the answers it has
+  // (its other names join when answered).
+  void stop_waiting() {
+    if (waiting_) {
+      waiting_ = false;
+      apply(true);
+    }
+  }
 
 private:
   // The discovery published a new set. Its host names are looked up without blocking the
-  // control thread (health checks and timers keep running). The set applies at once when each
-  // of its names has an answer already (the last address known, or the failure); otherwise once
-  // the new names are answered. Every publication asks about each of its names again, in the
+  // control thread (health checks and timers keep running). The first publication waits for the
+  // first answer about each of its names (the startup wait holds the workers meanwhile, and
+  // ends it: stop_waiting()); a later one applies at once with the addresses known, and a new
+  // name joins when answered. Every publication asks about each of its names again, in the
   // background: a changed address applies when it comes. A lookup still in flight for a name
   // serves the newer publication too, so frequent publications never starve their lookups.
   void on_publish(std::vector<plugin::PublishedTarget> published) {
@@ -229,7 +240,7 @@ private:
     for (const auto& host : wanted_)
       if (!in_flight_.count(host))
         look_up(host);
-    waiting_ = !settled();
+    waiting_ = !applied_ && !settled();
     if (!waiting_)
       apply(true);
   }
@@ -281,7 +292,7 @@ private:
           log_->warn("upstream {}: {}; its targets keep the last address, {}", name(), error,
                      known->second.to_string());
       } else if (first) {
-        changed = true; // its targets are now skipped, with the reason (see apply)
+        changed = true; // its targets are now skipped for this reason (see apply)
       }
     }
     if (waiting_) {
@@ -325,6 +336,7 @@ private:
   // longer resolves keeps its last address; one that never resolved is left out. `fresh`: a new
   // publication (its problems are logged; later rebuilds log only what changed).
   void apply(bool fresh) {
+    applied_ = true;
     std::vector<upstream::Target> next;
     std::set<std::string> seen;
     left_out_.clear();
@@ -347,19 +359,24 @@ private:
           if (known != names_.end()) {
             t.endpoint = tcp::endpoint(known->second, port);
             t.host = host;
-          } else {
+          } else if (auto failed = name_errors_.find(host); failed != name_errors_.end()) {
             kind = upstream::AddressKind::invalid;
-            auto failed = name_errors_.find(host);
-            error = failed != name_errors_.end() ? failed->second : "not looked up yet";
+            error = failed->second;
+          } else { // its first answer has not come: it joins when it does
+            left_out_.emplace_back(p.address, "waiting for the first answer about its name");
+            log_->debug("upstream {}: target {} waits for its name's first answer", name(),
+                        p.address);
+            continue;
           }
         }
         if (kind == upstream::AddressKind::invalid) {
-          // Once per target at error level, not at every publication of a discovery that
-          // publishes often.
-          if (fresh)
-            log_->log(skipped_.insert(p.address).second ? spdlog::level::err : spdlog::level::debug,
-                      "upstream {}: target {} skipped: {}{}", name(), p.address, error,
-                      host.empty() ? "" : " (asked again until it resolves)");
+          // Once per target at error level (also when a lookup's failure left it out later),
+          // not at every publication of a discovery that publishes often.
+          if (skipped_.insert(p.address).second)
+            log_->error("upstream {}: target {} skipped: {}{}", name(), p.address, error,
+                        host.empty() ? "" : " (asked again until it resolves)");
+          else if (fresh)
+            log_->debug("upstream {}: target {} skipped: {}", name(), p.address, error);
           left_out_.emplace_back(p.address, error);
           continue;
         }
@@ -416,16 +433,18 @@ private:
     const bool same = added.empty() && removed.empty() && changed.empty();
     if (same && !fresh && version_ != 0)
       return; // an answer that changed nothing the workers use
-    if (!same || version_ == 0)
-      log_->info("upstream {}: {} targets (added: [{}], removed: [{}]{}{}{})", name(), next.size(),
-                 fmt::join(added, ", "), fmt::join(removed, ", "),
-                 changed.empty() ? "" : ", changed: [", fmt::join(changed, ", "),
-                 changed.empty() ? "" : "]");
+    const bool first = version_ == 0;
     current_ids_ = std::move(now);
     targets_ = std::move(next);
     publish();
     for (auto& h : health_)
       h->set_targets(full_->abi);
+    // (After the workers were handed the set: what the line says is what they will use.)
+    if (!same || first)
+      log_->info("upstream {}: {} targets (added: [{}], removed: [{}]{}{}{})", name(),
+                 targets_.size(), fmt::join(added, ", "), fmt::join(removed, ", "),
+                 changed.empty() ? "" : ", changed: [", fmt::join(changed, ", "),
+                 changed.empty() ? "" : "]");
   }
 
   // A checker's report. A target is healthy while no checker holds it down; each transition of
@@ -533,7 +552,8 @@ private:
   std::set<std::string> in_flight_;
   std::set<std::string> skipped_; // targets whose skipping was logged at error level
   std::vector<std::pair<std::string, std::string>> left_out_; // published, skipped: address, why
-  bool waiting_ = false; // the publication waits for the first answer about a name
+  bool waiting_ = false; // the first publication waits for the first answer about a name
+  bool applied_ = false; // a publication has been applied
   asio::steady_timer retry_{control_};
   bool retry_armed_ = false;
   std::chrono::seconds retry_delay_ = kFirstRetry;
@@ -655,11 +675,10 @@ int run_server(std::unique_ptr<Plan> plan) {
           names.push_back(g->name());
       return names;
     };
-    auto until =
-        std::chrono::steady_clock::now() +
-        std::min<std::chrono::steady_clock::duration>(
-            cfg.dns.timeout * ((1u << std::min(cfg.dns.tries, 4u)) - 1) + std::chrono::seconds(1),
-            std::chrono::seconds(10));
+    auto until = std::chrono::steady_clock::now() +
+                 std::min<std::chrono::steady_clock::duration>(
+                     cfg.dns.timeout * ((1u << cfg.dns.tries) - 1) + std::chrono::seconds(1),
+                     std::chrono::seconds(10));
     // The io_context stops once it runs out of work, which the last answer may be: keep it
     // going, and ready to run() afterwards.
     auto work = asio::make_work_guard(control);
@@ -670,9 +689,11 @@ int run_server(std::unique_ptr<Plan> plan) {
     if (control.stopped())
       control.restart();
     if (auto names = waiting(); !names.empty())
-      log->warn("upstream{} {}: host names not answered yet; serving meanwhile, they join when "
-                "answered",
+      log->warn("upstream{} {}: host names not answered yet; serving the other targets meanwhile, "
+                "they join when answered",
                 names.size() == 1 ? "" : "s", fmt::join(names, ", "));
+    for (auto& g : groups)
+      g->stop_waiting();
   }
   // Observations of proxied requests go to the passive health checkers on this thread.
   for (auto& w : workers)

@@ -406,8 +406,7 @@ void Worker::post_targets(size_t index, std::shared_ptr<const upstream::TargetSe
       for (const auto& old : up.targets->targets) {
         bool kept =
             std::any_of(set->targets.begin(), set->targets.end(), [&](const upstream::Target& t) {
-              return t.id == old.id && t.endpoint == old.endpoint && t.unix_path == old.unix_path &&
-                     t.host == old.host;
+              return upstream::same_destination(t, old);
             });
         if (!kept)
           gone.push_back(up.plan->cfg->name + '\n' + old.id);

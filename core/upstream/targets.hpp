@@ -30,6 +30,13 @@ struct Target {
   std::string host;                        // the host part as published (SNI source), or ""
 };
 
+// The same target leading to the same place: its connections (pooled, or in use) may serve it.
+// A target that stays under its id but now leads elsewhere (its host name resolves to another
+// address) is, for its connections, a target that left.
+inline bool same_destination(const Target& a, const Target& b) {
+  return a.id == b.id && a.endpoint == b.endpoint && a.unix_path == b.unix_path && a.host == b.host;
+}
+
 struct TargetSet {
   std::vector<Target> targets;
   std::vector<weir_target_t> abi;                    // views into `targets`, as plugins see them

@@ -11,14 +11,15 @@ import subprocess
 import threading
 
 
-def private_resolv_conf(tmp: str, host: str) -> tuple[list[str] | None, str]:
+def private_resolv_conf(tmp: str, host: str, copies: int = 1) -> tuple[list[str] | None, str]:
     """A command prefix that runs a program with /etc/resolv.conf naming `host` (a DnsServer's),
-    or None and why it cannot be had here."""
+    `copies` times (a lookup that gets no answer then waits once per copy), or None and why it
+    cannot be had here."""
     if os.geteuid() != 0:
         return None, "needs root (a mount namespace and port 53)"
     resolv = os.path.join(tmp, "resolv.conf")
     with open(resolv, "w") as f:
-        f.write(f"nameserver {host}\n")
+        f.write(f"nameserver {host}\n" * copies)
     wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c",
             'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv]
     try:

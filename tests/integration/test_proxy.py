@@ -619,10 +619,14 @@ class HostNameTargetsTest(wt.WeirTestCase):
             os.replace(targets + ".new", targets)
 
         publish(f"svc.weir.test:{port}")
+        admin = wt.free_port()
         conf = f"""
 [system]
 workers = 1
 plugin-dirs = [{wt.toml_str(plugin_dir)}]
+
+[admin]
+listen = "127.0.0.1:{admin}"
 
 [log]
 level = "info"
@@ -644,6 +648,11 @@ upstream = "app"
         self._weirs.append(w)
         self.addCleanup(self._finish_weir, w)
         w.start()
+
+        def version() -> int:  # how many sets the workers were handed
+            r = wt.curl(f"http://127.0.0.1:{admin}/upstreams")
+            self.assertStatus(r, 200, "admin /upstreams")
+            return json.loads(r.body)["upstreams"][0]["version"]
 
         def origins(n: int, tag: str) -> set:
             seen = set()
@@ -679,19 +688,48 @@ upstream = "app"
         self.assertLess(lines.index(added, mark), lines.index(kept, mark),
                         "the publication waited for the lookup of a name it already had")
         self.assertEqual(origins(4, "silent"), {"b", "c"})
-        time.sleep(2.5)  # retries at 1 s and 2 s: still failing, not logged again
+        time.sleep(2.5)  # a retry after 1 s (the next after 2 more): still failing, not logged again
         self.assertEqual(sum("keep the last address" in t for t in w.text_lines()[mark:]), 1,
                          w.log_text(20))
 
         # DNS answers again, with the same address: logged once, and nothing is published.
-        published = sum(" targets (added:" in t for t in w.text_lines())
+        before = version()
         dns.silent.discard("svc.weir.test")
         self.assertIsNotNone(
             w.wait_for_line(lambda s: '"svc.weir.test" resolves again (127.0.0.5)' in s, 10,
                             start_index=mark), w.log_text(20))
-        self.assertEqual(sum(" targets (added:" in t for t in w.text_lines()), published,
-                         "an answer that changed nothing was published")
+        self.assertEqual(version(), before, "an answer that changed nothing was published")
         self.assertEqual(origins(4, "back"), {"b", "c"})
+
+    def test_a_name_unanswered_past_the_startup_wait_does_not_hold_the_others(self):
+        host = "127.0.0.6"
+        # Six servers that never answer: a lookup waits 6 x 300 ms, past the startup wait's
+        # 300 ms + 1 s.
+        wrap, why = private_resolv_conf(self.tmp, host, copies=6)
+        if wrap is None:
+            self.skipTest(why)
+        try:
+            dns = DnsServer({}, host)
+        except OSError as e:
+            self.skipTest(f"cannot listen on {host}:53: {e}")
+        self.addCleanup(dns.stop)
+        dns.silent.add("slow.weir.test")
+        o = self.origin("literal")
+        conf = wt.basic_config({"app": [f"127.0.0.1:{o.addr[1]}", "slow.weir.test:80"]},
+                               log_format="text", extra='[dns]\ntimeout = "300ms"\ntries = 1\n')
+        w = wt.Weir(conf)
+        w.argv = wrap + w.argv
+        self._weirs.append(w)
+        self.addCleanup(self._finish_weir, w)
+        w.start()
+        r = wt.curl(w.url("/"))
+        self.assertStatus(r, 200, "the target by address, while the name is still unanswered")
+        self.assertEqual(r.header("x-origin"), "literal")
+        self.assertIsNotNone(w.wait_for_line(
+            lambda s: "upstream app: host names not answered yet" in s, 1), w.log_text(10))
+        self.assertIsNotNone(w.wait_for_line(
+            lambda s: 'target slow.weir.test:80 skipped: cannot resolve "slow.weir.test"' in s, 5),
+            w.log_text(10))
 
     def test_sigterm_after_start_with_names_from_etc_hosts(self):
         """A name /etc/hosts answers (no socket, no timer in flight) and nothing else running on
