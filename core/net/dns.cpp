@@ -336,12 +336,21 @@ struct DnsResolver::Impl : std::enable_shared_from_this<DnsResolver::Impl> {
   }
 };
 
-std::string first_address(const DnsAnswer& answer, const std::string& name, std::string& error) {
-  if (answer.status == DnsAnswer::Status::ok && !answer.records.empty())
-    return answer.records.front().address;
-  error = "cannot resolve \"" + name + "\": " +
-          (answer.status == DnsAnswer::Status::ok ? std::string("no address") : answer.error);
-  return {};
+std::optional<asio::ip::address> first_address(const DnsAnswer& answer, const std::string& name,
+                                               std::string& error) {
+  if (answer.status != DnsAnswer::Status::ok || answer.records.empty()) {
+    error = "cannot resolve \"" + name + "\": " +
+            (answer.status == DnsAnswer::Status::ok ? std::string("no address") : answer.error);
+    return std::nullopt;
+  }
+  const std::string& text = answer.records.front().address;
+  boost::system::error_code ec;
+  auto ip = asio::ip::make_address(text, ec);
+  if (ec) {
+    error = "cannot resolve \"" + name + "\": bad address \"" + text + "\"";
+    return std::nullopt;
+  }
+  return ip;
 }
 
 namespace {

@@ -2,10 +2,13 @@
 // through the dns_query host function (ABI 1.2).
 #pragma once
 
+#include <boost/asio/ip/address.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,9 +40,10 @@ struct DnsAnswer {
 bool parse_dns_response(const unsigned char* msg, size_t len, uint16_t type, DnsAnswer& out,
                         std::string& error);
 
-// The first (best) address of a lookup_host() answer; "" when there is none, with `error` set to
-// "cannot resolve \"NAME\": why".
-std::string first_address(const DnsAnswer& answer, const std::string& name, std::string& error);
+// The first (best) address of a lookup_host() answer; none when it has none (or not a valid one),
+// with `error` set to "cannot resolve \"NAME\": why".
+std::optional<boost::asio::ip::address> first_address(const DnsAnswer& answer,
+                                                      const std::string& name, std::string& error);
 
 struct DnsSettings {
   std::vector<std::string> servers; // "ip:port", "[ipv6]:port" or "ip"; empty = the system's

@@ -196,16 +196,10 @@ net::Task<bool> resolve(const NameLookup& how, upstream::Target& target, Clock::
             std::to_string(how.budget.count()) + "ms";
     co_return false;
   }
-  std::string address = net::first_address(l->answer, host, error);
-  if (address.empty())
+  auto ip = net::first_address(l->answer, host, error);
+  if (!ip)
     co_return false;
-  boost::system::error_code ec;
-  auto ip = asio::ip::make_address(address, ec);
-  if (ec) {
-    error = "cannot resolve \"" + host + "\": bad address \"" + address + "\"";
-    co_return false;
-  }
-  target.endpoint = asio::ip::tcp::endpoint(ip, how.port);
+  target.endpoint = asio::ip::tcp::endpoint(*ip, how.port);
   co_return true;
 }
 

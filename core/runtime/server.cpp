@@ -272,14 +272,11 @@ private:
 
   void answered(const std::string& host, const net::DnsAnswer& a) {
     std::string error;
-    std::string address = net::first_address(a, host, error);
-    boost::system::error_code ec;
-    auto ip = address.empty() ? asio::ip::address() : asio::ip::make_address(address, ec);
-    if (!address.empty() && ec)
-      error = "cannot resolve \"" + host + "\": bad address \"" + address + "\"";
+    auto found = net::first_address(a, host, error);
     auto known = names_.find(host);
     bool changed = false;
-    if (error.empty()) {
+    if (found) {
+      const asio::ip::address& ip = *found;
       changed = known == names_.end() || known->second != ip;
       if (name_errors_.erase(host) != 0 && known != names_.end())
         log_->info("upstream {}: \"{}\" resolves again ({})", name(), host, ip.to_string());

@@ -322,3 +322,36 @@ TEST_CASE(
     CHECK_FALSE(called);
   }
 }
+
+TEST_CASE("dns: first_address takes the best address, or says why there is none") {
+  using weir::core::net::DnsRecord;
+  using weir::core::net::first_address;
+  std::string error;
+  DnsAnswer ok;
+  ok.status = DnsAnswer::Status::ok;
+  DnsRecord six;
+  six.address = "::1";
+  DnsRecord four;
+  four.address = "127.0.0.1";
+  ok.records = {six, four};
+  auto ip = first_address(ok, "app.test", error);
+  REQUIRE(ip.has_value());
+  CHECK(ip->to_string() == "::1");
+  CHECK(error.empty());
+
+  DnsAnswer empty;
+  empty.status = DnsAnswer::Status::ok;
+  CHECK_FALSE(first_address(empty, "app.test", error).has_value());
+  CHECK(error == "cannot resolve \"app.test\": no address");
+
+  DnsAnswer missing;
+  missing.status = DnsAnswer::Status::not_found;
+  missing.error = "no such name (NXDOMAIN)";
+  CHECK_FALSE(first_address(missing, "gone.test", error).has_value());
+  CHECK(error == "cannot resolve \"gone.test\": no such name (NXDOMAIN)");
+
+  DnsAnswer garbled = ok;
+  garbled.records.front().address = "not-an-ip";
+  CHECK_FALSE(first_address(garbled, "app.test", error).has_value());
+  CHECK(error == "cannot resolve \"app.test\": bad address \"not-an-ip\"");
+}
