@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import time
 
 import weirtest as wt
@@ -734,6 +735,10 @@ upstream = "app"
     def test_sigterm_after_start_with_names_from_etc_hosts(self):
         """A name /etc/hosts answers (no socket, no timer in flight) and nothing else running on
         the control thread: its loop must still be there for the signals."""
+        try:
+            socket.getaddrinfo("localhost", None, type=socket.SOCK_STREAM)
+        except socket.gaierror as e:  # a bare chroot may have no /etc/hosts
+            self.skipTest(f"the name localhost does not resolve here: {e}")
         o = self.origin("o")
         w = self.start_weir(wt.basic_config({"app": [f"localhost:{o.addr[1]}"]}))
         # (200, or 502 where /etc/hosts gives ::1 first: the origin listens on 127.0.0.1 only.)
