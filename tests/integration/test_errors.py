@@ -137,11 +137,7 @@ upstream = "dead"
 listeners = [{{ address = "127.0.0.1:{live}" }}]
 filters = [{{ use = "respond", status = 200, body = "live\\n" }}]
 """
-        w = wt.Weir(conf)
-        w.argv = wrap + w.argv
-        self._weirs.append(w)
-        self.addCleanup(self._finish_weir, w)
-        w.start()
+        w = self.start_weir(conf, prefix=wrap)
 
         def get(port: int, path: str = "/") -> wt.CurlResult:
             # Inside weir's namespace, from source ports outside its one ephemeral port.

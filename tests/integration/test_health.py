@@ -663,11 +663,7 @@ class HealthTest(wt.WeirTestCase):
             [name, other], admin_port=admin,
             health='{ use = "tcp", interval = "300ms", timeout = "300ms", fall = 2, rise = 2 }')
         conf += '\n[dns]\ntimeout = "1500ms"\ntries = 2\n'
-        w = wt.Weir(conf)
-        w.argv = wrap + w.argv
-        self._weirs.append(w)
-        self.addCleanup(self._finish_weir, w)
-        w.start()
+        w = self.start_weir(conf, prefix=wrap)
         self.assertTrue(wt.wait_until(lambda: a.accepted >= 3 and b.accepted >= 3, 5),
                         "no check reached the origins")
         view = admin_targets(admin)

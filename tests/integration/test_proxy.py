@@ -540,16 +540,23 @@ class HostNameTargetsTest(wt.WeirTestCase):
     through a private /etc/resolv.conf; root only): static ones, and those of a discovery that
     publishes again (tests/plugins/file-targets)."""
 
-    def test_names_are_answered_before_serving_and_asked_again_until_they_resolve(self):
-        host = "127.0.0.3"  # (test_health's server is on 127.0.0.2)
-        wrap, why = private_resolv_conf(self.tmp, host)
+    def dns_server(self, host: str, names: dict[str, str],
+                   copies: int = 1) -> tuple[list[str], DnsServer]:
+        """The test's DNS server on `host` and the prefix that runs weir with it as the system's
+        resolver (`copies` nameserver lines); skips the test where that cannot be had."""
+        wrap, why = private_resolv_conf(self.tmp, host, copies)
         if wrap is None:
             self.skipTest(why)
         try:
-            dns = DnsServer({"near.weir.test": "127.0.0.1"}, host)
+            dns = DnsServer(names, host)
         except OSError as e:
             self.skipTest(f"cannot listen on {host}:53: {e}")
         self.addCleanup(dns.stop)
+        return wrap, dns
+
+    def test_names_are_answered_before_serving_and_asked_again_until_they_resolve(self):
+        host = "127.0.0.3"  # (test_health's server is on 127.0.0.2)
+        wrap, dns = self.dns_server(host, {"near.weir.test": "127.0.0.1"})
         dns.delay["near.weir.test"] = 0.6  # a slow answer: weir must wait for it before serving
         a, b = self.origin("a"), self.origin("b")
         admin = wt.free_port()
@@ -562,11 +569,7 @@ class HostNameTargetsTest(wt.WeirTestCase):
             r = wt.curl(f"http://127.0.0.1:{admin}/upstreams")
             self.assertStatus(r, 200, "admin /upstreams")
             return json.loads(r.body)["upstreams"][0]
-        w = wt.Weir(conf)
-        w.argv = wrap + w.argv
-        self._weirs.append(w)
-        self.addCleanup(self._finish_weir, w)
-        w.start()
+        w = self.start_weir(conf, prefix=wrap)
         r = wt.curl(w.url("/first"))
         self.assertStatus(r, 200, "the first request, right after start: the slow name's answer "
                                   "came before weir served")
@@ -599,14 +602,7 @@ class HostNameTargetsTest(wt.WeirTestCase):
         if not os.path.isfile(os.path.join(plugin_dir, "test-file-targets.so")):
             self.skipTest(f"test-file-targets.so is not built in {plugin_dir}")
         host = "127.0.0.4"  # (test_health's server is on 127.0.0.2, the other test's on .3)
-        wrap, why = private_resolv_conf(self.tmp, host)
-        if wrap is None:
-            self.skipTest(why)
-        try:
-            dns = DnsServer({"svc.weir.test": "127.0.0.1"}, host)
-        except OSError as e:
-            self.skipTest(f"cannot listen on {host}:53: {e}")
-        self.addCleanup(dns.stop)
+        wrap, dns = self.dns_server(host, {"svc.weir.test": "127.0.0.1"})
         a = self.origin("a")
         port = a.addr[1]
         b = wt.Origin("b", host="127.0.0.5", port=port, wait_free=2.5)  # the name's next address
@@ -644,11 +640,7 @@ discovery = {{ use = "file-targets", file = {wt.toml_str(targets)}, poll = "50ms
 listeners = [{{ address = "127.0.0.1:0" }}]
 upstream = "app"
 """
-        w = wt.Weir(conf)
-        w.argv = wrap + w.argv
-        self._weirs.append(w)
-        self.addCleanup(self._finish_weir, w)
-        w.start()
+        w = self.start_weir(conf, prefix=wrap)
 
         def version() -> int:  # how many sets the workers were handed
             r = wt.curl(f"http://127.0.0.1:{admin}/upstreams")
@@ -706,23 +698,12 @@ upstream = "app"
         host = "127.0.0.6"
         # Six servers that never answer: a lookup waits 6 x 300 ms, past the startup wait's
         # 300 ms + 1 s.
-        wrap, why = private_resolv_conf(self.tmp, host, copies=6)
-        if wrap is None:
-            self.skipTest(why)
-        try:
-            dns = DnsServer({}, host)
-        except OSError as e:
-            self.skipTest(f"cannot listen on {host}:53: {e}")
-        self.addCleanup(dns.stop)
+        wrap, dns = self.dns_server(host, {}, copies=6)
         dns.silent.add("slow.weir.test")
         o = self.origin("literal")
         conf = wt.basic_config({"app": [f"127.0.0.1:{o.addr[1]}", "slow.weir.test:80"]},
                                log_format="text", extra='[dns]\ntimeout = "300ms"\ntries = 1\n')
-        w = wt.Weir(conf)
-        w.argv = wrap + w.argv
-        self._weirs.append(w)
-        self.addCleanup(self._finish_weir, w)
-        w.start()
+        w = self.start_weir(conf, prefix=wrap)
         r = wt.curl(w.url("/"))
         self.assertStatus(r, 200, "the target by address, while the name is still unanswered")
         self.assertEqual(r.header("x-origin"), "literal")

@@ -1139,8 +1139,12 @@ class WeirTestCase(unittest.TestCase):
         return o
 
     def start_weir(self, config_text: str, *, args: list[str] | None = None,
-                   env: dict[str, str] | None = None, wait_ready: bool = True) -> Weir:
+                   env: dict[str, str] | None = None, wait_ready: bool = True,
+                   prefix: list[str] | None = None) -> Weir:
+        """prefix: a command weir runs under (unshare into a namespace of its own, say)."""
         w = Weir(config_text, args=args, env=env)
+        if prefix:
+            w.argv = prefix + w.argv
         self._weirs.append(w)
         self.addCleanup(self._finish_weir, w)
         w.start(wait_ready=wait_ready)
